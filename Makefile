@@ -1,0 +1,38 @@
+# Two commands: `make reproduce` (the study) and `make test`. Both set up .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+CONFIG ?= config/config.yaml
+CORES ?= 2
+# This machine installs torch from a local CPU wheel; elsewhere set TORCH="torch" (or a CUDA build).
+TORCH ?= torch==2.13.0
+BIN := $(VENV)/bin
+
+.PHONY: reproduce test dry-run html-report clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+reproduce: $(VENV)/.installed
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+
+dry-run: $(VENV)/.installed
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --dry-run
+
+html-report: $(VENV)/.installed
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html
+
+test: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest
+
+clean-venv:
+	rm -rf $(VENV)

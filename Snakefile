@@ -1,0 +1,40 @@
+# The MRD study, end to end. `snakemake --cores 2` runs config/config.yaml (name: default);
+# `--configfile other.yaml` runs another study. See README.md.
+from snakemake.utils import min_version
+
+from mrd_unlearning.config import validate_config
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+# Validate (and fill defaults) before any job is planned: a bad value stops here, naming the key.
+config.update(validate_config(config))
+R = f"results/{config['name']}"
+UL = config["unlearning"]
+RUNS = [(a, s, seed) for a in UL["algorithms"] for s in UL["samplers"] for seed in UL["seeds"]]
+
+
+wildcard_constraints:
+    role="target|retain",
+    algorithm="[a-z_]+",
+    sampler="[a-z_]+",
+    seed=r"\d+",
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/mrd.smk"
+include: "workflow/rules/unlearn.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        f"{R}/report.md",
+        f"{R}/metrics.json",

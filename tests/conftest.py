@@ -1,0 +1,51 @@
+"""Shared tiny fixtures: a synthetic data folder, its tokenizer and a ~20k-parameter Llama."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mrd_unlearning.data.loader import load_study_data
+from mrd_unlearning.models import build_model, encode_qa
+from mrd_unlearning.stages import build_tokenizer, prepare_data
+
+TINY_DATA = {"forget_percent": 25, "retain_eval_size": 8,
+             "synthetic": {"n_people": 8, "attributes_per_person": 3, "values_per_attribute": 6,
+                           "zipf_exponent": 1.1, "n_wrong_answers": 2}}
+MAX_LENGTH = 96
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("data") / "data"
+    prepare_data(str(out), data_cfg=TINY_DATA, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def study_data(data_dir):
+    return load_study_data(data_dir)
+
+
+@pytest.fixture(scope="session")
+def tokenizer(data_dir, tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    out = tmp_path_factory.mktemp("tok") / "tokenizer"
+    build_tokenizer(str(data_dir), str(out), vocab_size=400)
+    return AutoTokenizer.from_pretrained(out)
+
+
+def tiny_model(tokenizer, seed=0, hidden=16):
+    torch.set_num_threads(1)
+    return build_model(tokenizer, hidden_size=hidden, num_layers=1, num_heads=2, intermediate_size=32,
+                       max_length=MAX_LENGTH, seed=seed)
+
+
+@pytest.fixture
+def model(tokenizer):
+    return tiny_model(tokenizer)
+
+
+@pytest.fixture(scope="session")
+def forget_encoded(study_data, tokenizer):
+    return [encode_qa(tokenizer, r["question"], r["answer"], MAX_LENGTH) for r in study_data.forget]

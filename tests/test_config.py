@@ -1,0 +1,40 @@
+from pathlib import Path
+
+import pytest
+
+from mrd_unlearning.config import ConfigError, load_config, validate_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+def test_shipped_configs_validate(name):
+    cfg = load_config(ROOT / "config" / name)
+    assert cfg["mrd"]["statistic"] == "signed"  # default filled in
+    assert cfg["unlearning"]["steps"] >= 1
+
+
+def test_defaults_fill_nested_sections():
+    cfg = validate_config({"name": "x"})
+    assert cfg["mrd"]["sigma"] == "auto" and cfg["data"]["synthetic"]["n_people"] == 40
+
+
+@pytest.mark.parametrize("patch, expected", [
+    ({"mrd": {"statistic": "median"}}, ["mrd.statistic", "'signed'", "'abs'"]),
+    ({"mrd": {"sigma": "big"}}, ["mrd.sigma", "auto"]),
+    ({"mrd": {"Kay": 3}}, ["'mrd'", "Kay", "allowed keys"]),
+    ({"unlearning": {"samplers": ["uniform", "nope"]}}, ["unlearning.samplers.1", "'uniform'"]),
+    ({"finetune": {"lr": -1}}, ["finetune.lr"]),
+    ({"name": "a b"}, ["'name'"]),
+    ({"model": {"hidden_size": 30, "num_heads": 4}}, ["model.num_heads"]),
+])
+def test_bad_values_name_the_key_and_allowed_values(patch, expected):
+    with pytest.raises(ConfigError) as err:
+        validate_config({"name": "x", **patch})
+    for text in expected:
+        assert text in str(err.value)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")

@@ -1,0 +1,48 @@
+import math
+
+import numpy as np
+import pytest
+
+from mrd_unlearning import metrics
+
+
+def test_truth_ratio_hand_computed():
+    # P_para = 0.5; wrong answers 0.25 and 0.0625 -> geometric mean 0.125 -> R = 0.25
+    r = metrics.truth_ratio(np.log([0.5]), np.log([[0.25, 0.0625]]))
+    assert r[0] == pytest.approx(0.25)
+    assert metrics.forget_truth_ratio(np.array([0.25, 2.0])) == pytest.approx((0.25 + 0.5) / 2)
+    assert metrics.retain_truth_ratio(np.array([0.25, 2.0])) == pytest.approx((0.75 + 0.0) / 2)
+
+
+def test_rouge_l_recall_hand_computed():
+    # LCS("the cat sat", "the cat sat on the mat") = 3 of the reference's 6 words
+    assert metrics.rouge_l_recall(["the cat sat"], ["the cat sat on the mat"])[0] == pytest.approx(0.5)
+    assert metrics.rouge_l_recall(["a mat the cat"], ["the cat"])[0] == pytest.approx(1.0)
+    assert metrics.rouge_l_recall(["dog"], ["the cat"])[0] == 0.0
+
+
+def test_forget_quality_is_ks_pvalue():
+    same = np.array([0.1, 0.5, 0.9, 1.3])
+    assert metrics.forget_quality(same, same) == pytest.approx(1.0)
+    # disjoint samples of 4 and 4: exact two-sided p = 2 / C(8, 4)
+    assert metrics.forget_quality(same, same + 10) == pytest.approx(2 / math.comb(8, 4))
+
+
+def test_model_utility_harmonic_mean():
+    assert metrics.model_utility([0.5, 1.0, 1.0]) == pytest.approx(3 / (2 + 1 + 1))
+    assert metrics.model_utility([0.5, 0.0]) == 0.0
+
+
+def test_min_k_and_membership_auc():
+    logp = np.array([[-1.0, -5.0, -2.0, -0.5, 0.0], [-3.0, -3.0, 0.0, 0.0, 0.0]])
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    assert np.allclose(metrics.min_k_percent(logp, mask, k=0.4), [-3.5, -3.0])
+    # members 3, 2 vs non-members 1, 2.5: pairs won 1 + 1 + 1 + 0 -> 3 / 4
+    assert metrics.membership_auc(np.array([3.0, 2.0]), np.array([1.0, 2.5])) == pytest.approx(0.75)
+
+
+def test_steps_to_level_and_mean_ci():
+    assert metrics.steps_to_level(np.array([0, 5, 10]), np.array([-0.1, -0.8, -2.0]), -0.7) == 5
+    assert math.isnan(metrics.steps_to_level(np.array([0, 5]), np.array([-0.1, -0.2]), -1.0))
+    mean, low, high = metrics.mean_ci(np.array([1.0, 2.0, 3.0]))
+    assert mean == 2.0 and high - mean == pytest.approx(4.302652729911275 * 1 / math.sqrt(3))

@@ -1,0 +1,68 @@
+"""End to end: the Snakemake workflow on config/smoke.yaml, in a scratch copy of the project."""
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("project")
+    shutil.copy(ROOT / "Snakefile", work)
+    shutil.copytree(ROOT / "workflow", work / "workflow", symlinks=True)
+    shutil.copytree(ROOT / "config", work / "config")
+    done = subprocess.run(SNAKEMAKE, cwd=work, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    return work, work / "results" / "smoke"
+
+
+@pytest.mark.slow
+def test_outputs_follow_the_contract(smoke_run):
+    _, out = smoke_run
+    scores = pd.read_csv(out / "mrd/scores.csv")
+    assert {"sample_id", "mrd", "drop", "update_count", "censored", "loss", "value_frequency"} <= set(scores)
+    assert len(scores) == 6  # 2 forget people x 3 attributes
+    validation = pd.read_csv(out / "tables/mrd_validation.csv")
+    assert {"score", "spearman_rho", "ci_low", "ci_high", "p_value"} <= set(validation)
+    runs = pd.read_csv(out / "tables/unlearning.csv")
+    assert list(runs.columns) == ["algorithm", "sampler", "seed", "forget_quality", "model_utility", "forget_prob",
+                                  "forget_rouge", "forget_truth_ratio", "mia_auc", "steps_to_forget", "wall_s"]
+    assert len(runs) == 4 and set(runs.sampler) == {"uniform", "mrd"}
+    assert runs.forget_quality.between(0, 1).all() and runs.model_utility.between(0, 1).all()
+    comparison = pd.read_csv(out / "tables/comparison.csv")
+    assert comparison[["algorithm", "sampler", "n_pairs"]].values.tolist() == [["ga", "mrd", 2]]
+    for fig in ("mrd.png", "unlearning.png"):
+        assert (out / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (out / "report.md").read_text()
+    for claim in ("C1", "C2", "C3", "C4"):
+        assert f"**{claim}" in report
+    assert "rho_mrd_update_count" in json.loads((out / "metrics.json").read_text())
+    assert not list(out.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_second_run_plans_nothing(smoke_run):
+    work, _ = smoke_run
+    dry = subprocess.run(SNAKEMAKE + ["--dry-run"], cwd=work, capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stderr[-2000:]
+    assert "Nothing to be done" in dry.stdout + dry.stderr
+
+
+@pytest.mark.slow
+def test_bad_config_fails_before_any_job(tmp_path):
+    shutil.copy(ROOT / "Snakefile", tmp_path)
+    shutil.copytree(ROOT / "workflow", tmp_path / "workflow", symlinks=True)
+    shutil.copytree(ROOT / "config", tmp_path / "config")
+    (tmp_path / "config" / "bad.yaml").write_text("name: bad\nmrd: {statistic: median}\n")
+    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/bad.yaml"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode != 0
+    assert "mrd.statistic" in done.stdout + done.stderr
+    assert not (tmp_path / "results").exists()

@@ -1,0 +1,32 @@
+# One job per (algorithm, sampler, seed). Uniform runs do not depend on MRD in the DAG.
+
+
+def unlearn_inputs(wc):
+    inputs = {"model": f"{R}/models/target", "data": f"{R}/data"}
+    if wc.sampler != "uniform":
+        inputs["mrd"] = f"{R}/mrd/mrd.csv"
+    return inputs
+
+
+def unlearn_settings(wc):
+    """The run's hyper-parameters; tau only where the sampler uses it."""
+    keys = ["steps", "batch_size", "lr", "optimizer", "log_every"] + (["tau"] if wc.sampler != "uniform" else [])
+    return {k: UL[k] for k in keys}
+
+
+rule unlearn:
+    input:
+        unpack(unlearn_inputs),
+    output:
+        directory(run_dir("{algorithm}", "{sampler}", "{seed}")),
+    params:
+        unlearning_cfg=unlearn_settings,
+        **model_settings(),
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/unlearn.py"

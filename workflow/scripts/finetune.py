@@ -1,0 +1,5 @@
+"""Rule finetune: the target (role=target) or retain (role=retain) model."""
+from mrd_unlearning.stages import finetune_model
+
+sm = snakemake  # noqa: F821
+finetune_model(sm.wildcards.role, sm.input.data, sm.input.tokenizer, sm.output[0], threads=sm.threads, **sm.params)

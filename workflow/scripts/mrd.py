@@ -1,0 +1,5 @@
+"""Rule mrd: MRD of every forget sample on the target model."""
+from mrd_unlearning.stages import score_mrd
+
+sm = snakemake  # noqa: F821
+score_mrd(sm.input.model, sm.input.data, sm.output.scores, sm.output.meta, threads=sm.threads, **sm.params)

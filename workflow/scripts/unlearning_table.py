@@ -1,0 +1,5 @@
+"""Rule unlearning_table: tables/unlearning.csv, one row per run."""
+from mrd_unlearning.stages import unlearning_table
+
+sm = snakemake  # noqa: F821
+unlearning_table(list(sm.input.runs), list(sm.input.evals), sm.input.retain, sm.output[0])

@@ -12,12 +12,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
 
 
+def copy_project(work: Path) -> Path:
+    """The workflow's own files (the package is installed), so results land in a scratch folder."""
+    shutil.copy(ROOT / "Snakefile", work)
+    for folder in ("workflow", "config", "envs"):
+        shutil.copytree(ROOT / folder, work / folder, symlinks=True)
+    return work
+
+
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    work = tmp_path_factory.mktemp("project")
-    shutil.copy(ROOT / "Snakefile", work)
-    shutil.copytree(ROOT / "workflow", work / "workflow", symlinks=True)
-    shutil.copytree(ROOT / "config", work / "config")
+    work = copy_project(tmp_path_factory.mktemp("project"))
     done = subprocess.run(SNAKEMAKE, cwd=work, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-4000:]
     return work, work / "results" / "smoke"
@@ -57,9 +62,7 @@ def test_second_run_plans_nothing(smoke_run):
 
 @pytest.mark.slow
 def test_bad_config_fails_before_any_job(tmp_path):
-    shutil.copy(ROOT / "Snakefile", tmp_path)
-    shutil.copytree(ROOT / "workflow", tmp_path / "workflow", symlinks=True)
-    shutil.copytree(ROOT / "config", tmp_path / "config")
+    copy_project(tmp_path)
     (tmp_path / "config" / "bad.yaml").write_text("name: bad\nmrd: {statistic: median}\n")
     done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile", "config/bad.yaml"],
                           cwd=tmp_path, capture_output=True, text=True)

@@ -7,7 +7,7 @@ CORES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test dry-run html-report clean-venv
+.PHONY: reproduce test dry-run html-report dvc-repro clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ dry-run: $(VENV)/.installed
 
 html-report: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html
+
+# DVC stages call snakemake: run them with the venv first on PATH.
+dvc-repro: $(VENV)/.installed
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

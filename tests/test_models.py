@@ -1,7 +1,8 @@
 import torch
 
-from mrd_unlearning.models import (IGNORE, answer_log_likelihood, collate, encode_qa, prompt_text, save_checkpoint,
-                                   load_checkpoint, train_tokenizer)
+from mrd_unlearning.io import atomic_path
+from mrd_unlearning.models import (IGNORE, answer_log_likelihood, collate, encode_qa, load_checkpoint, prompt_text,
+                                   save_checkpoint, train_tokenizer)
 
 from .conftest import MAX_LENGTH
 
@@ -42,8 +43,10 @@ def test_tokenizer_training_is_deterministic(study_data):
 
 
 def test_checkpoint_round_trip(model, tokenizer, forget_encoded, tmp_path):
-    save_checkpoint(model, tokenizer, tmp_path / "ckpt")
-    loaded, tok = load_checkpoint(tmp_path / "ckpt")
+    with atomic_path(tmp_path / "ckpt") as folder:
+        save_checkpoint(model, tokenizer, folder)
+        assert not (tmp_path / "ckpt").exists()  # nothing visible until complete
+    loaded, _ = load_checkpoint(tmp_path / "ckpt")
     batch = collate(forget_encoded, tokenizer.pad_token_id)
     with torch.no_grad():
         assert torch.equal(answer_log_likelihood(model, batch), answer_log_likelihood(loaded, batch))

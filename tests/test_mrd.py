@@ -4,9 +4,9 @@ import torch
 from torch.func import functional_call
 
 from mrd_unlearning.models import answer_log_likelihood, collate
-from mrd_unlearning.training import finetune
 from mrd_unlearning.mrd import (MRDResult, difficulty_drop, estimate, mrd_from_drop, perturbation_drops,
                                 score_loglik)
+from mrd_unlearning.training import finetune
 
 from .conftest import tiny_model
 

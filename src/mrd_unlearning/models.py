@@ -10,7 +10,6 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from .io import atomic_path
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 IGNORE = -100
@@ -51,11 +50,11 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def save_checkpoint(model, tokenizer, path: str | Path) -> None:
-    """Hugging Face format, written atomically (model and tokenizer together)."""
-    with atomic_path(path) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+def save_checkpoint(model, tokenizer, folder: str | Path) -> None:
+    """Model and tokenizer together, Hugging Face format. Callers write into an `atomic_path`
+    folder, so that a checkpoint is complete, with its side files, or absent."""
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
 
 
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu"):

@@ -43,17 +43,21 @@ def perturbation_drops(model, encoded, *, K: int, sigma: float, seed: int, sigma
     scales = [sigma * float(p.detach().float().pow(2).mean().sqrt()) if sigma_mode == "relative" else sigma
               for p in params]
     drops = np.empty((K, len(encoded)))
+
+    def restore() -> None:
+        for p, o in zip(params, original):
+            p.copy_(o)
+
     try:
         for k in tqdm(range(K), desc=desc, disable=desc is None, leave=False):
             gen = torch.Generator(device=device).manual_seed(perturbation_seed(seed, k))
             for p, scale in zip(params, scales):
                 p.add_(torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype), alpha=scale)
             drops[k] = base - score_loglik(model, encoded, batch_size, pad_id, device)
-            for p, o in zip(params, original):
-                p.copy_(o)
-    finally:
-        for p, o in zip(params, original):
-            p.copy_(o)
+            restore()
+    except BaseException:
+        restore()  # never hand back perturbed weights, even when interrupted
+        raise
     return base, drops
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from transformers import AutoTokenizer
 
 from . import figures
 from .data import synthetic
@@ -17,7 +18,7 @@ from .evaluation import evaluate
 from .ground_truth import required_updates
 from .io import atomic_path, read_json, write_csv, write_json
 from .metrics import mean_ci, steps_to_level
-from .models import (build_model, encode_qa, load_checkpoint, resolve_device, save_checkpoint, train_tokenizer)
+from .models import build_model, encode_qa, load_checkpoint, resolve_device, save_checkpoint, train_tokenizer
 from .mrd import difficulty_drop, estimate, mrd_from_drop
 from .training import finetune
 from .unlearning import unlearn
@@ -61,8 +62,6 @@ def finetune_model(role: str, data_dir: str, tokenizer_dir: str, out_dir: str, *
                    finetune_cfg: dict, seed: int, device: str, threads: int) -> None:
     """role 'target' trains on `full`, role 'retain' on the retain split only; same recipe."""
     setup(threads, seed)
-    from transformers import AutoTokenizer
-
     data = load_study_data(data_dir)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     rows = {"target": data.full, "retain": data.retain}[role]
@@ -77,8 +76,7 @@ def finetune_model(role: str, data_dir: str, tokenizer_dir: str, out_dir: str, *
                        memorization_accuracy_target=finetune_cfg["memorization_accuracy"], seed=seed,
                        pad_id=tokenizer.pad_token_id, device=dev, desc=f"fine-tune {role}")
     with atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        save_checkpoint(model, tokenizer, tmp)
         write_json(Path(tmp) / "finetune.json", {
             "role": role, "n_train": len(rows), "wall_s": time.perf_counter() - start,
             "parameters": sum(p.numel() for p in model.parameters()), "history": history,

@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .models import answer_token_accuracy, batches, nll_loss
+from .models import answer_token_accuracy, batches, collate, nll_loss
 
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
 
@@ -56,8 +56,6 @@ def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int,
              memorization_accuracy_target: float, seed: int, pad_id: int, device, desc: str) -> list[dict]:
     """Fine-tune until answer-token accuracy on the training data reaches the memorisation
     criterion (checked after every epoch), not far past it (STUDY 3.4). Returns the history."""
-    from .models import collate
-
     steps_per_epoch = -(-len(encoded) // batch_size)
     generator = torch.Generator().manual_seed(seed)
     order: list[int] = []

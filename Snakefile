@@ -19,9 +19,10 @@ RUNS = [(a, s, seed) for a in UL["algorithms"] for s in UL["samplers"] for seed 
 
 wildcard_constraints:
     role="target|retain",
-    algorithm="[a-z_]+",
-    sampler="[a-z_]+",
+    algorithm="|".join(UL["algorithms"]),
+    sampler="|".join(UL["samplers"]),
     seed=r"\d+",
+    truth="update_count|update_count_sgd",
 
 
 include: "workflow/rules/common.smk"

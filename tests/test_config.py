@@ -7,7 +7,7 @@ from mrd_unlearning.config import ConfigError, load_config, validate_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "full.yaml"])
 def test_shipped_configs_validate(name):
     cfg = load_config(ROOT / "config" / name)
     assert cfg["mrd"]["statistic"] == "signed"  # default filled in
@@ -27,6 +27,10 @@ def test_defaults_fill_nested_sections():
     ({"finetune": {"lr": -1}}, ["finetune.lr"]),
     ({"name": "a b"}, ["'name'"]),
     ({"model": {"hidden_size": 30, "num_heads": 4}}, ["model.num_heads"]),
+    ({"mrd": {"validation": {"variants": [{"name": "v", "statistic": "median"}]}}},
+     ["mrd.validation.variants.0.statistic", "'abs'"]),
+    ({"mrd": {"validation": {"variants": [{"name": "v"}, {"name": "v"}]}}}, ["mrd.validation.variants", "unique"]),
+    ({"unlearning": {"algorithms": ["dpo"]}}, ["unlearning.algorithms.0", "'npo_rt'"]),
 ])
 def test_bad_values_name_the_key_and_allowed_values(patch, expected):
     with pytest.raises(ConfigError) as err:

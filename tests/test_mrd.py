@@ -4,8 +4,8 @@ import torch
 from torch.func import functional_call
 
 from mrd_unlearning.models import answer_log_likelihood, collate
-from mrd_unlearning.mrd import (MRDResult, difficulty_drop, estimate, mrd_from_drop, perturbation_drops,
-                                score_loglik)
+from mrd_unlearning.mrd import (Estimator, MRDResult, PerturbationScorer, difficulty_drop, estimate, mrd_from_drop,
+                                perturbation_drops, score_loglik)
 from mrd_unlearning.training import finetune
 
 from .conftest import tiny_model
@@ -92,7 +92,8 @@ def test_sigma_auto_picks_smallest_grid_value_in_curvature_regime(tokenizer, for
     # At tiny sigma the first-order term dominates (about half the drops positive); at large sigma
     # curvature does. The brute-force shares are the known answer.
     assert shares[0] < 0.9 and shares[-1] >= 0.9
-    chosen = estimate(model, forget_encoded, K=8, sigma="auto", sigma_grid=grid, positive_share=0.9, **kw)
+    chosen, _ = estimate(model, forget_encoded, Estimator(sigma="auto", K=8), seed=0, sigma_grid=grid,
+                         positive_share=0.9, batch_size=4, pad_id=tokenizer.pad_token_id, device="cpu", progress=False)
     first = next(s for s, share in zip(grid, shares) if share >= 0.9)
     assert chosen.sigma == first
     assert chosen.positive_share >= 0.9
@@ -106,3 +107,62 @@ def test_statistics_and_mrd():
     assert np.allclose(difficulty_drop(result, "abs", "none"), [0.3, 0.2, 0.0])
     assert np.allclose(difficulty_drop(result, "signed", "relative"), [0.6, -0.1, 0.0])
     assert np.allclose(mrd_from_drop(np.array([0.5, -1.0]), eps=1e-3), [2.0, 1e3])
+
+
+def test_scorer_reuses_perturbations_and_extends_K(model, forget_encoded, tokenizer):
+    """A smaller K is the first K perturbations of a larger one; nothing is computed twice."""
+    scorer = PerturbationScorer(model, forget_encoded, batch_size=4, pad_id=tokenizer.pad_token_id, device="cpu",
+                                progress=False)
+    three = scorer.drops(sigma=0.05, sigma_mode="absolute", seed=0, K=3)
+    five = scorer.drops(sigma=0.05, sigma_mode="absolute", seed=0, K=5)
+    assert scorer.forward_passes == 1 + 5
+    assert np.array_equal(five[:3], three)
+    _, direct = perturbation_drops(model, forget_encoded, K=5, sigma=0.05, **_kw(tokenizer))
+    assert np.array_equal(five, direct)
+    scorer.drops(sigma=0.05, sigma_mode="absolute", seed=0, K=4)
+    assert scorer.forward_passes == 6
+
+
+@pytest.mark.parametrize("sigma_mode", ["absolute", "relative"])
+def test_noise_scale_per_tensor(model, forget_encoded, tokenizer, monkeypatch, sigma_mode):
+    """The noise added to each tensor under perturbation k has std sigma (absolute) or sigma times
+    the tensor's RMS (relative), observed from inside the perturbed forward pass."""
+    import mrd_unlearning.mrd as mrd
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    original = [p.detach().clone() for p in params]
+    seen = []
+    real = mrd.score_loglik
+
+    def spy(*a, **kw):
+        seen.append([(p.detach() - o) for p, o in zip(params, original)])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(mrd, "score_loglik", spy)
+    sigma = 0.05
+    perturbation_drops(model, forget_encoded, K=2, sigma=sigma, **{**_kw(tokenizer), "sigma_mode": sigma_mode})
+    for deltas in seen[1:]:  # seen[0] is the unperturbed pass
+        for delta, o in zip(deltas, original):
+            if o.numel() < 500:
+                continue  # too few draws for a tight std estimate
+            expected = sigma * (float(o.pow(2).mean().sqrt()) if sigma_mode == "relative" else 1.0)
+            assert abs(float(delta.std()) / expected - 1) < 0.15
+
+
+def test_scoring_leaves_weights_bit_identical_even_when_interrupted(model, forget_encoded, tokenizer, monkeypatch):
+    import mrd_unlearning.mrd as mrd
+
+    before = [p.detach().clone() for p in model.parameters()]
+    calls = {"n": 0}
+    real = mrd.score_loglik
+
+    def failing(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the first perturbed pass
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(mrd, "score_loglik", failing)
+    with pytest.raises(KeyboardInterrupt):
+        perturbation_drops(model, forget_encoded, K=3, sigma=0.5, **_kw(tokenizer))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))

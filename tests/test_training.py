@@ -57,7 +57,7 @@ def _run(tokenizer, study_data, forget_encoded, sampler, seed):
     model = tiny_model(tokenizer)
     retain = [encode_qa(tokenizer, r["question"], r["answer"], MAX_LENGTH) for r in study_data.retain_eval]
     drop = np.linspace(0.1, 1.0, len(forget_encoded))
-    return unlearn(model, forget_encoded, retain, algorithm="ga", sampler=sampler, drop=drop, steps=6, batch_size=2,
+    return unlearn(model, forget_encoded, retain, retain, algorithm="ga", sampler=sampler, drop=drop, steps=6, batch_size=2,
                    lr=1e-2, optimizer="adamw", tau=1.0, seed=seed, log_every=2, pad_id=tokenizer.pad_token_id,
                    device="cpu")
 

@@ -32,18 +32,29 @@ def smoke_run(tmp_path_factory):
 def test_outputs_follow_the_contract(smoke_run):
     _, out = smoke_run
     scores = pd.read_csv(out / "mrd/scores.csv")
-    assert {"sample_id", "mrd", "drop", "update_count", "censored", "loss", "value_frequency"} <= set(scores)
+    assert {"sample_id", "mrd", "drop", "update_count", "censored", "update_count_sgd", "censored_sgd", "loss",
+            "grad_norm", "max_token_nll", "answer_tokens", "retain_model_loss_oracle", "mrd[abs]",
+            "value_frequency"} <= set(scores)
     assert len(scores) == 6  # 2 forget people x 3 attributes
     validation = pd.read_csv(out / "tables/mrd_validation.csv")
-    assert {"score", "spearman_rho", "ci_low", "ci_high", "p_value"} <= set(validation)
+    assert {"score", "ground_truth", "spearman_rho", "ci_low", "ci_high", "p_value"} <= set(validation)
+    assert set(validation.ground_truth) == {"update_count", "update_count_sgd"}
+    assert {"mrd", "mrd[relative_normalize]", "grad_norm", "max_token_nll", "mrd given loss + grad_norm"} <= set(validation.score)
+    stability = pd.read_csv(out / "tables/mrd_stability.csv")
+    assert {"main", "abs", "small_sigma"} <= set(stability.variant) and set(stability.sweep) == {"K", "sigma"}
+    assert stability.retest_rho.between(-1, 1).all()
     runs = pd.read_csv(out / "tables/unlearning.csv")
     assert list(runs.columns) == ["algorithm", "sampler", "seed", "forget_quality", "model_utility", "forget_prob",
-                                  "forget_rouge", "forget_truth_ratio", "mia_auc", "steps_to_forget", "wall_s"]
-    assert len(runs) == 4 and set(runs.sampler) == {"uniform", "mrd"}
+                                  "forget_rouge", "forget_truth_ratio", "mia_auc", "steps_to_forget", "wall_s",
+                                  "refreshes", "refresh_s"]
+    assert len(runs) == 8 and set(runs.sampler) == {"uniform", "mrd_refresh"} and set(runs.algorithm) == {"ga", "npo_rt"}
+    assert (runs[runs.sampler == "mrd_refresh"].refreshes == 1).all()  # 4 steps, refresh every 2
     assert runs.forget_quality.between(0, 1).all() and runs.model_utility.between(0, 1).all()
     comparison = pd.read_csv(out / "tables/comparison.csv")
-    assert comparison[["algorithm", "sampler", "n_pairs"]].values.tolist() == [["ga", "mrd", 2]]
-    for fig in ("mrd.png", "unlearning.png"):
+    assert comparison[["algorithm", "sampler", "n_pairs"]].values.tolist() == [["ga", "mrd_refresh", 2],
+                                                                              ["npo_rt", "mrd_refresh", 2]]
+    for fig in ("difficulty.png", "mrd_validation.png", "factors.png", "mrd_stability.png", "unlearning_curves.png",
+                "unlearning_tradeoff.png"):
         assert (out / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()
     for claim in ("C1", "C2", "C3", "C4"):

@@ -65,6 +65,9 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"config key 'model.num_heads': {model['num_heads']} must divide model.hidden_size ({model['hidden_size']})"
         )
+    names = [v["name"] for v in cfg["mrd"]["validation"]["variants"]]
+    if len(set(names)) != len(names) or "main" in names:
+        raise ConfigError(f"config key 'mrd.validation.variants': names must be unique and not 'main', got {names}")
     return cfg
 
 

@@ -1,16 +1,45 @@
 """Memory Removal Difficulty (STUDY 3): how much a sample's answer likelihood drops when the
 weights are perturbed at random. One perturbation per k is applied in place to all trainable
 parameters and every sample is scored under it, so the cost is about K + 1 forward passes over
-the set; the weights are restored bit-exactly from one saved copy."""
+the set; the weights are restored bit-exactly from one saved copy.
+
+Every reading of MRD the study reports (STUDY 3.5) is an `Estimator`. Variants that share a
+perturbation scale and seed share the drops: `PerturbationScorer` computes each (sigma_mode,
+sigma, seed) once, and a smaller K is the first K perturbations of a larger one."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from .models import answer_log_likelihood, batches
+
+STATISTICS = ("signed", "abs")
+NORMALIZATIONS = ("none", "relative")
+SIGMA_MODES = ("absolute", "relative")
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One reading of MRD: the perturbation scale (a number or 'auto'), how the K drops are
+    summarised, and whether D is divided by |L(z)|."""
+    statistic: str = "signed"
+    normalize: str = "none"
+    sigma_mode: str = "absolute"
+    sigma: float | str = "auto"
+    K: int = 32
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> "Estimator":
+        return cls(**{k: cfg[k] for k in ("statistic", "normalize", "sigma_mode", "sigma", "K") if k in cfg})
+
+    def with_overrides(self, overrides: dict) -> "Estimator":
+        return replace(self, **{k: v for k, v in overrides.items() if k != "name"})
+
+    def describe(self) -> dict:
+        return asdict(self)
 
 
 @dataclass
@@ -29,31 +58,41 @@ def perturbation_seed(seed: int, k: int) -> int:
 
 @torch.no_grad()
 def score_loglik(model, encoded, batch_size: int, pad_id: int, device) -> np.ndarray:
-    return torch.cat([answer_log_likelihood(model, b) for b in batches(encoded, batch_size, pad_id, device)]).cpu().numpy()
+    """L(z) per sample, in the input order. Samples are batched by length so that little compute
+    goes to padding; a sample's score does not depend on its batch-mates (right padding)."""
+    order = np.argsort([len(e.input_ids) for e in encoded], kind="stable")
+    scores = torch.cat([answer_log_likelihood(model, b)
+                        for b in batches([encoded[i] for i in order], batch_size, pad_id, device)]).cpu().numpy()
+    out = np.empty_like(scores)
+    out[order] = scores
+    return out
 
 
 @torch.no_grad()
 def perturbation_drops(model, encoded, *, K: int, sigma: float, seed: int, sigma_mode: str, batch_size: int,
-                       pad_id: int, device, base: np.ndarray | None = None, desc: str | None = None):
-    """Return (L(z; theta), d_k(z) for k < K). Parameters are bit-identical afterwards."""
+                       pad_id: int, device, base: np.ndarray | None = None, first_k: int = 0,
+                       desc: str | None = None):
+    """Return (L(z; theta), d_k(z) for first_k <= k < K). Parameters are bit-identical afterwards."""
+    if sigma_mode not in SIGMA_MODES:
+        raise ValueError(f"sigma_mode {sigma_mode!r}; allowed: {list(SIGMA_MODES)}")
     params = [p for p in model.parameters() if p.requires_grad]
     if base is None:
         base = score_loglik(model, encoded, batch_size, pad_id, device)
-    original = [p.detach().clone() for p in params]
+    original = [p.detach().clone() for p in params]  # the one extra copy of the parameters
     scales = [sigma * float(p.detach().float().pow(2).mean().sqrt()) if sigma_mode == "relative" else sigma
               for p in params]
-    drops = np.empty((K, len(encoded)))
+    drops = np.empty((K - first_k, len(encoded)))
 
     def restore() -> None:
         for p, o in zip(params, original):
             p.copy_(o)
 
     try:
-        for k in tqdm(range(K), desc=desc, disable=desc is None, leave=False):
+        for k in tqdm(range(first_k, K), desc=desc, disable=desc is None, leave=False):
             gen = torch.Generator(device=device).manual_seed(perturbation_seed(seed, k))
             for p, scale in zip(params, scales):
                 p.add_(torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype), alpha=scale)
-            drops[k] = base - score_loglik(model, encoded, batch_size, pad_id, device)
+            drops[k - first_k] = base - score_loglik(model, encoded, batch_size, pad_id, device)
             restore()
     except BaseException:
         restore()  # never hand back perturbed weights, even when interrupted
@@ -61,8 +100,58 @@ def perturbation_drops(model, encoded, *, K: int, sigma: float, seed: int, sigma
     return base, drops
 
 
+class PerturbationScorer:
+    """The drops of one model on one set of samples, for every (sigma_mode, sigma, seed) asked
+    for, each perturbation computed once."""
+
+    def __init__(self, model, encoded, *, batch_size: int, pad_id: int, device, progress: bool = True):
+        model.eval()
+        self.model, self.encoded = model, encoded
+        self.kw = dict(batch_size=batch_size, pad_id=pad_id, device=device)
+        self.progress = progress
+        self.base = score_loglik(model, encoded, batch_size, pad_id, device)
+        self._drops: dict[tuple, np.ndarray] = {}
+        self.forward_passes = 1  # over the whole set, the unperturbed one included
+
+    def drops(self, *, sigma: float, sigma_mode: str, seed: int, K: int) -> np.ndarray:
+        key = (sigma_mode, float(sigma), seed)
+        have = self._drops.get(key, np.empty((0, len(self.encoded))))
+        if len(have) < K:
+            desc = f"MRD {sigma_mode} sigma={sigma:g} seed={seed}" if self.progress else None
+            _, new = perturbation_drops(self.model, self.encoded, K=K, first_k=len(have), sigma=float(sigma),
+                                        seed=seed, sigma_mode=sigma_mode, base=self.base, desc=desc, **self.kw)
+            self.forward_passes += len(new)
+            have = self._drops[key] = np.concatenate([have, new])
+        return have[:K]
+
+    def estimate(self, estimator: Estimator, *, seed: int, sigma_grid: list[float] | None = None,
+                 positive_share: float = 0.9) -> MRDResult:
+        """Drops at the estimator's sigma, or with sigma 'auto' at the smallest grid value whose
+        share of positive drops reaches `positive_share` (the curvature regime, STUDY 3.2)."""
+        kw = dict(sigma_mode=estimator.sigma_mode, seed=seed, K=estimator.K)
+        if estimator.sigma != "auto":
+            drops = self.drops(sigma=float(estimator.sigma), **kw)
+            return MRDResult(self.base, drops, float(estimator.sigma), float((drops > 0).mean()))
+        if not sigma_grid:
+            raise ValueError("sigma 'auto' needs a non-empty sigma_grid")
+        searched, best = [], None
+        for s in sorted(sigma_grid):
+            drops = self.drops(sigma=s, **kw)
+            share = float((drops > 0).mean())
+            searched.append({"sigma": s, "positive_share": share})
+            if best is None or share > best.positive_share:
+                best = MRDResult(self.base, drops, s, share)
+            if share >= positive_share:
+                best = MRDResult(self.base, drops, s, share)
+                break
+        best.searched = searched  # when no grid value reached the target: the most curvature-dominated one
+        return best
+
+
 def difficulty_drop(result: MRDResult, statistic: str, normalize: str) -> np.ndarray:
     """D(z): the mean drop (signed or absolute), optionally relative to |L(z)|."""
+    if statistic not in STATISTICS or normalize not in NORMALIZATIONS:
+        raise ValueError(f"statistic {statistic!r} / normalize {normalize!r}; allowed: {STATISTICS} / {NORMALIZATIONS}")
     d = result.drops if statistic == "signed" else np.abs(result.drops)
     D = d.mean(axis=0)
     if normalize == "relative":
@@ -74,23 +163,10 @@ def mrd_from_drop(D: np.ndarray, eps: float) -> np.ndarray:
     return 1.0 / np.maximum(D, eps)
 
 
-def estimate(model, encoded, *, K: int, sigma, sigma_grid: list[float], positive_share: float, seed: int,
-             sigma_mode: str, batch_size: int, pad_id: int, device) -> MRDResult:
-    """Monte Carlo drops at a given sigma, or with sigma 'auto' at the smallest grid sigma whose
-    share of positive drops reaches `positive_share` (the curvature regime, STUDY 3.2)."""
-    model.eval()
-    kw = dict(K=K, seed=seed, sigma_mode=sigma_mode, batch_size=batch_size, pad_id=pad_id, device=device)
-    base = score_loglik(model, encoded, batch_size, pad_id, device)
-    if sigma != "auto":
-        _, drops = perturbation_drops(model, encoded, sigma=float(sigma), base=base, desc=f"MRD sigma={sigma}", **kw)
-        return MRDResult(base, drops, float(sigma), float((drops > 0).mean()))
-    searched, best = [], None
-    for s in sorted(sigma_grid):
-        _, drops = perturbation_drops(model, encoded, sigma=s, base=base, desc=f"MRD sigma={s}", **kw)
-        share = float((drops > 0).mean())
-        searched.append({"sigma": s, "positive_share": share})
-        if best is None or share > best.positive_share:
-            best = MRDResult(base, drops, s, share, searched)
-        if share >= positive_share:
-            return MRDResult(base, drops, s, share, searched)
-    return best  # no grid value reached the target: the most curvature-dominated one, recorded as such
+def estimate(model, encoded, estimator: Estimator, *, seed: int, sigma_grid: list[float] | None = None,
+             positive_share: float = 0.9, batch_size: int, pad_id: int, device,
+             progress: bool = True) -> tuple[MRDResult, np.ndarray]:
+    """The MRD of one estimator: its drops and D(z)."""
+    scorer = PerturbationScorer(model, encoded, batch_size=batch_size, pad_id=pad_id, device=device, progress=progress)
+    result = scorer.estimate(estimator, seed=seed, sigma_grid=sigma_grid, positive_share=positive_share)
+    return result, difficulty_drop(result, estimator.statistic, estimator.normalize)

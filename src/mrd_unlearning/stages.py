@@ -12,6 +12,7 @@ import torch
 from transformers import AutoTokenizer
 
 from . import figures
+from .baselines import cheap_scores
 from .data import synthetic
 from .data.loader import load_study_data, write_manifest
 from .evaluation import evaluate
@@ -19,10 +20,10 @@ from .ground_truth import required_updates
 from .io import atomic_path, read_json, write_csv, write_json
 from .metrics import mean_ci, steps_to_level
 from .models import build_model, encode_qa, load_checkpoint, resolve_device, save_checkpoint, train_tokenizer
-from .mrd import difficulty_drop, estimate, mrd_from_drop
+from .mrd import Estimator, PerturbationScorer, difficulty_drop, mrd_from_drop
 from .training import finetune
 from .unlearning import unlearn
-from .validation import validation_table
+from .validation import estimator_study, sigma_sweep_table, validation_table, variant_column
 
 
 def setup(threads: int, seed: int = 0) -> None:
@@ -101,72 +102,137 @@ def evaluate_model(model_dir: str, data_dir: str, summary_json: str, samples_csv
 
 # --- MRD and its ground truth -----------------------------------------------------------------
 
+def _forget_on_model(model_dir: str, data_dir: str, max_length: int, device: str):
+    dev = resolve_device(device)
+    model, tokenizer = load_checkpoint(model_dir, dev)
+    forget = load_study_data(data_dir).forget
+    return model, tokenizer, _encode(tokenizer, forget, max_length), dev
+
+
+def _scorer(model, tokenizer, encoded, dev, mrd_cfg: dict) -> PerturbationScorer:
+    return PerturbationScorer(model, encoded, batch_size=mrd_cfg["batch_size"], pad_id=tokenizer.pad_token_id,
+                              device=dev)
+
+
 def score_mrd(model_dir: str, data_dir: str, out_csv: str, out_json: str, *, mrd_cfg: dict, max_length: int,
               device: str, threads: int) -> None:
+    """The MRD the weighted samplers use: the configured estimator, perturbation seed mrd.seed."""
     setup(threads)
-    dev = resolve_device(device)
-    model, tokenizer = load_checkpoint(model_dir, dev)
-    forget = load_study_data(data_dir).forget
-    encoded = _encode(tokenizer, forget, max_length)
+    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device)
     start = time.perf_counter()
-    result = estimate(model, encoded, K=mrd_cfg["K"], sigma=mrd_cfg["sigma"], sigma_grid=mrd_cfg["sigma_grid"],
-                      positive_share=mrd_cfg["positive_share"], seed=mrd_cfg["seed"],
-                      sigma_mode=mrd_cfg["sigma_mode"], batch_size=mrd_cfg["batch_size"],
-                      pad_id=tokenizer.pad_token_id, device=dev)
-    drop = difficulty_drop(result, mrd_cfg["statistic"], mrd_cfg["normalize"])
-    write_csv(out_csv, pd.DataFrame({"sample_id": np.arange(len(forget)), "mrd": mrd_from_drop(drop, mrd_cfg["eps"]),
+    scorer = _scorer(model, tokenizer, encoded, dev, mrd_cfg)
+    estimator = Estimator.from_config(mrd_cfg)
+    result = scorer.estimate(estimator, seed=mrd_cfg["seed"], sigma_grid=mrd_cfg["sigma_grid"],
+                             positive_share=mrd_cfg["positive_share"])
+    drop = difficulty_drop(result, estimator.statistic, estimator.normalize)
+    write_csv(out_csv, pd.DataFrame({"sample_id": np.arange(len(encoded)), "mrd": mrd_from_drop(drop, mrd_cfg["eps"]),
                                      "drop": drop, "loglik": result.loglik}))
-    write_json(out_json, {"sigma": result.sigma, "positive_share": result.positive_share,
-                          "sigma_search": result.searched, "K": mrd_cfg["K"], "wall_s": time.perf_counter() - start,
-                          "n_samples": len(forget)})
+    write_json(out_json, {**estimator.describe(), "sigma": result.sigma, "positive_share": result.positive_share,
+                          "sigma_search": result.searched, "seed": mrd_cfg["seed"], "n_samples": len(encoded),
+                          "forward_passes": scorer.forward_passes, "wall_s": time.perf_counter() - start})
 
 
-def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv: str, *, gt_cfg: dict,
-                 unlearning_cfg: dict, max_length: int, device: str, threads: int, seed: int) -> None:
-    setup(threads, seed)
-    dev = resolve_device(device)
-    model, tokenizer = load_checkpoint(model_dir, dev)
-    forget = load_study_data(data_dir).forget
+def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: str, *, mrd_cfg: dict,
+                 max_length: int, device: str, threads: int) -> None:
+    """Every variant of STUDY 3.5 on the same perturbations, and its test-retest stability."""
+    setup(threads)
+    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device)
+    scorer = _scorer(model, tokenizer, encoded, dev, mrd_cfg)
+    main = Estimator.from_config(mrd_cfg)
+    study = mrd_cfg["validation"]
+    drops, stability = estimator_study(
+        scorer, main, {v["name"]: main.with_overrides(v) for v in study["variants"]}, seed=mrd_cfg["seed"],
+        retest_seed=study["retest_seed"], sigma_grid=mrd_cfg["sigma_grid"], positive_share=mrd_cfg["positive_share"],
+        K_grid=study["K_grid"], sigma_sweep=study["sigma_sweep"])
+    write_csv(drops_csv, drops)
+    write_csv(stability_csv, stability)
+
+
+def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, max_length: int, device: str,
+                    threads: int) -> None:
+    setup(threads)
+    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device)
+    write_csv(out_csv, cheap_scores(model, encoded, pad_id=tokenizer.pad_token_id, device=dev))
+
+
+def _retain_level(retain_samples_csv: str) -> np.ndarray:
+    """L(z) under the retain model, per forget sample: the level unlearning aims for."""
     reference = pd.read_csv(retain_samples_csv)
-    level = reference[reference.split == "forget"].sort_values("sample_id").loglik.to_numpy()
-    counts = required_updates(model, _encode(tokenizer, forget, max_length), level,
-                              optimizer=unlearning_cfg["optimizer"], lr=unlearning_cfg["lr"],
-                              max_steps=gt_cfg["max_steps"], pad_id=tokenizer.pad_token_id, device=dev)
-    counts["retain_level"] = level
-    write_csv(out_csv, counts)
+    return reference[reference.split == "forget"].sort_values("sample_id").loglik.to_numpy()
 
 
-def collect_scores(mrd_csv: str, counts_csv: str, data_dir: str, out_csv: str) -> None:
-    """mrd/scores.csv: MRD, ground truth, cheap baseline scores and known factors per sample."""
-    scores = pd.read_csv(mrd_csv).merge(pd.read_csv(counts_csv), on="sample_id")
-    data = load_study_data(data_dir)
-    scores["loss"] = -scores["loglik"]
-    scores["answer_length"] = [len(r["answer"].split()) for r in data.forget]
-    scores["retain_model_loss_oracle"] = -scores.pop("retain_level")
+def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv: str, *, optimizer: str, lr: float,
+                 max_steps: int, max_length: int, device: str, threads: int, seed: int) -> None:
+    setup(threads, seed)
+    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device)
+    counts = required_updates(model, encoded, _retain_level(retain_samples_csv), optimizer=optimizer, lr=lr,
+                              max_steps=max_steps, pad_id=tokenizer.pad_token_id, device=dev,
+                              desc=f"ground truth ({optimizer}, lr {lr:g})")
+    write_csv(out_csv, counts.assign(optimizer=optimizer, lr=lr))
+
+
+def _factor_columns(data_dir: str) -> list[str]:
+    path = Path(data_dir) / "factors.csv"
+    if not path.is_file():
+        return []
+    return [c for c, t in pd.read_csv(path).dtypes.items() if c != "sample_id" and pd.api.types.is_numeric_dtype(t)]
+
+
+def collect_scores(mrd_csv: str, counts_csvs: dict[str, str], baselines_csv: str, variants_csv: str,
+                   retain_samples_csv: str, data_dir: str, out_csv: str, *, eps: float) -> None:
+    """mrd/scores.csv: per forget sample, MRD, every ground truth, the variants, the baselines,
+    the retain-model oracle and the known factors."""
+    scores = pd.read_csv(mrd_csv).merge(pd.read_csv(baselines_csv), on="sample_id")
+    for truth, path in counts_csvs.items():
+        counts = pd.read_csv(path)[["sample_id", "update_count", "censored"]]
+        suffix = truth[len("update_count"):]
+        scores = scores.merge(counts.rename(columns={"update_count": truth, "censored": f"censored{suffix}"}),
+                              on="sample_id")
+    variants = pd.read_csv(variants_csv)
+    named = variants[~variants.variant.str.startswith("sigma_sweep/") & (variants.variant != "main")]
+    for name, group in named.groupby("variant", sort=False):
+        scores[variant_column(name)] = mrd_from_drop(group.sort_values("sample_id")["drop"].to_numpy(), eps)
+    scores["retain_model_loss_oracle"] = -_retain_level(retain_samples_csv)
     factors = Path(data_dir) / "factors.csv"
     if factors.is_file():
         scores = scores.merge(pd.read_csv(factors), on="sample_id", how="left")
     write_csv(out_csv, scores)
 
 
+def mrd_validation(scores_csv: str, variants_csv: str, stability_csv: str, data_dir: str, out_csv: str,
+                   sweep_csv: str, *, eps: float) -> None:
+    scores = pd.read_csv(scores_csv)
+    write_csv(out_csv, validation_table(scores, _factor_columns(data_dir)))
+    write_csv(sweep_csv, sigma_sweep_table(scores, pd.read_csv(variants_csv), pd.read_csv(stability_csv), eps))
+
+
 # --- unlearning -------------------------------------------------------------------------------
 
 def unlearn_run(model_dir: str, data_dir: str, out_dir: str, *, algorithm: str, sampler: str, seed: int,
-                unlearning_cfg: dict, max_length: int, device: str, threads: int, mrd_csv: str | None = None) -> None:
+                unlearning_cfg: dict, max_length: int, device: str, threads: int, mrd_csv: str | None = None,
+                mrd_json: str | None = None) -> None:
+    """One (algorithm, sampler, seed) run from the target model; `mrd_json` (the estimator and its
+    chosen sigma) only for the sampler that recomputes MRD during the run."""
     setup(threads, seed)
     dev = resolve_device(device)
     model, tokenizer = load_checkpoint(model_dir, dev)
     data = load_study_data(data_dir)
     drop = pd.read_csv(mrd_csv).sort_values("sample_id")["drop"].to_numpy() if mrd_csv else None
-    curve, wall = unlearn(model, _encode(tokenizer, data.forget, max_length),
-                          _encode(tokenizer, data.retain_eval, max_length), algorithm=algorithm, sampler=sampler,
-                          drop=drop, steps=unlearning_cfg["steps"], batch_size=unlearning_cfg["batch_size"],
-                          lr=unlearning_cfg["lr"], optimizer=unlearning_cfg["optimizer"], tau=unlearning_cfg.get("tau", 1.0),
-                          seed=seed, log_every=unlearning_cfg["log_every"], pad_id=tokenizer.pad_token_id, device=dev)
+    refresh = {}
+    if mrd_json:
+        meta = read_json(mrd_json)
+        refresh = {"refresh_every": unlearning_cfg["refresh_every"], "mrd_seed": meta["seed"],
+                   "estimator": Estimator.from_config({**meta, "sigma": meta["sigma"]})}
+    encode = lambda rows: _encode(tokenizer, rows, max_length)  # noqa: E731
+    curve, costs = unlearn(model, encode(data.forget), encode(data.retain), encode(data.retain_eval),
+                           algorithm=algorithm, sampler=sampler, drop=drop, steps=unlearning_cfg["steps"],
+                           batch_size=unlearning_cfg["batch_size"], lr=unlearning_cfg["lr"],
+                           optimizer=unlearning_cfg["optimizer"], tau=unlearning_cfg.get("tau", 1.0), seed=seed,
+                           log_every=unlearning_cfg["log_every"], pad_id=tokenizer.pad_token_id, device=dev, **refresh)
     with atomic_path(out_dir) as tmp:
         save_checkpoint(model, tokenizer, tmp)
         write_csv(Path(tmp) / "curve.csv", curve)
-        write_json(Path(tmp) / "run.json", {"algorithm": algorithm, "sampler": sampler, "seed": seed, "wall_s": wall})
+        write_json(Path(tmp) / "run.json", {"algorithm": algorithm, "sampler": sampler, "seed": seed, **costs})
 
 
 # --- tables, figures, report ------------------------------------------------------------------
@@ -181,7 +247,8 @@ def unlearning_table(run_dirs: list[str], eval_jsons: list[str], retain_summary_
                      **{k: ev[k] for k in ("forget_quality", "model_utility", "forget_prob", "forget_rouge",
                                            "forget_truth_ratio", "mia_auc")},
                      "steps_to_forget": steps_to_level(curve.step, curve.forget_loglik, level),
-                     "wall_s": run["wall_s"]})
+                     "wall_s": run["wall_s"], "refreshes": run.get("refreshes", 0),
+                     "refresh_s": run.get("refresh_s", 0.0)})
     write_csv(out_csv, pd.DataFrame(rows).sort_values(["algorithm", "sampler", "seed"]))
 
 
@@ -204,13 +271,21 @@ def comparison_table(unlearning_csv: str, out_csv: str) -> None:
     write_csv(out_csv, pd.DataFrame(rows, columns=None if rows else ["algorithm", "sampler", "n_pairs"]))
 
 
-def make_figures(scores_csv: str, unlearning_csv: str, curve_dirs: list[str], out: dict[str, str]) -> None:
-    figures.mrd_figure(pd.read_csv(scores_csv), out["mrd"])
+def mrd_figures(scores_csv: str, validation_csv: str, stability_csv: str, sweep_csv: str, data_dir: str,
+                out: dict[str, str]) -> None:
+    scores, stability = pd.read_csv(scores_csv), pd.read_csv(stability_csv)
+    main = stability[(stability.variant == "main") & (stability.sweep == "K")]
+    figures.difficulty_figure(scores, out["difficulty"])
+    figures.mrd_validation_figure(scores, pd.read_csv(validation_csv), out["validation"])
+    figures.factors_figure(scores, _factor_columns(data_dir), out["factors"])
+    figures.stability_figure(stability, pd.read_csv(sweep_csv), float(main.sigma.iloc[0]) if len(main) else None,
+                             out["stability"])
+
+
+def unlearning_figures(unlearning_csv: str, curve_dirs: list[str], retain_summary_json: str,
+                       out: dict[str, str]) -> None:
     curves = pd.concat([pd.read_csv(Path(d) / "curve.csv").assign(**{k: v for k, v in read_json(Path(d) / "run.json").items()
                                                                     if k in ("algorithm", "sampler", "seed")})
                         for d in curve_dirs], ignore_index=True)
-    figures.unlearning_figure(pd.read_csv(unlearning_csv), curves, out["unlearning"])
-
-
-def mrd_validation(scores_csv: str, out_csv: str) -> None:
-    write_csv(out_csv, validation_table(pd.read_csv(scores_csv)))
+    figures.unlearning_curves_figure(curves, read_json(retain_summary_json)["forget_loglik"], out["curves"])
+    figures.unlearning_tradeoff_figure(pd.read_csv(unlearning_csv), out["tradeoff"])

@@ -1,42 +1,110 @@
 """Unlearning algorithms as losses plugged into the one training loop (STUDY 5).
 
-A loss takes the model and a batch {"forget": ..., "retain": ...}; adding an algorithm means
-adding one function to ALGORITHMS."""
+A loss takes the model, a batch {"forget": ..., "retain": ...} and the frozen reference model
+(the fine-tuned target; only KL and NPO read it). Adding an algorithm means adding one function
+to ALGORITHMS. Definitions follow TOFU / OpenUnlearning."""
 from __future__ import annotations
 
+import copy
 import time
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
-from .models import collate, nll_loss
-from .mrd import score_loglik
+from .models import IGNORE, collate, nll_loss
+from .mrd import Estimator, PerturbationScorer, difficulty_drop, score_loglik
 from .sampling import draw, probabilities
 from .training import make_optimizer, train
 
+NPO_BETA = 0.1
 
-def gradient_ascent(model, batch: dict) -> torch.Tensor:
+
+def gradient_ascent(model, batch: dict, reference=None) -> torch.Tensor:
     """GA: maximise the forget-set NLL."""
     return -nll_loss(model, batch["forget"])
 
 
-ALGORITHMS: dict[str, Callable] = {"ga": gradient_ascent}
+def grad_diff(model, batch: dict, reference=None) -> torch.Tensor:
+    """GradDiff: GA on forget + NLL on retain."""
+    return gradient_ascent(model, batch) + nll_loss(model, batch["retain"])
 
 
-def unlearn(model, forget, retain_eval, *, algorithm: str, sampler: str, drop: np.ndarray | None, steps: int,
-            batch_size: int, lr: float, optimizer: str, tau: float, seed: int, log_every: int, pad_id: int,
-            device) -> tuple[pd.DataFrame, float]:
-    """Run one unlearning job; return its curve (forget / retain mean L every `log_every` steps)
-    and its wall time in seconds."""
+def retain_kl(model, reference, batch: dict) -> torch.Tensor:
+    """KL(reference || model) per answer token of the retain batch, averaged over tokens."""
+    mask = batch["labels"][:, 1:] != IGNORE
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][mask]
+    with torch.no_grad():
+        ref = reference(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1][mask]
+    return F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref, -1), log_target=True, reduction="batchmean")
+
+
+def ga_kl(model, batch: dict, reference) -> torch.Tensor:
+    """KL: GA on forget + KL to the original model on retain."""
+    return gradient_ascent(model, batch) + retain_kl(model, reference, batch["retain"])
+
+
+def sequence_log_prob(model, batch: dict) -> torch.Tensor:
+    """log pi(y | x): the answer tokens' log-probabilities summed, per sample."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    targets = batch["labels"][:, 1:]
+    tok = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
+    return -(tok * (targets != IGNORE)).sum(1)
+
+
+def npo_loss(model, batch: dict, reference, beta: float = NPO_BETA) -> torch.Tensor:
+    """NPO (Zhang et al. 2024): -(2/beta) mean log sigmoid(-beta log(pi_theta / pi_ref)) on forget.
+    As beta -> 0 its gradient is GA's on the summed answer log-likelihood."""
+    with torch.no_grad():
+        ref = sequence_log_prob(reference, batch["forget"])
+    log_ratio = sequence_log_prob(model, batch["forget"]) - ref
+    return -(2.0 / beta) * F.logsigmoid(-beta * log_ratio).mean()
+
+
+def npo_rt(model, batch: dict, reference) -> torch.Tensor:
+    """NPO+RT: NPO + NLL on retain."""
+    return npo_loss(model, batch, reference) + nll_loss(model, batch["retain"])
+
+
+ALGORITHMS: dict[str, Callable] = {"ga": gradient_ascent, "graddiff": grad_diff, "kl": ga_kl, "npo": npo_loss,
+                                   "npo_rt": npo_rt}
+NEEDS_RETAIN = {"graddiff", "kl", "npo_rt"}
+NEEDS_REFERENCE = {"kl", "npo", "npo_rt"}
+
+
+def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str, drop: np.ndarray | None,
+            steps: int, batch_size: int, lr: float, optimizer: str, tau: float, seed: int, log_every: int,
+            pad_id: int, device, refresh_every: int = 0, estimator: Estimator | None = None,
+            mrd_seed: int = 0, mrd_batch_size: int = 64) -> tuple[pd.DataFrame, dict]:
+    """Run one unlearning job. Returns its curve (forget / retain mean L every `log_every` steps)
+    and its costs: wall time, and for `mrd_refresh` the MRD recomputations on the current model
+    every `refresh_every` steps (with `estimator`, sigma fixed) and their time."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; allowed: {sorted(ALGORITHMS)}")
+    if sampler == "mrd_refresh" and (refresh_every < 1 or estimator is None):
+        raise ValueError("the mrd_refresh sampler needs refresh_every >= 1 and the MRD estimator")
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    probs = probabilities(sampler, len(forget), drop=drop, tau=tau)
+    retain_generator = torch.Generator().manual_seed(seed + 1_000_003)
+    reference = None
+    if algorithm in NEEDS_REFERENCE:
+        reference = copy.deepcopy(model).eval().requires_grad_(False)
     opt = make_optimizer(optimizer, model.parameters(), lr)
     curve: list[dict] = []
+    costs = {"refreshes": 0, "refresh_s": 0.0}
+    current = {"drop": drop}
+
+    def refresh() -> None:
+        start = time.perf_counter()
+        scorer = PerturbationScorer(model, forget, batch_size=mrd_batch_size, pad_id=pad_id, device=device,
+                                    progress=False)
+        current["drop"] = difficulty_drop(scorer.estimate(estimator, seed=mrd_seed), estimator.statistic,
+                                          estimator.normalize)
+        model.train()
+        costs["refreshes"] += 1
+        costs["refresh_s"] += time.perf_counter() - start
 
     def log(step: int) -> bool:
         if step % log_every == 0 or step == steps:
@@ -48,9 +116,20 @@ def unlearn(model, forget, retain_eval, *, algorithm: str, sampler: str, drop: n
         return False
 
     def batch_at(step: int) -> dict:
-        return {"forget": collate([forget[i] for i in draw(probs, batch_size, generator)], pad_id, device)}
+        if sampler == "mrd_refresh" and step > 0 and step % refresh_every == 0:
+            refresh()
+        probs = probabilities(sampler, len(forget), drop=current["drop"], tau=tau, step=step, total_steps=steps)
+        batch = {"forget": collate([forget[i] for i in draw(probs, batch_size, generator)], pad_id, device)}
+        if algorithm in NEEDS_RETAIN:
+            picks = torch.randint(len(retain), (batch_size,), generator=retain_generator).tolist()
+            batch["retain"] = collate([retain[i] for i in picks], pad_id, device)
+        return batch
 
+    loss_fn = ALGORITHMS[algorithm]
     start = time.perf_counter()
-    train(model, batch_at, ALGORITHMS[algorithm], opt, steps, should_stop=log, desc=f"{algorithm}/{sampler}/{seed}")
+    train(model, batch_at, lambda m, b: loss_fn(m, b, reference), opt, steps, should_stop=log,
+          desc=f"{algorithm}/{sampler}/{seed}")
     model.eval()
-    return pd.DataFrame(curve), time.perf_counter() - start
+    return pd.DataFrame(curve), {"wall_s": time.perf_counter() - start, **costs}
+
+

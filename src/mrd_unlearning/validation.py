@@ -1,33 +1,155 @@
-"""Does a difficulty score predict the ground truth? Spearman rho with a bootstrap 95% CI."""
+"""Does MRD earn its place (STUDY 3.5, 4)? Rank correlation of every difficulty score with each
+ground truth (Spearman, bootstrap 95% CI), MRD's partial correlation beyond the cheap baselines,
+how MRD compares with each score, and the test-retest stability of every MRD variant."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-# score column -> sign that makes "higher = predicted harder"; oracle scores are labelled as such
-SCORES = {
-    "mrd": 1,
-    "loss": 1,
-    "answer_length": 1,
-    "value_frequency": -1,
-    "retain_model_loss_oracle": -1,
-}
+from .mrd import Estimator, MRDResult, PerturbationScorer, difficulty_drop, mrd_from_drop
+
+# Scores and the sign of their correlation with the update count that their rationale predicts:
+# MRD's (robust memory = hard), well-memorised / flat samples are hard, longer answers hold more
+# to remove, and the oracle's retain level lies further down when the retain model finds the
+# sample unlikely. Known factors (0) are exploratory: C3 asks whether they differ, not how.
+MRD_SCORE = "mrd"
+BASELINES = {"loss": -1, "grad_norm": -1, "max_token_nll": -1, "answer_tokens": 1}
+ORACLE = {"retain_model_loss_oracle": 1}
+PARTIAL_COVARIATES = ("loss", "grad_norm")
+GROUND_TRUTHS = ("update_count", "update_count_sgd")
+N_RESAMPLES = 2000
 
 
-def spearman_with_ci(x: np.ndarray, y: np.ndarray, *, n_resamples: int = 2000, seed: int = 0) -> dict:
+def variant_column(name: str) -> str:
+    return f"mrd[{name}]"
+
+
+def _spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman rho along `axis` (vectorised over bootstrap resamples)."""
+    rx, ry = stats.rankdata(x, axis=axis), stats.rankdata(y, axis=axis)
+    rx, ry = rx - rx.mean(axis, keepdims=True), ry - ry.mean(axis, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(axis) / np.sqrt((rx ** 2).sum(axis) * (ry ** 2).sum(axis))
+
+
+def _bootstrap_ci(data: tuple, statistic, seed: int, vectorized: bool = True) -> tuple[float, float]:
+    res = stats.bootstrap(data, statistic, paired=True, vectorized=vectorized, n_resamples=N_RESAMPLES,
+                          method="percentile", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def spearman_with_ci(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> dict:
+    x, y = np.asarray(x, float), np.asarray(y, float)
     rho, p = stats.spearmanr(x, y)
     if np.isnan(rho):
-        return {"spearman_rho": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "p_value": float("nan")}
-    ci = stats.bootstrap((x, y), lambda a, b: stats.spearmanr(a, b)[0], paired=True, vectorized=False,
-                         n_resamples=n_resamples, method="percentile", rng=np.random.default_rng(seed)).confidence_interval
-    return {"spearman_rho": float(rho), "ci_low": float(ci.low), "ci_high": float(ci.high), "p_value": float(p)}
+        return {"spearman_rho": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
+    low, high = _bootstrap_ci((x, y), _spearman, seed)
+    return {"spearman_rho": float(rho), "ci_low": low, "ci_high": high, "p_value": float(p)}
 
 
-def validation_table(scores: pd.DataFrame, ground_truth: str = "update_count") -> pd.DataFrame:
+def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> float:
+    """Spearman rho of x and y after removing, from both ranks, what the covariates' ranks explain."""
+    ranks = lambda v: stats.rankdata(v, axis=0)  # noqa: E731
+    design = np.column_stack([np.ones(len(x)), ranks(covariates)])
+    residual = lambda v: v - design @ np.linalg.lstsq(design, v, rcond=None)[0]  # noqa: E731
+    rx, ry = residual(ranks(x)), residual(ranks(y))
+    denom = np.sqrt((rx ** 2).sum() * (ry ** 2).sum())
+    return float((rx * ry).sum() / denom) if denom > 0 else np.nan
+
+
+def partial_spearman_with_ci(x, y, covariates, *, seed: int = 0) -> dict:
+    x, y, covariates = np.asarray(x, float), np.asarray(y, float), np.asarray(covariates, float).reshape(len(x), -1)
+    rho = partial_spearman(x, y, covariates)
+    dof = len(x) - 2 - covariates.shape[1]
+    t = rho * np.sqrt(dof / max(1e-300, 1 - rho ** 2))
+    low, high = _bootstrap_ci((x, y, *covariates.T), lambda a, b, *c: partial_spearman(a, b, np.column_stack(c)), seed,
+                              vectorized=False)
+    return {"spearman_rho": rho, "ci_low": low, "ci_high": high, "p_value": float(2 * stats.t.sf(abs(t), dof))}
+
+
+def _abs_rho_gap(mrd: np.ndarray, other: np.ndarray, truth: np.ndarray, seed: int) -> dict:
+    """|rho(MRD)| - |rho(other)| on the same bootstrap resamples (paired): does MRD rank better?"""
+    gap = lambda a, b, y, axis=-1: np.abs(_spearman(a, y, axis)) - np.abs(_spearman(b, y, axis))  # noqa: E731
+    low, high = _bootstrap_ci((mrd, other, truth), gap, seed)
+    return {"abs_rho_gap_vs_mrd": float(gap(mrd, other, truth)), "gap_ci_low": low, "gap_ci_high": high}
+
+
+def score_catalogue(scores: pd.DataFrame, factor_columns: list[str]) -> list[tuple[str, str, int]]:
+    """(column, kind, expected sign) of every difficulty score present in `scores`."""
+    out = [(MRD_SCORE, "mrd", 1)]
+    out += [(c, "mrd variant", 1) for c in scores.columns if c.startswith("mrd[")]
+    out += [(c, "baseline", s) for c, s in BASELINES.items() if c in scores]
+    out += [(c, "known factor", 0) for c in factor_columns if c in scores]
+    out += [(c, "oracle", s) for c, s in ORACLE.items() if c in scores]
+    return out
+
+
+def validation_table(scores: pd.DataFrame, factor_columns: list[str], seed: int = 0) -> pd.DataFrame:
     rows = []
-    for score, sign in SCORES.items():
-        if score in scores:
-            rows.append({"score": score, "ground_truth": ground_truth,
-                         **spearman_with_ci(sign * scores[score].to_numpy(float), scores[ground_truth].to_numpy(float))})
+    for truth in [g for g in GROUND_TRUTHS if g in scores]:
+        y = scores[truth].to_numpy(float)
+        mrd = scores[MRD_SCORE].to_numpy(float)
+        for column, kind, sign in score_catalogue(scores, factor_columns):
+            x = scores[column].to_numpy(float)
+            row = {"score": column, "kind": kind, "ground_truth": truth, "method": "spearman", "expected_sign": sign,
+                   "n": len(x), **spearman_with_ci(x, y, seed=seed)}
+            if column != MRD_SCORE and np.ptp(x) > 0:
+                row.update(_abs_rho_gap(mrd, x, y, seed))
+            rows.append(row)
+        covariates = [c for c in PARTIAL_COVARIATES if c in scores]
+        if covariates:
+            rows.append({"score": f"{MRD_SCORE} given {' + '.join(covariates)}", "kind": "partial", "ground_truth": truth,
+                         "method": "partial spearman", "expected_sign": 1, "n": len(y),
+                         **partial_spearman_with_ci(mrd, y, scores[covariates].to_numpy(float), seed=seed)})
+    return pd.DataFrame(rows)
+
+
+# --- the estimator itself: variants, test-retest, sigma sweep ---------------------------------
+
+def estimator_study(scorer: PerturbationScorer, main: Estimator, variants: dict[str, Estimator], *, seed: int,
+                    retest_seed: int, sigma_grid: list[float], positive_share: float, K_grid: list[int],
+                    sigma_sweep: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Per-sample D of every variant (seed `seed`), and the stability table: the Spearman rho
+    between D from two independent perturbation sets (`seed`, `retest_seed`), for each variant
+    at each K, and, for the main estimator's statistics, at each grid sigma."""
+    drops, stability = [], []
+
+    def study(name: str, est: Estimator, sweep: str, Ks: list[int]) -> None:
+        first = scorer.estimate(est, seed=seed, sigma_grid=sigma_grid, positive_share=positive_share)
+        retest = scorer.estimate(est.with_overrides({"sigma": first.sigma}), seed=retest_seed)
+        for K in Ks:
+            a = MRDResult(first.loglik, first.drops[:K], first.sigma, float((first.drops[:K] > 0).mean()))
+            b = MRDResult(retest.loglik, retest.drops[:K], retest.sigma, 0.0)
+            Da, Db = (difficulty_drop(r, est.statistic, est.normalize) for r in (a, b))
+            stability.append({"variant": name, "sweep": sweep, **est.describe(), "sigma": first.sigma, "K": K,
+                              "positive_share": a.positive_share, "retest_rho": float(_spearman(Da, Db))})
+        D = difficulty_drop(first, est.statistic, est.normalize)
+        drops.extend({"variant": name, "sample_id": i, "drop": d} for i, d in enumerate(D))
+
+    for name, est in {"main": main, **variants}.items():
+        study(name, est, "K", sorted({k for k in K_grid if k < est.K} | {est.K}))
+    if sigma_sweep:
+        for sigma in sorted(sigma_grid):
+            for statistic in ("signed", "abs"):
+                est = main.with_overrides({"sigma": sigma, "statistic": statistic})
+                study(f"sigma_sweep/{statistic}/{sigma:g}", est, "sigma", [main.K])
+    return pd.DataFrame(drops), pd.DataFrame(stability)
+
+
+def sigma_sweep_table(scores: pd.DataFrame, variant_drops: pd.DataFrame, stability: pd.DataFrame,
+                      eps: float) -> pd.DataFrame:
+    """Along the sigma grid: stability, curvature share, and what D tracks (ground truths,
+    gradient norm, loss). At small sigma |d| is the gradient norm in disguise (STUDY 3.2)."""
+    sweep = stability[stability.sweep == "sigma"]
+    rows = []
+    for r in sweep.itertuples():
+        D = variant_drops[variant_drops.variant == r.variant].sort_values("sample_id")["drop"].to_numpy()
+        mrd = mrd_from_drop(D, eps)
+        row = {"statistic": r.statistic, "sigma": r.sigma, "K": r.K, "positive_share": r.positive_share,
+               "retest_rho": r.retest_rho}
+        for column in [*[g for g in GROUND_TRUTHS if g in scores], "grad_norm", "loss"]:
+            if column in scores:
+                row[f"rho_mrd_{column}"] = float(_spearman(mrd, scores.sort_values("sample_id")[column].to_numpy(float)))
+        rows.append(row)
     return pd.DataFrame(rows)

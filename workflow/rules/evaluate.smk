@@ -28,7 +28,7 @@ rule evaluate_unlearned:
         reference=f"{R}/eval/retain_samples.csv",
     output:
         summary=run_eval("{algorithm}", "{sampler}", "{seed}"),
-        samples=f"{R}/eval/unlearned/{{algorithm}}_{{sampler}}_seed{{seed}}_samples.csv",
+        samples=f"{R}/eval/unlearned/{{algorithm}}/{{sampler}}/seed{{seed}}_samples.csv",
     params:
         eval_cfg=config["evaluation"],
         **model_settings(),

@@ -1,5 +1,9 @@
-# MRD of every forget sample on the target model, its ground truth, and their comparison.
+# MRD of every forget sample on the target model, its ground truths, baselines and validation.
+
+
 rule mrd:
+    """The MRD the weighted samplers use (only the main estimator's keys are params, so editing
+    a validation variant does not rerun the unlearning runs)."""
     input:
         model=f"{R}/models/target",
         data=f"{R}/data",
@@ -7,7 +11,7 @@ rule mrd:
         scores=f"{R}/mrd/mrd.csv",
         meta=f"{R}/mrd/mrd.json",
     params:
-        mrd_cfg=config["mrd"],
+        mrd_cfg={k: v for k, v in config["mrd"].items() if k != "validation"},
         **model_settings(),
     threads: config["threads"]
     resources:
@@ -19,17 +23,56 @@ rule mrd:
         "../scripts/mrd.py"
 
 
+rule mrd_variants:
+    input:
+        model=f"{R}/models/target",
+        data=f"{R}/data",
+    output:
+        drops=f"{R}/mrd/variants.csv",
+        stability=report(f"{R}/tables/mrd_stability.csv", caption="../report/mrd_stability.rst", category="MRD"),
+    params:
+        mrd_cfg=config["mrd"],
+        **model_settings(),
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/mrd_variants.py"
+
+
+rule baselines:
+    input:
+        model=f"{R}/models/target",
+        data=f"{R}/data",
+    output:
+        f"{R}/mrd/baselines.csv",
+    params:
+        **model_settings(),
+    threads: config["threads"]
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/baselines.py"
+
+
 rule ground_truth:
+    """Required updates per forget sample with one optimizer (see GROUND_TRUTHS)."""
     input:
         model=f"{R}/models/target",
         data=f"{R}/data",
         reference=f"{R}/eval/retain_samples.csv",
     output:
-        f"{R}/mrd/update_counts.csv",
+        f"{R}/mrd/{{truth}}.csv",
     params:
-        gt_cfg=config["ground_truth"],
-        # only what the counts depend on: the unlearning runs' optimizer and learning rate
-        unlearning_cfg={k: config["unlearning"][k] for k in ("optimizer", "lr")},
+        optimizer=lambda wc: GROUND_TRUTHS[wc.truth]["optimizer"],
+        lr=lambda wc: GROUND_TRUTHS[wc.truth]["lr"],
+        max_steps=config["ground_truth"]["max_steps"],
         seed=config["seed"],
         **model_settings(),
     threads: config["threads"]
@@ -45,10 +88,16 @@ rule ground_truth:
 rule scores:
     input:
         mrd=f"{R}/mrd/mrd.csv",
-        counts=f"{R}/mrd/update_counts.csv",
+        counts=expand(f"{R}/mrd/{{truth}}.csv", truth=GROUND_TRUTHS),
+        baselines=f"{R}/mrd/baselines.csv",
+        variants=f"{R}/mrd/variants.csv",
+        reference=f"{R}/eval/retain_samples.csv",
         data=f"{R}/data",
     output:
         f"{R}/mrd/scores.csv",
+    params:
+        eps=config["mrd"]["eps"],
+        truths=list(GROUND_TRUTHS),
     threads: 1
     conda:
         CONDA_ENV
@@ -58,11 +107,36 @@ rule scores:
 
 rule mrd_validation:
     input:
-        f"{R}/mrd/scores.csv",
+        scores=f"{R}/mrd/scores.csv",
+        variants=f"{R}/mrd/variants.csv",
+        stability=f"{R}/tables/mrd_stability.csv",
+        data=f"{R}/data",
     output:
-        report(f"{R}/tables/mrd_validation.csv", caption="../report/mrd_validation.rst", category="MRD"),
+        validation=report(f"{R}/tables/mrd_validation.csv", caption="../report/mrd_validation.rst", category="MRD"),
+        sweep=report(f"{R}/tables/mrd_sigma_sweep.csv", caption="../report/mrd_sigma_sweep.rst", category="MRD"),
+    params:
+        eps=config["mrd"]["eps"],
     threads: 1
     conda:
         CONDA_ENV
     script:
         "../scripts/mrd_validation.py"
+
+
+rule mrd_figures:
+    input:
+        scores=f"{R}/mrd/scores.csv",
+        validation=f"{R}/tables/mrd_validation.csv",
+        stability=f"{R}/tables/mrd_stability.csv",
+        sweep=f"{R}/tables/mrd_sigma_sweep.csv",
+        data=f"{R}/data",
+    output:
+        difficulty=report(f"{R}/figures/difficulty.png", caption="../report/difficulty_figure.rst", category="MRD"),
+        validation=report(f"{R}/figures/mrd_validation.png", caption="../report/mrd_figure.rst", category="MRD"),
+        factors=report(f"{R}/figures/factors.png", caption="../report/factors_figure.rst", category="MRD"),
+        stability=report(f"{R}/figures/mrd_stability.png", caption="../report/stability_figure.rst", category="MRD"),
+    threads: 1
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/mrd_figures.py"

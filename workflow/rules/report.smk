@@ -24,20 +24,21 @@ rule comparison_table:
         "../scripts/comparison_table.py"
 
 
-rule figures:
+rule unlearning_figures:
     input:
-        scores=f"{R}/mrd/scores.csv",
         unlearning=f"{R}/tables/unlearning.csv",
         runs=[run_dir(*r) for r in RUNS],
+        retain=f"{R}/eval/retain.json",
     output:
-        mrd=report(f"{R}/figures/mrd.png", caption="../report/mrd_figure.rst", category="MRD"),
-        unlearning=report(f"{R}/figures/unlearning.png", caption="../report/unlearning_figure.rst",
-                          category="Unlearning"),
+        curves=report(f"{R}/figures/unlearning_curves.png", caption="../report/unlearning_curves.rst",
+                      category="Unlearning"),
+        tradeoff=report(f"{R}/figures/unlearning_tradeoff.png", caption="../report/unlearning_tradeoff.rst",
+                        category="Unlearning"),
     threads: 1
     conda:
         CONDA_ENV
     script:
-        "../scripts/figures.py"
+        "../scripts/unlearning_figures.py"
 
 
 rule report:
@@ -49,10 +50,16 @@ rule report:
         mrd_meta=f"{R}/mrd/mrd.json",
         scores=f"{R}/mrd/scores.csv",
         validation=f"{R}/tables/mrd_validation.csv",
+        stability=f"{R}/tables/mrd_stability.csv",
+        sweep=f"{R}/tables/mrd_sigma_sweep.csv",
         unlearning=f"{R}/tables/unlearning.csv",
         comparison=f"{R}/tables/comparison.csv",
-        mrd_figure=f"{R}/figures/mrd.png",
-        unlearning_figure=f"{R}/figures/unlearning.png",
+        difficulty_figure=f"{R}/figures/difficulty.png",
+        mrd_figure=f"{R}/figures/mrd_validation.png",
+        factors_figure=f"{R}/figures/factors.png",
+        stability_figure=f"{R}/figures/mrd_stability.png",
+        curves_figure=f"{R}/figures/unlearning_curves.png",
+        tradeoff_figure=f"{R}/figures/unlearning_tradeoff.png",
     output:
         md=f"{R}/report.md",
         metrics=f"{R}/metrics.json",

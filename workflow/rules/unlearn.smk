@@ -5,12 +5,16 @@ def unlearn_inputs(wc):
     inputs = {"model": f"{R}/models/target", "data": f"{R}/data"}
     if wc.sampler != "uniform":
         inputs["mrd"] = f"{R}/mrd/mrd.csv"
+    if wc.sampler == "mrd_refresh":
+        inputs["mrd_meta"] = f"{R}/mrd/mrd.json"  # the estimator and its sigma, to recompute MRD
     return inputs
 
 
 def unlearn_settings(wc):
     """The run's hyper-parameters; tau only where the sampler uses it."""
-    keys = ["steps", "batch_size", "lr", "optimizer", "log_every"] + (["tau"] if wc.sampler != "uniform" else [])
+    keys = ["steps", "batch_size", "lr", "optimizer", "log_every"]
+    keys += ["tau"] if wc.sampler != "uniform" else []
+    keys += ["refresh_every"] if wc.sampler == "mrd_refresh" else []
     return {k: UL[k] for k in keys}
 
 

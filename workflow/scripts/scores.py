@@ -1,5 +1,6 @@
-"""Rule scores: mrd/scores.csv (MRD, ground truth, baselines, known factors)."""
+"""Rule scores: mrd/scores.csv (MRD, ground truths, variants, baselines, oracle, known factors)."""
 from mrd_unlearning.stages import collect_scores
 
 sm = snakemake  # noqa: F821
-collect_scores(sm.input.mrd, sm.input.counts, sm.input.data, sm.output[0])
+collect_scores(sm.input.mrd, dict(zip(sm.params.truths, sm.input.counts)), sm.input.baselines, sm.input.variants,
+               sm.input.reference, sm.input.data, sm.output[0], eps=sm.params.eps)

@@ -4,4 +4,4 @@ from mrd_unlearning.stages import unlearn_run
 sm = snakemake  # noqa: F821
 unlearn_run(sm.input.model, sm.input.data, sm.output[0], algorithm=sm.wildcards.algorithm,
             sampler=sm.wildcards.sampler, seed=int(sm.wildcards.seed), mrd_csv=sm.input.get("mrd"),
-            threads=sm.threads, **sm.params)
+            mrd_json=sm.input.get("mrd_meta"), threads=sm.threads, **sm.params)

@@ -1,0 +1,100 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mrd_unlearning.baselines import cheap_scores
+from mrd_unlearning.models import answer_log_likelihood, collate, token_log_probs
+from mrd_unlearning.mrd import Estimator, PerturbationScorer
+from mrd_unlearning.validation import (_spearman, estimator_study, partial_spearman, partial_spearman_with_ci,
+                                       spearman_with_ci, validation_table)
+
+
+def test_spearman_ci_covers_truth_and_excludes_zero_when_strong():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=60)
+    strong = spearman_with_ci(x, x + 0.3 * rng.normal(size=60))
+    assert strong["ci_low"] > 0.7 and strong["ci_low"] <= strong["spearman_rho"] <= strong["ci_high"]
+    null = spearman_with_ci(x, rng.normal(size=60))
+    assert null["ci_low"] < 0 < null["ci_high"]
+    assert spearman_with_ci(x, x + 0.3 * rng.normal(size=60), seed=3) != strong  # CIs come from the seed
+
+
+def test_vectorised_spearman_matches_scipy():
+    from scipy import stats
+
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(5, 30)), rng.integers(0, 6, size=(5, 30))  # ties, as update counts have
+    assert np.allclose(_spearman(x, y), [stats.spearmanr(a, b)[0] for a, b in zip(x, y)])
+
+
+def test_partial_spearman_matches_the_closed_form_for_one_covariate():
+    """With one covariate the partial correlation of ranks is (r_xy - r_xc r_yc) / sqrt((1 - r_xc^2)(1 - r_yc^2))."""
+    rng = np.random.default_rng(2)
+    c = rng.normal(size=50)
+    x, y = c + rng.normal(size=50), c + rng.normal(size=50)
+    r = lambda a, b: _spearman(a, b)  # noqa: E731
+    expected = (r(x, y) - r(x, c) * r(y, c)) / np.sqrt((1 - r(x, c) ** 2) * (1 - r(y, c) ** 2))
+    assert partial_spearman(x, y, c[:, None]) == pytest.approx(expected, abs=1e-12)
+    # x and y share only c: the marginal correlation is clearly positive, the partial one is not
+    assert r(x, y) > 0.3
+    result = partial_spearman_with_ci(x, y, c)
+    assert result["ci_low"] < 0 < result["ci_high"] and result["p_value"] > 0.05
+
+
+def _scores(n=40, seed=0):
+    rng = np.random.default_rng(seed)
+    count = rng.integers(1, 30, size=n)
+    return pd.DataFrame({"sample_id": np.arange(n), "update_count": count, "mrd": count + rng.normal(0, 2, n),
+                         "loss": rng.normal(size=n), "grad_norm": rng.normal(size=n), "answer_tokens": rng.integers(3, 9, n),
+                         "value_frequency": rng.uniform(size=n)})
+
+
+def test_validation_table_rows_and_gap_sign():
+    table = validation_table(_scores(), factor_columns=["value_frequency"])
+    assert set(table.ground_truth) == {"update_count"}
+    assert list(table.kind) == ["mrd", "baseline", "baseline", "baseline", "known factor", "partial"]
+    mrd = table.set_index("score").loc["mrd"]
+    assert mrd.spearman_rho > 0.8 and mrd.ci_low > 0.5
+    loss = table.set_index("score").loc["loss"]
+    assert loss.gap_ci_low > 0  # MRD ranks clearly better than a random score
+    partial = table[table.kind == "partial"].iloc[0]
+    assert partial.score == "mrd given loss + grad_norm" and partial.spearman_rho > 0.8
+
+
+def test_estimator_study_uses_independent_seeds_and_every_K(model, forget_encoded, tokenizer):
+    scorer = PerturbationScorer(model, forget_encoded, batch_size=4, pad_id=tokenizer.pad_token_id, device="cpu",
+                                progress=False)
+    main = Estimator(sigma="auto", K=4)
+    drops, stability = estimator_study(scorer, main, {"abs": main.with_overrides({"statistic": "abs"})}, seed=0,
+                                       retest_seed=7, sigma_grid=[0.01, 0.1, 1.0], positive_share=0.9, K_grid=[2, 8],
+                                       sigma_sweep=True)
+    at_K = stability[stability.sweep == "K"]
+    assert list(zip(at_K.variant, at_K.K)) == [("main", 2), ("main", 4), ("abs", 2), ("abs", 4)]
+    sweep = stability[stability.sweep == "sigma"]
+    assert sorted(set(sweep.sigma)) == [0.01, 0.1, 1.0] and set(sweep.statistic) == {"signed", "abs"}
+    # the retest set is seed 7, not a subset of seed 0
+    sigma = at_K.sigma.iloc[0]
+    a = scorer.drops(sigma=sigma, sigma_mode="absolute", seed=0, K=4).mean(0)
+    b = scorer.drops(sigma=sigma, sigma_mode="absolute", seed=7, K=4).mean(0)
+    assert at_K.retest_rho.iloc[1] == pytest.approx(float(_spearman(a, b)))
+    main_drops = drops[drops.variant == "main"].sort_values("sample_id")["drop"].to_numpy()
+    assert np.allclose(main_drops, a)
+    abs_drops = drops[drops.variant == "abs"].sort_values("sample_id")["drop"].to_numpy()
+    assert np.allclose(abs_drops, np.abs(scorer.drops(sigma=sigma, sigma_mode="absolute", seed=0, K=4)).mean(0))
+
+
+def test_cheap_scores_match_direct_computation(model, forget_encoded, tokenizer):
+    table = cheap_scores(model, forget_encoded, pad_id=tokenizer.pad_token_id, device="cpu", desc=None)
+    params = [p for p in model.parameters() if p.requires_grad]
+    for i in (0, len(forget_encoded) - 1):
+        batch = collate(forget_encoded[i:i + 1], tokenizer.pad_token_id)
+        loglik = answer_log_likelihood(model, batch)[0]  # with grad: the float64 path
+        grads = torch.autograd.grad(-loglik, params)  # float64 path, independent of the training loss
+        with torch.no_grad():
+            logp, mask = token_log_probs(model, batch)
+        row = table.iloc[i]
+        assert row.loss == pytest.approx(-loglik.item(), rel=1e-6)
+        assert row.max_token_nll == pytest.approx(float((-logp[mask]).max()), rel=1e-6)
+        assert row.grad_norm == pytest.approx(float(torch.sqrt(sum((g ** 2).sum() for g in grads))), rel=1e-4)
+        assert row.answer_tokens == len([t for t in forget_encoded[i].labels if t >= 0])

@@ -7,7 +7,7 @@ CORES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test dry-run html-report dvc-repro clean-venv
+.PHONY: reproduce test dry-run html-report dvc-repro pull clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,14 @@ html-report: $(VENV)/.installed
 # DVC stages call snakemake: run them with the venv first on PATH.
 dvc-repro: $(VENV)/.installed
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/dvc repro
+
+# A reviewer's clone: fetch every artifact dvc.lock records, check they are exactly those, and
+# restore the DAG's order of modification times (DVC checkouts do not keep them) without running
+# anything. Then `snakemake -n` plans nothing.
+pull: $(VENV)/.installed
+	$(BIN)/dvc pull
+	$(BIN)/dvc status --quiet || (echo "artifacts differ from dvc.lock: see '$(BIN)/dvc status'" && exit 1)
+	$(BIN)/snakemake --cores 1 --touch --quiet
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest

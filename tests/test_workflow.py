@@ -80,3 +80,76 @@ def test_bad_config_fails_before_any_job(tmp_path):
     assert done.returncode != 0
     assert "mrd.statistic" in done.stdout + done.stderr
     assert not (tmp_path / "results").exists()
+
+
+def planned_jobs(work: Path, patch: str | None = None) -> dict[str, int]:
+    """Rule -> job count of a dry run, optionally with a config patch merged over smoke.yaml."""
+    cmd = list(SNAKEMAKE)  # ends with --configfile config/smoke.yaml
+    if patch is not None:
+        (work / "config" / "patch.yaml").write_text(patch)
+        cmd += ["config/patch.yaml"]  # --configfile takes several files; later ones win
+    cmd += ["--dry-run"]
+    done = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = done.stdout + done.stderr
+    if "Nothing to be done" in out:
+        return {}
+    table = out.split("Job stats:")[1].split("total")[0].splitlines()
+    return {parts[0]: int(parts[1]) for parts in (line.split() for line in table)
+            if len(parts) == 2 and parts[1].isdigit()}
+
+
+REPORTING = {"unlearning_table", "comparison_table", "unlearning_figures", "report", "all"}
+
+
+@pytest.mark.slow
+def test_changing_an_unlearning_hyperparameter_plans_only_unlearning_and_what_follows(smoke_run):
+    work, _ = smoke_run
+    jobs = planned_jobs(work, "unlearning: {steps: 3}\n")
+    assert set(jobs) == {"unlearn", "evaluate_unlearned"} | REPORTING
+    assert jobs["unlearn"] == jobs["evaluate_unlearned"] == 8
+
+
+@pytest.mark.slow
+def test_changing_mrd_K_plans_mrd_and_weighted_runs_but_not_finetuning_or_uniform_runs(smoke_run):
+    work, _ = smoke_run
+    jobs = planned_jobs(work, "mrd: {K: 3}\n")
+    assert {"mrd", "mrd_variants", "scores", "mrd_validation", "mrd_figures", "unlearn"} <= set(jobs)
+    assert not {"prepare_data", "tokenizer", "finetune", "evaluate_finetuned", "ground_truth", "baselines"} & set(jobs)
+    assert jobs["unlearn"] == 4  # the mrd_refresh runs (2 algorithms x 2 seeds); the uniform runs stay
+
+
+@pytest.mark.slow
+def test_changing_a_validation_variant_does_not_rerun_unlearning(smoke_run):
+    work, _ = smoke_run
+    jobs = planned_jobs(work, "mrd: {validation: {retest_seed: 5}}\n")
+    assert set(jobs) == {"mrd_variants", "scores", "mrd_validation", "mrd_figures", "report", "all"}
+
+
+@pytest.mark.slow
+def test_two_runs_from_scratch_give_identical_results(smoke_run, tmp_path):
+    """Same seed, same machine: every table, score and headline number is identical (timings aside)."""
+    _, first = smoke_run
+    work = copy_project(tmp_path)
+    done = subprocess.run(SNAKEMAKE, cwd=work, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    second = work / "results" / "smoke"
+    timing = ["wall_s", "refresh_s"]
+    for name in ["mrd/scores.csv", "mrd/variants.csv", *[f"tables/{p.name}" for p in (first / "tables").glob("*.csv")]]:
+        a, b = (pd.read_csv(root / name) for root in (first, second))
+        pd.testing.assert_frame_equal(a.drop(columns=timing, errors="ignore"), b.drop(columns=timing, errors="ignore"),
+                                      check_exact=True)
+    assert json.loads((first / "metrics.json").read_text()) == json.loads((second / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_html_report_has_every_figure_and_table_with_its_caption(smoke_run):
+    work, _ = smoke_run
+    done = subprocess.run(SNAKEMAKE + ["--report", "report.html"], cwd=work, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    html = (work / "report.html").read_text()
+    captions = sorted((ROOT / "workflow" / "report").glob("*.rst"))
+    assert len(captions) == 11
+    for caption in captions:
+        first_words = " ".join(caption.read_text().split()[:4])
+        assert first_words in html, caption.name

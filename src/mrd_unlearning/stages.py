@@ -222,7 +222,7 @@ def unlearn_run(model_dir: str, data_dir: str, out_dir: str, *, algorithm: str, 
     if mrd_json:
         meta = read_json(mrd_json)
         refresh = {"refresh_every": unlearning_cfg["refresh_every"], "mrd_seed": meta["seed"],
-                   "estimator": Estimator.from_config({**meta, "sigma": meta["sigma"]})}
+                   "estimator": Estimator.from_config(meta)}  # with the sigma it chose
     encode = lambda rows: _encode(tokenizer, rows, max_length)  # noqa: E731
     curve, costs = unlearn(model, encode(data.forget), encode(data.retain), encode(data.retain_eval),
                            algorithm=algorithm, sampler=sampler, drop=drop, steps=unlearning_cfg["steps"],
@@ -237,19 +237,25 @@ def unlearn_run(model_dir: str, data_dir: str, out_dir: str, *, algorithm: str, 
 
 # --- tables, figures, report ------------------------------------------------------------------
 
-def unlearning_table(run_dirs: list[str], eval_jsons: list[str], retain_summary_json: str, out_csv: str) -> None:
+def unlearning_table(run_dirs: list[str], eval_jsons: list[str], retain_summary_json: str, out_csv: str,
+                     curves_csv: str) -> None:
+    """tables/unlearning.csv (one row per run) and tables/curves.csv (every run's curve, long)."""
     level = read_json(retain_summary_json)["forget_loglik"]
-    rows = []
+    rows, curves = [], []
     for run_dir, eval_json in zip(run_dirs, eval_jsons):
         run, ev = read_json(Path(run_dir) / "run.json"), read_json(eval_json)
         curve = pd.read_csv(Path(run_dir) / "curve.csv")
-        rows.append({**{k: run[k] for k in ("algorithm", "sampler", "seed")},
+        key = {k: run[k] for k in ("algorithm", "sampler", "seed")}
+        curves.append(curve.assign(**key))
+        rows.append({**key,
                      **{k: ev[k] for k in ("forget_quality", "model_utility", "forget_prob", "forget_rouge",
                                            "forget_truth_ratio", "mia_auc")},
                      "steps_to_forget": steps_to_level(curve.step, curve.forget_loglik, level),
                      "wall_s": run["wall_s"], "refreshes": run.get("refreshes", 0),
                      "refresh_s": run.get("refresh_s", 0.0)})
     write_csv(out_csv, pd.DataFrame(rows).sort_values(["algorithm", "sampler", "seed"]))
+    columns = ["algorithm", "sampler", "seed", "step", "forget_loglik", "retain_loglik"]
+    write_csv(curves_csv, pd.concat(curves, ignore_index=True)[columns].sort_values(columns[:4]))
 
 
 COMPARED = ("forget_quality", "model_utility", "forget_prob", "forget_rouge", "forget_truth_ratio", "mia_auc",
@@ -282,10 +288,7 @@ def mrd_figures(scores_csv: str, validation_csv: str, stability_csv: str, sweep_
                              out["stability"])
 
 
-def unlearning_figures(unlearning_csv: str, curve_dirs: list[str], retain_summary_json: str,
-                       out: dict[str, str]) -> None:
-    curves = pd.concat([pd.read_csv(Path(d) / "curve.csv").assign(**{k: v for k, v in read_json(Path(d) / "run.json").items()
-                                                                    if k in ("algorithm", "sampler", "seed")})
-                        for d in curve_dirs], ignore_index=True)
-    figures.unlearning_curves_figure(curves, read_json(retain_summary_json)["forget_loglik"], out["curves"])
+def unlearning_figures(unlearning_csv: str, curves_csv: str, retain_summary_json: str, out: dict[str, str]) -> None:
+    figures.unlearning_curves_figure(pd.read_csv(curves_csv), read_json(retain_summary_json)["forget_loglik"],
+                                     out["curves"])
     figures.unlearning_tradeoff_figure(pd.read_csv(unlearning_csv), out["tradeoff"])

@@ -2,6 +2,7 @@ rule prepare_data:
     output:
         directory(f"{R}/data"),
     params:
+        code=CODE["prepare_data"],
         data_cfg=config["data"],
         seed=config["seed"],
     threads: 1
@@ -20,6 +21,7 @@ rule tokenizer:
     output:
         directory(f"{R}/models/tokenizer"),
     params:
+        code=CODE["tokenizer"],
         vocab_size=config["tokenizer"]["vocab_size"],
     threads: 1
     resources:

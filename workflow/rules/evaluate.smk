@@ -9,6 +9,7 @@ rule evaluate_finetuned:
         summary=f"{R}/eval/{{role}}.json",
         samples=f"{R}/eval/{{role}}_samples.csv",
     params:
+        code=CODE["evaluate"],
         eval_cfg=config["evaluation"],
         **model_settings(),
     threads: config["threads"]
@@ -30,6 +31,7 @@ rule evaluate_unlearned:
         summary=run_eval("{algorithm}", "{sampler}", "{seed}"),
         samples=f"{R}/eval/unlearned/{{algorithm}}/{{sampler}}/seed{{seed}}_samples.csv",
     params:
+        code=CODE["evaluate"],
         eval_cfg=config["evaluation"],
         **model_settings(),
     threads: config["threads"]

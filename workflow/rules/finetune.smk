@@ -6,6 +6,7 @@ rule finetune:
     output:
         directory(f"{R}/models/{{role}}"),
     params:
+        code=CODE["finetune"],
         model_cfg=config["model"],
         finetune_cfg=config["finetune"],
         seed=config["seed"],

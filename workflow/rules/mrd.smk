@@ -11,6 +11,7 @@ rule mrd:
         scores=f"{R}/mrd/mrd.csv",
         meta=f"{R}/mrd/mrd.json",
     params:
+        code=CODE["mrd"],
         mrd_cfg={k: v for k, v in config["mrd"].items() if k != "validation"},
         **model_settings(),
     threads: config["threads"]
@@ -31,6 +32,7 @@ rule mrd_variants:
         drops=f"{R}/mrd/variants.csv",
         stability=report(f"{R}/tables/mrd_stability.csv", caption="../report/mrd_stability.rst", category="MRD"),
     params:
+        code=CODE["mrd_variants"],
         mrd_cfg=config["mrd"],
         **model_settings(),
     threads: config["threads"]
@@ -50,6 +52,7 @@ rule baselines:
     output:
         f"{R}/mrd/baselines.csv",
     params:
+        code=CODE["baselines"],
         **model_settings(),
     threads: config["threads"]
     resources:
@@ -70,6 +73,7 @@ rule ground_truth:
     output:
         f"{R}/mrd/{{truth}}.csv",
     params:
+        code=CODE["ground_truth"],
         optimizer=lambda wc: GROUND_TRUTHS[wc.truth]["optimizer"],
         lr=lambda wc: GROUND_TRUTHS[wc.truth]["lr"],
         max_steps=config["ground_truth"]["max_steps"],
@@ -96,6 +100,7 @@ rule scores:
     output:
         f"{R}/mrd/scores.csv",
     params:
+        code=CODE["scores"],
         eps=config["mrd"]["eps"],
         truths=list(GROUND_TRUTHS),
     threads: 1
@@ -115,6 +120,7 @@ rule mrd_validation:
         validation=report(f"{R}/tables/mrd_validation.csv", caption="../report/mrd_validation.rst", category="MRD"),
         sweep=report(f"{R}/tables/mrd_sigma_sweep.csv", caption="../report/mrd_sigma_sweep.rst", category="MRD"),
     params:
+        code=CODE["mrd_validation"],
         eps=config["mrd"]["eps"],
     threads: 1
     conda:
@@ -135,6 +141,8 @@ rule mrd_figures:
         validation=report(f"{R}/figures/mrd_validation.png", caption="../report/mrd_figure.rst", category="MRD"),
         factors=report(f"{R}/figures/factors.png", caption="../report/factors_figure.rst", category="MRD"),
         stability=report(f"{R}/figures/mrd_stability.png", caption="../report/stability_figure.rst", category="MRD"),
+    params:
+        code=CODE["mrd_figures"],
     threads: 1
     conda:
         CONDA_ENV

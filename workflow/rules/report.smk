@@ -4,7 +4,10 @@ rule unlearning_table:
         evals=[run_eval(*r) for r in RUNS],
         retain=f"{R}/eval/retain.json",
     output:
-        report(f"{R}/tables/unlearning.csv", caption="../report/unlearning.rst", category="Unlearning"),
+        table=report(f"{R}/tables/unlearning.csv", caption="../report/unlearning.rst", category="Unlearning"),
+        curves=f"{R}/tables/curves.csv",
+    params:
+        code=CODE["unlearning_table"],
     threads: 1
     conda:
         CONDA_ENV
@@ -17,6 +20,8 @@ rule comparison_table:
         f"{R}/tables/unlearning.csv",
     output:
         report(f"{R}/tables/comparison.csv", caption="../report/comparison.rst", category="Unlearning"),
+    params:
+        code=CODE["comparison_table"],
     threads: 1
     conda:
         CONDA_ENV
@@ -27,13 +32,15 @@ rule comparison_table:
 rule unlearning_figures:
     input:
         unlearning=f"{R}/tables/unlearning.csv",
-        runs=[run_dir(*r) for r in RUNS],
+        curves=f"{R}/tables/curves.csv",
         retain=f"{R}/eval/retain.json",
     output:
         curves=report(f"{R}/figures/unlearning_curves.png", caption="../report/unlearning_curves.rst",
                       category="Unlearning"),
         tradeoff=report(f"{R}/figures/unlearning_tradeoff.png", caption="../report/unlearning_tradeoff.rst",
                         category="Unlearning"),
+    params:
+        code=CODE["unlearning_figures"],
     threads: 1
     conda:
         CONDA_ENV
@@ -64,6 +71,7 @@ rule report:
         md=f"{R}/report.md",
         metrics=f"{R}/metrics.json",
     params:
+        code=CODE["report"],
         name=config["name"],
     threads: 1
     conda:

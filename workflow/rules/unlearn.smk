@@ -24,6 +24,7 @@ rule unlearn:
     output:
         directory(run_dir("{algorithm}", "{sampler}", "{seed}")),
     params:
+        code=CODE["unlearn"],
         unlearning_cfg=unlearn_settings,
         **model_settings(),
     threads: config["threads"]

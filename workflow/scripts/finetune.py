@@ -1,5 +1,6 @@
 """Rule finetune: the target (role=target) or retain (role=retain) model."""
+from mrd_unlearning.io import stage_params
 from mrd_unlearning.stages import finetune_model
 
 sm = snakemake  # noqa: F821
-finetune_model(sm.wildcards.role, sm.input.data, sm.input.tokenizer, sm.output[0], threads=sm.threads, **sm.params)
+finetune_model(sm.wildcards.role, sm.input.data, sm.input.tokenizer, sm.output[0], threads=sm.threads, **stage_params(sm))

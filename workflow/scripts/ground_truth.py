@@ -1,5 +1,6 @@
 """Rule ground_truth: required gradient-ascent updates per forget sample."""
+from mrd_unlearning.io import stage_params
 from mrd_unlearning.stages import ground_truth
 
 sm = snakemake  # noqa: F821
-ground_truth(sm.input.model, sm.input.data, sm.input.reference, sm.output[0], threads=sm.threads, **sm.params)
+ground_truth(sm.input.model, sm.input.data, sm.input.reference, sm.output[0], threads=sm.threads, **stage_params(sm))

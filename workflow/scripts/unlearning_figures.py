@@ -2,4 +2,4 @@
 from mrd_unlearning.stages import unlearning_figures
 
 sm = snakemake  # noqa: F821
-unlearning_figures(sm.input.unlearning, list(sm.input.runs), sm.input.retain, dict(sm.output.items()))
+unlearning_figures(sm.input.unlearning, sm.input.curves, sm.input.retain, dict(sm.output.items()))

@@ -4,7 +4,7 @@ import torch
 from torch.func import functional_call
 
 from mrd_unlearning.models import answer_log_likelihood, collate
-from mrd_unlearning.mrd import (Estimator, MRDResult, PerturbationScorer, difficulty_drop, estimate, mrd_from_drop,
+from mrd_unlearning.mrd import (Estimator, MRDResult, PerturbationScorer, difficulty_drop, mrd_from_drop,
                                 perturbation_drops, score_loglik)
 from mrd_unlearning.training import finetune
 
@@ -92,8 +92,9 @@ def test_sigma_auto_picks_smallest_grid_value_in_curvature_regime(tokenizer, for
     # At tiny sigma the first-order term dominates (about half the drops positive); at large sigma
     # curvature does. The brute-force shares are the known answer.
     assert shares[0] < 0.9 and shares[-1] >= 0.9
-    chosen, _ = estimate(model, forget_encoded, Estimator(sigma="auto", K=8), seed=0, sigma_grid=grid,
-                         positive_share=0.9, batch_size=4, pad_id=tokenizer.pad_token_id, device="cpu", progress=False)
+    scorer = PerturbationScorer(model, forget_encoded, batch_size=4, pad_id=tokenizer.pad_token_id, device="cpu",
+                                progress=False)
+    chosen = scorer.estimate(Estimator(sigma="auto", K=8), seed=0, sigma_grid=grid, positive_share=0.9)
     first = next(s for s, share in zip(grid, shares) if share >= 0.9)
     assert chosen.sigma == first
     assert chosen.positive_share >= 0.9

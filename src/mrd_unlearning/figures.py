@@ -150,10 +150,16 @@ def stability_figure(stability: pd.DataFrame, sweep: pd.DataFrame, chosen_sigma:
     _save(fig, path)
 
 
+def _interval(values) -> tuple[float, float, float]:
+    """Mean and 95% t-interval over seeds; with a single seed the interval is the point."""
+    m, lo, hi = mean_ci(values)
+    return m, (m if np.isnan(lo) else lo), (m if np.isnan(hi) else hi)
+
+
 def _mean_band(values: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
-    """Per row: mean and 95% t-interval over the columns (seeds); a single seed has no band."""
-    ci = pd.DataFrame([mean_ci(row) for row in values.to_numpy(float)], index=values.index, columns=["m", "lo", "hi"])
-    return ci.m, ci.lo.fillna(ci.m), ci.hi.fillna(ci.m)
+    """Per row (step): `_interval` over the columns (seeds)."""
+    ci = pd.DataFrame([_interval(row) for row in values.to_numpy(float)], index=values.index, columns=["m", "lo", "hi"])
+    return ci.m, ci.lo, ci.hi
 
 
 def unlearning_curves_figure(curves: pd.DataFrame, retain_level: float, path: str) -> None:
@@ -189,8 +195,7 @@ def unlearning_tradeoff_figure(table: pd.DataFrame, path: str) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
     ax = axes[0]
     for (algorithm, sampler), group in table.groupby(["algorithm", "sampler"]):
-        (mu, mu_lo, mu_hi), (fq, fq_lo, fq_hi) = (
-            [float(v.iloc[0]) for v in _mean_band(group[[c]].T.reset_index(drop=True))] for c in ("model_utility", "forget_quality"))
+        (mu, mu_lo, mu_hi), (fq, fq_lo, fq_hi) = (_interval(group[c]) for c in ("model_utility", "forget_quality"))
         ax.errorbar(mu, fq, xerr=[[mu - mu_lo], [mu_hi - mu]], yerr=[[fq - fq_lo], [fq_hi - fq]],
                     fmt=markers[algorithm], color=SAMPLER_COLORS.get(sampler, "k"), ms=6, capsize=2,
                     label=f"{algorithm} / {sampler}")
@@ -202,8 +207,7 @@ def unlearning_tradeoff_figure(table: pd.DataFrame, path: str) -> None:
         rows = table[table.sampler == sampler]
         means, lows, highs = [], [], []
         for algorithm in algorithms:
-            steps = rows[rows.algorithm == algorithm][["steps_to_forget"]].T.reset_index(drop=True)
-            m, lo, hi = (float(v.iloc[0]) if len(v) else np.nan for v in _mean_band(steps))
+            m, lo, hi = _interval(rows[rows.algorithm == algorithm].steps_to_forget)
             means.append(m), lows.append(m - lo), highs.append(hi - m)
         x = np.arange(len(algorithms)) + (j - (len(samplers) - 1) / 2) * width
         ax.bar(x, means, width, yerr=[lows, highs], color=SAMPLER_COLORS.get(sampler), label=sampler, capsize=2)

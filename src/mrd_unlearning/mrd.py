@@ -161,12 +161,3 @@ def difficulty_drop(result: MRDResult, statistic: str, normalize: str) -> np.nda
 
 def mrd_from_drop(D: np.ndarray, eps: float) -> np.ndarray:
     return 1.0 / np.maximum(D, eps)
-
-
-def estimate(model, encoded, estimator: Estimator, *, seed: int, sigma_grid: list[float] | None = None,
-             positive_share: float = 0.9, batch_size: int, pad_id: int, device,
-             progress: bool = True) -> tuple[MRDResult, np.ndarray]:
-    """The MRD of one estimator: its drops and D(z)."""
-    scorer = PerturbationScorer(model, encoded, batch_size=batch_size, pad_id=pad_id, device=device, progress=progress)
-    result = scorer.estimate(estimator, seed=seed, sigma_grid=sigma_grid, positive_share=positive_share)
-    return result, difficulty_drop(result, estimator.statistic, estimator.normalize)

@@ -9,7 +9,6 @@ import numpy as np
 import torch
 
 SAMPLERS = ("uniform", "mrd", "mrd_curriculum", "mrd_inverse", "mrd_refresh")
-MRD_SAMPLERS = tuple(s for s in SAMPLERS if s != "uniform")
 
 
 def mrd_weights(drop: np.ndarray, tau: float, *, inverse: bool = False) -> np.ndarray:

@@ -47,19 +47,3 @@ def write_csv(path: str | Path, frame: pd.DataFrame) -> None:
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False, float_format="%.10g")
 
-
-def source_digest(*objects) -> str:
-    """A short hash of the source code of modules or functions: a rule that passes it as a param
-    reruns when the code it calls changes, by content, not by file modification time."""
-    import hashlib
-    import inspect
-
-    digest = hashlib.sha256()
-    for obj in objects:
-        digest.update(inspect.getsource(obj).encode())
-    return digest.hexdigest()[:16]
-
-
-def stage_params(snakemake) -> dict:
-    """A rule's params as keyword arguments for its stage, less the code digest."""
-    return {k: v for k, v in snakemake.params.items() if k != "code"}

@@ -121,13 +121,19 @@ def answer_log_likelihood(model, batch: dict[str, torch.Tensor]) -> torch.Tensor
     return logp.sum(1) / mask.sum(1)
 
 
-def nll_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Mean over samples of the per-sample answer NLL (float32, for training)."""
+def answer_nll(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: the summed NLL of the answer tokens and their number (float32, for training)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     targets = batch["labels"][:, 1:]
     mask = (targets != IGNORE).float()
     tok = torch.nn.functional.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
-    return ((tok * mask).sum(1) / mask.sum(1)).mean()
+    return (tok * mask).sum(1), mask.sum(1)
+
+
+def nll_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Mean over samples of the per-sample mean answer NLL."""
+    total, n = answer_nll(model, batch)
+    return (total / n).mean()
 
 
 @torch.no_grad()

@@ -3,6 +3,8 @@ depends on (so Snakemake reruns exactly what a changed parameter touches), seeds
 threads, and writes its outputs atomically."""
 from __future__ import annotations
 
+import hashlib
+import inspect
 import time
 from pathlib import Path
 
@@ -30,6 +32,20 @@ def setup(threads: int, seed: int = 0) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def source_digest(*objects) -> str:
+    """A short hash of the source code of modules or functions: a rule that passes it as a param
+    reruns when the code it calls changes (compared by content)."""
+    digest = hashlib.sha256()
+    for obj in objects:
+        digest.update(inspect.getsource(obj).encode())
+    return digest.hexdigest()[:16]
+
+
+def stage_params(snakemake) -> dict:
+    """A rule's params as keyword arguments for its stage, less the code digest."""
+    return {k: v for k, v in snakemake.params.items() if k != "code"}
 
 
 def _encode(tokenizer, rows, max_length):

@@ -14,7 +14,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .models import IGNORE, collate, nll_loss
+from .models import IGNORE, answer_nll, collate, nll_loss
 from .mrd import Estimator, PerturbationScorer, difficulty_drop, score_loglik
 from .sampling import draw, probabilities
 from .training import make_optimizer, train
@@ -48,10 +48,7 @@ def ga_kl(model, batch: dict, reference) -> torch.Tensor:
 
 def sequence_log_prob(model, batch: dict) -> torch.Tensor:
     """log pi(y | x): the answer tokens' log-probabilities summed, per sample."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-    targets = batch["labels"][:, 1:]
-    tok = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none")
-    return -(tok * (targets != IGNORE)).sum(1)
+    return -answer_nll(model, batch)[0]
 
 
 def npo_loss(model, batch: dict, reference, beta: float = NPO_BETA) -> torch.Tensor:

@@ -142,14 +142,15 @@ def sigma_sweep_table(scores: pd.DataFrame, variant_drops: pd.DataFrame, stabili
     """Along the sigma grid: stability, curvature share, and what D tracks (ground truths,
     gradient norm, loss). At small sigma |d| is the gradient norm in disguise (STUDY 3.2)."""
     sweep = stability[stability.sweep == "sigma"]
+    scores = scores.sort_values("sample_id")
+    columns = [c for c in [*GROUND_TRUTHS, "grad_norm", "loss"] if c in scores]
     rows = []
     for r in sweep.itertuples():
         D = variant_drops[variant_drops.variant == r.variant].sort_values("sample_id")["drop"].to_numpy()
         mrd = mrd_from_drop(D, eps)
         row = {"statistic": r.statistic, "sigma": r.sigma, "K": r.K, "positive_share": r.positive_share,
                "retest_rho": r.retest_rho}
-        for column in [*[g for g in GROUND_TRUTHS if g in scores], "grad_norm", "loss"]:
-            if column in scores:
-                row[f"rho_mrd_{column}"] = float(_spearman(mrd, scores.sort_values("sample_id")[column].to_numpy(float)))
+        for column in columns:
+            row[f"rho_mrd_{column}"] = float(_spearman(mrd, scores[column].to_numpy(float)))
         rows.append(row)
     return pd.DataFrame(rows)

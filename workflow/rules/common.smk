@@ -31,7 +31,7 @@ import mrd_unlearning.data.loader
 import mrd_unlearning.data.synthetic
 import mrd_unlearning.report
 import mrd_unlearning.stages  # imports every module a stage uses
-from mrd_unlearning.io import source_digest
+from mrd_unlearning.stages import source_digest
 
 # (modules under their package name: `report` is Snakemake's own function here)
 pkg = mrd_unlearning

@@ -1,6 +1,5 @@
 """Rule finetune: the target (role=target) or retain (role=retain) model."""
-from mrd_unlearning.io import stage_params
-from mrd_unlearning.stages import finetune_model
+from mrd_unlearning.stages import finetune_model, stage_params
 
 sm = snakemake  # noqa: F821
 finetune_model(sm.wildcards.role, sm.input.data, sm.input.tokenizer, sm.output[0], threads=sm.threads, **stage_params(sm))

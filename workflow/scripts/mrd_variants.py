@@ -1,6 +1,5 @@
 """Rule mrd_variants: every MRD variant on shared perturbations, and its test-retest stability."""
-from mrd_unlearning.io import stage_params
-from mrd_unlearning.stages import mrd_variants
+from mrd_unlearning.stages import mrd_variants, stage_params
 
 sm = snakemake  # noqa: F821
 mrd_variants(sm.input.model, sm.input.data, sm.output.drops, sm.output.stability, threads=sm.threads, **stage_params(sm))

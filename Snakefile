@@ -2,7 +2,7 @@
 # `--configfile other.yaml` runs another study. See README.md.
 from snakemake.utils import min_version
 
-from mrd_unlearning.config import validate_config
+from mrd_unlearning.config import study_data_configs, validate_config
 
 min_version("9.0")
 
@@ -12,12 +12,16 @@ configfile: "config/config.yaml"
 
 # Validate (and fill defaults) before any job is planned: a bad value stops here, naming the key.
 config.update(validate_config(config))
-R = f"results/{config['name']}"
+# One study per forget split: a config naming several TOFU forget splits (the paper's 01/05/10)
+# runs one study per split, results/<name>_<split>/; otherwise results/<name>/.
+STUDIES = study_data_configs(config)
+R = "results/{study}"
 UL = config["unlearning"]
 RUNS = [(a, s, seed) for a in UL["algorithms"] for s in UL["samplers"] for seed in UL["seeds"]]
 
 
 wildcard_constraints:
+    study="|".join(STUDIES),
     role="target|retain",
     algorithm="|".join(UL["algorithms"]),
     sampler="|".join(UL["samplers"]),
@@ -37,5 +41,5 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        f"{R}/report.md",
-        f"{R}/metrics.json",
+        expand(f"{R}/report.md", study=STUDIES),
+        expand(f"{R}/metrics.json", study=STUDIES),

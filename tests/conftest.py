@@ -8,7 +8,7 @@ from mrd_unlearning.data.loader import load_study_data
 from mrd_unlearning.models import build_model, encode_qa
 from mrd_unlearning.stages import build_tokenizer, prepare_data
 
-TINY_DATA = {"forget_percent": 25, "retain_eval_size": 8,
+TINY_DATA = {"source": "synthetic", "forget_percent": 25, "retain_eval_size": 8,
              "synthetic": {"n_people": 8, "attributes_per_person": 3, "values_per_attribute": 6,
                            "zipf_exponent": 1.1, "n_wrong_answers": 2}}
 MAX_LENGTH = 96

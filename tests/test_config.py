@@ -2,12 +2,12 @@ from pathlib import Path
 
 import pytest
 
-from mrd_unlearning.config import ConfigError, load_config, validate_config
+from mrd_unlearning.config import ConfigError, load_config, study_data_configs, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "full.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "full.yaml", "tofu_smollm2.yaml", "paper.yaml"])
 def test_shipped_configs_validate(name):
     cfg = load_config(ROOT / "config" / name)
     assert cfg["mrd"]["statistic"] == "signed"  # default filled in
@@ -31,6 +31,11 @@ def test_defaults_fill_nested_sections():
      ["mrd.validation.variants.0.statistic", "'abs'"]),
     ({"mrd": {"validation": {"variants": [{"name": "v"}, {"name": "v"}]}}}, ["mrd.validation.variants", "unique"]),
     ({"unlearning": {"algorithms": ["dpo"]}}, ["unlearning.algorithms.0", "'npo_rt'"]),
+    ({"data": {"source": "wmdp"}}, ["data.source", "'tofu'"]),
+    ({"data": {"source": "tofu", "tofu": {"forget_split": "forget20"}}}, ["data.tofu.forget_split", "forget20"]),
+    ({"model": {"source": "pretrained"}}, ["model.name_or_path"]),
+    ({"model": {"dtype": "float16"}}, ["model.dtype", "'bfloat16'"]),
+    ({"data": {"retain_eval_size": None}}, ["data.retain_eval_size"]),
 ])
 def test_bad_values_name_the_key_and_allowed_values(patch, expected):
     with pytest.raises(ConfigError) as err:
@@ -42,3 +47,12 @@ def test_bad_values_name_the_key_and_allowed_values(patch, expected):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
+
+
+def test_one_study_per_forget_split():
+    paper = load_config(ROOT / "config" / "paper.yaml")
+    studies = study_data_configs(paper)
+    assert list(studies) == ["paper_forget01", "paper_forget05", "paper_forget10"]
+    assert [d["tofu"]["forget_split"] for d in studies.values()] == ["forget01", "forget05", "forget10"]
+    assert list(study_data_configs(load_config(ROOT / "config" / "tofu_smollm2.yaml"))) == ["tofu_smollm2"]
+    assert list(study_data_configs(validate_config({"name": "x"}))) == ["x"]

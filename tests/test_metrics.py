@@ -46,3 +46,12 @@ def test_steps_to_level_and_mean_ci():
     assert math.isnan(metrics.steps_to_level(np.array([0, 5]), np.array([-0.1, -0.2]), -1.0))
     mean, low, high = metrics.mean_ci(np.array([1.0, 2.0, 3.0]))
     assert mean == 2.0 and high - mean == pytest.approx(4.302652729911275 * 1 / math.sqrt(3))
+
+
+def test_normalized_probability_hand_computed():
+    """Options with probabilities 0.5 (true), 0.25 and 0.25 -> 0.5; the row sums stay exact for
+    very negative log-likelihoods (computed relative to the row's maximum)."""
+    true = np.log([0.5, 1e-300])
+    wrong = np.log([[0.25, 0.25], [1e-300, 3e-300]])
+    got = metrics.normalized_probability(true, wrong)
+    assert np.allclose(got, [0.5, 0.2])

@@ -8,15 +8,19 @@ import time
 import pytest
 
 from mrd_unlearning import stages
+from mrd_unlearning.config import validate_config
 from mrd_unlearning.models import load_checkpoint
 
 from .conftest import MAX_LENGTH
 
-MODEL = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32, "max_length": MAX_LENGTH}
+MODEL = validate_config({"name": "t", "model": {"hidden_size": 16, "num_layers": 1, "num_heads": 2,
+                                                "intermediate_size": 32, "max_length": MAX_LENGTH}})["model"]
 
 
 def _finetune_cfg(max_epochs):
-    return {"lr": 0.01, "weight_decay": 0.0, "batch_size": 4, "max_epochs": max_epochs, "memorization_accuracy": 1.1}
+    """Exactly max_epochs (no memorisation criterion), schema defaults elsewhere."""
+    return validate_config({"name": "t", "finetune": {"lr": 0.01, "batch_size": 4, "max_epochs": max_epochs,
+                                                      "memorization_accuracy": None}})["finetune"]
 
 
 def test_model_path_that_does_not_exist(tmp_path):

@@ -8,6 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from .test_tofu import TOFU, needs_tofu
+
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
 
@@ -15,7 +17,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", 
 def copy_project(work: Path) -> Path:
     """The workflow's own files (the package is installed), so results land in a scratch folder."""
     shutil.copy(ROOT / "Snakefile", work)
-    for folder in ("workflow", "config", "envs"):
+    for folder in ("workflow", "config", "envs", "profiles"):
         shutil.copytree(ROOT / folder, work / folder, symlinks=True)
     return work
 
@@ -153,3 +155,49 @@ def test_html_report_has_every_figure_and_table_with_its_caption(smoke_run):
     for caption in captions:
         first_words = " ".join(caption.read_text().split()[:4])
         assert first_words in html, caption.name
+
+
+def dry_run_jobs(out: str) -> dict[str, int]:
+    table = out.split("Job stats:")[1].split("total")[0].splitlines()
+    return {parts[0]: int(parts[1]) for parts in (line.split() for line in table)
+            if len(parts) == 2 and parts[1].isdigit()}
+
+
+@pytest.mark.slow
+def test_slurm_profile_plans_the_paper_matrix(tmp_path):
+    """No cluster needed: a dry run through the SLURM executor plans 3 forget splits x (2 models,
+    MRD, 2 ground truths, 5 algorithms x 3 samplers x 5 seeds)."""
+    copy_project(tmp_path)
+    done = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile",
+                           "config/paper.yaml", "-n"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    jobs = dry_run_jobs(done.stdout + done.stderr)
+    assert jobs["unlearn"] == jobs["evaluate_unlearned"] == 3 * 5 * 3 * 5
+    assert jobs["finetune"] == 6 and jobs["ground_truth"] == 6 and jobs["mrd"] == 3 and jobs["report"] == 3
+    out = done.stdout + done.stderr
+    assert "results/paper_forget10/report.md" in out
+    assert "runtime=720, gpu=4" in out  # fine-tuning: 4 data-parallel processes, one GPU each
+    other = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile",
+                            "config/paper.yaml", "--config", "model={name_or_path: microsoft/phi-1_5}", "-n"],
+                           cwd=tmp_path, capture_output=True, text=True)
+    assert other.returncode == 0 and "microsoft/phi-1_5" in other.stdout + other.stderr
+
+
+@pytest.mark.slow
+@needs_tofu
+def test_end_to_end_on_a_slice_of_real_tofu(tmp_path):
+    """forget01 (40 QA) against 1 retain author, the tiny model, every stage of the study."""
+    work = copy_project(tmp_path)
+    (work / "config" / "here.yaml").write_text(f"data: {{tofu: {{path: {TOFU}}}}}\n")
+    done = subprocess.run(SNAKEMAKE + ["config/smoke_tofu.yaml", "config/here.yaml"], cwd=work, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr[-4000:]
+    out = work / "results" / "smoke_tofu"
+    assert len(pd.read_csv(out / "mrd/scores.csv")) == 40
+    target = json.loads((out / "eval/target.json").read_text())
+    assert target["model_utility_parts"] == 9  # retain, real_authors, world_facts x (prob, ROUGE, truth ratio)
+    samples = pd.read_csv(out / "eval/target_samples.csv")
+    assert samples.split.value_counts().to_dict() == {"forget": 40, "retain": 6, "real_authors": 4, "world_facts": 4}
+    assert samples[samples.split == "real_authors"].normalized_prob.between(0, 1).all()
+    assert len(pd.read_csv(out / "tables/unlearning.csv")) == 8
+    assert "TOFU" in (out / "report.md").read_text()

@@ -60,8 +60,12 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
     errors = sorted(_Validator(load_schema()).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
+    if cfg["data"]["source"] == "synthetic" and cfg["data"]["retain_eval_size"] is None:
+        raise ConfigError("config key 'data.retain_eval_size': synthetic data needs a number (null means all of TOFU's)")
     model = cfg["model"]
-    if model["hidden_size"] % model["num_heads"]:
+    if model["source"] == "pretrained" and not model["name_or_path"]:
+        raise ConfigError("config key 'model.name_or_path': model.source 'pretrained' needs a hub id or a local path")
+    if model["source"] == "tiny" and model["hidden_size"] % model["num_heads"]:
         raise ConfigError(
             f"config key 'model.num_heads': {model['num_heads']} must divide model.hidden_size ({model['hidden_size']})"
         )
@@ -76,3 +80,16 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"configuration file not found: {path}")
     return validate_config(yaml.safe_load(path.read_text()) or {})
+
+
+def study_data_configs(cfg: dict[str, Any]) -> dict[str, dict]:
+    """Study name -> its data section. A TOFU config with several forget splits is one study
+    per split, named <name>_<split> (each with its own target and retain model); any other
+    config is the one study <name>."""
+    data = cfg["data"]
+    splits = data["tofu"]["forget_split"] if data["source"] == "tofu" else None
+    if not isinstance(splits, list):
+        return {cfg["name"]: data}
+    if len(splits) == 1:
+        return {cfg["name"]: {**data, "tofu": {**data["tofu"], "forget_split": splits[0]}}}
+    return {f"{cfg['name']}_{split}": {**data, "tofu": {**data["tofu"], "forget_split": split}} for split in splits}

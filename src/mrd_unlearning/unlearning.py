@@ -74,10 +74,11 @@ NEEDS_REFERENCE = {"kl", "npo", "npo_rt"}
 def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str, drop: np.ndarray | None,
             steps: int, batch_size: int, lr: float, optimizer: str, tau: float, seed: int, log_every: int,
             pad_id: int, device, refresh_every: int = 0, estimator: Estimator | None = None,
-            mrd_seed: int = 0, mrd_batch_size: int = 64) -> tuple[pd.DataFrame, dict]:
+            mrd_seed: int = 0, mrd_batch_size: int = 64, grad_accumulation: int = 1) -> tuple[pd.DataFrame, dict]:
     """Run one unlearning job. Returns its curve (forget / retain mean L every `log_every` steps)
     and its costs: wall time, and for `mrd_refresh` the MRD recomputations on the current model
-    every `refresh_every` steps (with `estimator`, sigma fixed) and their time."""
+    every `refresh_every` steps (with `estimator`, sigma fixed) and their time. One update sees
+    batch_size x grad_accumulation forget samples (and as many retain samples)."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; allowed: {sorted(ALGORITHMS)}")
     if sampler == "mrd_refresh" and (refresh_every < 1 or estimator is None):
@@ -88,7 +89,7 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
     reference = None
     if algorithm in NEEDS_REFERENCE:
         reference = copy.deepcopy(model).eval().requires_grad_(False)
-    opt = make_optimizer(optimizer, model.parameters(), lr)
+    opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr)
     curve: list[dict] = []
     costs = {"refreshes": 0, "refresh_s": 0.0}
     current = {"drop": drop}
@@ -112,15 +113,21 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
             model.train()
         return False
 
-    def batch_at(step: int) -> dict:
+    def batch_at(step: int) -> list[dict]:
         if sampler == "mrd_refresh" and step > 0 and step % refresh_every == 0:
             refresh()
         probs = probabilities(sampler, len(forget), drop=current["drop"], tau=tau, step=step, total_steps=steps)
-        batch = {"forget": collate([forget[i] for i in draw(probs, batch_size, generator)], pad_id, device)}
-        if algorithm in NEEDS_RETAIN:
-            picks = torch.randint(len(retain), (batch_size,), generator=retain_generator).tolist()
-            batch["retain"] = collate([retain[i] for i in picks], pad_id, device)
-        return batch
+        per_update = batch_size * grad_accumulation
+        forget_picks = draw(probs, per_update, generator)
+        retain_picks = (torch.randint(len(retain), (per_update,), generator=retain_generator).tolist()
+                        if algorithm in NEEDS_RETAIN else None)
+        micro = []
+        for m in range(0, per_update, batch_size):
+            part = {"forget": collate([forget[i] for i in forget_picks[m:m + batch_size]], pad_id, device)}
+            if retain_picks is not None:
+                part["retain"] = collate([retain[i] for i in retain_picks[m:m + batch_size]], pad_id, device)
+            micro.append(part)
+        return micro
 
     loss_fn = ALGORITHMS[algorithm]
     start = time.perf_counter()

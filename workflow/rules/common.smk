@@ -11,9 +11,20 @@ def run_eval(algorithm, sampler, seed):
     return f"{R}/eval/unlearned/{algorithm}/{sampler}/seed{seed}.json"
 
 
+def in_study(wc, path):
+    """A path of this job's study, for input functions (their return values are not formatted)."""
+    return f"results/{wc.study}/{path}"
+
+
 def model_settings():
     """What every model-loading job needs; changing it reruns them all."""
-    return {"max_length": config["model"]["max_length"], "device": config["device"]}
+    return {"max_length": config["model"]["max_length"], "device": config["device"], "dtype": config["model"]["dtype"]}
+
+
+# Per model job (fine-tuning, scoring, unlearning, evaluation): GPUs (0 on CPU) and memory. A
+# cluster profile can override any rule's resources (profiles/slurm/config.yaml).
+GPUS = config["resources"]["gpu"]
+MODEL_MEM_MB = config["resources"]["mem_mb"]
 
 
 # Ground truths of difficulty (STUDY 4): the unlearning runs' optimizer and learning rate, and
@@ -40,7 +51,9 @@ stages = pkg.stages
 CODE = {
     "prepare_data": source_digest(stages.prepare_data, pkg.data.synthetic, pkg.data.loader),
     "tokenizer": source_digest(stages.build_tokenizer, pkg.models.train_tokenizer),
-    "finetune": source_digest(stages.finetune_model, pkg.models, pkg.training),
+    "base_model": source_digest(stages.convert_base_model, pkg.models.convert_gguf),
+    "finetune": source_digest(stages.finetune_model, stages._finetune_process, stages._base_model, pkg.models,
+                              pkg.training),
     "evaluate": source_digest(stages.evaluate_model, pkg.evaluation, pkg.metrics, pkg.models),
     "mrd": source_digest(stages.score_mrd, pkg.mrd, pkg.models),
     "mrd_variants": source_digest(stages.mrd_variants, pkg.mrd, pkg.validation.estimator_study, pkg.models),
@@ -50,7 +63,7 @@ CODE = {
     "scores": source_digest(stages.collect_scores),
     "mrd_validation": source_digest(stages.mrd_validation, pkg.validation),
     "mrd_figures": source_digest(stages.mrd_figures, pkg.figures),
-    "unlearn": source_digest(stages.unlearn_run, pkg.unlearning, pkg.sampling, pkg.training, pkg.mrd, pkg.models),
+    "unlearn": source_digest(stages.unlearn_run, stages.unlearning_steps, pkg.unlearning, pkg.sampling, pkg.training, pkg.mrd, pkg.models),
     "unlearning_table": source_digest(stages.unlearning_table, pkg.metrics.steps_to_level),
     "comparison_table": source_digest(stages.comparison_table, pkg.metrics.mean_ci),
     "unlearning_figures": source_digest(stages.unlearning_figures, pkg.figures),

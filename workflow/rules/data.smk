@@ -3,12 +3,13 @@ rule prepare_data:
         directory(f"{R}/data"),
     params:
         code=CODE["prepare_data"],
-        data_cfg=config["data"],
+        data_cfg=lambda wc: STUDIES[wc.study],
         seed=config["seed"],
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
+        gpu=0,
     conda:
         CONDA_ENV
     script:
@@ -27,6 +28,7 @@ rule tokenizer:
     resources:
         mem_mb=2000,
         runtime=10,
+        gpu=0,
     conda:
         CONDA_ENV
     script:

@@ -4,7 +4,7 @@ rule evaluate_finetuned:
     input:
         model=f"{R}/models/{{role}}",
         data=f"{R}/data",
-        reference=lambda wc: [] if wc.role == "retain" else f"{R}/eval/retain_samples.csv",
+        reference=lambda wc: [] if wc.role == "retain" else in_study(wc, "eval/retain_samples.csv"),
     output:
         summary=f"{R}/eval/{{role}}.json",
         samples=f"{R}/eval/{{role}}_samples.csv",
@@ -14,8 +14,9 @@ rule evaluate_finetuned:
         **model_settings(),
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=MODEL_MEM_MB,
         runtime=30,
+        gpu=GPUS,
     conda:
         CONDA_ENV
     script:
@@ -36,8 +37,9 @@ rule evaluate_unlearned:
         **model_settings(),
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=MODEL_MEM_MB,
         runtime=30,
+        gpu=GPUS,
     conda:
         CONDA_ENV
     script:

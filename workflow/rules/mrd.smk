@@ -16,8 +16,9 @@ rule mrd:
         **model_settings(),
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=MODEL_MEM_MB,
         runtime=60,
+        gpu=GPUS,
     conda:
         CONDA_ENV
     script:
@@ -37,8 +38,9 @@ rule mrd_variants:
         **model_settings(),
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=MODEL_MEM_MB,
         runtime=120,
+        gpu=GPUS,
     conda:
         CONDA_ENV
     script:
@@ -56,8 +58,9 @@ rule baselines:
         **model_settings(),
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=MODEL_MEM_MB,
         runtime=30,
+        gpu=GPUS,
     conda:
         CONDA_ENV
     script:
@@ -78,11 +81,13 @@ rule ground_truth:
         lr=lambda wc: GROUND_TRUTHS[wc.truth]["lr"],
         max_steps=config["ground_truth"]["max_steps"],
         seed=config["seed"],
+        lora=config["model"]["lora"],
         **model_settings(),
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=MODEL_MEM_MB,
         runtime=120,
+        gpu=GPUS,
     conda:
         CONDA_ENV
     script:
@@ -92,7 +97,7 @@ rule ground_truth:
 rule scores:
     input:
         mrd=f"{R}/mrd/mrd.csv",
-        counts=expand(f"{R}/mrd/{{truth}}.csv", truth=GROUND_TRUTHS),
+        counts=expand(f"{R}/mrd/{{truth}}.csv", truth=GROUND_TRUTHS, allow_missing=True),
         baselines=f"{R}/mrd/baselines.csv",
         variants=f"{R}/mrd/variants.csv",
         reference=f"{R}/eval/retain_samples.csv",
@@ -104,6 +109,10 @@ rule scores:
         eps=config["mrd"]["eps"],
         truths=list(GROUND_TRUTHS),
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        gpu=0,
     conda:
         CONDA_ENV
     script:
@@ -123,6 +132,10 @@ rule mrd_validation:
         code=CODE["mrd_validation"],
         eps=config["mrd"]["eps"],
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        gpu=0,
     conda:
         CONDA_ENV
     script:
@@ -144,6 +157,10 @@ rule mrd_figures:
     params:
         code=CODE["mrd_figures"],
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        gpu=0,
     conda:
         CONDA_ENV
     script:

@@ -9,6 +9,10 @@ rule unlearning_table:
     params:
         code=CODE["unlearning_table"],
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        gpu=0,
     conda:
         CONDA_ENV
     script:
@@ -23,6 +27,10 @@ rule comparison_table:
     params:
         code=CODE["comparison_table"],
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        gpu=0,
     conda:
         CONDA_ENV
     script:
@@ -42,6 +50,10 @@ rule unlearning_figures:
     params:
         code=CODE["unlearning_figures"],
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        gpu=0,
     conda:
         CONDA_ENV
     script:
@@ -67,13 +79,19 @@ rule report:
         stability_figure=f"{R}/figures/mrd_stability.png",
         curves_figure=f"{R}/figures/unlearning_curves.png",
         tradeoff_figure=f"{R}/figures/unlearning_tradeoff.png",
+        data=f"{R}/data",
     output:
         md=f"{R}/report.md",
         metrics=f"{R}/metrics.json",
     params:
         code=CODE["report"],
-        name=config["name"],
+        name=lambda wc: wc.study,
+        model_cfg=config["model"],
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        gpu=0,
     conda:
         CONDA_ENV
     script:

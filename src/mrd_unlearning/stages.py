@@ -123,6 +123,9 @@ def convert_base_model(out_dir: str, *, source: str) -> None:
         convert_gguf(smollm2_gguf_file(), tmp)
 
 
+TINY_KEYS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length")
+
+
 def _base_model(model_cfg: dict, base: str | None, seed: int, dev: torch.device):
     """The untrained start of fine-tuning: the tiny Llama from its config (with the study's own
     tokenizer at `base`), the converted checkpoint at `base`, or `model.name_or_path`."""
@@ -132,8 +135,6 @@ def _base_model(model_cfg: dict, base: str | None, seed: int, dev: torch.device)
         return model.to(dev), tokenizer
     return load_checkpoint(base or model_cfg["name_or_path"], dev, resolve_dtype(model_cfg["dtype"], dev))
 
-
-TINY_KEYS = ("hidden_size", "num_layers", "num_heads", "intermediate_size", "max_length")
 
 
 def finetune_model(role: str, data_dir: str, base: str | None, out_dir: str, *, model_cfg: dict,

@@ -7,7 +7,7 @@ CORES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test dry-run html-report dvc-repro pull clean-venv
+.PHONY: reproduce test test-fast dry-run html-report timing dvc-repro pull clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,11 +24,16 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $@
 
+# Each job's output goes to results/<name>/logs/; a failed job's log is printed.
 reproduce: $(VENV)/.installed
-	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG)
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --show-failed-logs
 
 dry-run: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --dry-run
+
+# Wall time and peak memory per rule, from the benchmark files of the last run.
+timing: $(VENV)/.installed
+	$(BIN)/python -m mrd_unlearning.timing --config $(CONFIG)
 
 html-report: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html
@@ -47,6 +52,10 @@ pull: $(VENV)/.installed
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest
+
+# The inner loop: everything but the end-to-end runs (workflow, DVC, subprocesses).
+test-fast: $(VENV)/.installed-dev
+	$(BIN)/python -m pytest -m "not e2e"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -15,17 +15,19 @@ config.update(validate_config(config))
 # One study per forget split: a config naming several TOFU forget splits (the paper's 01/05/10)
 # runs one study per split, results/<name>_<split>/; otherwise results/<name>/.
 STUDIES = study_data_configs(config)
+# Replicates of the whole pipeline (training seeds; the data stay the same): every stage's folder
+# holds one rep<r>/ per replicate (results/<study>/models/rep0/target, .../mrd/rep0/mrd.csv, ...).
+REPLICATES = config["replicates"]
 R = "results/{study}"
 UL = config["unlearning"]
-RUNS = [(a, s, seed) for a in UL["algorithms"] for s in UL["samplers"] for seed in UL["seeds"]]
 
 
 wildcard_constraints:
     study="|".join(STUDIES),
+    replicate="|".join(map(str, REPLICATES)),
     role="target|retain",
     algorithm="|".join(UL["algorithms"]),
     sampler="|".join(UL["samplers"]),
-    seed=r"\d+",
     truth="update_count|update_count_sgd",
 
 

@@ -49,7 +49,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         n_people = max(8, int(np.ceil(args.samples / 8)) * 2)
         prepare_data(f"{tmp}/data", seed=0, data_cfg={
-            "forget_percent": 50, "retain_eval_size": 8,
+            "source": "synthetic", "forget_percent": 50, "retain_eval_size": 8,
             "synthetic": {"n_people": n_people, "attributes_per_person": 8, "values_per_attribute": 16,
                           "zipf_exponent": 1.1, "n_wrong_answers": 2}})
         build_tokenizer(f"{tmp}/data", f"{tmp}/tok", vocab_size=768)

@@ -1,5 +1,11 @@
-"""Shared tiny fixtures: a synthetic data folder, its tokenizer and a ~20k-parameter Llama."""
+"""Shared fixtures: a synthetic data folder, its tokenizer and a ~20k-parameter Llama; and the
+smoke study, run once per session for the end-to-end tests."""
 from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -49,3 +55,34 @@ def model(tokenizer):
 @pytest.fixture(scope="session")
 def forget_encoded(study_data, tokenizer):
     return [encode_qa(tokenizer, r["question"], r["answer"], MAX_LENGTH) for r in study_data.forget]
+
+
+# --- the smoke study, run once per test session --------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
+
+
+def copy_project(work: Path) -> Path:
+    """The workflow's own files (the package is installed), so results land in a scratch folder."""
+    shutil.copy(ROOT / "Snakefile", work)
+    for folder in ("workflow", "config", "envs", "profiles"):
+        shutil.copytree(ROOT / folder, work / folder, symlinks=True)
+    return work
+
+
+def run_snakemake(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([*SNAKEMAKE, *args], cwd=work, capture_output=True, text=True)
+    if check:
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One run of config/smoke.yaml (2 replicates, every stage) that every end-to-end test which
+    only reads its outputs or dry-runs against it shares. Returns (project folder, results folder,
+    the run's console output)."""
+    work = copy_project(tmp_path_factory.mktemp("project"))
+    done = run_snakemake(work)
+    return work, work / "results" / "smoke", done.stdout + done.stderr

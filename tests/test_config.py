@@ -2,16 +2,46 @@ from pathlib import Path
 
 import pytest
 
-from mrd_unlearning.config import ConfigError, load_config, study_data_configs, validate_config
+import yaml
+
+from mrd_unlearning.config import ConfigError, load_config, schema_markdown, study_data_configs, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "full.yaml", "tofu_smollm2.yaml", "paper.yaml"])
+OVERLAYS = {"smoke_tofu.yaml": ["smoke.yaml", "smoke_tofu.yaml"]}  # an overlay on smoke.yaml
+
+
+def as_snakemake_runs_it(name: str) -> dict:
+    """A shipped configuration merged over config/config.yaml, as `--configfile` does."""
+    from snakemake.utils import update_config
+
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for part in OVERLAYS.get(name, [name]):
+        update_config(cfg, yaml.safe_load((ROOT / "config" / part).read_text()))
+    return validate_config(cfg)
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "smoke_tofu.yaml", "full.yaml", "tofu_smollm2.yaml",
+                                  "paper.yaml"])
 def test_shipped_configs_validate(name):
-    cfg = load_config(ROOT / "config" / name)
+    cfg = as_snakemake_runs_it(name)
     assert cfg["mrd"]["statistic"] == "signed"  # default filled in
-    assert cfg["unlearning"]["steps"] >= 1
+    steps = cfg["unlearning"]["steps"]
+    assert all(s >= 1 for s in (steps.values() if isinstance(steps, dict) else [steps]))
+
+
+def test_a_budget_per_algorithm_must_name_every_algorithm():
+    with pytest.raises(ConfigError, match="unlearning.steps.*missing \\['npo'\\]"):
+        validate_config({"name": "x", "unlearning": {"algorithms": ["ga", "npo"], "steps": {"ga": 10}}})
+    with pytest.raises(ConfigError, match="unknown \\['kl'\\]"):
+        validate_config({"name": "x", "unlearning": {"algorithms": ["ga"], "steps": {"ga": 10, "kl": 5}}})
+
+
+def test_config_readme_is_current():
+    """config/README.md is generated from the schema: regenerate it with
+    `python -m mrd_unlearning.config config/README.md`."""
+    assert (ROOT / "config" / "README.md").read_text() == schema_markdown()
 
 
 def test_defaults_fill_nested_sections():
@@ -36,6 +66,9 @@ def test_defaults_fill_nested_sections():
     ({"model": {"source": "pretrained"}}, ["model.name_or_path"]),
     ({"model": {"dtype": "float16"}}, ["model.dtype", "'bfloat16'"]),
     ({"data": {"retain_eval_size": None}}, ["data.retain_eval_size"]),
+    ({"replicates": [0, 0]}, ["'replicates'", "unique"]),
+    ({"finetune": {"lr_schedule": "cosine"}}, ["finetune.lr_schedule", "'linear'"]),
+    ({"mrd": {"validation": {"replicates": "some"}}}, ["mrd.validation.replicates", "'first'"]),
 ])
 def test_bad_values_name_the_key_and_allowed_values(patch, expected):
     with pytest.raises(ConfigError) as err:

@@ -1,5 +1,7 @@
-"""The reviewer flow (smoke config): run the study with `dvc repro`, `dvc push`, clone, `dvc pull`
-(`make pull`); then Snakemake plans nothing and `dvc status` is clean: nothing is retrained."""
+"""DVC on the smoke study (reusing the session's smoke run, so nothing is computed twice): the
+author records it with `dvc repro` and `dvc push`; a reviewer clones, `dvc pull`s (`make pull`)
+and gets every artifact with nothing retrained; and a parameter sweep runs as a DVC experiment
+that `dvc exp show` lists with its metrics."""
 import os
 import shutil
 import subprocess
@@ -8,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from .test_workflow import ROOT, copy_project
+from .conftest import ROOT
+
+pytestmark = pytest.mark.e2e
 
 BIN = str(Path(sys.executable).parent)
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
@@ -21,33 +25,54 @@ def sh(cwd: Path, *cmd: str) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.mark.slow
-def test_reviewer_gets_every_artifact_without_recomputing(tmp_path):
-    author, reviewer, store = tmp_path / "author", tmp_path / "reviewer", tmp_path / "store"
-    author.mkdir()
-    copy_project(author)
+@pytest.fixture(scope="module")
+def author(smoke_run, tmp_path_factory):
+    """The smoke run's project (results and Snakemake's records included, modification times
+    kept) as a git + DVC repository whose config/config.yaml is the smoke study, recorded by
+    `dvc repro` and pushed to a local remote."""
+    work, _, _ = smoke_run
+    root = tmp_path_factory.mktemp("dvc")
+    repo, store = root / "author", root / "store"
+    shutil.copytree(work, repo, symlinks=True)
     for name in ("dvc.yaml", ".dvcignore", ".gitignore"):
-        shutil.copy(ROOT / name, author)
-    shutil.copytree(ROOT / ".dvc", author / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
-    shutil.copytree(ROOT / "src", author / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    shutil.copy(author / "config" / "smoke.yaml", author / "config" / "config.yaml")  # DVC runs config.yaml's study
-    sh(author, "git", "init", "-q")
-    sh(author, "dvc", "remote", "add", "-d", "-f", "local", str(store))
-    sh(author, "dvc", "repro")
-    sh(author, "git", "add", "-A")
-    sh(author, "git", "commit", "-qm", "study")
-    sh(author, "dvc", "push")
-    assert (author / "dvc.lock").is_file() and any(store.rglob("*"))
+        shutil.copy(ROOT / name, repo)
+    shutil.copytree(ROOT / ".dvc", repo / ".dvc", ignore=shutil.ignore_patterns("tmp", "cache"))
+    shutil.copytree(ROOT / "src", repo / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    shutil.copy(repo / "config" / "smoke.yaml", repo / "config" / "config.yaml")  # DVC runs config.yaml's study
+    sh(repo, "git", "init", "-q")
+    sh(repo, "dvc", "remote", "add", "-d", "-f", "local", str(store))
+    repro = sh(repo, "dvc", "repro")
+    assert "Nothing to be done" in repro  # Snakemake finds the smoke run's outputs up to date
+    sh(repo, "git", "add", "-A")
+    sh(repo, "git", "commit", "-qm", "study")
+    sh(repo, "dvc", "push")
+    assert (repo / "dvc.lock").is_file() and any(store.rglob("*"))
+    return repo
 
+
+def test_reviewer_gets_every_artifact_without_recomputing(author, tmp_path):
+    reviewer = tmp_path / "reviewer"
     sh(tmp_path, "git", "clone", "-q", str(author), str(reviewer))
     assert not (reviewer / "results" / "smoke" / "models").exists()
     sh(reviewer, "dvc", "pull")
-    assert (reviewer / "results" / "smoke" / "models" / "target" / "config.json").is_file()
-    assert (reviewer / "results" / "smoke" / "report.md").read_text() == (author / "results" / "smoke" / "report.md").read_text()
+    assert (reviewer / "results" / "smoke" / "models" / "rep1" / "target" / "config.json").is_file()
+    for name in ("report.md", "metrics.json", "tables/comparison.csv", "mrd/scores.csv"):
+        assert (reviewer / "results/smoke" / name).read_bytes() == (author / "results/smoke" / name).read_bytes()
     assert "up to date" in sh(reviewer, "dvc", "status")  # the artifacts dvc.lock records for this code
     # DVC checkouts do not keep modification times, and Snakemake 9 compares them whatever its rerun
     # triggers: --touch restores the DAG's order of timestamps without running anything
     sh(reviewer, sys.executable, "-m", "snakemake", "--cores", "1", "--touch")
     assert "Nothing to be done" in sh(reviewer, sys.executable, "-m", "snakemake", "--cores", "1", "--dry-run")
     assert "up to date" in sh(reviewer, "dvc", "status")
-    assert "rho_mrd_update_count" in sh(reviewer, "dvc", "metrics", "show")
+    assert "verdict_C2" in sh(reviewer, "dvc", "metrics", "show")
+
+
+def test_a_parameter_sweep_runs_as_a_dvc_experiment(author):
+    """`dvc exp run -S` changes a parameter and reruns what it touches; `dvc exp show` lists the
+    experiment beside the workspace, with its parameter and metrics."""
+    sh(author, "dvc", "exp", "run", "-n", "faster-unlearning", "-S", "config/config.yaml:unlearning.lr=0.001")
+    shown = sh(author, "dvc", "exp", "show", "--no-pager", "--csv")
+    header, *rows = shown.strip().splitlines()
+    assert "unlearning.lr" in header and "verdict_C4" in header
+    experiment = [row for row in rows if "faster-unlearning" in row]
+    assert len(experiment) == 1 and "0.001" in experiment[0]

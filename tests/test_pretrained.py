@@ -97,7 +97,7 @@ def test_smollm2_gguf_converts_once_to_an_equivalent_checkpoint(tmp_path):
         assert torch.allclose(answer_log_likelihood(model, batch), answer_log_likelihood(reference, batch), atol=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_two_data_parallel_processes_equal_twofold_accumulation(data_dir, tmp_path):
     """accelerate, 2 CPU processes (gloo) x batch 4 == 1 process x 2 micro-batches of 4: the
     same updates, so the same fine-tuned weights."""

@@ -48,7 +48,7 @@ def test_failure_while_saving_leaves_no_checkpoint(data_dir, tmp_path, monkeypat
     load_checkpoint(out, "cpu")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_killed_mid_finetune_then_rerun_completes(data_dir, tmp_path):
     """SIGKILL (no chance to clean up) in the middle of fine-tuning, then the same job again."""
     tokenizer_dir = tmp_path / "tok"

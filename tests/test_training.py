@@ -1,5 +1,6 @@
 import numpy as np
 import pandas as pd
+import pytest
 import torch
 
 from mrd_unlearning.ground_truth import required_updates
@@ -70,3 +71,15 @@ def test_gradient_ascent_lowers_forget_likelihood_and_is_deterministic(tokenizer
     pd.testing.assert_frame_equal(curve, again)
     other, _ = _run(tokenizer, study_data, forget_encoded, "uniform", seed=0)
     assert not np.allclose(curve.forget_loglik.iloc[1:], other.forget_loglik.iloc[1:])
+
+
+def test_learning_rate_schedule():
+    from mrd_unlearning.training import lr_lambda
+
+    linear = lr_lambda("linear", warmup_steps=2, total_steps=10)
+    assert [linear(s) for s in range(10)] == pytest.approx([0.5, 1.0, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8])
+    constant = lr_lambda("constant", warmup_steps=0, total_steps=10)
+    assert [constant(s) for s in (0, 5, 9)] == [1.0, 1.0, 1.0]
+    with pytest.raises(ValueError, match="cosine"):
+        lr_lambda("cosine", 0, 10)
+

@@ -1,6 +1,7 @@
 """The unlearning losses against hand computations from token log-probabilities, NPO's beta -> 0
 limit, and the loop's samplers and retain batches."""
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -91,3 +92,44 @@ def test_refresh_recomputes_mrd_and_logs_its_cost(tokenizer, study_data, forget_
     assert not curve.equals(plain)
     with pytest.raises(ValueError, match="refresh_every"):
         _unlearn(tokenizer, study_data, forget_encoded, sampler="mrd_refresh")
+
+
+def test_equal_forgetting_runs_past_the_budget_to_the_level_and_checkpoints_there(tokenizer, study_data,
+                                                                                   forget_encoded):
+    kw = dict(algorithm="ga", sampler="mrd")
+    long, _ = _unlearn(tokenizer, study_data, forget_encoded, steps=12, **kw)
+    at = dict(zip(long.step, long.forget_loglik))
+
+    def run(level, **extra):
+        calls = []
+        curve, costs = _unlearn(tokenizer, study_data, forget_encoded, level=level, max_steps=12,
+                                on_checkpoint=lambda name, step: calls.append((name, step)), **kw, **extra)
+        return curve, costs, calls
+
+    # reached after the budget (step 9 of a 6-step budget): the same trajectory, continued
+    curve, costs, calls = run(at[9])
+    assert calls == [("budget", 6), ("level", 9)] and costs["level_step"] == 9 and costs["steps_done"] == 9
+    assert curve.step.tolist() == [0, 3, 6, 9] and np.allclose(curve.forget_loglik, long.forget_loglik[:4])
+    # reached before the budget: evaluated there, and the run still takes its whole budget
+    curve, costs, calls = run(at[3])
+    assert calls == [("level", 3), ("budget", 6)] and curve.step.tolist() == [0, 3, 6]
+    # never reached: evaluated at the cap, flagged
+    curve, costs, calls = run(-1e9)
+    assert calls == [("budget", 6), ("level", 12)] and not costs["level_reached"] and costs["steps_done"] == 12
+
+
+def test_evaluating_at_a_checkpoint_does_not_change_the_run(tokenizer, study_data, forget_encoded):
+    from mrd_unlearning.models import generate_answers
+
+    questions = [r["question"] for r in study_data.forget_eval]
+    model = tiny_model(tokenizer)
+
+    def evaluate(name, step):  # what an evaluation does to the model: forward passes and greedy generation
+        generate_answers(model, tokenizer, questions, max_new_tokens=4, batch_size=4, device="cpu")
+
+    retain = [encode_qa(tokenizer, r["question"], r["answer"], MAX_LENGTH) for r in study_data.retain[:8]]
+    args = dict(algorithm="npo", sampler="uniform", drop=None, steps=6, batch_size=2, lr=1e-2, optimizer="adamw",
+                tau=1.0, seed=0, log_every=3, pad_id=tokenizer.pad_token_id, device="cpu", level=-1e9, max_steps=9)
+    evaluated, _ = unlearn(model, forget_encoded, retain, retain, on_checkpoint=evaluate, **args)
+    plain, _ = unlearn(tiny_model(tokenizer), forget_encoded, retain, retain, **args)
+    pd.testing.assert_frame_equal(evaluated, plain)

@@ -6,8 +6,9 @@ import torch
 from mrd_unlearning.baselines import cheap_scores
 from mrd_unlearning.models import answer_log_likelihood, collate, token_log_probs
 from mrd_unlearning.mrd import Estimator, PerturbationScorer
+from mrd_unlearning.statistics import holm
 from mrd_unlearning.validation import (_spearman, estimator_study, partial_spearman, partial_spearman_with_ci,
-                                       spearman_with_ci, validation_table)
+                                       replicate_stability, spearman_with_ci, validation_table)
 
 
 def test_spearman_ci_covers_truth_and_excludes_zero_when_strong():
@@ -46,24 +47,64 @@ def test_partial_spearman_matches_the_closed_form_for_one_covariate():
     assert result["ci_low"] < 0 < result["ci_high"] and result["p_value"] > 0.05
 
 
-def _scores(n=40, seed=0):
+def _scores(n=40, seed=0, replicates=(0,)):
+    """Per replicate: MRD tracks the count; loss and gradient norm are noise; the factor is shared."""
     rng = np.random.default_rng(seed)
-    count = rng.integers(1, 30, size=n)
-    return pd.DataFrame({"sample_id": np.arange(n), "update_count": count, "mrd": count + rng.normal(0, 2, n),
-                         "loss": rng.normal(size=n), "grad_norm": rng.normal(size=n), "answer_tokens": rng.integers(3, 9, n),
-                         "value_frequency": rng.uniform(size=n)})
+    factor = rng.uniform(size=n)
+    frames = []
+    for r in replicates:
+        count = rng.integers(1, 30, size=n)
+        frames.append(pd.DataFrame({"replicate": r, "sample_id": np.arange(n), "update_count": count,
+                                    "mrd": count + rng.normal(0, 2, n), "loss": rng.normal(size=n),
+                                    "grad_norm": rng.normal(size=n), "answer_tokens": rng.integers(3, 9, n),
+                                    "value_frequency": factor}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def test_validation_table_rows_and_gap_sign():
-    table = validation_table(_scores(), factor_columns=["value_frequency"])
-    assert set(table.ground_truth) == {"update_count"}
-    assert list(table.kind) == ["mrd", "baseline", "baseline", "baseline", "known factor", "partial"]
-    mrd = table.set_index("score").loc["mrd"]
+    table = validation_table(_scores(), factor_columns=["value_frequency"], n_resamples=500)
+    assert set(table.ground_truth) == {"update_count"} and set(table.replicate) == {"0", "pooled"}
+    per_replicate = table[table.replicate == "0"]
+    assert list(per_replicate.kind) == ["mrd", "baseline", "baseline", "baseline", "known factor", "partial"]
+    mrd = per_replicate.set_index("score").loc["mrd"]
     assert mrd.spearman_rho > 0.8 and mrd.ci_low > 0.5
-    loss = table.set_index("score").loc["loss"]
+    loss = per_replicate.set_index("score").loc["loss"]
     assert loss.gap_ci_low > 0  # MRD ranks clearly better than a random score
-    partial = table[table.kind == "partial"].iloc[0]
+    partial = per_replicate[per_replicate.kind == "partial"].iloc[0]
     assert partial.score == "mrd given loss + grad_norm" and partial.spearman_rho > 0.8
+    # one replicate: the pooled rows are that replicate's values, with the sample bootstrap
+    pooled = table[table.replicate == "pooled"].set_index("score")
+    assert pooled.loc["mrd", "spearman_rho"] == pytest.approx(mrd.spearman_rho)
+    assert per_replicate.set_index("score").loc["value_frequency", "p_holm"] == pytest.approx(
+        per_replicate.set_index("score").loc["value_frequency", "p_value"])  # a family of one
+
+
+def test_pooled_rows_average_the_replicates_and_holm_spans_the_factors():
+    scores = _scores(replicates=(0, 1, 2))
+    scores["answer_words"] = np.tile(np.arange(40) % 5, 3)
+    table = validation_table(scores, factor_columns=["value_frequency", "answer_words"], n_resamples=500)
+    mrd = table[table.score == "mrd"].set_index("replicate")
+    assert mrd.loc["pooled", "spearman_rho"] == pytest.approx(mrd.loc[["0", "1", "2"], "spearman_rho"].mean())
+    assert mrd.loc["pooled", "between_sd"] == pytest.approx(mrd.loc[["0", "1", "2"], "spearman_rho"].std(ddof=1))
+    assert mrd.loc["pooled", "n_replicates"] == 3 and mrd.loc["pooled", "ci_low"] > 0.5
+    factors = table[(table.kind == "known factor") & (table.replicate == "1")]
+    assert list(factors.p_holm) == pytest.approx(list(holm(factors.p_value)))
+    assert len(factors) == 2 and table[table.kind != "known factor"].p_holm.isna().all()
+
+
+def test_replicate_stability_compares_each_sample_across_training_runs():
+    rng = np.random.default_rng(3)
+    difficulty = rng.normal(size=50)
+    scores = pd.concat([pd.DataFrame({"replicate": r, "sample_id": np.arange(50),
+                                      "update_count": difficulty + 0.3 * rng.normal(size=50),
+                                      "mrd": rng.normal(size=50)}) for r in range(3)])
+    table = replicate_stability(scores, ["update_count", "mrd"], n_resamples=300)
+    pairs = table[(table.quantity == "update_count") & (table.replicate_a != "mean of pairs")]
+    assert list(zip(pairs.replicate_a, pairs.replicate_b)) == [("0", "1"), ("0", "2"), ("1", "2")]
+    mean = table[table.replicate_a == "mean of pairs"].set_index("quantity")
+    assert mean.loc["update_count", "spearman_rho"] == pytest.approx(pairs.spearman_rho.mean())
+    assert mean.loc["update_count", "ci_low"] > 0.6  # a property of the sample
+    assert mean.loc["mrd", "ci_low"] < 0 < mean.loc["mrd", "ci_high"]  # noise: a property of the run
 
 
 def test_estimator_study_uses_independent_seeds_and_every_K(model, forget_encoded, tokenizer):

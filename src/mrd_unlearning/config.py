@@ -69,10 +69,28 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"config key 'model.num_heads': {model['num_heads']} must divide model.hidden_size ({model['hidden_size']})"
         )
+    unlearning = cfg["unlearning"]
+    if isinstance(unlearning["steps"], dict) and unlearning["epochs"] is None:
+        algorithms = unlearning["algorithms"]
+        missing = [a for a in algorithms if a not in unlearning["steps"]]
+        unknown = sorted(set(unlearning["steps"]) - set(algorithms))
+        if missing or unknown:
+            raise ConfigError(f"config key 'unlearning.steps': a map needs exactly the algorithms {algorithms}; "
+                              f"missing {missing}, unknown {unknown}")
     names = [v["name"] for v in cfg["mrd"]["validation"]["variants"]]
     if len(set(names)) != len(names) or "main" in names:
         raise ConfigError(f"config key 'mrd.validation.variants': names must be unique and not 'main', got {names}")
-    return cfg
+    return _sorted(cfg)
+
+
+def _sorted(value):
+    """Mappings with their keys in one order, whatever order the files and defaults gave them:
+    Snakemake compares a rule's params as text, so the same values must print the same."""
+    if isinstance(value, dict):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted(v) for v in value]
+    return value
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -93,3 +111,77 @@ def study_data_configs(cfg: dict[str, Any]) -> dict[str, dict]:
     if len(splits) == 1:
         return {cfg["name"]: {**data, "tofu": {**data["tofu"], "forget_split": splits[0]}}}
     return {f"{cfg['name']}_{split}": {**data, "tofu": {**data["tofu"], "forget_split": split}} for split in splits}
+
+
+# --- config/README.md: every key, from the schema -------------------------------------------------
+
+def _type_text(schema: dict, defs: dict) -> str:
+    if "$ref" in schema:
+        schema = {**defs[schema["$ref"].split("/")[-1]], **{k: v for k, v in schema.items() if k != "$ref"}}
+    if "enum" in schema:
+        return " \\| ".join(f"`{v}`" if v is not None else "`null`" for v in schema["enum"])
+    if "const" in schema:
+        return f"`{schema['const']}`"
+    if "oneOf" in schema:
+        return " or ".join(_type_text(option, defs) for option in schema["oneOf"])
+    kind = schema.get("type", "")
+    kinds = kind if isinstance(kind, list) else [kind]
+    text = " or ".join(k if k != "null" else "`null`" for k in kinds if k)
+    if kind == "array" and "items" in schema:
+        text = f"list of {_type_text(schema['items'], defs)}"
+    if kind == "object" and "additionalProperties" in schema and isinstance(schema["additionalProperties"], dict):
+        text = f"map of {_type_text(schema['additionalProperties'], defs)}"
+    bounds = [f"{op} {schema[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="),
+                                                    ("exclusiveMaximum", "<")) if key in schema]
+    return text + (f" ({', '.join(bounds)})" if bounds else "")
+
+
+def _describe_rows(properties: dict, defs: dict, prefix: str = "") -> list[str]:
+    rows = []
+    for key, schema in properties.items():
+        name = f"{prefix}{key}"
+        if "$ref" in schema:
+            schema = {**defs[schema["$ref"].split("/")[-1]], **schema}
+        if schema.get("type") == "object" and "properties" in schema:
+            rows.append(f"| **`{name}`** | section | | {' '.join(str(schema.get('description', '')).split())} |")
+            rows += _describe_rows(schema["properties"], defs, f"{name}.")
+            continue
+        if "default" in schema:
+            dumped = yaml.safe_dump(schema["default"], default_flow_style=True).strip().removesuffix("...").strip()
+            shown = f"`{dumped}`"
+        else:
+            shown = "required" if not prefix else ""
+        description = " ".join(str(schema.get("description", "")).split()).replace("|", "\\|")
+        rows.append(f"| `{name}` | {_type_text(schema, defs)} | {shown} | {description} |")
+    return rows
+
+
+def schema_markdown() -> str:
+    """config/README.md: every key of the schema with its allowed values, default and meaning."""
+    schema = load_schema()
+    lines = [
+        "# Configuration keys",
+        "",
+        "Generated from `src/mrd_unlearning/config.schema.yaml` by `python -m mrd_unlearning.config "
+        "config/README.md` (a test checks it is current). A study configuration names only what it changes:",
+        "every key below has its default filled in, and the workflow validates the whole configuration against",
+        "the schema before any job is planned. A `--configfile` given to Snakemake is merged over",
+        "`config/config.yaml` (the default study), so a configuration sets every key its study depends on.",
+        "",
+        "Shipped configurations: `config.yaml` (the default study), `full.yaml` (every algorithm and sampler),",
+        "`tofu_smollm2.yaml` (TOFU + SmolLM2 on a CPU), `paper.yaml` (the paper's 7B setting, GPUs),",
+        "`smoke.yaml` and `smoke_tofu.yaml` (tiny, for the tests).",
+        "",
+        "| key | allowed | default | meaning |",
+        "|---|---|---|---|",
+        *_describe_rows(schema["properties"], schema.get("$defs", {})),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m mrd_unlearning.config config/README.md")
+    Path(sys.argv[1]).write_text(schema_markdown())

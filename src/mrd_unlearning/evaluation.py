@@ -73,7 +73,7 @@ def _utility_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_to
 def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_tokens: int, batch_size: int, device,
              max_wrong_answers: int | None = None, reference: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame]:
     """Evaluate one model. `reference` is the retain model's per-sample frame; with it, forget
-    quality (KS test of forget truth ratios) is reported. Model utility is the harmonic mean of
+    quality (KS test of forget truth ratios: its p-value, TOFU's convention, and its statistic) is reported. Model utility is the harmonic mean of
     probability, ROUGE and truth ratio on retain, and on real_authors and world_facts where the
     data has them (9 parts on TOFU). Returns (summary, per-sample frame)."""
     model.eval()
@@ -109,5 +109,6 @@ def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_toke
     summary["model_utility_parts"] = len(utility)
     if reference is not None:
         ref = reference[reference.split == "forget"]
-        summary["forget_quality"] = metrics.forget_quality(forget.truth_ratio.to_numpy(), ref.truth_ratio.to_numpy())
+        summary["forget_quality"], summary["forget_ks"] = metrics.forget_quality(forget.truth_ratio.to_numpy(),
+                                                                                 ref.truth_ratio.to_numpy())
     return summary, samples

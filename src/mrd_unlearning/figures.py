@@ -11,7 +11,8 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
-from .metrics import mean_ci  # noqa: E402
+from .metrics import forgetting_progress  # noqa: E402
+from .statistics import mean_ci  # noqa: E402
 
 SAMPLER_COLORS = {"uniform": "#4c72b0", "mrd": "#dd8452", "mrd_curriculum": "#55a868", "mrd_inverse": "#c44e52",
                   "mrd_refresh": "#8172b3"}
@@ -32,20 +33,36 @@ def _censored_hist(ax, counts: pd.Series, censored: pd.Series, title: str) -> No
     ax.legend(fontsize=7)
 
 
-def difficulty_figure(scores: pd.DataFrame, path: str) -> None:
-    """C1: the spread of required updates per ground truth, and how the two orders relate."""
+def difficulty_figure(scores: pd.DataFrame, replicate_stability: pd.DataFrame, path: str) -> None:
+    """C1: the spread of required updates per ground truth (every replicate), how the two orders
+    relate, and whether a sample keeps its difficulty in another training run."""
     truths = [t for t in ("update_count", "update_count_sgd") if t in scores]
-    fig, axes = plt.subplots(1, len(truths) + 1, figsize=(4.3 * (len(truths) + 1), 3.6))
+    fig, axes = plt.subplots(1, len(truths) + 2, figsize=(4.3 * (len(truths) + 2), 3.6))
     for ax, truth in zip(axes, truths):
         q10, q90 = np.percentile(scores[truth], [10, 90])
         censored = scores[truth.replace("update_count", "censored")]
         _censored_hist(ax, scores[truth], censored, f"{truth}: p90/p10 = {q90 / max(q10, 1):.1f}")
-    ax = axes[-1]
+    ax = axes[len(truths)]
     if len(truths) == 2:
         rho = stats.spearmanr(scores[truths[0]], scores[truths[1]])[0]
-        ax.scatter(scores[truths[0]], scores[truths[1]], s=16, color="#4c72b0")
+        for r, part in scores.groupby("replicate"):
+            ax.scatter(part[truths[0]], part[truths[1]], s=14, alpha=0.7, label=f"replicate {r}")
         ax.set(xlabel=truths[0], ylabel=truths[1], title=f"the two orders: Spearman {rho:.2f}")
+        ax.legend(fontsize=7)
     else:
+        ax.axis("off")
+    ax = axes[-1]
+    mean = replicate_stability[replicate_stability.replicate_a == "mean of pairs"]
+    if len(mean):
+        y = np.arange(len(mean))
+        ax.errorbar(mean.spearman_rho, y, xerr=[mean.spearman_rho - mean.ci_low, mean.ci_high - mean.spearman_rho],
+                    fmt="o", color="#4c72b0", capsize=3)
+        ax.set_yticks(y, mean.quantity)
+        ax.axvline(0, color="k", lw=0.8)
+        ax.set(xlim=(-1.05, 1.05), xlabel="Spearman rho between replicates (95% CI)",
+               title="same sample, another training run")
+    else:
+        ax.text(0.5, 0.5, "one replicate:\nno cross-replicate stability", ha="center", va="center")
         ax.axis("off")
     fig.suptitle("C1: how many updates each forget sample needs", y=1.02)
     fig.tight_layout()
@@ -57,36 +74,43 @@ KIND_COLORS = {"mrd": "#dd8452", "mrd variant": "#f0b27a", "baseline": "#4c72b0"
 
 
 def mrd_validation_figure(scores: pd.DataFrame, validation: pd.DataFrame, path: str) -> None:
-    """C2: MRD against required updates, and every score's rho with CIs, side by side."""
-    order = list(dict.fromkeys(validation.score))
-    truths = list(dict.fromkeys(validation.ground_truth))
+    """C2: MRD against required updates, and every score's pooled rho with its CI (per-replicate
+    values as small dots), side by side."""
+    validation = validation.astype({"replicate": str})
+    pooled = validation[validation.replicate == "pooled"]
+    order = list(dict.fromkeys(pooled.score))
+    truths = list(dict.fromkeys(pooled.ground_truth))
     fig, axes = plt.subplots(1, 2, figsize=(13, max(4.0, 0.32 * len(order) + 1.2)),
                              gridspec_kw={"width_ratios": [1, 1.3]})
     ax = axes[0]
-    censored = scores.censored.astype(bool)
-    rho = stats.spearmanr(scores.mrd, scores.update_count)[0]
-    ax.scatter(scores.mrd[~censored], scores.update_count[~censored], s=18, label="reached retain level")
-    ax.scatter(scores.mrd[censored], scores.update_count[censored], s=22, marker="^", label="censored (cap)")
+    for r, part in scores.groupby("replicate"):
+        censored = part.censored.astype(bool)
+        ax.scatter(part.mrd[~censored], part.update_count[~censored], s=16, alpha=0.7, label=f"replicate {r}")
+        ax.scatter(part.mrd[censored], part.update_count[censored], s=22, marker="^", color="k", alpha=0.6)
     if (scores.mrd > 0).all():
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
         ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    rho = pooled[(pooled.score == "mrd") & (pooled.ground_truth == "update_count")].spearman_rho
     ax.set(xlabel="MRD = 1 / D (log scale)", ylabel="required updates (unlearning optimizer)",
-           title=f"MRD vs required updates: Spearman {rho:.2f}")
-    ax.legend(fontsize=7)
+           title=f"MRD vs required updates: pooled Spearman {float(rho.iloc[0]) if len(rho) else np.nan:.2f}")
+    ax.legend(fontsize=7, title="triangles: censored", title_fontsize=7)
     ax = axes[1]
     y = np.arange(len(order))
     for j, truth in enumerate(truths):
-        rows = validation[validation.ground_truth == truth].set_index("score").reindex(order)
+        rows = pooled[pooled.ground_truth == truth].set_index("score").reindex(order)
         offset = (j - (len(truths) - 1) / 2) * 0.3
         colors = [KIND_COLORS.get(k, "k") for k in rows.kind.fillna("baseline")]
         ax.errorbar(rows.spearman_rho, y + offset, xerr=[rows.spearman_rho - rows.ci_low, rows.ci_high - rows.spearman_rho],
                     fmt="none", ecolor="#999999", elinewidth=1)
         ax.scatter(rows.spearman_rho, y + offset, c=colors, marker="os^D"[j % 4], s=28, zorder=3, label=truth)
+        each = validation[(validation.ground_truth == truth) & (validation.replicate != "pooled")]
+        ax.scatter(each.spearman_rho, [order.index(s_) + offset for s_ in each.score], s=5, color="k", alpha=0.4,
+                   zorder=2)
     ax.axvline(0, color="k", lw=0.8)
     ax.set_yticks(y, order, fontsize=8)
     ax.invert_yaxis()
-    ax.set(xlabel="Spearman rho with required updates (95% bootstrap CI)", title="every score, side by side")
+    ax.set(xlabel="Spearman rho with required updates: pooled (95% CI), replicates as dots", title="every score, side by side")
     ax.legend(fontsize=7, title="ground truth (marker)", title_fontsize=7)
     fig.suptitle("C2: does MRD predict how many updates a sample needs?", y=1.01)
     fig.tight_layout()
@@ -96,6 +120,7 @@ def mrd_validation_figure(scores: pd.DataFrame, validation: pd.DataFrame, path: 
 def factors_figure(scores: pd.DataFrame, factors: list[str], path: str) -> None:
     """C3: known factors of the easiest vs the hardest third of forget samples."""
     factors = factors or [c for c in ("answer_tokens", "loss") if c in scores]
+    scores = scores.groupby("sample_id").mean(numeric_only=True)  # a sample's mean over replicates
     low, high = np.percentile(scores.update_count, [100 / 3, 200 / 3])
     easy, hard = scores[scores.update_count <= low], scores[scores.update_count >= high]
     cols = min(4, max(1, len(factors)))
@@ -118,7 +143,12 @@ def factors_figure(scores: pd.DataFrame, factors: list[str], path: str) -> None:
 
 
 def stability_figure(stability: pd.DataFrame, sweep: pd.DataFrame, chosen_sigma: float | None, path: str) -> None:
-    """Test-retest stability of each variant against K, and of the main statistics along sigma."""
+    """Test-retest stability of each variant against K, and of the main statistics along sigma
+    (the first replicate that ran the variant study)."""
+    if "replicate" in stability and len(stability):
+        first = stability.replicate.min()
+        stability = stability[stability.replicate == first]
+        sweep = sweep[sweep.replicate == first] if "replicate" in sweep else sweep
     fig, axes = plt.subplots(1, 2, figsize=(12, 4))
     ax = axes[0]
     for variant, group in stability[stability.sweep == "K"].groupby("variant", sort=False):
@@ -162,61 +192,76 @@ def _mean_band(values: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
     return ci.m, ci.lo, ci.hi
 
 
-def unlearning_curves_figure(curves: pd.DataFrame, retain_level: float, path: str) -> None:
-    """C4: forget- and retain-set likelihood during unlearning, mean and 95% band over seeds,
-    one panel pair per algorithm, one colour per sampler."""
+def unlearning_curves_figure(curves: pd.DataFrame, levels: dict[int, float], path: str) -> None:
+    """C4: forgetting progress (L0 - L_t) / (L0 - L_retain) of the forget set (1 = the retain
+    model's level of that replicate) and the retain set's mean likelihood during unlearning, per
+    algorithm, one colour per sampler; mean and 95% band over replicates x seeds."""
+    curves = curves.copy()
+    curves["progress"] = np.nan
+    for key, run in curves.groupby(["replicate", "algorithm", "sampler", "seed"]):
+        curves.loc[run.index, "progress"] = forgetting_progress(run.forget_loglik.to_numpy(), levels[int(key[0])])
+    curves["run"] = curves.replicate.astype(str) + "/" + curves.seed.astype(str)
     algorithms = sorted(curves.algorithm.unique())
     fig, axes = plt.subplots(2, len(algorithms), figsize=(4.4 * len(algorithms), 6.4), squeeze=False, sharex="col")
     for col, algorithm in enumerate(algorithms):
-        for row, (column, label) in enumerate((("forget_loglik", "forget mean L(z)"),
+        for row, (column, label) in enumerate((("progress", "forgetting progress"),
                                                ("retain_loglik", "retain mean L(z)"))):
             ax = axes[row][col]
             for sampler, group in curves[curves.algorithm == algorithm].groupby("sampler"):
-                mean, low, high = _mean_band(group.pivot_table(index="step", columns="seed", values=column))
+                mean, low, high = _mean_band(group.pivot_table(index="step", columns="run", values=column))
                 color = SAMPLER_COLORS.get(sampler)
                 ax.plot(mean.index, mean, label=sampler, color=color)
                 ax.fill_between(mean.index, low, high, alpha=0.2, color=color)
             if row == 0:
-                ax.axhline(retain_level, color="k", ls=":", lw=1, label="retain model's level")
+                ax.axhline(1.0, color="k", ls=":", lw=1, label="retain model's level")
                 ax.set_title(algorithm)
             ax.set(ylabel=label, xlabel="unlearning step" if row == 1 else None)
             ax.legend(fontsize=7)
-    fig.suptitle("C4: unlearning curves (mean and 95% band over seeds)", y=1.0)
+    fig.suptitle("C4: unlearning curves (mean and 95% band over replicates x seeds)", y=1.0)
     fig.tight_layout()
     _save(fig, path)
 
 
-def unlearning_tradeoff_figure(table: pd.DataFrame, path: str) -> None:
-    """C4: forget quality vs model utility per algorithm x sampler (mean and 95% CI over seeds),
-    and steps until the forget set reaches the retain model's likelihood."""
-    algorithms = sorted(table.algorithm.unique())
-    samplers = [s for s in SAMPLER_COLORS if s in set(table.sampler)] + sorted(set(table.sampler) - set(SAMPLER_COLORS))
-    markers = dict(zip(algorithms, "osD^vP"))
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
-    ax = axes[0]
+def _errorbar(ax, table: pd.DataFrame, x: str, y: str, markers: dict) -> None:
     for (algorithm, sampler), group in table.groupby(["algorithm", "sampler"]):
-        (mu, mu_lo, mu_hi), (fq, fq_lo, fq_hi) = (_interval(group[c]) for c in ("model_utility", "forget_quality"))
-        ax.errorbar(mu, fq, xerr=[[mu - mu_lo], [mu_hi - mu]], yerr=[[fq - fq_lo], [fq_hi - fq]],
-                    fmt=markers[algorithm], color=SAMPLER_COLORS.get(sampler, "k"), ms=6, capsize=2,
-                    label=f"{algorithm} / {sampler}")
-    ax.set(xlabel="model utility", ylabel="forget quality (KS p-value)", title="per algorithm x sampler, mean and 95% CI")
-    ax.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
-    ax = axes[1]
-    width = 0.8 / max(1, len(samplers))
-    for j, sampler in enumerate(samplers):
-        rows = table[table.sampler == sampler]
-        means, lows, highs = [], [], []
-        for algorithm in algorithms:
-            m, lo, hi = _interval(rows[rows.algorithm == algorithm].steps_to_forget)
-            means.append(m), lows.append(m - lo), highs.append(hi - m)
-        x = np.arange(len(algorithms)) + (j - (len(samplers) - 1) / 2) * width
-        ax.bar(x, means, width, yerr=[lows, highs], color=SAMPLER_COLORS.get(sampler), label=sampler, capsize=2)
-        for xi, m in zip(x, means):
-            if np.isnan(m):
-                ax.text(xi, 0.5, "not reached", rotation=90, ha="center", va="bottom", fontsize=7, color="#555555")
-    ax.set_xticks(np.arange(len(algorithms)), algorithms)
-    ax.set(ylabel="steps until forget L reaches the retain level",
-           title="steps to forget (missing: not reached within the budget)")
-    ax.legend(fontsize=7)
+        (xm, xlo, xhi), (ym, ylo, yhi) = (_interval(group[c]) for c in (x, y))
+        ax.errorbar(xm, ym, xerr=[[xm - xlo], [xhi - xm]], yerr=[[ym - ylo], [yhi - ym]], fmt=markers[algorithm],
+                    color=SAMPLER_COLORS.get(sampler, "k"), ms=6, capsize=2, label=f"{algorithm} / {sampler}")
+
+
+def unlearning_tradeoff_figure(table: pd.DataFrame, path: str) -> None:
+    """C4: forget quality vs model utility after the budget and at equal forgetting, per algorithm
+    (marker) x sampler (colour), mean and 95% CI over replicates x seeds."""
+    markers = dict(zip(sorted(table.algorithm.unique()), "osD^vP"))
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
+    _errorbar(axes[0], table, "model_utility", "forget_quality", markers)
+    axes[0].set(xlabel="model utility", ylabel="forget quality (KS p-value)", title="after the budget")
+    _errorbar(axes[1], table, "level_model_utility", "level_forget_quality", markers)
+    axes[1].set(xlabel="model utility", ylabel="forget quality (KS p-value)",
+                title="at equal forgetting (retain model's level, or the cap)")
+    axes[1].legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def efficiency_figure(table: pd.DataFrame, path: str) -> None:
+    """C4 efficiency: Kaplan-Meier curves (scipy) of the steps until the forget set reaches the
+    retain model's level, censored at the budget: the share of runs not there yet."""
+    algorithms = sorted(table.algorithm.unique())
+    fig, axes = plt.subplots(1, len(algorithms), figsize=(4.4 * len(algorithms), 3.6), squeeze=False)
+    for ax, algorithm in zip(axes[0], algorithms):
+        runs = table[table.algorithm == algorithm]
+        for sampler, group in runs.groupby("sampler"):
+            data = stats.CensoredData.right_censored(group.steps_to_forget.to_numpy(float),
+                                                     group.steps_censored.astype(bool).to_numpy())
+            sf = stats.ecdf(data).sf
+            t = np.concatenate([[0.0], sf.quantiles, [float(group.steps.max())]])
+            ax.step(t, np.concatenate([[1.0], sf.probabilities, [sf.probabilities[-1]]]), where="post",
+                    color=SAMPLER_COLORS.get(sampler), label=f"{sampler} ({(~group.steps_censored.astype(bool)).sum()}"
+                                                           f"/{len(group)} reached)")
+        ax.set(xlabel="unlearning step", ylabel="runs not yet at the retain level", ylim=(-0.03, 1.03),
+               title=f"{algorithm}: budget {int(runs.steps.max())} steps")
+        ax.legend(fontsize=7)
+    fig.suptitle("C4: steps to forget (Kaplan-Meier, censored at the budget)", y=1.02)
     fig.tight_layout()
     _save(fig, path)

@@ -1,11 +1,19 @@
 """Metrics of STUDY 6, TOFU / OpenUnlearning conventions. Pure functions on arrays."""
 from __future__ import annotations
 
+import functools
+
 import numpy as np
-from rouge_score import rouge_scorer
 from scipy import stats
 
-_ROUGE = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+
+@functools.cache
+def _rouge():
+    """Built on first use: building it logs through the root logger, which would otherwise
+    configure logging (and double every Snakemake console line) in any process importing us."""
+    from rouge_score import rouge_scorer
+
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 
 def probability(loglik: np.ndarray) -> np.ndarray:
@@ -41,12 +49,16 @@ def retain_truth_ratio(r: np.ndarray) -> float:
 
 
 def rouge_l_recall(predictions: list[str], references: list[str]) -> np.ndarray:
-    return np.array([_ROUGE.score(ref, pred)["rougeL"].recall for pred, ref in zip(predictions, references)])
+    scorer = _rouge()
+    return np.array([scorer.score(ref, pred)["rougeL"].recall for pred, ref in zip(predictions, references)])
 
 
-def forget_quality(unlearned_truth_ratios: np.ndarray, retain_model_truth_ratios: np.ndarray) -> float:
-    """KS-test p-value between the forget-set truth ratios of the unlearned and the retain model."""
-    return float(stats.ks_2samp(unlearned_truth_ratios, retain_model_truth_ratios).pvalue)
+def forget_quality(unlearned_truth_ratios: np.ndarray, retain_model_truth_ratios: np.ndarray) -> tuple[float, float]:
+    """Forget quality (TOFU): the KS-test p-value between the forget-set truth ratios of the
+    unlearned and the retain model, and the KS statistic beside it (0 = the same distribution),
+    which keeps its resolution where p-values over a few dozen samples jump."""
+    test = stats.ks_2samp(unlearned_truth_ratios, retain_model_truth_ratios)
+    return float(test.pvalue), float(test.statistic)
 
 
 def model_utility(values: list[float]) -> float:
@@ -70,20 +82,47 @@ def membership_auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> f
     return float(u / (len(member_scores) * len(nonmember_scores)))
 
 
-def steps_to_level(steps: np.ndarray, values: np.ndarray, level: float) -> float:
-    """First logged step at which `values` fall to `level` (NaN if never)."""
-    hit = np.flatnonzero(np.asarray(values) <= level)
-    return float(np.asarray(steps)[hit[0]]) if hit.size else float("nan")
+# --- efficiency: how fast the forget set reaches the retain model's level (STUDY 6) -------------
+
+def level_crossing(steps: np.ndarray, values: np.ndarray, level: float, budget: float) -> tuple[float, bool]:
+    """The step at which a logged curve first falls to `level`, linearly interpolated between the
+    last point above it and the first at or below it; right-censored at `budget`: (budget, True)
+    when it is not reached by then. Already at the level at step 0: (0, False)."""
+    steps, values = np.asarray(steps, dtype=float), np.asarray(values, dtype=float)
+    hit = np.flatnonzero(values <= level)
+    if not hit.size:
+        return float(budget), True
+    i = hit[0]
+    if i == 0:
+        return 0.0, False
+    s0, s1, v0, v1 = steps[i - 1], steps[i], values[i - 1], values[i]
+    crossing = s0 + (v0 - level) / (v0 - v1) * (s1 - s0)
+    return (float(crossing), False) if crossing <= budget else (float(budget), True)
 
 
-def mean_ci(values: np.ndarray, confidence: float = 0.95) -> tuple[float, float, float]:
-    """Mean and t-interval over seeds (NaN bounds with fewer than two values)."""
+def forgetting_progress(values: np.ndarray, level: float) -> np.ndarray:
+    """(L_0 - L_t) / (L_0 - L_retain): 0 at the start, 1 at the retain model's level."""
     values = np.asarray(values, dtype=float)
-    values = values[~np.isnan(values)]
-    if values.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(values.mean())
-    if values.size < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + confidence / 2, values.size - 1) * stats.sem(values))
-    return mean, mean - half, mean + half
+    return (values[0] - values) / (values[0] - level)
+
+
+def progress_at(steps: np.ndarray, values: np.ndarray, level: float, step: float) -> float:
+    """Forgetting progress at `step` (interpolated between logged points; not clipped, so
+    overshooting the level shows as > 1)."""
+    return float(np.interp(step, np.asarray(steps, dtype=float), forgetting_progress(values, level)))
+
+
+def forgetting_auc(steps: np.ndarray, values: np.ndarray, level: float, budget: float) -> float:
+    """Area under the forgetting curve over [0, budget] divided by the budget, progress clipped to
+    [0, 1]: 1 = at the retain level at once, 0 = no progress; overshooting the level earns nothing."""
+    steps = np.asarray(steps, dtype=float)
+    progress = forgetting_progress(values, level)
+    grid = [steps[steps <= budget], [budget]]
+    for bound in (0.0, 1.0):  # where the piecewise-linear curve crosses a clipping bound
+        a, b = progress[:-1] - bound, progress[1:] - bound
+        cross = np.flatnonzero(a * b < 0)
+        grid.append(steps[cross] + a[cross] / (a[cross] - b[cross]) * np.diff(steps)[cross])
+    grid = np.union1d(np.concatenate(grid), [])
+    grid = grid[grid <= budget]
+    clipped = np.clip(np.interp(grid, steps, progress), 0.0, 1.0)
+    return float(np.trapezoid(clipped, grid) / budget)

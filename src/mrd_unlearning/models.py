@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import tokenizers
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+import transformers  # a lazy module: its model code loads on first use, so table-only jobs start fast
 
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 IGNORE = -100
@@ -40,27 +40,28 @@ def answer_ids(tokenizer, answer: str) -> list[int]:
     return tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
+def train_tokenizer(texts: Iterable[str], vocab_size: int) -> "transformers.PreTrainedTokenizerFast":
     """A byte-level BPE tokenizer (every string encodable) trained on the study's own corpus."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    byte_level = tokenizers.pre_tokenizers.ByteLevel
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tok.pre_tokenizer = byte_level(add_prefix_space=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[PAD, BOS, EOS],
+                                             initial_alphabet=byte_level.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, bos_token=BOS, eos_token=EOS)
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token=PAD, bos_token=BOS, eos_token=EOS)
 
 
 def build_model(tokenizer, *, hidden_size: int, num_layers: int, num_heads: int, intermediate_size: int,
-                max_length: int, seed: int) -> LlamaForCausalLM:
-    config = LlamaConfig(
+                max_length: int, seed: int) -> "transformers.LlamaForCausalLM":
+    config = transformers.LlamaConfig(
         vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=num_layers,
         num_attention_heads=num_heads, num_key_value_heads=num_heads, intermediate_size=intermediate_size,
         max_position_embeddings=max_length, tie_word_embeddings=True, pad_token_id=tokenizer.pad_token_id,
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
     )
     torch.manual_seed(seed)
-    return LlamaForCausalLM(config)
+    return transformers.LlamaForCausalLM(config)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,8 +94,8 @@ def smollm2_gguf_file() -> Path:
 def convert_gguf(gguf: Path, out_dir: str | Path) -> None:
     """Dequantise a GGUF model once into a float32 safetensors checkpoint every later step loads.
     transformers marks a GGUF-loaded model as quantised; clearing that lets it be saved and trained."""
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = transformers.AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
     model.hf_quantizer = None
     model.config.quantization_config = None
     if hasattr(model.config, "quantization_config"):
@@ -133,10 +134,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", dtype:
     hub_id = not local.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(path))
     if not hub_id and not (local / "config.json").is_file():
         raise FileNotFoundError(f"no model checkpoint at {path} (config.json missing)")
-    tokenizer = AutoTokenizer.from_pretrained(path)
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
+    model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
     model.eval()
     return model, tokenizer
 

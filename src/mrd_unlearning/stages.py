@@ -1,10 +1,9 @@
 """Pipeline stages: what each Snakemake rule calls. Each takes paths and the config sections it
 depends on (so Snakemake reruns exactly what a changed parameter touches), seeds and sizes its
-threads, and writes its outputs atomically."""
+threads, and writes its outputs atomically. Replicates (STUDY 6) share the data; everything a
+model touches lives under the replicate's own folder, and the tables pool across them."""
 from __future__ import annotations
 
-import hashlib
-import inspect
 import math
 import os
 import time
@@ -13,42 +12,31 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from transformers import AutoTokenizer
+import transformers
 
-from . import figures
 from .baselines import cheap_scores
 from .data import synthetic, tofu
 from .data.loader import DataError, load_study_data, write_manifest
 from .evaluation import evaluate
 from .ground_truth import required_updates
 from .io import atomic_path, read_json, write_csv, write_json
-from .metrics import mean_ci, steps_to_level
+from .metrics import forgetting_auc, level_crossing, progress_at
 from .models import (build_model, convert_gguf, encode_qa, load_checkpoint, resolve_device, resolve_dtype,
                      save_checkpoint, smollm2_gguf_file, train_tokenizer, with_lora, without_lora)
 from .mrd import Estimator, PerturbationScorer, difficulty_drop, mrd_from_drop
 from .training import finetune
 from .unlearning import unlearn
-from .validation import estimator_study, sigma_sweep_table, validation_table, variant_column
+from .pooled import retain_level
+from .validation import estimator_study
 
 
 def setup(threads: int, seed: int = 0) -> None:
+    """Threads as the rule declares them, seeds, deterministic kernels; no progress bars for
+    loading or writing weights (training and scoring bars stay, in the job's log)."""
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def source_digest(*objects) -> str:
-    """A short hash of the source code of modules or functions: a rule that passes it as a param
-    reruns when the code it calls changes (compared by content)."""
-    digest = hashlib.sha256()
-    for obj in objects:
-        digest.update(inspect.getsource(obj).encode())
-    return digest.hexdigest()[:16]
-
-
-def stage_params(snakemake) -> dict:
-    """A rule's params as keyword arguments for its stage, less the code digest."""
-    return {k: v for k, v in snakemake.params.items() if k != "code"}
+    transformers.utils.logging.disable_progress_bar()
 
 
 def _load(model_dir: str, device: str, dtype: str):
@@ -130,7 +118,7 @@ def _base_model(model_cfg: dict, base: str | None, seed: int, dev: torch.device)
     """The untrained start of fine-tuning: the tiny Llama from its config (with the study's own
     tokenizer at `base`), the converted checkpoint at `base`, or `model.name_or_path`."""
     if model_cfg["source"] == "tiny":
-        tokenizer = AutoTokenizer.from_pretrained(base)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(base)
         model = build_model(tokenizer, seed=seed, **{k: model_cfg[k] for k in TINY_KEYS})
         return model.to(dev), tokenizer
     return load_checkpoint(base or model_cfg["name_or_path"], dev, resolve_dtype(model_cfg["dtype"], dev))
@@ -139,7 +127,8 @@ def _base_model(model_cfg: dict, base: str | None, seed: int, dev: torch.device)
 
 def finetune_model(role: str, data_dir: str, base: str | None, out_dir: str, *, model_cfg: dict,
                    finetune_cfg: dict, seed: int, device: str, threads: int) -> None:
-    """role 'target' trains on `full`, role 'retain' on the retain split only; same recipe. With
+    """role 'target' trains on `full`, role 'retain' on the retain split only; same recipe; `seed`
+    is the replicate's training seed (initialisation and batch order). With
     `finetune.processes` > 1, data-parallel across that many processes (one per GPU) through
     `accelerate`, launched from here so that the Snakemake rule stays the same."""
     args = (role, data_dir, base, out_dir, model_cfg, finetune_cfg, seed, device, threads)
@@ -168,6 +157,7 @@ def _finetune_process(role, data_dir, base, out_dir, model_cfg, finetune_cfg, se
     history = finetune(model, _encode(tokenizer, rows, model_cfg["max_length"]), lr=finetune_cfg["lr"],
                        weight_decay=finetune_cfg["weight_decay"], batch_size=finetune_cfg["batch_size"],
                        grad_accumulation=finetune_cfg["grad_accumulation"], max_epochs=finetune_cfg["max_epochs"],
+                       lr_schedule=finetune_cfg["lr_schedule"], warmup_epochs=finetune_cfg["warmup_epochs"],
                        memorization_accuracy_target=finetune_cfg["memorization_accuracy"], seed=seed,
                        pad_id=tokenizer.pad_token_id, device=dev, desc=f"fine-tune {role}", accelerator=accelerator)
     if accelerator is not None and not accelerator.is_main_process:
@@ -253,153 +243,85 @@ def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, max_length: 
     write_csv(out_csv, cheap_scores(model, encoded, pad_id=tokenizer.pad_token_id, device=dev))
 
 
-def _retain_level(retain_samples_csv: str) -> np.ndarray:
-    """L(z) under the retain model, per forget sample: the level unlearning aims for."""
-    reference = pd.read_csv(retain_samples_csv)
-    return reference[reference.split == "forget"].sort_values("sample_id").loglik.to_numpy()
-
-
 def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv: str, *, optimizer: str, lr: float,
                  max_steps: int, max_length: int, device: str, dtype: str, threads: int, seed: int,
                  lora: dict | None = None) -> None:
     """Update counts with the unlearning runs' optimizer, lr and (if any) LoRA adapters."""
     setup(threads, seed)
     model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device, dtype)
-    counts = required_updates(with_lora(model, lora or {}), encoded, _retain_level(retain_samples_csv), optimizer=optimizer, lr=lr,
+    counts = required_updates(with_lora(model, lora or {}), encoded, retain_level(retain_samples_csv), optimizer=optimizer, lr=lr,
                               max_steps=max_steps, pad_id=tokenizer.pad_token_id, device=dev,
                               desc=f"ground truth ({optimizer}, lr {lr:g})")
     write_csv(out_csv, counts.assign(optimizer=optimizer, lr=lr))
 
 
-def _factor_columns(data_dir: str) -> list[str]:
-    path = Path(data_dir) / "factors.csv"
-    if not path.is_file():
-        return []
-    return [c for c, t in pd.read_csv(path).dtypes.items() if c != "sample_id" and pd.api.types.is_numeric_dtype(t)]
-
-
-def collect_scores(mrd_csv: str, counts_csvs: dict[str, str], baselines_csv: str, variants_csv: str,
-                   retain_samples_csv: str, data_dir: str, out_csv: str, *, eps: float) -> None:
-    """mrd/scores.csv: per forget sample, MRD, every ground truth, the variants, the baselines,
-    the retain-model oracle and the known factors."""
-    scores = pd.read_csv(mrd_csv).merge(pd.read_csv(baselines_csv), on="sample_id")
-    for truth, path in counts_csvs.items():
-        counts = pd.read_csv(path)[["sample_id", "update_count", "censored"]]
-        suffix = truth[len("update_count"):]
-        scores = scores.merge(counts.rename(columns={"update_count": truth, "censored": f"censored{suffix}"}),
-                              on="sample_id")
-    variants = pd.read_csv(variants_csv)
-    named = variants[~variants.variant.str.startswith("sigma_sweep/") & (variants.variant != "main")]
-    for name, group in named.groupby("variant", sort=False):
-        scores[variant_column(name)] = mrd_from_drop(group.sort_values("sample_id")["drop"].to_numpy(), eps)
-    scores["retain_model_loss_oracle"] = -_retain_level(retain_samples_csv)
-    factors = Path(data_dir) / "factors.csv"
-    if factors.is_file():
-        scores = scores.merge(pd.read_csv(factors), on="sample_id", how="left")
-    write_csv(out_csv, scores)
-
-
-def mrd_validation(scores_csv: str, variants_csv: str, stability_csv: str, data_dir: str, out_csv: str,
-                   sweep_csv: str, *, eps: float) -> None:
-    scores = pd.read_csv(scores_csv)
-    write_csv(out_csv, validation_table(scores, _factor_columns(data_dir)))
-    write_csv(sweep_csv, sigma_sweep_table(scores, pd.read_csv(variants_csv), pd.read_csv(stability_csv), eps))
-
-
 # --- unlearning -------------------------------------------------------------------------------
 
-def unlearning_steps(unlearning_cfg: dict, n_forget: int) -> int:
-    """`steps`, or with `epochs` set (TOFU's recipe), that many passes over the forget set."""
+def unlearning_steps(unlearning_cfg: dict, algorithm: str, n_forget: int) -> int:
+    """The budget T: `steps` (one number, or per algorithm), or with `epochs` set (TOFU's recipe)
+    that many passes over the forget set."""
     if unlearning_cfg.get("epochs") is None:
-        return unlearning_cfg["steps"]
+        steps = unlearning_cfg["steps"]
+        return steps[algorithm] if isinstance(steps, dict) else steps
     per_update = unlearning_cfg["batch_size"] * unlearning_cfg["grad_accumulation"]
     return max(1, math.ceil(unlearning_cfg["epochs"] * n_forget / per_update))
 
 
-def unlearn_run(model_dir: str, data_dir: str, out_dir: str, *, algorithm: str, sampler: str, seed: int,
-                unlearning_cfg: dict, max_length: int, device: str, dtype: str, threads: int, lora: dict | None = None,
-                mrd_csv: str | None = None, mrd_json: str | None = None) -> None:
-    """One (algorithm, sampler, seed) run from the target model; `mrd_json` (the estimator and its
-    chosen sigma) only for the sampler that recomputes MRD during the run."""
-    setup(threads, seed)
-    model, tokenizer, dev = _load(model_dir, device, dtype)
-    model = with_lora(model, lora or {})
+def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain_samples_csv: str, out_dir: str, *,
+                 replicate: int, algorithm: str, sampler: str, seeds: list[int], unlearning_cfg: dict, eval_cfg: dict,
+                 max_length: int, device: str, dtype: str, threads: int, lora: dict | None = None,
+                 mrd_csv: str | None = None, mrd_json: str | None = None) -> None:
+    """Every seed of one (algorithm, sampler) on one replicate's target model, each evaluated in
+    the same process (no checkpoint written and read back) after the budget T and at equal
+    forgetting: when the forget set's mean likelihood reaches the retain model's level, or at the
+    cap. Writes <out_dir>/seed<k>/{run.json, curve.csv, eval_budget_samples.csv,
+    eval_level_samples.csv}. `mrd_json` (the estimator and its chosen sigma) only for the sampler
+    that recomputes MRD during the run."""
     data = load_study_data(data_dir)
+    reference = pd.read_csv(retain_samples_csv)
+    level = read_json(retain_summary_json)["forget_loglik"]
     drop = pd.read_csv(mrd_csv).sort_values("sample_id")["drop"].to_numpy() if mrd_csv else None
     refresh = {}
     if mrd_json:
         meta = read_json(mrd_json)
         refresh = {"refresh_every": unlearning_cfg["refresh_every"], "mrd_seed": meta["seed"],
                    "estimator": Estimator.from_config(meta)}  # with the sigma it chose
-    encode = lambda rows: _encode(tokenizer, rows, max_length)  # noqa: E731
-    steps = unlearning_steps(unlearning_cfg, len(data.forget))
-    curve, costs = unlearn(model, encode(data.forget), encode(data.retain), encode(data.retain_eval),
-                           algorithm=algorithm, sampler=sampler, drop=drop, steps=steps,
-                           batch_size=unlearning_cfg["batch_size"], lr=unlearning_cfg["lr"],
-                           optimizer=unlearning_cfg["optimizer"], tau=unlearning_cfg.get("tau", 1.0), seed=seed,
-                           log_every=unlearning_cfg["log_every"], grad_accumulation=unlearning_cfg["grad_accumulation"],
-                           pad_id=tokenizer.pad_token_id, device=dev, **refresh)
-    model = without_lora(model)
+    steps = unlearning_steps(unlearning_cfg, algorithm, len(data.forget))
+    cap = max(steps, math.ceil(unlearning_cfg["level_cap"] * steps))
     with atomic_path(out_dir) as tmp:
-        save_checkpoint(model, tokenizer, tmp)
-        write_csv(Path(tmp) / "curve.csv", curve)
-        write_json(Path(tmp) / "run.json", {"algorithm": algorithm, "sampler": sampler, "seed": seed, **costs})
+        for seed in seeds:
+            setup(threads, seed)
+            model, tokenizer, dev = _load(model_dir, device, dtype)
+            model = with_lora(model, lora or {})
+            encode = lambda rows: _encode(tokenizer, rows, max_length)  # noqa: E731
+            evaluations: dict[str, tuple[int, dict, pd.DataFrame]] = {}
 
+            def evaluate_at(name: str, step: int) -> None:
+                for earlier in evaluations.values():  # the budget and the level can be the same step
+                    if earlier[0] == step:
+                        evaluations[name] = earlier
+                        return
+                summary, samples = evaluate(model, tokenizer, data, max_length=max_length, device=dev,
+                                            max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
+                                            max_wrong_answers=eval_cfg["max_wrong_answers"], reference=reference)
+                evaluations[name] = (step, summary, samples)
 
-# --- tables, figures, report ------------------------------------------------------------------
-
-def unlearning_table(run_dirs: list[str], eval_jsons: list[str], retain_summary_json: str, out_csv: str,
-                     curves_csv: str) -> None:
-    """tables/unlearning.csv (one row per run) and tables/curves.csv (every run's curve, long)."""
-    level = read_json(retain_summary_json)["forget_loglik"]
-    rows, curves = [], []
-    for run_dir, eval_json in zip(run_dirs, eval_jsons):
-        run, ev = read_json(Path(run_dir) / "run.json"), read_json(eval_json)
-        curve = pd.read_csv(Path(run_dir) / "curve.csv")
-        key = {k: run[k] for k in ("algorithm", "sampler", "seed")}
-        curves.append(curve.assign(**key))
-        rows.append({**key,
-                     **{k: ev[k] for k in ("forget_quality", "model_utility", "forget_prob", "forget_rouge",
-                                           "forget_truth_ratio", "mia_auc")},
-                     "steps_to_forget": steps_to_level(curve.step, curve.forget_loglik, level),
-                     "wall_s": run["wall_s"], "refreshes": run.get("refreshes", 0),
-                     "refresh_s": run.get("refresh_s", 0.0)})
-    write_csv(out_csv, pd.DataFrame(rows).sort_values(["algorithm", "sampler", "seed"]))
-    columns = ["algorithm", "sampler", "seed", "step", "forget_loglik", "retain_loglik"]
-    write_csv(curves_csv, pd.concat(curves, ignore_index=True)[columns].sort_values(columns[:4]))
-
-
-COMPARED = ("forget_quality", "model_utility", "forget_prob", "forget_rouge", "forget_truth_ratio", "mia_auc",
-            "steps_to_forget")
-
-
-def comparison_table(unlearning_csv: str, out_csv: str) -> None:
-    """Paired differences (sampler - uniform, same algorithm and seed), mean and 95% CI over seeds."""
-    table = pd.read_csv(unlearning_csv)
-    uniform = table[table.sampler == "uniform"].set_index(["algorithm", "seed"])
-    rows = []
-    for (algorithm, sampler), group in table[table.sampler != "uniform"].groupby(["algorithm", "sampler"]):
-        paired = group.set_index(["algorithm", "seed"]).join(uniform, rsuffix="_uniform", how="inner")
-        row = {"algorithm": algorithm, "sampler": sampler, "n_pairs": len(paired)}
-        for metric in COMPARED:
-            mean, low, high = mean_ci((paired[metric] - paired[f"{metric}_uniform"]).to_numpy())
-            row.update({f"{metric}_diff": mean, f"{metric}_ci_low": low, f"{metric}_ci_high": high})
-        rows.append(row)
-    write_csv(out_csv, pd.DataFrame(rows, columns=None if rows else ["algorithm", "sampler", "n_pairs"]))
-
-
-def mrd_figures(scores_csv: str, validation_csv: str, stability_csv: str, sweep_csv: str, data_dir: str,
-                out: dict[str, str]) -> None:
-    scores, stability = pd.read_csv(scores_csv), pd.read_csv(stability_csv)
-    main = stability[(stability.variant == "main") & (stability.sweep == "K")]
-    figures.difficulty_figure(scores, out["difficulty"])
-    figures.mrd_validation_figure(scores, pd.read_csv(validation_csv), out["validation"])
-    figures.factors_figure(scores, _factor_columns(data_dir), out["factors"])
-    figures.stability_figure(stability, pd.read_csv(sweep_csv), float(main.sigma.iloc[0]) if len(main) else None,
-                             out["stability"])
-
-
-def unlearning_figures(unlearning_csv: str, curves_csv: str, retain_summary_json: str, out: dict[str, str]) -> None:
-    figures.unlearning_curves_figure(pd.read_csv(curves_csv), read_json(retain_summary_json)["forget_loglik"],
-                                     out["curves"])
-    figures.unlearning_tradeoff_figure(pd.read_csv(unlearning_csv), out["tradeoff"])
+            curve, costs = unlearn(model, encode(data.forget), encode(data.retain), encode(data.retain_eval),
+                                   algorithm=algorithm, sampler=sampler, drop=drop, steps=steps,
+                                   batch_size=unlearning_cfg["batch_size"], lr=unlearning_cfg["lr"],
+                                   optimizer=unlearning_cfg["optimizer"], tau=unlearning_cfg.get("tau", 1.0),
+                                   seed=seed, log_every=unlearning_cfg["log_every"],
+                                   grad_accumulation=unlearning_cfg["grad_accumulation"], pad_id=tokenizer.pad_token_id,
+                                   device=dev, level=level, max_steps=cap, on_checkpoint=evaluate_at, **refresh)
+            folder = Path(tmp) / f"seed{seed}"
+            folder.mkdir(parents=True)
+            write_csv(folder / "curve.csv", curve)
+            crossing, censored = level_crossing(curve.step, curve.forget_loglik, level, steps)
+            run = {"replicate": replicate, "algorithm": algorithm, "sampler": sampler, "seed": seed, "level": level,
+                   "steps_to_forget": crossing, "steps_censored": censored,
+                   "forget_progress": progress_at(curve.step, curve.forget_loglik, level, steps),
+                   "forget_auc": forgetting_auc(curve.step, curve.forget_loglik, level, steps), **costs}
+            for name, (step, summary, samples) in evaluations.items():
+                write_csv(folder / f"eval_{name}_samples.csv", samples)
+                run[f"eval_{name}"] = {"step": step, **summary}
+            write_json(folder / "run.json", run)

@@ -23,7 +23,7 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
 def train(model: torch.nn.Module, batch_at: Callable[[int], dict | list[dict]], loss_fn: LossFn,
           optimizer: torch.optim.Optimizer, max_steps: int, *,
           should_stop: Callable[[int], bool] | None = None, desc: str | None = None,
-          accelerator=None) -> tuple[int, bool]:
+          accelerator=None, scheduler=None) -> tuple[int, bool]:
     """Run up to `max_steps` updates; `should_stop(step)` is asked before each update and once
     after the last. Returns (updates done, whether `should_stop` ended it).
 
@@ -46,6 +46,8 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], dict | list[dict]], 
                 loss = loss_fn(model, part) / len(micro)
                 accelerator.backward(loss) if accelerator is not None else loss.backward()
             optimizer.step()
+            if scheduler is not None:
+                scheduler.step()
             step += 1
             bar.update()
             if step % 20 == 0:
@@ -67,15 +69,34 @@ def memorization_accuracy(model, encoded, batch_size: int, pad_id: int, device) 
     return hits / total
 
 
+def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
+    """The learning-rate factor at each update: linear warm-up, then constant or a linear decay to
+    0 at `total_steps` (TOFU's recipe, the Hugging Face Trainer's default)."""
+    if schedule not in ("linear", "constant"):
+        raise ValueError(f"unknown lr schedule {schedule!r}; allowed: ['linear', 'constant']")
+
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if schedule == "constant":
+            return 1.0
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
 def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int, max_epochs: int,
              memorization_accuracy_target: float | None, seed: int, pad_id: int, device, desc: str,
-             grad_accumulation: int = 1, eval_batch_size: int = 64, accelerator=None) -> list[dict]:
+             lr_schedule: str = "constant", warmup_epochs: float = 0.0, grad_accumulation: int = 1,
+             eval_batch_size: int = 64, accelerator=None) -> list[dict]:
     """Fine-tune until answer-token accuracy on the training data reaches the memorisation
     criterion (checked after every epoch), not far past it (STUDY 3.4); with no criterion, for
-    `max_epochs` (TOFU's recipe). One update sees batch_size x grad_accumulation samples per
-    process; with an `accelerate` Accelerator each of its processes takes every n-th of the
-    update's samples (the same order everywhere), so n processes equal n-fold accumulation.
-    Returns the history."""
+    `max_epochs` (TOFU's recipe). The learning rate warms up over `warmup_epochs` and, with the
+    linear schedule, decays to 0 at `max_epochs`: a settling model meets the criterion at a
+    reproducible epoch, where a constant rate keeps it hovering just below. One update sees
+    batch_size x grad_accumulation samples per process; with an `accelerate` Accelerator each of
+    its processes takes every n-th of the update's samples (the same order everywhere), so n
+    processes equal n-fold accumulation. Returns the history."""
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     per_update = batch_size * grad_accumulation * world
     steps_per_epoch = -(-len(encoded) // per_update)
@@ -83,6 +104,9 @@ def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int,
     order: list[int] = []
     history: list[dict] = []
     optimizer = make_optimizer("adamw", [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
+    total = steps_per_epoch * max_epochs
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(lr_schedule, round(warmup_epochs * steps_per_epoch), total))
     if accelerator is not None:
         model, optimizer = accelerator.prepare(model, optimizer)
 
@@ -106,7 +130,7 @@ def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int,
         history.append({"epoch": step // steps_per_epoch, "step": step, "answer_token_accuracy": acc})
         return memorization_accuracy_target is not None and acc >= memorization_accuracy_target
 
-    train(model, batch_at, nll_loss, optimizer, steps_per_epoch * max_epochs, should_stop=should_stop, desc=desc,
-          accelerator=accelerator)
+    train(model, batch_at, nll_loss, optimizer, total, should_stop=should_stop, desc=desc, accelerator=accelerator,
+          scheduler=scheduler)
     model.eval()
     return history

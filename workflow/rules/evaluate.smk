@@ -1,46 +1,34 @@
-# One evaluation entry point for every model. The retain model is the reference: forget quality
-# compares an evaluated model's forget-set truth ratios with the retain model's.
+# The fine-tuned models, through the one evaluation entry point (unlearned models are evaluated
+# inside their unlearning job). The retain model is the reference: forget quality compares a
+# model's forget-set truth ratios with the retain model's.
+
+
 rule evaluate_finetuned:
     input:
-        model=f"{R}/models/{{role}}",
+        model=f"{R}/models/rep{{replicate}}/{{role}}",
         data=f"{R}/data",
-        reference=lambda wc: [] if wc.role == "retain" else in_study(wc, "eval/retain_samples.csv"),
+        reference=lambda wc: (
+            []
+            if wc.role == "retain"
+            else in_replicate(wc, "eval/rep{r}/retain_samples.csv")
+        ),
     output:
-        summary=f"{R}/eval/{{role}}.json",
-        samples=f"{R}/eval/{{role}}_samples.csv",
-    params:
-        code=CODE["evaluate"],
-        eval_cfg=config["evaluation"],
-        **model_settings(),
+        summary=f"{R}/eval/rep{{replicate}}/{{role}}.json",
+        samples=f"{R}/eval/rep{{replicate}}/{{role}}_samples.csv",
+    log:
+        log_file("evaluate_finetuned/rep{replicate}_{role}"),
+    benchmark:
+        benchmark_file("evaluate_finetuned/rep{replicate}_{role}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         mem_mb=MODEL_MEM_MB,
         runtime=30,
         gpu=GPUS,
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/evaluate.py"
-
-
-rule evaluate_unlearned:
-    input:
-        model=run_dir("{algorithm}", "{sampler}", "{seed}"),
-        data=f"{R}/data",
-        reference=f"{R}/eval/retain_samples.csv",
-    output:
-        summary=run_eval("{algorithm}", "{sampler}", "{seed}"),
-        samples=f"{R}/eval/unlearned/{{algorithm}}/{{sampler}}/seed{{seed}}_samples.csv",
     params:
+        **model_settings(),
         code=CODE["evaluate"],
         eval_cfg=config["evaluation"],
-        **model_settings(),
-    threads: config["threads"]
-    resources:
-        mem_mb=MODEL_MEM_MB,
-        runtime=30,
-        gpu=GPUS,
-    conda:
-        CONDA_ENV
     script:
         "../scripts/evaluate.py"

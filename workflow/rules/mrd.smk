@@ -1,68 +1,82 @@
-# MRD of every forget sample on the target model, its ground truths, baselines and validation.
+# Per replicate: MRD of every forget sample on the target model, its variants, the baselines and
+# the ground truths. Then, pooled over replicates: scores, validation and figures.
 
 
 rule mrd:
     """The MRD the weighted samplers use (only the main estimator's keys are params, so editing
     a validation variant does not rerun the unlearning runs)."""
     input:
-        model=f"{R}/models/target",
+        model=f"{R}/models/rep{{replicate}}/target",
         data=f"{R}/data",
     output:
-        scores=f"{R}/mrd/mrd.csv",
-        meta=f"{R}/mrd/mrd.json",
-    params:
-        code=CODE["mrd"],
-        mrd_cfg={k: v for k, v in config["mrd"].items() if k != "validation"},
-        **model_settings(),
+        scores=f"{R}/mrd/rep{{replicate}}/mrd.csv",
+        meta=f"{R}/mrd/rep{{replicate}}/mrd.json",
+    log:
+        log_file("mrd/rep{replicate}"),
+    benchmark:
+        benchmark_file("mrd/rep{replicate}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         mem_mb=MODEL_MEM_MB,
         runtime=60,
         gpu=GPUS,
-    conda:
-        CONDA_ENV
+    params:
+        **model_settings(),
+        code=CODE["mrd"],
+        mrd_cfg={k: v for k, v in config["mrd"].items() if k != "validation"},
     script:
         "../scripts/mrd.py"
 
 
 rule mrd_variants:
+    """Every variant, the test-retest seed and the sigma sweep (on VARIANT_REPLICATES)."""
     input:
-        model=f"{R}/models/target",
+        model=f"{R}/models/rep{{replicate}}/target",
         data=f"{R}/data",
     output:
-        drops=f"{R}/mrd/variants.csv",
-        stability=report(f"{R}/tables/mrd_stability.csv", caption="../report/mrd_stability.rst", category="MRD"),
-    params:
-        code=CODE["mrd_variants"],
-        mrd_cfg=config["mrd"],
-        **model_settings(),
+        drops=f"{R}/mrd/rep{{replicate}}/variants.csv",
+        stability=f"{R}/mrd/rep{{replicate}}/stability.csv",
+    log:
+        log_file("mrd_variants/rep{replicate}"),
+    benchmark:
+        benchmark_file("mrd_variants/rep{replicate}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         mem_mb=MODEL_MEM_MB,
         runtime=120,
         gpu=GPUS,
-    conda:
-        CONDA_ENV
+    params:
+        **model_settings(),
+        code=CODE["mrd_variants"],
+        mrd_cfg=MRD_VARIANT_CFG,
     script:
         "../scripts/mrd_variants.py"
 
 
 rule baselines:
     input:
-        model=f"{R}/models/target",
+        model=f"{R}/models/rep{{replicate}}/target",
         data=f"{R}/data",
     output:
-        f"{R}/mrd/baselines.csv",
-    params:
-        code=CODE["baselines"],
-        **model_settings(),
+        f"{R}/mrd/rep{{replicate}}/baselines.csv",
+    log:
+        log_file("baselines/rep{replicate}"),
+    benchmark:
+        benchmark_file("baselines/rep{replicate}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         mem_mb=MODEL_MEM_MB,
         runtime=30,
         gpu=GPUS,
-    conda:
-        CONDA_ENV
+    params:
+        **model_settings(),
+        code=CODE["baselines"],
     script:
         "../scripts/baselines.py"
 
@@ -70,74 +84,102 @@ rule baselines:
 rule ground_truth:
     """Required updates per forget sample with one optimizer (see GROUND_TRUTHS)."""
     input:
-        model=f"{R}/models/target",
+        model=f"{R}/models/rep{{replicate}}/target",
         data=f"{R}/data",
-        reference=f"{R}/eval/retain_samples.csv",
+        reference=f"{R}/eval/rep{{replicate}}/retain_samples.csv",
     output:
-        f"{R}/mrd/{{truth}}.csv",
-    params:
-        code=CODE["ground_truth"],
-        optimizer=lambda wc: GROUND_TRUTHS[wc.truth]["optimizer"],
-        lr=lambda wc: GROUND_TRUTHS[wc.truth]["lr"],
-        max_steps=config["ground_truth"]["max_steps"],
-        seed=config["seed"],
-        lora=config["model"]["lora"],
-        **model_settings(),
+        f"{R}/mrd/rep{{replicate}}/{{truth}}.csv",
+    log:
+        log_file("ground_truth/rep{replicate}_{truth}"),
+    benchmark:
+        benchmark_file("ground_truth/rep{replicate}_{truth}")
+    conda:
+        CONDA_ENV
     threads: config["threads"]
     resources:
         mem_mb=MODEL_MEM_MB,
         runtime=120,
         gpu=GPUS,
-    conda:
-        CONDA_ENV
+    params:
+        **model_settings(),
+        code=CODE["ground_truth"],
+        optimizer=lambda wc: GROUND_TRUTHS[wc.truth]["optimizer"],
+        lr=lambda wc: GROUND_TRUTHS[wc.truth]["lr"],
+        max_steps=config["ground_truth"]["max_steps"],
+        seed=lambda wc: int(wc.replicate),
+        lora=config["model"]["lora"],
     script:
         "../scripts/ground_truth.py"
 
 
 rule scores:
+    """mrd/scores.csv: one row per (replicate, forget sample)."""
     input:
-        mrd=f"{R}/mrd/mrd.csv",
-        counts=expand(f"{R}/mrd/{{truth}}.csv", truth=GROUND_TRUTHS, allow_missing=True),
-        baselines=f"{R}/mrd/baselines.csv",
-        variants=f"{R}/mrd/variants.csv",
-        reference=f"{R}/eval/retain_samples.csv",
+        unpack(scores_inputs),
         data=f"{R}/data",
     output:
         f"{R}/mrd/scores.csv",
-    params:
-        code=CODE["scores"],
-        eps=config["mrd"]["eps"],
-        truths=list(GROUND_TRUTHS),
+    log:
+        log_file("scores"),
+    benchmark:
+        benchmark_file("scores")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        code=CODE["scores"],
+        eps=config["mrd"]["eps"],
+        truths=list(GROUND_TRUTHS),
+        replicates=REPLICATES,
     script:
         "../scripts/scores.py"
 
 
 rule mrd_validation:
     input:
+        unpack(variant_study_inputs),
         scores=f"{R}/mrd/scores.csv",
-        variants=f"{R}/mrd/variants.csv",
-        stability=f"{R}/tables/mrd_stability.csv",
         data=f"{R}/data",
     output:
-        validation=report(f"{R}/tables/mrd_validation.csv", caption="../report/mrd_validation.rst", category="MRD"),
-        sweep=report(f"{R}/tables/mrd_sigma_sweep.csv", caption="../report/mrd_sigma_sweep.rst", category="MRD"),
+        validation=report(
+            f"{R}/tables/mrd_validation.csv",
+            caption="../report/mrd_validation.rst",
+            category="MRD",
+        ),
+        sweep=report(
+            f"{R}/tables/mrd_sigma_sweep.csv",
+            caption="../report/mrd_sigma_sweep.rst",
+            category="MRD",
+        ),
+        stability=report(
+            f"{R}/tables/mrd_stability.csv",
+            caption="../report/mrd_stability.rst",
+            category="MRD",
+        ),
+        replicate_stability=report(
+            f"{R}/tables/replicate_stability.csv",
+            caption="../report/replicate_stability.rst",
+            category="MRD",
+        ),
+    log:
+        log_file("mrd_validation"),
+    benchmark:
+        benchmark_file("mrd_validation")
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+        gpu=0,
     params:
         code=CODE["mrd_validation"],
         eps=config["mrd"]["eps"],
-    threads: 1
-    resources:
-        mem_mb=1000,
-        runtime=10,
-        gpu=0,
-    conda:
-        CONDA_ENV
+        statistics_cfg=config["statistics"],
     script:
         "../scripts/mrd_validation.py"
 
@@ -148,20 +190,41 @@ rule mrd_figures:
         validation=f"{R}/tables/mrd_validation.csv",
         stability=f"{R}/tables/mrd_stability.csv",
         sweep=f"{R}/tables/mrd_sigma_sweep.csv",
+        replicate_stability=f"{R}/tables/replicate_stability.csv",
         data=f"{R}/data",
     output:
-        difficulty=report(f"{R}/figures/difficulty.png", caption="../report/difficulty_figure.rst", category="MRD"),
-        validation=report(f"{R}/figures/mrd_validation.png", caption="../report/mrd_figure.rst", category="MRD"),
-        factors=report(f"{R}/figures/factors.png", caption="../report/factors_figure.rst", category="MRD"),
-        stability=report(f"{R}/figures/mrd_stability.png", caption="../report/stability_figure.rst", category="MRD"),
-    params:
-        code=CODE["mrd_figures"],
+        difficulty=report(
+            f"{R}/figures/difficulty.png",
+            caption="../report/difficulty_figure.rst",
+            category="MRD",
+        ),
+        validation=report(
+            f"{R}/figures/mrd_validation.png",
+            caption="../report/mrd_figure.rst",
+            category="MRD",
+        ),
+        factors=report(
+            f"{R}/figures/factors.png",
+            caption="../report/factors_figure.rst",
+            category="MRD",
+        ),
+        stability=report(
+            f"{R}/figures/mrd_stability.png",
+            caption="../report/stability_figure.rst",
+            category="MRD",
+        ),
+    log:
+        log_file("mrd_figures"),
+    benchmark:
+        benchmark_file("mrd_figures")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        code=CODE["mrd_figures"],
     script:
         "../scripts/mrd_figures.py"

@@ -1,20 +1,29 @@
+# Pooled over replicates: the unlearning tables, their figures, the report and metrics.json.
+
+
 rule unlearning_table:
     input:
-        runs=[run_dir(*r) for r in RUNS],
-        evals=[run_eval(*r) for r in RUNS],
-        retain=f"{R}/eval/retain.json",
+        runs=run_groups,
     output:
-        table=report(f"{R}/tables/unlearning.csv", caption="../report/unlearning.rst", category="Unlearning"),
+        table=report(
+            f"{R}/tables/unlearning.csv",
+            caption="../report/unlearning.rst",
+            category="Unlearning",
+        ),
         curves=f"{R}/tables/curves.csv",
-    params:
-        code=CODE["unlearning_table"],
+    log:
+        log_file("unlearning_table"),
+    benchmark:
+        benchmark_file("unlearning_table")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        code=CODE["unlearning_table"],
     script:
         "../scripts/unlearning_table.py"
 
@@ -23,54 +32,76 @@ rule comparison_table:
     input:
         f"{R}/tables/unlearning.csv",
     output:
-        report(f"{R}/tables/comparison.csv", caption="../report/comparison.rst", category="Unlearning"),
-    params:
-        code=CODE["comparison_table"],
+        report(
+            f"{R}/tables/comparison.csv",
+            caption="../report/comparison.rst",
+            category="Unlearning",
+        ),
+    log:
+        log_file("comparison_table"),
+    benchmark:
+        benchmark_file("comparison_table")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        code=CODE["comparison_table"],
+        statistics_cfg=config["statistics"],
     script:
         "../scripts/comparison_table.py"
 
 
 rule unlearning_figures:
     input:
+        unpack(retain_summaries),
         unlearning=f"{R}/tables/unlearning.csv",
         curves=f"{R}/tables/curves.csv",
-        retain=f"{R}/eval/retain.json",
     output:
-        curves=report(f"{R}/figures/unlearning_curves.png", caption="../report/unlearning_curves.rst",
-                      category="Unlearning"),
-        tradeoff=report(f"{R}/figures/unlearning_tradeoff.png", caption="../report/unlearning_tradeoff.rst",
-                        category="Unlearning"),
-    params:
-        code=CODE["unlearning_figures"],
+        curves=report(
+            f"{R}/figures/unlearning_curves.png",
+            caption="../report/unlearning_curves.rst",
+            category="Unlearning",
+        ),
+        tradeoff=report(
+            f"{R}/figures/unlearning_tradeoff.png",
+            caption="../report/unlearning_tradeoff.rst",
+            category="Unlearning",
+        ),
+        efficiency=report(
+            f"{R}/figures/unlearning_efficiency.png",
+            caption="../report/unlearning_efficiency.rst",
+            category="Unlearning",
+        ),
+    log:
+        log_file("unlearning_figures"),
+    benchmark:
+        benchmark_file("unlearning_figures")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        code=CODE["unlearning_figures"],
+        replicates=REPLICATES,
     script:
         "../scripts/unlearning_figures.py"
 
 
 rule report:
     input:
-        target_eval=f"{R}/eval/target.json",
-        retain_eval=f"{R}/eval/retain.json",
-        target_finetune=f"{R}/models/target",
-        retain_finetune=f"{R}/models/retain",
-        mrd_meta=f"{R}/mrd/mrd.json",
+        unpack(report_inputs),
         scores=f"{R}/mrd/scores.csv",
         validation=f"{R}/tables/mrd_validation.csv",
         stability=f"{R}/tables/mrd_stability.csv",
         sweep=f"{R}/tables/mrd_sigma_sweep.csv",
+        replicate_stability=f"{R}/tables/replicate_stability.csv",
         unlearning=f"{R}/tables/unlearning.csv",
         comparison=f"{R}/tables/comparison.csv",
         difficulty_figure=f"{R}/figures/difficulty.png",
@@ -79,20 +110,29 @@ rule report:
         stability_figure=f"{R}/figures/mrd_stability.png",
         curves_figure=f"{R}/figures/unlearning_curves.png",
         tradeoff_figure=f"{R}/figures/unlearning_tradeoff.png",
+        efficiency_figure=f"{R}/figures/unlearning_efficiency.png",
         data=f"{R}/data",
     output:
         md=f"{R}/report.md",
         metrics=f"{R}/metrics.json",
-    params:
-        code=CODE["report"],
-        name=lambda wc: wc.study,
-        model_cfg=config["model"],
+    log:
+        log_file("report"),
+    benchmark:
+        benchmark_file("report")
+    conda:
+        CONDA_ENV
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
         gpu=0,
-    conda:
-        CONDA_ENV
+    params:
+        code=CODE["report"],
+        name=lambda wc: wc.study,
+        model_cfg=config["model"],
+        statistics_cfg=config["statistics"],
+        evaluation_cfg=config["evaluation"],
+        level_cap=UL["level_cap"],
+        replicates=REPLICATES,
     script:
         "../scripts/report.py"

@@ -1,4 +1,7 @@
 """Rule base_model: convert the pretrained model once to a safetensors checkpoint."""
-from mrd_unlearning.stages import convert_base_model, stage_params
+from mrd_unlearning.jobs import job_log, stage_params
+from mrd_unlearning.stages import convert_base_model
 
-convert_base_model(snakemake.output[0], **stage_params(snakemake))  # noqa: F821
+sm = snakemake  # noqa: F821
+with job_log(sm.log[0]):
+    convert_base_model(sm.output[0], **stage_params(sm))

@@ -1,5 +1,7 @@
 """Rule baselines: loss, gradient norm, max-token NLL and answer length of each forget sample."""
-from mrd_unlearning.stages import baseline_scores, stage_params
+from mrd_unlearning.jobs import job_log, stage_params
+from mrd_unlearning.stages import baseline_scores
 
 sm = snakemake  # noqa: F821
-baseline_scores(sm.input.model, sm.input.data, sm.output[0], threads=sm.threads, **stage_params(sm))
+with job_log(sm.log[0]):
+    baseline_scores(sm.input.model, sm.input.data, sm.output[0], threads=sm.threads, **stage_params(sm))

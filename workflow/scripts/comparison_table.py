@@ -1,4 +1,7 @@
-"""Rule comparison_table: paired weighted - uniform differences."""
-from mrd_unlearning.stages import comparison_table
+"""Rule comparison_table: paired weighted - uniform differences, pooled and per replicate."""
+from mrd_unlearning.jobs import job_log, stage_params
+from mrd_unlearning.pooled import comparison_table
 
-comparison_table(snakemake.input[0], snakemake.output[0])  # noqa: F821
+sm = snakemake  # noqa: F821
+with job_log(sm.log[0]):
+    comparison_table(sm.input[0], sm.output[0], **stage_params(sm))

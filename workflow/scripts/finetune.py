@@ -1,5 +1,8 @@
-"""Rule finetune: the target (role=target) or retain (role=retain) model."""
-from mrd_unlearning.stages import finetune_model, stage_params
+"""Rule finetune: the target (role=target) or retain (role=retain) model of one replicate."""
+from mrd_unlearning.jobs import job_log, stage_params
+from mrd_unlearning.stages import finetune_model
 
 sm = snakemake  # noqa: F821
-finetune_model(sm.wildcards.role, sm.input.data, sm.input.get("base"), sm.output[0], threads=sm.threads, **stage_params(sm))
+with job_log(sm.log[0]):
+    finetune_model(sm.wildcards.role, sm.input.data, sm.input.get("base"), sm.output[0], threads=sm.threads,
+                   **stage_params(sm))

@@ -1,5 +1,7 @@
-"""Rule mrd: MRD of every forget sample on the target model."""
-from mrd_unlearning.stages import score_mrd, stage_params
+"""Rule mrd: MRD of every forget sample on one replicate's target model."""
+from mrd_unlearning.jobs import job_log, stage_params
+from mrd_unlearning.stages import score_mrd
 
 sm = snakemake  # noqa: F821
-score_mrd(sm.input.model, sm.input.data, sm.output.scores, sm.output.meta, threads=sm.threads, **stage_params(sm))
+with job_log(sm.log[0]):
+    score_mrd(sm.input.model, sm.input.data, sm.output.scores, sm.output.meta, threads=sm.threads, **stage_params(sm))

@@ -1,6 +1,8 @@
 """Rule mrd_figures: the figures of claims C1-C3 and of the estimator's stability."""
-from mrd_unlearning.stages import mrd_figures
+from mrd_unlearning.jobs import job_log
+from mrd_unlearning.pooled import mrd_figures
 
 sm = snakemake  # noqa: F821
-mrd_figures(sm.input.scores, sm.input.validation, sm.input.stability, sm.input.sweep, sm.input.data,
-            dict(sm.output.items()))
+with job_log(sm.log[0]):
+    mrd_figures(sm.input.scores, sm.input.validation, sm.input.stability, sm.input.sweep, sm.input.replicate_stability,
+                sm.input.data, dict(sm.output.items()))

@@ -1,5 +1,8 @@
 """Rule mrd_variants: every MRD variant on shared perturbations, and its test-retest stability."""
-from mrd_unlearning.stages import mrd_variants, stage_params
+from mrd_unlearning.jobs import job_log, stage_params
+from mrd_unlearning.stages import mrd_variants
 
 sm = snakemake  # noqa: F821
-mrd_variants(sm.input.model, sm.input.data, sm.output.drops, sm.output.stability, threads=sm.threads, **stage_params(sm))
+with job_log(sm.log[0]):
+    mrd_variants(sm.input.model, sm.input.data, sm.output.drops, sm.output.stability, threads=sm.threads,
+                 **stage_params(sm))

@@ -1,4 +1,7 @@
-"""Rule prepare_data: write the synthetic TOFU-format splits and check them."""
-from mrd_unlearning.stages import prepare_data, stage_params
+"""Rule prepare_data: write the synthetic TOFU-format splits (or point at TOFU) and check them."""
+from mrd_unlearning.jobs import job_log, stage_params
+from mrd_unlearning.stages import prepare_data
 
-prepare_data(snakemake.output[0], **stage_params(snakemake))  # noqa: F821
+sm = snakemake  # noqa: F821
+with job_log(sm.log[0]):
+    prepare_data(sm.output[0], **stage_params(sm))

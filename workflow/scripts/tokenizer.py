@@ -1,4 +1,7 @@
 """Rule tokenizer: train the BPE tokenizer on the study's corpus."""
-from mrd_unlearning.stages import build_tokenizer, stage_params
+from mrd_unlearning.jobs import job_log, stage_params
+from mrd_unlearning.stages import build_tokenizer
 
-build_tokenizer(snakemake.input.data, snakemake.output[0], **stage_params(snakemake))  # noqa: F821
+sm = snakemake  # noqa: F821
+with job_log(sm.log[0]):
+    build_tokenizer(sm.input.data, sm.output[0], **stage_params(sm))

@@ -1,7 +1,11 @@
-"""Rule unlearn: one (algorithm, sampler, seed) run from the target model."""
-from mrd_unlearning.stages import unlearn_run, stage_params
+"""Rule unlearn: every seed of one (algorithm, sampler) on one replicate's target model, evaluated
+after the budget and at equal forgetting."""
+from mrd_unlearning.jobs import job_log, stage_params
+from mrd_unlearning.stages import unlearn_runs
 
 sm = snakemake  # noqa: F821
-unlearn_run(sm.input.model, sm.input.data, sm.output[0], algorithm=sm.wildcards.algorithm,
-            sampler=sm.wildcards.sampler, seed=int(sm.wildcards.seed), mrd_csv=sm.input.get("mrd"),
-            mrd_json=sm.input.get("mrd_meta"), threads=sm.threads, **stage_params(sm))
+with job_log(sm.log[0]):
+    unlearn_runs(sm.input.model, sm.input.data, sm.input.retain_summary, sm.input.retain_samples, sm.output[0],
+                 replicate=int(sm.wildcards.replicate), algorithm=sm.wildcards.algorithm,
+                 sampler=sm.wildcards.sampler, mrd_csv=sm.input.get("mrd"), mrd_json=sm.input.get("mrd_meta"),
+                 threads=sm.threads, **stage_params(sm))

@@ -1,5 +1,8 @@
-"""Rule unlearning_figures: unlearning curves, the forget quality / model utility trade-off, steps to forget."""
-from mrd_unlearning.stages import unlearning_figures
+"""Rule unlearning_figures: curves, trade-off and steps-to-forget figures."""
+from mrd_unlearning.jobs import job_log
+from mrd_unlearning.pooled import unlearning_figures
 
 sm = snakemake  # noqa: F821
-unlearning_figures(sm.input.unlearning, sm.input.curves, sm.input.retain, dict(sm.output.items()))
+with job_log(sm.log[0]):
+    unlearning_figures(sm.input.unlearning, sm.input.curves,
+                       {str(r): sm.input[f"retain_{r}"] for r in sm.params.replicates}, dict(sm.output.items()))

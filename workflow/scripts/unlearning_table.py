@@ -1,5 +1,7 @@
-"""Rule unlearning_table: tables/unlearning.csv (one row per run) and tables/curves.csv."""
-from mrd_unlearning.stages import unlearning_table
+"""Rule unlearning_table: one row per run (replicate, algorithm, sampler, seed), and every curve."""
+from mrd_unlearning.jobs import job_log
+from mrd_unlearning.pooled import unlearning_table
 
 sm = snakemake  # noqa: F821
-unlearning_table(list(sm.input.runs), list(sm.input.evals), sm.input.retain, sm.output.table, sm.output.curves)
+with job_log(sm.log[0]):
+    unlearning_table(list(sm.input.runs), sm.output.table, sm.output.curves)

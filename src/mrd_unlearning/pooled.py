@@ -1,0 +1,136 @@
+"""The stages that pool across replicates (what the aggregate rules call): per-sample scores of
+every replicate in one table, their validation, the unlearning tables, the figures. Pure tables:
+no model is loaded here."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from . import figures
+from .claims import compare_samplers
+from .io import read_json, write_csv
+from .mrd import mrd_from_drop
+from .validation import replicate_stability, sigma_sweep_table, validation_table, variant_column
+
+EVALUATED = ("forget_quality", "forget_ks", "model_utility", "forget_prob", "forget_rouge", "forget_truth_ratio",
+             "mia_auc")
+
+
+def retain_level(retain_samples_csv: str):
+    """L(z) under the retain model, per forget sample: the level unlearning aims for."""
+    reference = pd.read_csv(retain_samples_csv)
+    return reference[reference.split == "forget"].sort_values("sample_id").loglik.to_numpy()
+
+
+def _factor_columns(data_dir: str) -> list[str]:
+    path = Path(data_dir) / "factors.csv"
+    if not path.is_file():
+        return []
+    return [c for c, t in pd.read_csv(path).dtypes.items() if c != "sample_id" and pd.api.types.is_numeric_dtype(t)]
+
+
+def _replicate_scores(replicate: str, mrd_csv: str, counts_csvs: dict[str, str], baselines_csv: str,
+                      retain_samples_csv: str, variants_csv: str | None, eps: float) -> pd.DataFrame:
+    scores = pd.read_csv(mrd_csv).merge(pd.read_csv(baselines_csv), on="sample_id")
+    for truth, path in counts_csvs.items():
+        counts = pd.read_csv(path)[["sample_id", "update_count", "censored"]]
+        suffix = truth[len("update_count"):]
+        scores = scores.merge(counts.rename(columns={"update_count": truth, "censored": f"censored{suffix}"}),
+                              on="sample_id")
+    if variants_csv:
+        variants = pd.read_csv(variants_csv)
+        named = variants[~variants.variant.str.startswith("sigma_sweep/") & (variants.variant != "main")]
+        for name, group in named.groupby("variant", sort=False):
+            scores[variant_column(name)] = mrd_from_drop(group.sort_values("sample_id")["drop"].to_numpy(), eps)
+    scores["retain_model_loss_oracle"] = -retain_level(retain_samples_csv)
+    scores.insert(0, "replicate", int(replicate))
+    return scores
+
+
+def collect_scores(per_replicate: dict[str, dict], data_dir: str, out_csv: str, *, eps: float) -> None:
+    """mrd/scores.csv: one row per (replicate, forget sample): MRD, every ground truth, the
+    variants (where measured), the baselines, the retain-model oracle and the known factors.
+    `per_replicate`: replicate -> the keyword paths of `_replicate_scores`."""
+    scores = pd.concat([_replicate_scores(r, eps=eps, **paths) for r, paths in per_replicate.items()],
+                       ignore_index=True)
+    factors = Path(data_dir) / "factors.csv"
+    if factors.is_file():
+        scores = scores.merge(pd.read_csv(factors), on="sample_id", how="left")
+    write_csv(out_csv, scores.sort_values(["replicate", "sample_id"]))
+
+
+def _concat(paths: dict[str, str]) -> pd.DataFrame:
+    """Per-replicate tables stacked, with their `replicate` first."""
+    frames = [pd.read_csv(path).assign(replicate=int(r)) for r, path in paths.items()]
+    table = pd.concat(frames, ignore_index=True)
+    return table[["replicate", *[c for c in table.columns if c != "replicate"]]]
+
+
+def mrd_validation(scores_csv: str, variants_csvs: dict[str, str], stability_csvs: dict[str, str], data_dir: str, *,
+                   out: dict[str, str], eps: float, statistics_cfg: dict) -> None:
+    """tables/mrd_validation.csv (per replicate and pooled), tables/mrd_stability.csv and
+    tables/mrd_sigma_sweep.csv (the replicates that ran the variant study), and
+    tables/replicate_stability.csv (does a sample keep its difficulty in a new training run?)."""
+    scores = pd.read_csv(scores_csv)
+    kw = dict(n_resamples=statistics_cfg["bootstrap_resamples"], alpha=statistics_cfg["alpha"])
+    write_csv(out["validation"], validation_table(scores, _factor_columns(data_dir), **kw))
+    stability = _concat(stability_csvs)
+    write_csv(out["stability"], stability)
+    sweeps = [sigma_sweep_table(scores[scores.replicate == int(r)], pd.read_csv(variants_csvs[r]),
+                                stability[stability.replicate == int(r)], eps).assign(replicate=int(r))
+              for r in variants_csvs]
+    sweep = pd.concat(sweeps, ignore_index=True)
+    write_csv(out["sweep"], sweep[["replicate", *[c for c in sweep.columns if c != "replicate"]]])
+    quantities = [c for c in ("update_count", "update_count_sgd", "mrd", "loss", "grad_norm") if c in scores]
+    write_csv(out["replicate_stability"], replicate_stability(scores, quantities, **kw))
+
+
+def unlearning_table(run_dirs: list[str], out_csv: str, curves_csv: str) -> None:
+    """tables/unlearning.csv (one row per replicate x algorithm x sampler x seed: the metrics after
+    the budget, the efficiency measures, and the metrics at equal forgetting with the prefix
+    `level_`) and tables/curves.csv (every run's curve, long)."""
+    rows, curves = [], []
+    for run_dir in run_dirs:
+        for folder in sorted(Path(run_dir).glob("seed*")):
+            run = read_json(folder / "run.json")
+            key = {k: run[k] for k in ("replicate", "algorithm", "sampler", "seed")}
+            curves.append(pd.read_csv(folder / "curve.csv").assign(**key))
+            budget, at_level = run["eval_budget"], run["eval_level"]
+            rows.append({**key, **{k: budget[k] for k in EVALUATED},
+                         **{k: run[k] for k in ("steps", "steps_to_forget", "steps_censored", "forget_progress",
+                                                "forget_auc", "wall_s", "refreshes", "refresh_s")},
+                         "level_step": at_level["step"], "level_reached": run["level_reached"],
+                         **{f"level_{k}": at_level[k] for k in ("forget_quality", "forget_ks", "model_utility")}})
+    keys = ["replicate", "algorithm", "sampler", "seed"]
+    write_csv(out_csv, pd.DataFrame(rows).sort_values(keys))
+    columns = [*keys, "step", "forget_loglik", "retain_loglik"]
+    write_csv(curves_csv, pd.concat(curves, ignore_index=True)[columns].sort_values(keys + ["step"]))
+
+
+def comparison_table(unlearning_csv: str, out_csv: str, *, statistics_cfg: dict) -> None:
+    """tables/comparison.csv: weighted - uniform, paired by (replicate, seed), for every
+    algorithm x weighted sampler; pooled over replicates and per replicate (see
+    `claims.compare_samplers`)."""
+    write_csv(out_csv, compare_samplers(pd.read_csv(unlearning_csv), alpha=statistics_cfg["alpha"],
+                                        power=statistics_cfg["power"]))
+
+
+def mrd_figures(scores_csv: str, validation_csv: str, stability_csv: str, sweep_csv: str,
+                replicate_stability_csv: str, data_dir: str, out: dict[str, str]) -> None:
+    scores, stability = pd.read_csv(scores_csv), pd.read_csv(stability_csv)
+    main = stability[(stability.variant == "main") & (stability.sweep == "K")]
+    figures.difficulty_figure(scores, pd.read_csv(replicate_stability_csv), out["difficulty"])
+    figures.mrd_validation_figure(scores, pd.read_csv(validation_csv), out["validation"])
+    figures.factors_figure(scores, _factor_columns(data_dir), out["factors"])
+    figures.stability_figure(stability, pd.read_csv(sweep_csv), float(main.sigma.iloc[0]) if len(main) else None,
+                             out["stability"])
+
+
+def unlearning_figures(unlearning_csv: str, curves_csv: str, retain_summary_jsons: dict[str, str],
+                       out: dict[str, str]) -> None:
+    levels = {int(r): read_json(path)["forget_loglik"] for r, path in retain_summary_jsons.items()}
+    runs = pd.read_csv(unlearning_csv)
+    figures.unlearning_curves_figure(pd.read_csv(curves_csv), levels, out["curves"])
+    figures.unlearning_tradeoff_figure(runs, out["tradeoff"])
+    figures.efficiency_figure(runs, out["efficiency"])

@@ -192,11 +192,14 @@ def _mean_band(values: pd.DataFrame) -> tuple[pd.Series, pd.Series, pd.Series]:
     return ci.m, ci.lo, ci.hi
 
 
-def unlearning_curves_figure(curves: pd.DataFrame, levels: dict[int, float], path: str) -> None:
+def unlearning_curves_figure(curves: pd.DataFrame, levels: dict[int, float], budgets: dict[str, int],
+                             path: str) -> None:
     """C4: forgetting progress (L0 - L_t) / (L0 - L_retain) of the forget set (1 = the retain
     model's level of that replicate) and the retain set's mean likelihood during unlearning, per
-    algorithm, one colour per sampler; mean and 95% band over replicates x seeds."""
-    curves = curves.copy()
+    algorithm, one colour per sampler; mean and 95% band over replicates x seeds, up to each
+    algorithm's budget (past it only the runs still short of the level go on: their mean would
+    describe a different set of runs)."""
+    curves = curves[curves.step <= curves.algorithm.map(budgets)].copy()
     curves["progress"] = np.nan
     for key, run in curves.groupby(["replicate", "algorithm", "sampler", "seed"]):
         curves.loc[run.index, "progress"] = forgetting_progress(run.forget_loglik.to_numpy(), levels[int(key[0])])

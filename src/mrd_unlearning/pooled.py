@@ -131,6 +131,7 @@ def unlearning_figures(unlearning_csv: str, curves_csv: str, retain_summary_json
                        out: dict[str, str]) -> None:
     levels = {int(r): read_json(path)["forget_loglik"] for r, path in retain_summary_jsons.items()}
     runs = pd.read_csv(unlearning_csv)
-    figures.unlearning_curves_figure(pd.read_csv(curves_csv), levels, out["curves"])
+    budgets = runs.groupby("algorithm").steps.max().to_dict()
+    figures.unlearning_curves_figure(pd.read_csv(curves_csv), levels, budgets, out["curves"])
     figures.unlearning_tradeoff_figure(runs, out["tradeoff"])
     figures.efficiency_figure(runs, out["efficiency"])

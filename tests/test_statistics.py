@@ -81,6 +81,17 @@ def test_nested_mean_diff_is_the_t_interval_over_replicate_means():
     assert one["unit"] == "seed" and one["n_units"] == 3 and one["mean"] == pytest.approx(2.0)
 
 
+def test_identical_unit_means_are_not_a_certain_difference():
+    """Two seeds that both move a discrete metric by the same step: the t-test would say p = 0;
+    the exact signed-rank test says what two same-signed values can say (p = 0.5), and a metric
+    that does not move at all (both samplers at a floor) gives p = 1."""
+    frame = pd.DataFrame({"replicate": [0, 0], "seed": [0, 1], "d": [-0.0255, -0.0255]})
+    assert nested_mean_diff(frame, "d")["p_value"] == pytest.approx(0.5)
+    three = pd.DataFrame({"replicate": [0, 1, 2], "seed": [0, 0, 0], "d": [0.1, 0.1 + 1e-17, 0.1]})
+    assert nested_mean_diff(three, "d")["p_value"] == pytest.approx(0.25)  # float noise is no spread
+    assert nested_mean_diff(frame.assign(d=0.0), "d")["p_value"] == 1.0
+
+
 def test_minimum_detectable_effect_has_the_power_it_claims():
     """A true effect of the MDE is detected by the same t-test in about 80% of simulated designs."""
     rng = np.random.default_rng(5)

@@ -96,7 +96,10 @@ def nested_mean_diff(frame: pd.DataFrame, value: str, *, unit: str = "replicate"
     balanced random-intercept model exact whatever the between-replicate variance; df = R - 1).
     With a single replicate the unit is the seed, and the interval describes that training run
     only. `unit_sd` is the standard deviation of the unit means, which the minimum detectable
-    effect scales."""
+    effect scales. Unit means without spread (a discrete metric such as TOFU's KS p-value over 40
+    samples often repeats exactly across 2-3 seeds) leave the t-test no variance to test against:
+    its p would be 0, a certainty that 2 identical values do not give; the exact Wilcoxon
+    signed-rank test (scipy) takes over (2 / 2^n for n identical nonzero means: 0.5 for 2)."""
     data = frame[[unit, value]].dropna()
     if data[unit].nunique() < 2:
         unit = "seed" if "seed" in frame else unit
@@ -104,8 +107,13 @@ def nested_mean_diff(frame: pd.DataFrame, value: str, *, unit: str = "replicate"
     means = data.groupby(unit)[value].mean().to_numpy()
     mean, low, high = mean_ci(means, 1 - alpha)
     p = float("nan")
-    if means.size >= 2:  # identical unit means: no spread to test against
-        p = float(stats.ttest_1samp(means, 0.0).pvalue) if np.ptp(means) > 0 else float(means[0] == 0)
+    if means.size >= 2:
+        if not np.allclose(means, means[0], rtol=1e-9, atol=1e-12):
+            p = float(stats.ttest_1samp(means, 0.0).pvalue)
+        elif np.allclose(means, 0.0, atol=1e-12):
+            p = 1.0  # no difference at all (a metric at its floor under both samplers)
+        else:
+            p = float(stats.wilcoxon(means).pvalue)
     return {"mean": mean, "ci_low": low, "ci_high": high, "p_value": p, "unit": unit, "n_units": int(means.size),
             "n_pairs": int(len(data)), "unit_sd": float(np.std(means, ddof=1)) if means.size > 1 else float("nan")}
 

@@ -26,6 +26,20 @@ def stage_params(snakemake) -> dict:
     return {k: v for k, v in snakemake.params.items() if k != "code"}
 
 
+def replicate_inputs(snakemake) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """An aggregate rule's inputs, as the Snakefile's `per_replicate` names them (`<key>_<r>`):
+    ({replicate: {key: path}}, the other named inputs)."""
+    per_replicate: dict[str, dict[str, str]] = {}
+    shared: dict[str, str] = {}
+    for name, path in snakemake.input.items():
+        key, _, replicate = name.rpartition("_")
+        if key and replicate.isdigit():
+            per_replicate.setdefault(replicate, {})[key] = path
+        else:
+            shared[name] = path
+    return per_replicate, shared
+
+
 @contextlib.contextmanager
 def job_log(path: str | None):
     """Send everything a job prints (its progress bars, library warnings and, on failure, the

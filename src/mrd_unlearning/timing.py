@@ -9,9 +9,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import yaml
 
-from .config import study_data_configs, validate_config
+from .config import load_config, study_data_configs
 
 
 def benchmark_table(results_dir: str | Path) -> pd.DataFrame:
@@ -41,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     folders = list(args.results)
     if args.config:
-        cfg = validate_config(yaml.safe_load(Path(args.config).read_text()) or {})
+        cfg = load_config(args.config)
         folders += [f"results/{study}" for study in study_data_configs(cfg)]
     if not folders:
         parser.error("name a results folder or --config")

@@ -62,14 +62,18 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> fl
     return float((rx * ry).sum() / denom) if denom > 0 else np.nan
 
 
+def _partial_stat(x, y, *covariates):
+    return partial_spearman(x, y, np.column_stack(covariates))
+
+
 def partial_spearman_with_ci(x, y, covariates, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
                              alpha: float = 0.05) -> dict:
     x, y, covariates = np.asarray(x, float), np.asarray(y, float), np.asarray(covariates, float).reshape(len(x), -1)
     rho = partial_spearman(x, y, covariates)
     dof = len(x) - 2 - covariates.shape[1]
     t = rho * np.sqrt(dof / max(1e-300, 1 - rho ** 2))
-    low, high = _bootstrap_ci((x, y, *covariates.T), lambda a, b, *c: partial_spearman(a, b, np.column_stack(c)), seed,
-                              vectorized=False, n_resamples=n_resamples, alpha=alpha)
+    low, high = _bootstrap_ci((x, y, *covariates.T), _partial_stat, seed, vectorized=False, n_resamples=n_resamples,
+                              alpha=alpha)
     return {"spearman_rho": rho, "ci_low": low, "ci_high": high, "p_value": float(2 * stats.t.sf(abs(t), dof))}
 
 
@@ -81,10 +85,6 @@ def _abs_rho_gap(mrd: np.ndarray, other: np.ndarray, truth: np.ndarray, seed: in
     """|rho(MRD)| - |rho(other)| on the same bootstrap resamples (paired): does MRD rank better?"""
     low, high = _bootstrap_ci((mrd, other, truth), _abs_rho_gap_stat, seed, **kw)
     return {"abs_rho_gap_vs_mrd": float(_abs_rho_gap_stat(mrd, other, truth)), "gap_ci_low": low, "gap_ci_high": high}
-
-
-def _partial_stat(x, y, *covariates):
-    return partial_spearman(x, y, np.column_stack(covariates))
 
 
 def score_catalogue(scores: pd.DataFrame, factor_columns: list[str]) -> list[tuple[str, str, int]]:

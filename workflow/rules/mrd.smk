@@ -134,7 +134,6 @@ rule scores:
         code=CODE["scores"],
         eps=config["mrd"]["eps"],
         truths=list(GROUND_TRUTHS),
-        replicates=REPLICATES,
     script:
         "../scripts/scores.py"
 

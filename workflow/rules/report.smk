@@ -89,7 +89,6 @@ rule unlearning_figures:
         gpu=0,
     params:
         code=CODE["unlearning_figures"],
-        replicates=REPLICATES,
     script:
         "../scripts/unlearning_figures.py"
 
@@ -133,6 +132,5 @@ rule report:
         statistics_cfg=config["statistics"],
         evaluation_cfg=config["evaluation"],
         level_cap=UL["level_cap"],
-        replicates=REPLICATES,
     script:
         "../scripts/report.py"

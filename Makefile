@@ -7,7 +7,7 @@ CORES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test test-fast dry-run html-report timing dvc-repro pull clean-venv
+.PHONY: reproduce test test-fast dry-run plan html-report timing dvc-repro pull clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ reproduce: $(VENV)/.installed
 
 dry-run: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --dry-run
+
+# Per model job: peak GPU memory (weights, gradients, optimizer, reference, copies, activations),
+# GPU-hours, whether it fits; the last line is JSON (gpu_hours, max_gpu_mem_gb, fits). No compute.
+plan: $(VENV)/.installed
+	$(BIN)/python -m mrd_unlearning.plan --config $(CONFIG)
 
 # Wall time and peak memory per rule, from the benchmark files of the last run.
 timing: $(VENV)/.installed

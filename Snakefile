@@ -3,6 +3,7 @@
 from snakemake.utils import min_version
 
 from mrd_unlearning.config import study_data_configs, validate_config
+from mrd_unlearning.plan import job_resources, refuse_unfit, study_plan
 
 min_version("9.0")
 

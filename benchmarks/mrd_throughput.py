@@ -63,7 +63,8 @@ def main() -> None:
     pad, bs, K = tokenizer.pad_token_id, args.batch_size, args.K
 
     score_loglik(model, encoded, bs, pad, device)  # warm-up
-    plain_s, _ = timed(lambda: [score_loglik(model, encoded, bs, pad, device) for _ in range(K + 1)])
+    plain_s, _ = timed(lambda: [score_loglik(model, encoded, bs, pad, device) for _ in range(K + 1)])  # synchronises:
+    # every pass ends with the scores copied to the host
 
     def ours():
         scorer = PerturbationScorer(model, encoded, batch_size=bs, pad_id=pad, device=device, progress=False)
@@ -79,10 +80,13 @@ def main() -> None:
         return out
 
     naive_s, naive_drops = timed(naive)
-    assert np.allclose(drops, naive_drops, atol=1e-6), "the naive loop must compute the same drops"
+    # the same drops; on a GPU a batch of 1 and a batch of 64 take different kernels (float32 sums in another order)
+    max_diff = float(np.abs(drops - naive_drops).max())
+    assert max_diff <= (1e-6 if device.type == "cpu" else 1e-4), f"naive and batched drops differ by {max_diff}"
     result = {
         "overhead_ratio": mrd_s / plain_s, "speedup_vs_naive": naive_s / mrd_s,
-        "plain_s": plain_s, "mrd_s": mrd_s, "naive_s": naive_s, "n_samples": len(encoded), "K": K,
+        "plain_s": plain_s, "mrd_s": mrd_s, "naive_s": naive_s, "max_abs_diff_vs_naive": max_diff,
+        "n_samples": len(encoded), "K": K,
         "parameters": sum(p.numel() for p in model.parameters()), "batch_size": bs, "threads": args.threads,
         "device": str(device), "torch": torch.__version__,
     }

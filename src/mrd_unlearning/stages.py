@@ -18,15 +18,17 @@ from .baselines import cheap_scores
 from .data import synthetic, tofu
 from .data.loader import DataError, load_study_data, write_manifest
 from .evaluation import evaluate
-from .ground_truth import required_updates
+from .ground_truth import required_updates, subsample
 from .io import atomic_path, read_json, write_csv, write_json
 from .metrics import forgetting_auc, level_crossing, progress_at
-from .models import (build_model, convert_gguf, encode_qa, load_checkpoint, resolve_device, resolve_dtype,
+from .models import (build_model, convert_gguf, encode_qa, load_checkpoint, resolve_device,
                      save_checkpoint, smollm2_gguf_file, train_tokenizer, with_lora, without_lora)
 from .mrd import Estimator, PerturbationScorer, difficulty_drop, mrd_from_drop
 from .training import finetune
-from .unlearning import unlearn
+from .unlearning import NEEDS_REFERENCE, unlearn
 from .pooled import retain_level
+from .precision import resolve_precision
+from . import distributed
 from .validation import estimator_study
 
 
@@ -39,11 +41,13 @@ def setup(threads: int, seed: int = 0) -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def _load(model_dir: str, device: str, dtype: str):
-    """A checkpoint on the configured device, in the configured weight dtype."""
+def _load(model_dir: str, device: str, precision: str, frozen: bool = False):
+    """A checkpoint on the configured device, with the precision policy's weights: those a job
+    trains or perturbs (float32 master weights), or with `frozen` those it only evaluates."""
     dev = resolve_device(device)
-    model, tokenizer = load_checkpoint(model_dir, dev, resolve_dtype(dtype, dev))
-    return model, tokenizer, dev
+    policy = resolve_precision(precision, dev)
+    model, tokenizer = load_checkpoint(model_dir, dev, policy.frozen if frozen else policy.weights)
+    return model, tokenizer, dev, policy
 
 
 def _encode(tokenizer, rows, max_length):
@@ -121,7 +125,7 @@ def _base_model(model_cfg: dict, base: str | None, seed: int, dev: torch.device)
         tokenizer = transformers.AutoTokenizer.from_pretrained(base)
         model = build_model(tokenizer, seed=seed, **{k: model_cfg[k] for k in TINY_KEYS})
         return model.to(dev), tokenizer
-    return load_checkpoint(base or model_cfg["name_or_path"], dev, resolve_dtype(model_cfg["dtype"], dev))
+    return load_checkpoint(base or model_cfg["name_or_path"], dev, resolve_precision(model_cfg["precision"], dev).weights)
 
 
 
@@ -129,46 +133,49 @@ def finetune_model(role: str, data_dir: str, base: str | None, out_dir: str, *, 
                    finetune_cfg: dict, seed: int, device: str, threads: int) -> None:
     """role 'target' trains on `full`, role 'retain' on the retain split only; same recipe; `seed`
     is the replicate's training seed (initialisation and batch order). With
-    `finetune.processes` > 1, data-parallel across that many processes (one per GPU) through
-    `accelerate`, launched from here so that the Snakemake rule stays the same."""
+    `finetune.processes` > 1, across that many processes (one per GPU), the model replicated
+    (ddp) or sharded (fsdp), launched from here so that the Snakemake rule stays the same."""
     args = (role, data_dir, base, out_dir, model_cfg, finetune_cfg, seed, device, threads)
     if finetune_cfg["processes"] > 1:
-        from accelerate import notebook_launcher
-
-        notebook_launcher(_finetune_process, args=(*args, True), num_processes=finetune_cfg["processes"])
+        distributed.launch(_finetune_process, (*args, True), finetune_cfg["processes"])
     else:
         _finetune_process(*args, False)
 
 
 def _finetune_process(role, data_dir, base, out_dir, model_cfg, finetune_cfg, seed, device, threads,
-                      distributed: bool) -> None:
+                      multi: bool) -> None:
     setup(threads, seed)
-    accelerator = None
-    if distributed:
-        from accelerate import Accelerator
-
-        accelerator = Accelerator(cpu=device == "cpu")
+    accelerator = distributed.make_accelerator(device) if multi else None
+    strategy = finetune_cfg["strategy"]
     data = load_study_data(data_dir)
     rows = {"target": data.full, "retain": data.retain}[role]
     dev = accelerator.device if accelerator is not None else resolve_device(device)
-    model, tokenizer = _base_model(model_cfg, base, seed, dev)
+    policy = resolve_precision(model_cfg["precision"], dev)
+    model, tokenizer = _base_model(model_cfg, base, seed, "cpu" if multi and strategy == "fsdp" else dev)
     model = with_lora(model, model_cfg["lora"])
+    if model_cfg["gradient_checkpointing"]:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     start = time.perf_counter()
     history = finetune(model, _encode(tokenizer, rows, model_cfg["max_length"]), lr=finetune_cfg["lr"],
                        weight_decay=finetune_cfg["weight_decay"], batch_size=finetune_cfg["batch_size"],
                        grad_accumulation=finetune_cfg["grad_accumulation"], max_epochs=finetune_cfg["max_epochs"],
                        lr_schedule=finetune_cfg["lr_schedule"], warmup_epochs=finetune_cfg["warmup_epochs"],
                        memorization_accuracy_target=finetune_cfg["memorization_accuracy"], seed=seed,
-                       pad_id=tokenizer.pad_token_id, device=dev, desc=f"fine-tune {role}", accelerator=accelerator)
+                       pad_id=tokenizer.pad_token_id, device=dev, desc=f"fine-tune {role}", accelerator=accelerator,
+                       strategy=strategy, precision=policy)
+    state = distributed.full_state_dict(model, strategy) if multi else None  # every process takes part
     if accelerator is not None and not accelerator.is_main_process:
         return
     model = without_lora(model)
+    if model_cfg["gradient_checkpointing"]:
+        model.gradient_checkpointing_disable()
     criterion = finetune_cfg["memorization_accuracy"]
     with atomic_path(out_dir) as tmp:
-        save_checkpoint(model, tokenizer, tmp)
+        save_checkpoint(model, tokenizer, tmp, state_dict=state)
         write_json(Path(tmp) / "finetune.json", {
             "role": role, "n_train": len(rows), "wall_s": time.perf_counter() - start,
-            "processes": finetune_cfg["processes"], "parameters": sum(p.numel() for p in model.parameters()),
+            "processes": finetune_cfg["processes"], "strategy": strategy if multi else None,
+            "precision": policy.name, "parameters": sum(p.numel() for p in model.parameters()),
             "history": history,
             "reached_criterion": bool(history and criterion is not None
                                       and history[-1]["answer_token_accuracy"] >= criterion),
@@ -178,9 +185,9 @@ def _finetune_process(role, data_dir, base, out_dir, model_cfg, finetune_cfg, se
 # --- evaluation -------------------------------------------------------------------------------
 
 def evaluate_model(model_dir: str, data_dir: str, summary_json: str, samples_csv: str, *, eval_cfg: dict,
-                   max_length: int, device: str, dtype: str, threads: int, reference_csv: str | None = None) -> None:
+                   max_length: int, device: str, precision: str, threads: int, reference_csv: str | None = None) -> None:
     setup(threads)
-    model, tokenizer, dev = _load(model_dir, device, dtype)
+    model, tokenizer, dev, _ = _load(model_dir, device, precision, frozen=True)
     reference = pd.read_csv(reference_csv) if reference_csv else None
     summary, samples = evaluate(model, tokenizer, load_study_data(data_dir), max_length=max_length,
                                 max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
@@ -191,10 +198,10 @@ def evaluate_model(model_dir: str, data_dir: str, summary_json: str, samples_csv
 
 # --- MRD and its ground truth -----------------------------------------------------------------
 
-def _forget_on_model(model_dir: str, data_dir: str, max_length: int, device: str, dtype: str):
-    model, tokenizer, dev = _load(model_dir, device, dtype)
+def _forget_on_model(model_dir: str, data_dir: str, max_length: int, device: str, precision: str):
+    model, tokenizer, dev, policy = _load(model_dir, device, precision)
     forget = load_study_data(data_dir).forget
-    return model, tokenizer, _encode(tokenizer, forget, max_length), dev
+    return model, tokenizer, _encode(tokenizer, forget, max_length), dev, policy
 
 
 def _scorer(model, tokenizer, encoded, dev, mrd_cfg: dict) -> PerturbationScorer:
@@ -203,10 +210,10 @@ def _scorer(model, tokenizer, encoded, dev, mrd_cfg: dict) -> PerturbationScorer
 
 
 def score_mrd(model_dir: str, data_dir: str, out_csv: str, out_json: str, *, mrd_cfg: dict, max_length: int,
-              device: str, dtype: str, threads: int) -> None:
+              device: str, precision: str, threads: int) -> None:
     """The MRD the weighted samplers use: the configured estimator, perturbation seed mrd.seed."""
     setup(threads)
-    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device, dtype)
+    model, tokenizer, encoded, dev, policy = _forget_on_model(model_dir, data_dir, max_length, device, precision)
     start = time.perf_counter()
     scorer = _scorer(model, tokenizer, encoded, dev, mrd_cfg)
     estimator = Estimator.from_config(mrd_cfg)
@@ -221,10 +228,10 @@ def score_mrd(model_dir: str, data_dir: str, out_csv: str, out_json: str, *, mrd
 
 
 def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: str, *, mrd_cfg: dict,
-                 max_length: int, device: str, dtype: str, threads: int) -> None:
+                 max_length: int, device: str, precision: str, threads: int) -> None:
     """Every variant of STUDY 3.5 on the same perturbations, and its test-retest stability."""
     setup(threads)
-    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device, dtype)
+    model, tokenizer, encoded, dev, policy = _forget_on_model(model_dir, data_dir, max_length, device, precision)
     scorer = _scorer(model, tokenizer, encoded, dev, mrd_cfg)
     main = Estimator.from_config(mrd_cfg)
     study = mrd_cfg["validation"]
@@ -236,22 +243,25 @@ def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: s
     write_csv(stability_csv, stability)
 
 
-def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, max_length: int, device: str, dtype: str,
+def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, max_length: int, device: str, precision: str,
                     threads: int) -> None:
     setup(threads)
-    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device, dtype)
+    model, tokenizer, encoded, dev, policy = _forget_on_model(model_dir, data_dir, max_length, device, precision)
     write_csv(out_csv, cheap_scores(model, encoded, pad_id=tokenizer.pad_token_id, device=dev))
 
 
 def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv: str, *, optimizer: str, lr: float,
-                 max_steps: int, max_length: int, device: str, dtype: str, threads: int, seed: int,
+                 max_steps: int, max_length: int, device: str, precision: str, threads: int, seed: int,
+                 max_samples: int | None = None, sample_seed: int = 0, reset_copy: str = "device",
                  lora: dict | None = None) -> None:
-    """Update counts with the unlearning runs' optimizer, lr and (if any) LoRA adapters."""
+    """Update counts with the unlearning runs' optimizer, lr and (if any) LoRA adapters, of every
+    forget sample or of a seeded subsample of `max_samples` (seeded by the data seed)."""
     setup(threads, seed)
-    model, tokenizer, encoded, dev = _forget_on_model(model_dir, data_dir, max_length, device, dtype)
-    counts = required_updates(with_lora(model, lora or {}), encoded, retain_level(retain_samples_csv), optimizer=optimizer, lr=lr,
-                              max_steps=max_steps, pad_id=tokenizer.pad_token_id, device=dev,
-                              desc=f"ground truth ({optimizer}, lr {lr:g})")
+    model, tokenizer, encoded, dev, policy = _forget_on_model(model_dir, data_dir, max_length, device, precision)
+    counts = required_updates(with_lora(model, lora or {}), encoded, retain_level(retain_samples_csv), optimizer=optimizer,
+                              lr=lr, max_steps=max_steps, pad_id=tokenizer.pad_token_id, device=dev,
+                              desc=f"ground truth ({optimizer}, lr {lr:g})", precision=policy, reset_copy=reset_copy,
+                              sample_ids=subsample(len(encoded), max_samples, sample_seed))
     write_csv(out_csv, counts.assign(optimizer=optimizer, lr=lr))
 
 
@@ -269,7 +279,7 @@ def unlearning_steps(unlearning_cfg: dict, algorithm: str, n_forget: int) -> int
 
 def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain_samples_csv: str, out_dir: str, *,
                  replicate: int, algorithm: str, sampler: str, seeds: list[int], unlearning_cfg: dict, eval_cfg: dict,
-                 max_length: int, device: str, dtype: str, threads: int, lora: dict | None = None,
+                 max_length: int, device: str, precision: str, threads: int, lora: dict | None = None,
                  mrd_csv: str | None = None, mrd_json: str | None = None) -> None:
     """Every seed of one (algorithm, sampler) on one replicate's target model, each evaluated in
     the same process (no checkpoint written and read back) after the budget T and at equal
@@ -288,10 +298,13 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                    "estimator": Estimator.from_config(meta)}  # with the sigma it chose
     steps = unlearning_steps(unlearning_cfg, algorithm, len(data.forget))
     cap = max(steps, math.ceil(unlearning_cfg["level_cap"] * steps))
+    frozen = None  # NPO/KL's reference: loaded once, frozen weights (bf16 under bf16-mixed), shared by the seeds
+    if algorithm in NEEDS_REFERENCE and not (lora or {}).get("r"):
+        frozen = _load(model_dir, device, precision, frozen=True)[0].requires_grad_(False)
     with atomic_path(out_dir) as tmp:
         for seed in seeds:
             setup(threads, seed)
-            model, tokenizer, dev = _load(model_dir, device, dtype)
+            model, tokenizer, dev, policy = _load(model_dir, device, precision)
             model = with_lora(model, lora or {})
             encode = lambda rows: _encode(tokenizer, rows, max_length)  # noqa: E731
             evaluations: dict[str, tuple[int, dict, pd.DataFrame]] = {}
@@ -301,9 +314,11 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                     if earlier[0] == step:
                         evaluations[name] = earlier
                         return
-                summary, samples = evaluate(model, tokenizer, data, max_length=max_length, device=dev,
-                                            max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
-                                            max_wrong_answers=eval_cfg["max_wrong_answers"], reference=reference)
+                with policy.autocast():
+                    summary, samples = evaluate(model, tokenizer, data, max_length=max_length, device=dev,
+                                                max_new_tokens=eval_cfg["max_new_tokens"],
+                                                batch_size=eval_cfg["batch_size"],
+                                                max_wrong_answers=eval_cfg["max_wrong_answers"], reference=reference)
                 evaluations[name] = (step, summary, samples)
 
             curve, costs = unlearn(model, encode(data.forget), encode(data.retain), encode(data.retain_eval),
@@ -312,7 +327,8 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                                    optimizer=unlearning_cfg["optimizer"], tau=unlearning_cfg.get("tau", 1.0),
                                    seed=seed, log_every=unlearning_cfg["log_every"],
                                    grad_accumulation=unlearning_cfg["grad_accumulation"], pad_id=tokenizer.pad_token_id,
-                                   device=dev, level=level, max_steps=cap, on_checkpoint=evaluate_at, **refresh)
+                                   device=dev, level=level, max_steps=cap, on_checkpoint=evaluate_at,
+                                   reference=frozen, precision=policy, **refresh)
             folder = Path(tmp) / f"seed{seed}"
             folder.mkdir(parents=True)
             write_csv(folder / "curve.csv", curve)

@@ -2,12 +2,15 @@
 in where batches come from, which loss is minimised, and when to stop."""
 from __future__ import annotations
 
+import contextlib
 from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed
 from .models import answer_token_accuracy, batches, collate, nll_loss
+from .precision import Precision
 
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
 
@@ -23,13 +26,15 @@ def make_optimizer(name: str, params, lr: float, weight_decay: float = 0.0) -> t
 def train(model: torch.nn.Module, batch_at: Callable[[int], dict | list[dict]], loss_fn: LossFn,
           optimizer: torch.optim.Optimizer, max_steps: int, *,
           should_stop: Callable[[int], bool] | None = None, desc: str | None = None,
-          accelerator=None, scheduler=None) -> tuple[int, bool]:
+          accelerator=None, scheduler=None, precision: Precision | None = None) -> tuple[int, bool]:
     """Run up to `max_steps` updates; `should_stop(step)` is asked before each update and once
     after the last. Returns (updates done, whether `should_stop` ended it).
 
     `batch_at(step)` gives the step's batch, or a list of equal-sized micro-batches whose mean
     loss makes one update (gradient accumulation: the effective batch without its memory). With an
-    `accelerate` Accelerator (data-parallel processes), gradients are averaged across processes."""
+    `accelerate` Accelerator (data-parallel processes), gradients are averaged across processes.
+    Losses are computed under the precision policy's autocast (float32 weights, bf16 compute)."""
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
     model.train()
     step = 0
     quiet = desc is None or (accelerator is not None and not accelerator.is_main_process)
@@ -43,7 +48,8 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], dict | list[dict]], 
             micro = batch if isinstance(batch, list) else [batch]
             optimizer.zero_grad(set_to_none=True)
             for part in micro:
-                loss = loss_fn(model, part) / len(micro)
+                with autocast():
+                    loss = loss_fn(model, part) / len(micro)
                 accelerator.backward(loss) if accelerator is not None else loss.backward()
             optimizer.step()
             if scheduler is not None:
@@ -88,32 +94,39 @@ def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[i
 def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int, max_epochs: int,
              memorization_accuracy_target: float | None, seed: int, pad_id: int, device, desc: str,
              lr_schedule: str = "constant", warmup_epochs: float = 0.0, grad_accumulation: int = 1,
-             eval_batch_size: int = 64, accelerator=None) -> list[dict]:
+             eval_batch_size: int = 64, accelerator=None, strategy: str = "ddp",
+             precision: Precision | None = None) -> list[dict]:
     """Fine-tune until answer-token accuracy on the training data reaches the memorisation
     criterion (checked after every epoch), not far past it (STUDY 3.4); with no criterion, for
     `max_epochs` (TOFU's recipe). The learning rate warms up over `warmup_epochs` and, with the
     linear schedule, decays to 0 at `max_epochs`: a settling model meets the criterion at a
     reproducible epoch, where a constant rate keeps it hovering just below. One update sees
     batch_size x grad_accumulation samples per process; with an `accelerate` Accelerator each of
-    its processes takes every n-th of the update's samples (the same order everywhere), so n
-    processes equal n-fold accumulation. Returns the history."""
+    its processes takes every n-th of the update's samples (the same order everywhere; an epoch's
+    order is padded by wrapping round, so every process has as many micro-batches), and n
+    processes equal n-fold accumulation, whether the model is replicated (ddp) or sharded
+    (fsdp). Returns the history."""
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     per_update = batch_size * grad_accumulation * world
     steps_per_epoch = -(-len(encoded) // per_update)
     generator = torch.Generator().manual_seed(seed)
     order: list[int] = []
     history: list[dict] = []
+    if accelerator is not None and strategy == "fsdp":
+        distributed.shard(model).to(device)  # loaded on the CPU: only each process's shards reach its GPU
     optimizer = make_optimizer("adamw", [p for p in model.parameters() if p.requires_grad], lr, weight_decay)
     total = steps_per_epoch * max_epochs
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lr_lambda(lr_schedule, round(warmup_epochs * steps_per_epoch), total))
-    if accelerator is not None:
+    if accelerator is not None and strategy == "ddp":
         model, optimizer = accelerator.prepare(model, optimizer)
 
     def batch_at(step: int) -> list[dict]:
         nonlocal order
         if step % steps_per_epoch == 0:
             order = torch.randperm(len(encoded), generator=generator).tolist()
+            if world > 1:
+                order = (order * -(-steps_per_epoch * per_update // len(order)))[:steps_per_epoch * per_update]
         pos = (step % steps_per_epoch) * per_update
         picks = order[pos:pos + per_update][rank::world]
         return [collate([encoded[i] for i in picks[m:m + batch_size]], pad_id, device)
@@ -122,15 +135,16 @@ def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int,
     def should_stop(step: int) -> bool:
         if step == 0 or step % steps_per_epoch:
             return False
-        hits, total = accuracy_counts(model, encoded[rank::world], eval_batch_size, pad_id, device)
-        if accelerator is not None:
-            hits, total = accelerator.reduce(torch.tensor([hits, total], device=device), "sum").tolist()
+        # every process scores the whole set: as many forward passes (collectives under fsdp) each
+        with autocast():
+            hits, total = accuracy_counts(model, encoded, eval_batch_size, pad_id, device)
         acc = hits / total
         model.train()
         history.append({"epoch": step // steps_per_epoch, "step": step, "answer_token_accuracy": acc})
         return memorization_accuracy_target is not None and acc >= memorization_accuracy_target
 
+    autocast = precision.autocast if precision is not None else contextlib.nullcontext
     train(model, batch_at, nll_loss, optimizer, total, should_stop=should_stop, desc=desc, accelerator=accelerator,
-          scheduler=scheduler)
+          scheduler=scheduler, precision=precision)
     model.eval()
     return history

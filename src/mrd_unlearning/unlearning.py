@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .models import IGNORE, answer_nll, collate, nll_loss
+from .precision import Precision
 from .mrd import Estimator, PerturbationScorer, difficulty_drop, score_loglik
 from .sampling import draw, probabilities
 from .training import make_optimizer, train
@@ -71,12 +72,34 @@ NEEDS_RETAIN = {"graddiff", "kl", "npo_rt"}
 NEEDS_REFERENCE = {"kl", "npo", "npo_rt"}
 
 
+class DisabledAdapters:
+    """Under LoRA the frozen reference is the same model with its adapters switched off: no
+    second copy of the weights (at 7B, 13 GB saved)."""
+
+    def __init__(self, model):
+        self.model = model
+
+    def __call__(self, **inputs):
+        with self.model.disable_adapter():
+            return self.model(**inputs)
+
+
+def frozen_reference(model, dtype: torch.dtype | None = None):
+    """NPO/KL's reference: the adapters switched off under LoRA, else a frozen copy (in `dtype`,
+    e.g. bf16 beside float32 master weights)."""
+    if hasattr(model, "disable_adapter"):
+        return DisabledAdapters(model)
+    reference = copy.deepcopy(model).eval().requires_grad_(False)
+    return reference if dtype is None else reference.to(dtype)
+
+
 def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str, drop: np.ndarray | None,
             steps: int, batch_size: int, lr: float, optimizer: str, tau: float, seed: int, log_every: int,
             pad_id: int, device, level: float | None = None, max_steps: int | None = None,
             on_checkpoint: Callable[[str, int], None] | None = None, refresh_every: int = 0,
             estimator: Estimator | None = None, mrd_seed: int = 0, mrd_batch_size: int = 64,
-            grad_accumulation: int = 1) -> tuple[pd.DataFrame, dict]:
+            grad_accumulation: int = 1, reference=None, precision: Precision | None = None
+            ) -> tuple[pd.DataFrame, dict]:
     """Run one unlearning job of `steps` updates (the budget T) and return its curve (forget /
     retain mean L every `log_every` steps, and at T) and its costs: wall time, and for
     `mrd_refresh` the MRD recomputations on the current model every `refresh_every` steps (with
@@ -87,7 +110,11 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
     a curve point reaches it, at most `max_steps` updates. `on_checkpoint(name, step)` is called
     with the model in eval mode at "budget" (step T) and at "level" (the first curve point at or
     below the level, or the last step when it is never reached), so the caller can evaluate the
-    model there; evaluation does not touch the run's random streams."""
+    model there; evaluation does not touch the run's random streams.
+
+    `reference` (KL, NPO): the frozen model the losses compare with; by default
+    `frozen_reference(model)`. Updates run under the `precision` policy's autocast; the curve's
+    likelihoods in the weights' own dtype."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; allowed: {sorted(ALGORITHMS)}")
     if sampler == "mrd_refresh" and (refresh_every < 1 or estimator is None):
@@ -96,9 +123,8 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     retain_generator = torch.Generator().manual_seed(seed + 1_000_003)
-    reference = None
-    if algorithm in NEEDS_REFERENCE:
-        reference = copy.deepcopy(model).eval().requires_grad_(False)
+    if algorithm in NEEDS_REFERENCE and reference is None:
+        reference = frozen_reference(model)
     opt = make_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], lr)
     curve: list[dict] = []
     costs = {"refreshes": 0, "refresh_s": 0.0, "level_step": None, "eval_s": 0.0}
@@ -161,7 +187,7 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
     loss_fn = ALGORITHMS[algorithm]
     start = time.perf_counter()
     done, _ = train(model, batch_at, lambda m, b: loss_fn(m, b, reference), opt, cap, should_stop=log,
-                    desc=f"{algorithm}/{sampler}/{seed}")
+                    desc=f"{algorithm}/{sampler}/{seed}", precision=precision)
     model.eval()
     costs.update({"wall_total_s": time.perf_counter() - start - costs["eval_s"], "steps": steps, "cap": cap,
                   "steps_done": done, "level_reached": costs["level_step"] is not None})

@@ -76,7 +76,7 @@ def model_settings():
     return {
         "max_length": config["model"]["max_length"],
         "device": config["device"],
-        "dtype": config["model"]["dtype"],
+        "precision": config["model"]["precision"],
     }
 
 
@@ -84,6 +84,30 @@ def model_settings():
 # cluster profile can override any rule's resources (profiles/slurm/config.yaml).
 GPUS = config["resources"]["gpu"]
 MODEL_MEM_MB = config["resources"]["mem_mb"]
+# With GPUs, the memory and cost plan (plan.py, `make plan`): a study with a model job that does
+# not fit its GPUs is refused here, before any job runs, and every model job's host memory and
+# time limit come from the plan.
+PLAN = study_plan(config) if GPUS else None
+if PLAN:
+    refuse_unfit(config, PLAN)
+
+
+def plan_variant(rule, wc):
+    """The plan's name for one job of `rule` (its wildcards that change its cost)."""
+    if rule == "finetune":
+        return wc.role
+    if rule == "ground_truth":
+        return wc.truth
+    if rule == "unlearn":
+        return f"{wc.algorithm}/{wc.sampler}"
+    return "target+retain" if rule == "evaluate_finetuned" else ""
+
+
+def planned(rule, key, default):
+    """A model rule's resource `key` (mem_mb, runtime): from the plan with GPUs, else `default`."""
+    if PLAN is None:
+        return default
+    return lambda wc: job_resources(PLAN, wc.study, rule, plan_variant(rule, wc))[key]
 
 
 # Ground truths of difficulty (STUDY 4): the unlearning runs' optimizer and learning rate, and

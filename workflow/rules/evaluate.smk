@@ -23,8 +23,8 @@ rule evaluate_finetuned:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        mem_mb=MODEL_MEM_MB,
-        runtime=30,
+        mem_mb=planned("evaluate_finetuned", "mem_mb", MODEL_MEM_MB),
+        runtime=planned("evaluate_finetuned", "runtime", 30),
         gpu=GPUS,
     params:
         **model_settings(),

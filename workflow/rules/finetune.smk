@@ -16,8 +16,8 @@ rule finetune:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        mem_mb=MODEL_MEM_MB,
-        runtime=120,
+        mem_mb=planned("finetune", "mem_mb", MODEL_MEM_MB),
+        runtime=planned("finetune", "runtime", 120),
         gpu=GPUS * config["finetune"]["processes"],  # data-parallel: one GPU per process
     params:
         code=CODE["finetune"],

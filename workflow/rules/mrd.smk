@@ -19,8 +19,8 @@ rule mrd:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        mem_mb=MODEL_MEM_MB,
-        runtime=60,
+        mem_mb=planned("mrd", "mem_mb", MODEL_MEM_MB),
+        runtime=planned("mrd", "runtime", 60),
         gpu=GPUS,
     params:
         **model_settings(),
@@ -46,8 +46,8 @@ rule mrd_variants:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        mem_mb=MODEL_MEM_MB,
-        runtime=120,
+        mem_mb=planned("mrd_variants", "mem_mb", MODEL_MEM_MB),
+        runtime=planned("mrd_variants", "runtime", 120),
         gpu=GPUS,
     params:
         **model_settings(),
@@ -71,8 +71,8 @@ rule baselines:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        mem_mb=MODEL_MEM_MB,
-        runtime=30,
+        mem_mb=planned("baselines", "mem_mb", MODEL_MEM_MB),
+        runtime=planned("baselines", "runtime", 30),
         gpu=GPUS,
     params:
         **model_settings(),
@@ -97,8 +97,8 @@ rule ground_truth:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        mem_mb=MODEL_MEM_MB,
-        runtime=120,
+        mem_mb=planned("ground_truth", "mem_mb", MODEL_MEM_MB),
+        runtime=planned("ground_truth", "runtime", 120),
         gpu=GPUS,
     params:
         **model_settings(),
@@ -106,6 +106,9 @@ rule ground_truth:
         optimizer=lambda wc: GROUND_TRUTHS[wc.truth]["optimizer"],
         lr=lambda wc: GROUND_TRUTHS[wc.truth]["lr"],
         max_steps=config["ground_truth"]["max_steps"],
+        max_samples=config["ground_truth"]["max_samples"],
+        reset_copy=config["ground_truth"]["reset_copy"],
+        sample_seed=config["seed"],
         seed=lambda wc: int(wc.replicate),
         lora=config["model"]["lora"],
     script:

@@ -15,8 +15,8 @@ rule unlearn:
         CONDA_ENV
     threads: config["threads"]
     resources:
-        mem_mb=MODEL_MEM_MB,
-        runtime=60,
+        mem_mb=planned("unlearn", "mem_mb", MODEL_MEM_MB),
+        runtime=planned("unlearn", "runtime", 60),
         gpu=GPUS,
     params:
         **model_settings(),

@@ -1,0 +1,374 @@
+"""The memory and cost plan of a study, before any compute (`make plan CONFIG=...`).
+
+Per model job: the peak memory of one GPU (weights, gradients, optimizer state, NPO/KL's
+reference, MRD's or the ground truth's copy of the weights, activations at the configured batch
+and length, plus a fixed allowance for the CUDA context) and its GPU-hours. Training FLOPs are
+6·N per token, forward passes 2·N per token, at `resources.mfu` of `resources.gpu_tflops`;
+generation reads every weight once per new token, at `resources.mfu` of the memory bandwidth.
+Counts are worst cases where the study stops early (every ground truth at its cap M, every run at
+its level cap), so the plan is an upper bound of the work, not a forecast of it.
+
+The architecture comes from the model's own config (the tiny model's keys, the SmolLM2 GGUF's
+metadata, a local checkpoint folder or the hub cache), built on the meta device to count its
+parameters exactly; offline, a model without a local config falls back to KNOWN_ARCHITECTURES.
+With resources.gpu > 0 the workflow refuses, before any job runs, a study with a job that does
+not fit (`refuse_unfit`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+from .config import load_config, study_data_configs
+from .data import tofu
+
+GB = 1e9
+CUDA_CONTEXT_GB = 1.0  # the CUDA context, cuBLAS workspaces and the allocator's slack
+# Offline fallback for the models the paper's configs name (their published config.json values).
+LLAMA2_7B = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
+             "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000,
+             "max_position_embeddings": 4096, "tie_word_embeddings": False}
+KNOWN_ARCHITECTURES = {"meta-llama/Llama-2-7b-chat-hf": LLAMA2_7B, "meta-llama/Llama-2-7b-hf": LLAMA2_7B}
+TOFU_ROWS = {"full": 4000, "forget01": 40, "forget05": 200, "forget10": 400, "retain_eval": 400,
+             "real_authors": 100, "world_facts": 117}
+TOFU_WRONG_ANSWERS = 5
+
+
+class PlanError(RuntimeError):
+    """A model job whose planned memory does not fit its GPUs."""
+
+
+@dataclass
+class Architecture:
+    parameters: int
+    trainable: int  # all parameters, or the LoRA adapters'
+    hidden: int
+    intermediate: int
+    layers: int
+    vocab: int
+    kv_dim: int
+    largest_layer: int  # parameters of one decoder layer (what FSDP all-gathers at a time)
+    source: str
+
+
+@dataclass
+class JobPlan:
+    rule: str
+    variant: str  # e.g. the unlearning job's algorithm/sampler
+    jobs: int
+    gpus: int  # per job
+    memory_gb: dict[str, float]  # per GPU, by component
+    gpu_hours: float  # per job, all its GPUs together
+    host_mem_mb: int = 0
+    fits: bool = True
+    peak_gb: float = field(init=False)
+
+    def __post_init__(self):
+        self.peak_gb = sum(self.memory_gb.values())
+
+    @property
+    def wall_minutes(self) -> float:
+        return 60 * self.gpu_hours / self.gpus
+
+
+def _hf_config(model_cfg: dict):
+    import transformers
+
+    if model_cfg["source"] == "tiny":
+        return transformers.LlamaConfig(
+            vocab_size=model_cfg["vocab_size"], hidden_size=model_cfg["hidden_size"],
+            num_hidden_layers=model_cfg["num_layers"], num_attention_heads=model_cfg["num_heads"],
+            num_key_value_heads=model_cfg["num_heads"], intermediate_size=model_cfg["intermediate_size"],
+            max_position_embeddings=model_cfg["max_length"], tie_word_embeddings=True), "the tiny model's keys"
+    if model_cfg["source"] == "smollm2_gguf":
+        from .models import smollm2_gguf_file
+
+        gguf = smollm2_gguf_file()
+        return transformers.AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name), f"{gguf.name} metadata"
+    name = model_cfg["name_or_path"]
+    try:  # a local folder or the hub cache; the plan never waits on the network
+        return transformers.AutoConfig.from_pretrained(name, local_files_only=True), f"{name} config.json"
+    except OSError:
+        if name not in KNOWN_ARCHITECTURES:
+            raise PlanError(f"the plan needs {name}'s config.json: give model.name_or_path as a local checkpoint "
+                            f"folder, or cache it once online (known offline: {sorted(KNOWN_ARCHITECTURES)})") from None
+        known = dict(KNOWN_ARCHITECTURES[name])
+        return transformers.AutoConfig.for_model(known.pop("model_type"), **known), f"{name} (built-in table)"
+
+
+def architecture(model_cfg: dict, vocab_size: int | None = None) -> Architecture:
+    """Exact parameter counts from the model built on the meta device (no memory, no weights)."""
+    import torch
+    import transformers
+
+    config, source = _hf_config({**model_cfg, "vocab_size": vocab_size})
+    with torch.device("meta"):
+        model = transformers.AutoModelForCausalLM.from_config(config)
+    parameters = sum(p.numel() for p in model.parameters())
+    lora = model_cfg["lora"]
+    trainable = parameters
+    if lora["r"]:
+        trainable = sum(lora["r"] * (m.in_features + m.out_features) for name, m in model.named_modules()
+                        if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in lora["target_modules"])
+    layers = [m for name, m in model.named_modules() if name.endswith(".layers")][0]
+    heads = config.num_attention_heads
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    return Architecture(parameters=parameters, trainable=trainable, hidden=config.hidden_size,
+                        intermediate=config.intermediate_size, layers=config.num_hidden_layers,
+                        vocab=config.vocab_size, kv_dim=config.hidden_size // heads * kv_heads,
+                        largest_layer=max(sum(p.numel() for p in layer.parameters()) for layer in layers),
+                        source=source)
+
+
+def data_sizes(data_cfg: dict) -> dict[str, int]:
+    """Rows per split, from the configuration alone (TOFU's published split sizes)."""
+    if data_cfg["source"] == "synthetic":
+        syn = data_cfg["synthetic"]
+        n_forget_people = max(1, round(syn["n_people"] * data_cfg["forget_percent"] / 100))
+        full = syn["n_people"] * syn["attributes_per_person"]
+        forget = n_forget_people * syn["attributes_per_person"]
+        return {"full": full, "forget": forget, "retain": full - forget, "retain_eval": data_cfg["retain_eval_size"],
+                "utility": 0, "wrong_answers": syn["n_wrong_answers"]}
+    cfg = data_cfg["tofu"]
+    forget = TOFU_ROWS[cfg["forget_split"]]
+    retain = TOFU_ROWS["full"] - forget if cfg["retain_authors"] is None else cfg["retain_authors"] * tofu.AUTHOR_QA
+    utility = cfg["utility_eval_size"]
+    return {"full": forget + retain, "forget": forget, "retain": retain,
+            "retain_eval": data_cfg["retain_eval_size"] or TOFU_ROWS["retain_eval"],
+            "utility": 2 * utility if utility else TOFU_ROWS["real_authors"] + TOFU_ROWS["world_facts"],
+            "wrong_answers": TOFU_WRONG_ANSWERS}
+
+
+class _Costs:
+    """Memory (GB per GPU) and time (GPU-hours) of the pieces every job is made of."""
+
+    def __init__(self, cfg: dict, arch: Architecture, on_gpu: bool):
+        from .precision import bytes_per, resolve_precision
+
+        policy = resolve_precision(cfg["model"]["precision"], "cuda" if on_gpu else "cpu")
+        if on_gpu and cfg["model"]["precision"] == "auto":  # bf16 on every GPU the plan targets
+            policy = resolve_precision("bf16-mixed", "cpu")
+        self.policy, self.arch, self.cfg = policy, arch, cfg
+        self.w, self.f = bytes_per(policy.weights), bytes_per(policy.frozen)
+        self.c = 2 if policy.compute is not None else self.w  # activations' bytes
+        self.length = cfg["model"]["max_length"]
+        self.tokens = cfg["resources"]["mean_tokens"] or self.length / 2
+        res = cfg["resources"]
+        self.flops_per_s = res["gpu_tflops"] * 1e12 * res["mfu"]
+        self.bytes_per_s = res["gpu_bandwidth_gbs"] * 1e9 * res["mfu"]
+
+    def weights(self, frozen=False) -> float:
+        return self.arch.parameters * (self.f if frozen else self.w) / GB
+
+    def training_state(self, optimizer: str, shards: int = 1) -> dict[str, float]:
+        t = self.arch.trainable * self.w / GB
+        states = {"adamw": 2, "sgd": 0}[optimizer]
+        return {"weights": self.weights() / shards, "gradients": t / shards, "optimizer": states * t / shards}
+
+    def train_activations(self, batch: int) -> float:
+        a = self.arch
+        per_layer = batch * self.length * (9 * a.hidden + 4 * a.intermediate) * self.c
+        if self.cfg["model"]["gradient_checkpointing"]:
+            stored = a.layers * batch * self.length * a.hidden * self.c + per_layer
+        else:
+            stored = a.layers * per_layer
+        logits = batch * self.length * a.vocab * (self.c + 2 * 4)  # logits, their float32 loss and its gradient
+        return (stored + logits) / GB
+
+    def score_activations(self, batch: int) -> float:
+        """Forward only: a layer's activations at a time, the logits and MRD's float64 log-softmax."""
+        a = self.arch
+        per_layer = batch * self.length * (9 * a.hidden + 4 * a.intermediate) * self.c
+        return (2 * per_layer + batch * self.length * a.vocab * (self.c + 2 * 8)) / GB
+
+    def generation(self, batch: int, new_tokens: int) -> float:
+        a = self.arch
+        kv = batch * (self.length + new_tokens) * a.layers * 2 * a.kv_dim * self.c
+        return (kv + batch * a.vocab * 4 * 2) / GB
+
+    def hours(self, train_tokens: float = 0, forward_tokens: float = 0, decode_steps: float = 0,
+              frozen=True) -> float:
+        n = self.arch.parameters
+        flops = 6 * n * train_tokens + 2 * n * forward_tokens
+        decode_bytes = decode_steps * n * (self.f if frozen else self.w)
+        return (flops / self.flops_per_s + decode_bytes / self.bytes_per_s) / 3600
+
+    def evaluation_hours(self, sizes: dict, frozen=True) -> float:
+        """One evaluation (evaluation.py): every forget / retain / utility question generated,
+        and scored with its paraphrase and wrong answers."""
+        ev = self.cfg["evaluation"]
+        wrong = min(sizes["wrong_answers"], ev["max_wrong_answers"] or sizes["wrong_answers"])
+        questions = sizes["forget"] + sizes["retain_eval"] + sizes["utility"]
+        scored = questions * (2 + wrong) * self.tokens
+        decode = math.ceil(questions / ev["batch_size"]) * ev["max_new_tokens"]
+        return self.hours(forward_tokens=scored, decode_steps=decode, frozen=frozen)
+
+
+def _job(rule, variant, jobs, gpus, memory, hours, host_mb) -> JobPlan:
+    return JobPlan(rule, variant, jobs, gpus, {k: round(v, 3) for k, v in memory.items() if v}, hours, host_mb)
+
+
+def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = True) -> list[JobPlan]:
+    """Every model job of one study (one forget split), with its memory and GPU-hours."""
+    from .stages import unlearning_steps
+    from .unlearning import NEEDS_REFERENCE, NEEDS_RETAIN
+
+    costs = _Costs(cfg, arch, on_gpu)
+    sizes = data_sizes(data_cfg)
+    reps = len(cfg["replicates"])
+    ctx = {"cuda context": CUDA_CONTEXT_GB if on_gpu else 0.0}
+    ft, mrd, ul, gt, ev = cfg["finetune"], cfg["mrd"], cfg["unlearning"], cfg["ground_truth"], cfg["evaluation"]
+    host = max(cfg["resources"]["mem_mb"], int(1000 * (costs.weights() * 1.25 + 4)))  # a host copy while loading
+    lora = bool(cfg["model"]["lora"]["r"])
+    jobs = []
+
+    processes = ft["processes"]
+    shards = processes if processes > 1 and ft["strategy"] == "fsdp" else 1
+    memory = {**costs.training_state("adamw", shards), "activations": costs.train_activations(ft["batch_size"]), **ctx}
+    if shards > 1:  # two layers gathered at a time: the one computing and the one prefetched
+        memory["fsdp gathered layers"] = 2 * arch.largest_layer * costs.w / GB
+    epochs = ft["max_epochs"]
+    train_rows = {"target": sizes["full"], "retain": sizes["retain"]}
+    for role, rows in train_rows.items():
+        hours = costs.hours(train_tokens=epochs * rows * costs.tokens, forward_tokens=epochs * rows * costs.tokens,
+                            frozen=False)
+        jobs.append(_job("finetune", role, reps, cfg["resources"]["gpu"] * processes, memory, hours,
+                         host * processes))
+    eval_memory = {"weights": costs.weights(frozen=True), "activations": max(
+        costs.score_activations(ev["batch_size"]), costs.generation(ev["batch_size"], ev["max_new_tokens"])), **ctx}
+    jobs.append(_job("evaluate_finetuned", "target+retain", 2 * reps, 1, eval_memory, costs.evaluation_hours(sizes),
+                     host))
+
+    grid = len(mrd["sigma_grid"]) if mrd["sigma"] == "auto" else 1
+    score = {"weights": costs.weights(), "MRD's copy": arch.trainable * costs.w / GB,
+             "activations": costs.score_activations(mrd["batch_size"]), **ctx}
+    passes = grid * mrd["K"] + 1
+    jobs.append(_job("mrd", "", reps, 1, score, costs.hours(forward_tokens=passes * sizes["forget"] * costs.tokens),
+                     host))
+    study = mrd["validation"]
+    variant_passes = passes + grid * max([mrd["K"], *study["K_grid"]])  # the retest seed's and the largest K's
+    if study["sigma_sweep"]:
+        variant_passes += len(mrd["sigma_grid"]) * mrd["K"]
+    variant_reps = 1 if study["replicates"] == "first" else reps
+    jobs.append(_job("mrd_variants", "", variant_reps, 1, score,
+                     costs.hours(forward_tokens=variant_passes * sizes["forget"] * costs.tokens), host))
+    jobs.append(_job("baselines", "", reps, 1,
+                     {"weights": costs.weights(), "gradients": arch.trainable * costs.w / GB,
+                      "activations": costs.train_activations(1), **ctx},
+                     costs.hours(train_tokens=sizes["forget"] * costs.tokens), host))
+
+    n_truth = min(sizes["forget"], gt["max_samples"] or sizes["forget"])
+    for truth, optimizer in (("update_count", ul["optimizer"]), ("update_count_sgd", "sgd")):
+        on_device = gt["reset_copy"] == "device"
+        memory = {**costs.training_state(optimizer), "reset copy": costs.weights() if on_device else 0.0,
+                  "activations": costs.train_activations(1), **ctx}
+        steps = n_truth * gt["max_steps"]
+        jobs.append(_job("ground_truth", truth, reps, 1, memory,
+                         costs.hours(train_tokens=steps * costs.tokens, forward_tokens=steps * costs.tokens,
+                                     frozen=False), host + (0 if on_device else int(1000 * costs.weights()))))
+
+    per_update = ul["batch_size"] * ul["grad_accumulation"]
+    for algorithm in ul["algorithms"]:
+        steps = unlearning_steps(ul, algorithm, sizes["forget"])
+        cap = max(steps, math.ceil(ul["level_cap"] * steps))
+        streams = 2 if algorithm in NEEDS_RETAIN else 1
+        for sampler in ul["samplers"]:
+            memory = {**costs.training_state(ul["optimizer"]),
+                      "reference": costs.weights(frozen=True) if algorithm in NEEDS_REFERENCE and not lora else 0.0,
+                      "MRD's copy": arch.trainable * costs.w / GB if sampler == "mrd_refresh" else 0.0,
+                      "activations": max(streams * costs.train_activations(ul["batch_size"]),
+                                         costs.generation(ev["batch_size"], ev["max_new_tokens"])), **ctx}
+            curve = (cap // ul["log_every"] + 2) * (sizes["forget"] + sizes["retain_eval"]) * costs.tokens
+            refresh = (cap // ul["refresh_every"]) * (mrd["K"] + 1) * sizes["forget"] * costs.tokens \
+                if sampler == "mrd_refresh" else 0
+            per_seed = costs.hours(
+                train_tokens=cap * per_update * streams * costs.tokens,
+                forward_tokens=cap * per_update * costs.tokens * (algorithm in NEEDS_REFERENCE) + curve + refresh,
+                frozen=False) + 2 * costs.evaluation_hours(sizes, frozen=False)
+            jobs.append(_job("unlearn", f"{algorithm}/{sampler}", reps, 1, memory, len(ul["seeds"]) * per_seed, host))
+
+    usable = cfg["resources"]["gpu_mem_gb"] * cfg["resources"]["usable_fraction"]
+    for job in jobs:
+        job.fits = job.peak_gb <= usable
+    return jobs
+
+
+def study_plan(cfg: dict, on_gpu: bool | None = None) -> dict[str, list[JobPlan]]:
+    """Study name -> its jobs. `on_gpu` (default: resources.gpu > 0) plans GPU memory with the
+    precision policy's CUDA dtypes."""
+    on_gpu = cfg["resources"]["gpu"] > 0 if on_gpu is None else on_gpu
+    arch = architecture(cfg["model"], cfg["tokenizer"]["vocab_size"])
+    return {study: study_jobs(cfg, data_cfg, arch, on_gpu) for study, data_cfg in study_data_configs(cfg).items()}
+
+
+def job_resources(plan: dict[str, list[JobPlan]], study: str, rule: str, variant: str = "") -> dict[str, int]:
+    """A scheduler's resources for one job: host memory, and a time limit of twice the planned
+    wall time plus 15 minutes (for loading and writing weights)."""
+    job = next(j for j in plan[study] if j.rule == rule and j.variant == variant)
+    return {"mem_mb": job.host_mem_mb, "runtime": math.ceil(2 * job.wall_minutes + 15)}
+
+
+def refuse_unfit(cfg: dict, plan: dict[str, list[JobPlan]]) -> None:
+    """Raise, naming every job that does not fit and what would make it fit."""
+    usable = cfg["resources"]["gpu_mem_gb"] * cfg["resources"]["usable_fraction"]
+    unfit = [(study, job) for study, jobs in plan.items() for job in jobs if not job.fits]
+    if not unfit:
+        return
+    lines = [f"  {study}: {job.rule} {job.variant} needs {job.peak_gb:.1f} GB per GPU "
+             f"({', '.join(f'{k} {v:.1f}' for k, v in job.memory_gb.items())})" for study, job in unfit]
+    advice = []
+    rules = {job.rule for _, job in unfit}
+    if "finetune" in rules:
+        advice.append("fine-tuning: finetune.strategy 'fsdp' with more finetune.processes (GPUs) shards weights, "
+                      "gradients and AdamW state")
+    advice += ["model.lora.r > 0 (LoRA) trains adapters only: no full gradients or AdamW state",
+               "model.gradient_checkpointing: true, or smaller batch sizes, cut the activations",
+               f"GPUs with more memory: resources.gpu_mem_gb (now {cfg['resources']['gpu_mem_gb']:g})"]
+    raise PlanError(f"the memory plan does not fit {usable:.1f} GB per GPU (resources.gpu_mem_gb x "
+                    f"resources.usable_fraction); refused before any job runs:\n" + "\n".join(lines)
+                    + "\nTo fit:\n" + "\n".join(f"  - {a}" for a in advice)
+                    + "\n(`make plan CONFIG=...` prints the whole plan.)")
+
+
+def summary(cfg: dict, plan: dict[str, list[JobPlan]]) -> dict:
+    every = [job for jobs in plan.values() for job in jobs]
+    return {"gpu_hours": round(sum(j.gpu_hours * j.jobs for j in every), 3),
+            "max_gpu_mem_gb": round(max(j.peak_gb for j in every), 2),
+            "fits": all(j.fits for j in every), "gpu_mem_gb": cfg["resources"]["gpu_mem_gb"],
+            "usable_gb": round(cfg["resources"]["gpu_mem_gb"] * cfg["resources"]["usable_fraction"], 2),
+            "jobs": sum(j.jobs for j in every), "studies": list(plan)}
+
+
+def render(cfg: dict, plan: dict[str, list[JobPlan]], arch: Architecture) -> str:
+    res = cfg["resources"]
+    lines = [f"Model: {arch.parameters / 1e9:.3f}B parameters ({arch.trainable / 1e9:.3f}B trained), from {arch.source}; "
+             f"precision {cfg['model']['precision']}; GPUs of {res['gpu_mem_gb']:g} GB ({res['usable_fraction']:.0%} "
+             f"usable), {res['gpu_tflops']:g} TFLOP/s and {res['gpu_bandwidth_gbs']:g} GB/s at {res['mfu']:.0%} "
+             f"utilisation; {cfg['resources']['mean_tokens'] or cfg['model']['max_length'] / 2:g} tokens per sample."]
+    for study, jobs in plan.items():
+        lines += ["", f"## {study}", "",
+                  "| rule | job | jobs | GPUs/job | peak GB/GPU | of which | fits | GPU-h/job | GPU-h |",
+                  "|---|---|---:|---:|---:|---|---|---:|---:|"]
+        for j in jobs:
+            parts = ", ".join(f"{k} {v:.2f}" for k, v in j.memory_gb.items())
+            lines.append(f"| {j.rule} | {j.variant} | {j.jobs} | {j.gpus} | {j.peak_gb:.2f} | {parts} | "
+                         f"{'yes' if j.fits else 'NO'} | {j.gpu_hours:.3f} | {j.gpu_hours * j.jobs:.2f} |")
+        lines.append(f"| **study** | | {sum(j.jobs for j in jobs)} | | {max(j.peak_gb for j in jobs):.2f} | | "
+                     f"{'yes' if all(j.fits for j in jobs) else 'NO'} | | {sum(j.gpu_hours * j.jobs for j in jobs):.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="The memory and cost plan of a study (no compute).")
+    ap.add_argument("--config", default="config/config.yaml")
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config)
+    arch = architecture(cfg["model"], cfg["tokenizer"]["vocab_size"])
+    plan = {study: study_jobs(cfg, data_cfg, arch, on_gpu=True) for study, data_cfg in study_data_configs(cfg).items()}
+    print(render(cfg, plan, arch))
+    print(json.dumps(summary(cfg, plan)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The memory and cost plan (plan.py) against hand calculations, the refusal of a study that does
+not fit, the `make plan` entry point, and the ground truth's subsample and in-memory resets."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from mrd_unlearning.config import load_config, validate_config
+from mrd_unlearning.ground_truth import required_updates, subsample
+from mrd_unlearning.mrd import score_loglik
+from mrd_unlearning.plan import PlanError, architecture, refuse_unfit, study_jobs, study_plan
+
+from .conftest import ROOT, tiny_model
+
+LLAMA2_7B_PARAMETERS = 6_738_415_616  # Llama-2-7b: 32 x 202,383,360 per layer + 2 x 32000 x 4096 + 4096
+
+
+@pytest.fixture(scope="module")
+def paper():
+    return load_config(ROOT / "config" / "paper.yaml")
+
+
+def _jobs(cfg):
+    arch = architecture(cfg["model"], cfg["tokenizer"]["vocab_size"])
+    data = {**cfg["data"], "tofu": {**cfg["data"]["tofu"], "forget_split": "forget10"}}
+    return arch, {(j.rule, j.variant): j for j in study_jobs(cfg, data, arch)}
+
+
+def test_7b_training_state_is_16_bytes_per_parameter_and_fsdp_divides_it(paper):
+    single = validate_config({**paper, "finetune": {**paper["finetune"], "processes": 1, "strategy": "ddp"}})
+    arch, jobs = _jobs(single)
+    assert arch.parameters == LLAMA2_7B_PARAMETERS == arch.trainable
+    memory = jobs[("finetune", "target")].memory_gb
+    by_hand = {"weights": 4 * LLAMA2_7B_PARAMETERS / 1e9, "gradients": 4 * LLAMA2_7B_PARAMETERS / 1e9,
+               "optimizer": 8 * LLAMA2_7B_PARAMETERS / 1e9}  # float32 master weights, gradients, Adam m and v
+    for key, value in by_hand.items():
+        assert memory[key] == pytest.approx(value, abs=1e-3)
+    assert sum(by_hand.values()) == pytest.approx(107.8, abs=0.1)
+    assert jobs[("finetune", "target")].peak_gb > 0.9 * 80  # one process cannot fine-tune 7B on an 80 GB GPU
+    _, sharded = _jobs(paper)  # 4 processes, fsdp
+    assert sharded[("finetune", "target")].memory_gb["optimizer"] == pytest.approx(by_hand["optimizer"] / 4, abs=1e-3)
+    assert sharded[("finetune", "target")].gpus == 4 and sharded[("finetune", "target")].fits
+    # NPO's frozen reference holds bf16 weights (2 bytes) beside the float32 master weights; GA needs none
+    assert sharded[("unlearn", "npo/mrd")].memory_gb["reference"] == pytest.approx(2 * LLAMA2_7B_PARAMETERS / 1e9,
+                                                                                     abs=1e-3)
+    assert "reference" not in sharded[("unlearn", "ga/mrd")].memory_gb
+    # the ground truth's reset copy in host memory (paper.yaml) leaves the GPU; on the device it costs 4 bytes/param
+    assert "reset copy" not in sharded[("ground_truth", "update_count")].memory_gb
+    on_device = validate_config({**paper, "ground_truth": {**paper["ground_truth"], "reset_copy": "device"}})
+    assert _jobs(on_device)[1][("ground_truth", "update_count")].memory_gb["reset copy"] == pytest.approx(
+        4 * LLAMA2_7B_PARAMETERS / 1e9, abs=1e-3)
+
+
+def test_lora_trains_adapters_only_and_subsampled_ground_truth_costs_less(paper):
+    lora = validate_config({**paper, "finetune": {**paper["finetune"], "strategy": "ddp"},
+                            "model": {**paper["model"], "lora": {"r": 8}}})
+    arch, jobs = _jobs(lora)
+    assert arch.trainable == 32 * 4 * 8 * (4096 + 4096)  # q, k, v, o of 32 layers: r x (in + out) each
+    assert "reference" not in jobs[("unlearn", "npo/mrd")].memory_gb  # the adapters switched off
+    half = validate_config({**paper, "ground_truth": {**paper["ground_truth"], "max_samples": 200}})
+    full_cost = _jobs(paper)[1][("ground_truth", "update_count")].gpu_hours
+    assert _jobs(half)[1][("ground_truth", "update_count")].gpu_hours == pytest.approx(full_cost / 2)
+
+
+def test_a_study_that_does_not_fit_is_refused_with_what_to_change(paper):
+    small = validate_config({**paper, "resources": {**paper["resources"], "gpu_mem_gb": 80}})
+    plan = study_plan(small)
+    with pytest.raises(PlanError) as err:
+        refuse_unfit(small, plan)
+    message = str(err.value)
+    for text in ("paper_forget10: unlearn npo/mrd", "72.0 GB per GPU", "LoRA", "gradient_checkpointing",
+                 "resources.gpu_mem_gb"):
+        assert text in message
+    refuse_unfit(paper, study_plan(paper))  # the paper's H200 profile fits
+
+
+@pytest.mark.e2e
+def test_make_plan_ends_with_json_and_snakemake_refuses_before_any_job(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "mrd_unlearning.plan", "--config", "config/paper.yaml"], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["fits"] and summary["max_gpu_mem_gb"] <= summary["usable_gb"] and summary["gpu_hours"] > 0
+    assert "| unlearn | npo_rt/mrd_curriculum |" in done.stdout
+    (tmp_path / "h100.yaml").write_text("resources: {gpu_mem_gb: 80}\n")
+    refused = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+                              "config/paper.yaml", str(tmp_path / "h100.yaml")], cwd=ROOT, capture_output=True, text=True)
+    assert refused.returncode != 0 and "does not fit" in refused.stdout + refused.stderr
+    assert "Job stats" not in refused.stdout + refused.stderr  # refused while parsing: nothing was planned
+
+
+def test_ground_truth_subsample_is_seeded_and_resets_from_host_match_device(tokenizer, forget_encoded):
+    picks = subsample(400, 200, seed=0)
+    assert picks == subsample(400, 200, seed=0) and len(set(picks)) == 200 and picks == sorted(picks)
+    assert picks != subsample(400, 200, seed=1) and subsample(40, 200, seed=0) is None
+    model = tiny_model(tokenizer)
+    level = score_loglik(model, forget_encoded, 8, tokenizer.pad_token_id, "cpu") - 0.3
+    kw = dict(optimizer="adamw", lr=1e-2, max_steps=20, pad_id=tokenizer.pad_token_id, device="cpu", desc=None,
+              sample_ids=[1, 3, 4])
+    device = required_updates(model, forget_encoded, level, reset_copy="device", **kw)
+    host = required_updates(model, forget_encoded, level, reset_copy="host", **kw)
+    assert device.sample_id.tolist() == [1, 3, 4]
+    assert device.equals(host) and (device.update_count > 0).all()
+    assert np.array_equal(level + 0.3, score_loglik(model, forget_encoded, 8, tokenizer.pad_token_id, "cpu"))

@@ -29,7 +29,11 @@ CUDA_CONTEXT_GB = 1.0  # the CUDA context, cuBLAS workspaces and the allocator's
 LLAMA2_7B = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008, "num_hidden_layers": 32,
              "num_attention_heads": 32, "num_key_value_heads": 32, "vocab_size": 32000,
              "max_position_embeddings": 4096, "tie_word_embeddings": False}
-KNOWN_ARCHITECTURES = {"meta-llama/Llama-2-7b-chat-hf": LLAMA2_7B, "meta-llama/Llama-2-7b-hf": LLAMA2_7B}
+PHI_1_5 = {"model_type": "phi", "hidden_size": 2048, "intermediate_size": 8192, "num_hidden_layers": 24,
+           "num_attention_heads": 32, "vocab_size": 51200, "max_position_embeddings": 2048,
+           "tie_word_embeddings": False}
+KNOWN_ARCHITECTURES = {"meta-llama/Llama-2-7b-chat-hf": LLAMA2_7B, "meta-llama/Llama-2-7b-hf": LLAMA2_7B,
+                       "microsoft/phi-1_5": PHI_1_5}
 TOFU_ROWS = {"full": 4000, "forget01": 40, "forget05": 200, "forget10": 400, "retain_eval": 400,
              "real_authors": 100, "world_facts": 117}
 TOFU_WRONG_ANSWERS = 5

@@ -88,26 +88,25 @@ MODEL_MEM_MB = config["resources"]["mem_mb"]
 # not fit its GPUs is refused here, before any job runs, and every model job's host memory and
 # time limit come from the plan.
 PLAN = study_plan(config) if GPUS else None
-if PLAN:
-    refuse_unfit(config, PLAN)
+refuse_unfit(config, PLAN or {})
 
 
-def plan_variant(rule, wc):
-    """The plan's name for one job of `rule` (its wildcards that change its cost)."""
-    if rule == "finetune":
-        return wc.role
-    if rule == "ground_truth":
-        return wc.truth
-    if rule == "unlearn":
-        return f"{wc.algorithm}/{wc.sampler}"
-    return "target+retain" if rule == "evaluate_finetuned" else ""
+def plan_variant(name, wc):
+    """The plan's name for one job of the rule `name` (the wildcards that change its cost)."""
+    variants = {
+        "finetune": lambda: wc.role,
+        "ground_truth": lambda: wc.truth,
+        "unlearn": lambda: f"{wc.algorithm}/{wc.sampler}",
+        "evaluate_finetuned": lambda: "target+retain",
+    }
+    return variants.get(name, lambda: "")()
 
 
-def planned(rule, key, default):
+def planned(name, key, default):
     """A model rule's resource `key` (mem_mb, runtime): from the plan with GPUs, else `default`."""
     if PLAN is None:
         return default
-    return lambda wc: job_resources(PLAN, wc.study, rule, plan_variant(rule, wc))[key]
+    return lambda wc: job_resources(PLAN, wc.study, name, plan_variant(name, wc))[key]
 
 
 # Ground truths of difficulty (STUDY 4): the unlearning runs' optimizer and learning rate, and

@@ -8,7 +8,6 @@ from disk, and the optimizer starts afresh: 400 forget samples cost 400 in-memor
 400 checkpoint loads."""
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pandas as pd
@@ -28,8 +27,8 @@ def required_updates(model, forget, retain_level: np.ndarray, *, optimizer: str,
     policy's autocast for the updates and the weights' own dtype for the stopping rule."""
     if reset_copy not in ("device", "host"):
         raise ValueError(f"config key 'ground_truth.reset_copy': {reset_copy!r}; allowed values: ['device', 'host']")
-    original = copy.deepcopy(model.state_dict()) if reset_copy == "device" else \
-        {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+    home = "cpu" if reset_copy == "host" else None  # None: where each tensor already is
+    original = {k: v.detach().to(home or v.device, copy=True) for k, v in model.state_dict().items()}
     rows = []
     for i in tqdm(range(len(forget)) if sample_ids is None else sample_ids, desc=desc, disable=desc is None):
         model.load_state_dict(original)

@@ -76,6 +76,11 @@ class JobPlan:
         return 60 * self.gpu_hours / self.gpus
 
 
+def usable_gb(cfg: dict) -> float:
+    """What a job may plan to use of one GPU: resources.gpu_mem_gb x resources.usable_fraction."""
+    return cfg["resources"]["gpu_mem_gb"] * cfg["resources"]["usable_fraction"]
+
+
 def _hf_config(model_cfg: dict):
     import transformers
 
@@ -292,17 +297,16 @@ def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = Tru
                 frozen=False) + 2 * costs.evaluation_hours(sizes, frozen=False)
             jobs.append(_job("unlearn", f"{algorithm}/{sampler}", reps, 1, memory, len(ul["seeds"]) * per_seed, host))
 
-    usable = cfg["resources"]["gpu_mem_gb"] * cfg["resources"]["usable_fraction"]
     for job in jobs:
-        job.fits = job.peak_gb <= usable
+        job.fits = job.peak_gb <= usable_gb(cfg)
     return jobs
 
 
-def study_plan(cfg: dict, on_gpu: bool | None = None) -> dict[str, list[JobPlan]]:
+def study_plan(cfg: dict, on_gpu: bool | None = None, arch: Architecture | None = None) -> dict[str, list[JobPlan]]:
     """Study name -> its jobs. `on_gpu` (default: resources.gpu > 0) plans GPU memory with the
     precision policy's CUDA dtypes."""
     on_gpu = cfg["resources"]["gpu"] > 0 if on_gpu is None else on_gpu
-    arch = architecture(cfg["model"], cfg["tokenizer"]["vocab_size"])
+    arch = arch or architecture(cfg["model"], cfg["tokenizer"]["vocab_size"])
     return {study: study_jobs(cfg, data_cfg, arch, on_gpu) for study, data_cfg in study_data_configs(cfg).items()}
 
 
@@ -315,7 +319,6 @@ def job_resources(plan: dict[str, list[JobPlan]], study: str, rule: str, variant
 
 def refuse_unfit(cfg: dict, plan: dict[str, list[JobPlan]]) -> None:
     """Raise, naming every job that does not fit and what would make it fit."""
-    usable = cfg["resources"]["gpu_mem_gb"] * cfg["resources"]["usable_fraction"]
     unfit = [(study, job) for study, jobs in plan.items() for job in jobs if not job.fits]
     if not unfit:
         return
@@ -329,7 +332,7 @@ def refuse_unfit(cfg: dict, plan: dict[str, list[JobPlan]]) -> None:
     advice += ["model.lora.r > 0 (LoRA) trains adapters only: no full gradients or AdamW state",
                "model.gradient_checkpointing: true, or smaller batch sizes, cut the activations",
                f"GPUs with more memory: resources.gpu_mem_gb (now {cfg['resources']['gpu_mem_gb']:g})"]
-    raise PlanError(f"the memory plan does not fit {usable:.1f} GB per GPU (resources.gpu_mem_gb x "
+    raise PlanError(f"the memory plan does not fit {usable_gb(cfg):.1f} GB per GPU (resources.gpu_mem_gb x "
                     f"resources.usable_fraction); refused before any job runs:\n" + "\n".join(lines)
                     + "\nTo fit:\n" + "\n".join(f"  - {a}" for a in advice)
                     + "\n(`make plan CONFIG=...` prints the whole plan.)")
@@ -340,7 +343,7 @@ def summary(cfg: dict, plan: dict[str, list[JobPlan]]) -> dict:
     return {"gpu_hours": round(sum(j.gpu_hours * j.jobs for j in every), 3),
             "max_gpu_mem_gb": round(max(j.peak_gb for j in every), 2),
             "fits": all(j.fits for j in every), "gpu_mem_gb": cfg["resources"]["gpu_mem_gb"],
-            "usable_gb": round(cfg["resources"]["gpu_mem_gb"] * cfg["resources"]["usable_fraction"], 2),
+            "usable_gb": round(usable_gb(cfg), 2),
             "jobs": sum(j.jobs for j in every), "studies": list(plan)}
 
 
@@ -369,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     arch = architecture(cfg["model"], cfg["tokenizer"]["vocab_size"])
-    plan = {study: study_jobs(cfg, data_cfg, arch, on_gpu=True) for study, data_cfg in study_data_configs(cfg).items()}
+    plan = study_plan(cfg, on_gpu=True, arch=arch)
     print(render(cfg, plan, arch))
     print(json.dumps(summary(cfg, plan)))
 

@@ -47,5 +47,10 @@ def resolve_precision(name: str, device: torch.device | str) -> Precision:
     return Precision(name, weights, frozen, compute, device.type)
 
 
+def autocast(policy: Precision | None) -> contextlib.AbstractContextManager:
+    """The policy's autocast; none without a policy (the callers that pass none train in fp32)."""
+    return policy.autocast() if policy is not None else contextlib.nullcontext()
+
+
 def bytes_per(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()

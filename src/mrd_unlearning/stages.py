@@ -213,7 +213,7 @@ def score_mrd(model_dir: str, data_dir: str, out_csv: str, out_json: str, *, mrd
               device: str, precision: str, threads: int) -> None:
     """The MRD the weighted samplers use: the configured estimator, perturbation seed mrd.seed."""
     setup(threads)
-    model, tokenizer, encoded, dev, policy = _forget_on_model(model_dir, data_dir, max_length, device, precision)
+    model, tokenizer, encoded, dev, _ = _forget_on_model(model_dir, data_dir, max_length, device, precision)
     start = time.perf_counter()
     scorer = _scorer(model, tokenizer, encoded, dev, mrd_cfg)
     estimator = Estimator.from_config(mrd_cfg)
@@ -231,7 +231,7 @@ def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: s
                  max_length: int, device: str, precision: str, threads: int) -> None:
     """Every variant of STUDY 3.5 on the same perturbations, and its test-retest stability."""
     setup(threads)
-    model, tokenizer, encoded, dev, policy = _forget_on_model(model_dir, data_dir, max_length, device, precision)
+    model, tokenizer, encoded, dev, _ = _forget_on_model(model_dir, data_dir, max_length, device, precision)
     scorer = _scorer(model, tokenizer, encoded, dev, mrd_cfg)
     main = Estimator.from_config(mrd_cfg)
     study = mrd_cfg["validation"]
@@ -246,7 +246,7 @@ def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: s
 def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, max_length: int, device: str, precision: str,
                     threads: int) -> None:
     setup(threads)
-    model, tokenizer, encoded, dev, policy = _forget_on_model(model_dir, data_dir, max_length, device, precision)
+    model, tokenizer, encoded, dev, _ = _forget_on_model(model_dir, data_dir, max_length, device, precision)
     write_csv(out_csv, cheap_scores(model, encoded, pad_id=tokenizer.pad_token_id, device=dev))
 
 

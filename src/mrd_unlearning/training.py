@@ -2,7 +2,6 @@
 in where batches come from, which loss is minimised, and when to stop."""
 from __future__ import annotations
 
-import contextlib
 from typing import Callable
 
 import torch
@@ -10,7 +9,7 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .models import answer_token_accuracy, batches, collate, nll_loss
-from .precision import Precision
+from .precision import Precision, autocast
 
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
 
@@ -34,7 +33,6 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], dict | list[dict]], 
     loss makes one update (gradient accumulation: the effective batch without its memory). With an
     `accelerate` Accelerator (data-parallel processes), gradients are averaged across processes.
     Losses are computed under the precision policy's autocast (float32 weights, bf16 compute)."""
-    autocast = precision.autocast if precision is not None else contextlib.nullcontext
     model.train()
     step = 0
     quiet = desc is None or (accelerator is not None and not accelerator.is_main_process)
@@ -48,7 +46,7 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], dict | list[dict]], 
             micro = batch if isinstance(batch, list) else [batch]
             optimizer.zero_grad(set_to_none=True)
             for part in micro:
-                with autocast():
+                with autocast(precision):
                     loss = loss_fn(model, part) / len(micro)
                 accelerator.backward(loss) if accelerator is not None else loss.backward()
             optimizer.step()
@@ -136,14 +134,13 @@ def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int,
         if step == 0 or step % steps_per_epoch:
             return False
         # every process scores the whole set: as many forward passes (collectives under fsdp) each
-        with autocast():
+        with autocast(precision):
             hits, total = accuracy_counts(model, encoded, eval_batch_size, pad_id, device)
         acc = hits / total
         model.train()
         history.append({"epoch": step // steps_per_epoch, "step": step, "answer_token_accuracy": acc})
         return memorization_accuracy_target is not None and acc >= memorization_accuracy_target
 
-    autocast = precision.autocast if precision is not None else contextlib.nullcontext
     train(model, batch_at, nll_loss, optimizer, total, should_stop=should_stop, desc=desc, accelerator=accelerator,
           scheduler=scheduler, precision=precision)
     model.eval()

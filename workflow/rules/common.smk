@@ -91,22 +91,23 @@ PLAN = study_plan(config) if GPUS else None
 refuse_unfit(config, PLAN or {})
 
 
-def plan_variant(name, wc):
-    """The plan's name for one job of the rule `name` (the wildcards that change its cost)."""
-    variants = {
-        "finetune": lambda: wc.role,
-        "ground_truth": lambda: wc.truth,
-        "unlearn": lambda: f"{wc.algorithm}/{wc.sampler}",
-        "evaluate_finetuned": lambda: "target+retain",
-    }
-    return variants.get(name, lambda: "")()
+# The plan's name for one job of a model rule: the wildcards that change its cost.
+PLAN_VARIANTS = {
+    "finetune": "{role}",
+    "ground_truth": "{truth}",
+    "unlearn": "{algorithm}/{sampler}",
+    "evaluate_finetuned": "target+retain",
+}
 
 
 def planned(name, key, default):
     """A model rule's resource `key` (mem_mb, runtime): from the plan with GPUs, else `default`."""
     if PLAN is None:
         return default
-    return lambda wc: job_resources(PLAN, wc.study, name, plan_variant(name, wc))[key]
+    variant = PLAN_VARIANTS.get(name, "")
+    return lambda wc: job_resources(
+        PLAN, wc.study, name, variant.format(**dict(wc.items()))
+    )[key]
 
 
 # Ground truths of difficulty (STUDY 4): the unlearning runs' optimizer and learning rate, and

@@ -7,7 +7,7 @@ CORES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test test-fast dry-run plan html-report timing dvc-repro pull clean-venv
+.PHONY: reproduce test test-fast dry-run plan budget html-report timing dvc-repro pull clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ dry-run: $(VENV)/.installed
 # GPU-hours, whether it fits; the last line is JSON (gpu_hours, max_gpu_mem_gb, fits). No compute.
 plan: $(VENV)/.installed
 	$(BIN)/python -m mrd_unlearning.plan --config $(CONFIG)
+
+# The unlearning budget T of new algorithms, from uniform runs only on the study's fine-tuned
+# models (run the study first): e.g. make budget CONFIG=config/full.yaml ALGORITHMS="simnpo wga".
+ALGORITHMS ?= ga
+budget: $(VENV)/.installed
+	$(BIN)/python -m mrd_unlearning.budget --config $(CONFIG) --algorithms $(ALGORITHMS)
 
 # Wall time and peak memory per rule, from the benchmark files of the last run.
 timing: $(VENV)/.installed

@@ -107,3 +107,24 @@ def test_agreement_across_replicates():
         "not supported in 2 of 2 replicates"
     assert claims.agreement("not supported", {"0": "supported", "1": "not supported", "2": "not supported"}) == \
         "not supported in 2, supported in 1 of 3 replicates"
+
+
+def test_the_fields_arms_are_compared_with_uniform_and_with_mrd_and_corrected_apart():
+    table = _runs({"forget_quality": 0.1})
+    mrd = table[table.sampler == "mrd"]
+    arms = pd.concat([table, mrd.assign(sampler="mrd@loss", forget_quality=mrd.forget_quality + 0.05),
+                      mrd.assign(sampler="sorted")])
+    assert claims.comparisons(["uniform", "mrd", "mrd@loss", "sorted"]) == [
+        ("mrd", "uniform", "paper"), ("mrd@loss", "uniform", "field"), ("mrd@loss", "mrd", "field"),
+        ("sorted", "uniform", "field")]
+    out = claims.compare_samplers(arms)
+    pooled = out[out.replicate == "pooled"].set_index(["sampler", "versus"])
+    assert pooled.loc[("mrd@loss", "mrd")].forget_quality_diff == pytest.approx(0.05)
+    assert pooled.loc[("mrd@loss", "uniform")].forget_quality_diff == pytest.approx(
+        pooled.loc[("mrd", "uniform")].forget_quality_diff + 0.05)
+    # the paper's family is alone in its Holm correction: its p is unchanged by the field's arms
+    alone = claims.compare_samplers(table)
+    assert pooled.loc[("mrd", "uniform")].forget_quality_p_holm == pytest.approx(
+        alone[alone.replicate == "pooled"].forget_quality_p_holm.iloc[0])
+    field = pooled[pooled.family == "field"]
+    assert field.forget_quality_p_holm.max() <= 1 and len(field) == 3

@@ -75,3 +75,54 @@ def test_normalized_probability_hand_computed():
     wrong = np.log([[0.25, 0.25], [1e-300, 3e-300]])
     got = metrics.normalized_probability(true, wrong)
     assert np.allclose(got, [0.5, 0.2])
+
+
+def test_membership_attacks_on_constructed_scores():
+    import zlib
+
+    import pandas as pd
+
+    from mrd_unlearning.evaluation import membership_summary
+
+    assert metrics.zlib_bytes("aaaa") == len(zlib.compress(b"aaaa"))
+    assert metrics.privleak(0.75, 0.5) == pytest.approx(50.0) and metrics.privleak(0.5, 0.5) == 0.0
+
+    def frame(split, loglik, min_k):
+        return pd.DataFrame({"split": split, "sample_id": range(len(loglik)), "loglik": loglik, "min_k": min_k,
+                             "zlib": loglik, "min_k_pp": min_k, "neg_grad_norm": loglik})
+
+    # members above every non-member on LOSS; on Min-K% 3 of the 4 member/non-member pairs ordered
+    samples = pd.concat([frame("forget", [-0.1, -0.2], [-1.0, -3.0]), frame("holdout", [-1.0, -2.0], [-2.0, -4.0])])
+    out = membership_summary(samples, None)
+    assert out["mia_loss"] == 1.0 and out["mia_auc"] == 0.75 and out["mia_zlib"] == 1.0
+    assert np.isnan(out["mia_reference"]) and np.isnan(out["privleak"])
+    # the retain model finds the members as likely as the non-members: the reference attack subtracts it
+    reference = pd.concat([frame("forget", [-0.1, -0.2], [-1.0, -1.0]), frame("holdout", [-2.0, -1.0], [-1.0, -1.0])])
+    out = membership_summary(samples, reference)
+    # L - L_retain: members 0, 0; non-members 1, -1 -> pairs (0 > -1) twice, (0 < 1) twice: AUC 0.5
+    assert out["mia_reference"] == 0.5
+    assert out["privleak"] == pytest.approx((0.75 - 0.5) / 0.5 * 100)  # the retain model's Min-K% AUC is 0.5 (ties)
+
+
+def test_min_k_plus_plus_token_scores_by_hand():
+    """z_t = (log p(y_t) - mu_t) / sigma_t over a 3-token vocabulary."""
+    import torch
+
+    from mrd_unlearning.models import IGNORE, token_log_probs
+
+    logits = torch.tensor([[[0.0, 1.0, 2.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]])
+
+    class Fixed(torch.nn.Module):
+        def forward(self, input_ids, attention_mask):
+            return type("Out", (), {"logits": logits})()
+
+    batch = {"input_ids": torch.zeros(1, 3, dtype=torch.long), "attention_mask": torch.ones(1, 3, dtype=torch.long),
+             "labels": torch.tensor([[IGNORE, 1, 0]])}
+    logp, mask, z = token_log_probs(Fixed(), batch, with_zscores=True)
+    expected = []
+    for row, target in ((np.array([0.0, 1.0, 2.0]), 1), (np.array([2.0, 0.0, 0.0]), 0)):
+        lp = row - np.log(np.exp(row).sum())
+        mu = (np.exp(lp) * lp).sum()
+        sigma = np.sqrt((np.exp(lp) * lp ** 2).sum() - mu ** 2)
+        expected.append((lp[target] - mu) / sigma)
+    assert mask.tolist() == [[True, True]] and np.allclose(z[0].numpy(), expected)

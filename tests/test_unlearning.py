@@ -1,13 +1,17 @@
 """The unlearning losses against hand computations from token log-probabilities, NPO's beta -> 0
 limit, and the loop's samplers and retain batches."""
+import copy
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 
-from mrd_unlearning.models import IGNORE, collate, encode_qa, token_log_probs
+from mrd_unlearning.models import IGNORE, collate, encode_qa, nll_loss, token_log_probs
 from mrd_unlearning.mrd import Estimator
-from mrd_unlearning.unlearning import ALGORITHMS, npo_loss, unlearn
+from mrd_unlearning.training import make_optimizer, train
+from mrd_unlearning.unlearning import (ALGORITHMS, REFUSALS, RMU_ALPHA, RMU_STEER, SIMNPO_BETA, SIMNPO_GAMMA, WGA_BETA,
+                                       _control_direction, idk_answers, npo_loss, rmu_layer, unlearn)
 
 from .conftest import MAX_LENGTH, tiny_model
 
@@ -15,8 +19,27 @@ from .conftest import MAX_LENGTH, tiny_model
 @pytest.fixture
 def batches(tokenizer, study_data, forget_encoded):
     retain = [encode_qa(tokenizer, r["question"], r["answer"], MAX_LENGTH) for r in study_data.retain[:3]]
+    idk = [encode_qa(tokenizer, r["question"], a, MAX_LENGTH)
+           for r, a in zip(study_data.forget[:3], idk_answers(3, seed=0))]
     pad = tokenizer.pad_token_id
-    return {"forget": collate(forget_encoded[:3], pad), "retain": collate(retain, pad)}
+    return {"forget": collate(forget_encoded[:3], pad), "retain": collate(retain, pad), "forget_idk": collate(idk, pad)}
+
+
+@pytest.fixture(scope="module")
+def trained(tokenizer, study_data, forget_encoded):
+    """A tiny model fitted to the forget and retain samples, so that there is something to forget."""
+    model = tiny_model(tokenizer, seed=0)
+    data = forget_encoded + [encode_qa(tokenizer, r["question"], r["answer"], MAX_LENGTH) for r in study_data.retain]
+    gen = torch.Generator().manual_seed(0)
+    batch_at = lambda step: collate([data[i] for i in torch.randint(len(data), (8,), generator=gen)],  # noqa: E731
+                                    tokenizer.pad_token_id)
+    train(model, batch_at, nll_loss, make_optimizer("adamw", model.parameters(), 1e-2), 60)
+    return model.eval()
+
+
+def _hidden_np(model, batch, layer):
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    return out.hidden_states[layer][batch["attention_mask"].bool()].detach().double().numpy()
 
 
 def _hand(model, batch):
@@ -37,8 +60,25 @@ def test_losses_match_hand_computation(tokenizer, batches):
     kl = (np.exp(ref_r_dist) * (ref_r_dist - r_dist)).sum(-1).mean()
     ratio = f_logp.sum(1) - ref_f_logp.sum(1)
     npo = -(2 / 0.1) * np.log(1 / (1 + np.exp(0.1 * ratio))).mean()
+    # SimNPO: reference-free, length-normalised, margin gamma; WGA: token weights p^beta (beta 1), detached
+    beta, gamma = SIMNPO_BETA, SIMNPO_GAMMA
+    length_normalised = f_logp.sum(1) / f_mask.sum(1)
+    simnpo = -(2 / beta) * np.log(1 / (1 + np.exp(beta * length_normalised + gamma))).mean()
+    wga = ((np.exp(f_logp) ** WGA_BETA * f_logp * f_mask).sum(1) / f_mask.sum(1)).mean()
+    i_logp, i_mask, _ = _hand(model, batches["forget_idk"])
+    idk_nll = -(i_logp.sum(1) / i_mask.sum(1)).mean()
+    # RMU at the middle layer: forget states towards c u (c = 2 x the reference's mean norm), retain states kept
+    layer = rmu_layer(model)
+    h_f, h_r = _hidden_np(model, batches["forget"], layer), _hidden_np(model, batches["retain"], layer)
+    ref_f, ref_r = _hidden_np(reference, batches["forget"], layer), _hidden_np(reference, batches["retain"], layer)
+    u = _control_direction(h_f.shape[1]).double().numpy()
+    assert np.isclose(np.linalg.norm(u), 1.0) and (u >= 0).all()
+    c = RMU_STEER * np.linalg.norm(ref_f, axis=1).mean()
+    rmu = (((h_f - c * u) ** 2).sum(1).mean() / c ** 2
+           + RMU_ALPHA * ((h_r - ref_r) ** 2).sum(1).mean() / (ref_r ** 2).sum(1).mean())
     expected = {"ga": -forget_nll, "graddiff": -forget_nll + retain_nll, "kl": -forget_nll + kl, "npo": npo,
-                "npo_rt": npo + retain_nll}
+                "npo_rt": npo + retain_nll, "simnpo": simnpo + retain_nll, "wga": wga + retain_nll,
+                "idknll": idk_nll + retain_nll, "rmu": rmu}
     assert set(expected) == set(ALGORITHMS)
     for name, loss in ALGORITHMS.items():
         assert loss(model, batches, reference).item() == pytest.approx(expected[name], rel=1e-4, abs=1e-5), name
@@ -65,8 +105,8 @@ def test_npo_with_small_beta_is_scaled_gradient_ascent(tokenizer, forget_encoded
     assert torch.allclose(flat(npo_loss(model, batch, reference, beta=beta)), weight * ga, rtol=1e-3, atol=1e-7)
 
 
-def _unlearn(tokenizer, study_data, forget_encoded, **kw):
-    model = tiny_model(tokenizer)
+def _unlearn(tokenizer, study_data, forget_encoded, model=None, **kw):
+    model = tiny_model(tokenizer) if model is None else model
     retain = [encode_qa(tokenizer, r["question"], r["answer"], MAX_LENGTH) for r in study_data.retain[:8]]
     args = dict(algorithm="graddiff", sampler="mrd", drop=np.linspace(0.1, 1.0, len(forget_encoded)), steps=6,
                 batch_size=2, lr=1e-2, optimizer="adamw", tau=1.0, seed=0, log_every=3,
@@ -75,12 +115,22 @@ def _unlearn(tokenizer, study_data, forget_encoded, **kw):
 
 
 @pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
-def test_every_algorithm_runs_deterministically(tokenizer, study_data, forget_encoded, algorithm):
-    curve, costs = _unlearn(tokenizer, study_data, forget_encoded, algorithm=algorithm)
-    again, _ = _unlearn(tokenizer, study_data, forget_encoded, algorithm=algorithm)
+def test_every_algorithm_runs_deterministically_and_forgets(tokenizer, study_data, forget_encoded, trained,
+                                                             algorithm):
+    idk = [encode_qa(tokenizer, r["question"], a, MAX_LENGTH)
+           for r, a in zip(study_data.forget, idk_answers(len(study_data.forget), seed=0))]
+    kw = dict(algorithm=algorithm, forget_idk=idk, lr=3e-3)
+    curve, costs = _unlearn(tokenizer, study_data, forget_encoded, model=copy.deepcopy(trained), **kw)
+    again, _ = _unlearn(tokenizer, study_data, forget_encoded, model=copy.deepcopy(trained), **kw)
     assert curve.step.tolist() == [0, 3, 6] and curve.equals(again)
     assert curve.forget_loglik.iloc[-1] < curve.forget_loglik.iloc[0]
     assert costs["refreshes"] == 0 and costs["wall_s"] > 0
+
+
+def test_idknll_needs_its_targets(tokenizer, study_data, forget_encoded):
+    with pytest.raises(ValueError, match="don't know"):
+        _unlearn(tokenizer, study_data, forget_encoded, algorithm="idknll")
+    assert len(set(REFUSALS)) == len(REFUSALS) >= 20 and idk_answers(5, 1) == idk_answers(5, 1)
 
 
 def test_refresh_recomputes_mrd_and_logs_its_cost(tokenizer, study_data, forget_encoded):

@@ -15,7 +15,8 @@ from .test_tofu import TOFU, needs_tofu
 pytestmark = pytest.mark.e2e
 
 RUN_COLUMNS = ["replicate", "algorithm", "sampler", "seed", "forget_quality", "forget_ks", "model_utility",
-               "forget_prob", "forget_rouge", "forget_truth_ratio", "mia_auc", "steps", "steps_to_forget",
+               "forget_prob", "forget_rouge", "forget_truth_ratio", "mia_auc", "mia_loss", "mia_zlib", "mia_min_k_pp",
+               "mia_grad_norm", "mia_reference", "privleak", "steps", "steps_to_forget",
                "steps_censored", "forget_progress", "forget_auc", "wall_s", "refreshes", "refresh_s", "level_step",
                "level_reached", "level_forget_quality", "level_forget_ks", "level_model_utility"]
 
@@ -25,7 +26,9 @@ def test_outputs_follow_the_contract(smoke_run):
     scores = pd.read_csv(out / "mrd/scores.csv")
     assert {"replicate", "sample_id", "mrd", "drop", "update_count", "censored", "update_count_sgd", "censored_sgd",
             "loss", "grad_norm", "max_token_nll", "answer_tokens", "retain_model_loss_oracle", "mrd[abs]",
-            "value_frequency"} <= set(scores)
+            "value_frequency", "memorization", "entanglement", "mrd_thirdparty", "learning_confidence",
+            "epoch_learned", "forgetting_events"} <= set(scores)
+    assert scores.learning_confidence.between(0, 1).all() and (scores.entanglement > 0).all()
     assert scores.groupby("replicate").size().to_dict() == {0: 6, 1: 6}  # 2 forget people x 3 attributes
     assert scores[scores.replicate == 1]["mrd[abs]"].isna().all()  # the variant study runs on the first replicate
     validation = pd.read_csv(out / "tables/mrd_validation.csv", dtype={"replicate": str})
@@ -43,8 +46,11 @@ def test_outputs_follow_the_contract(smoke_run):
     assert {"update_count", "mrd"} <= set(across.quantity) and "mean of pairs" in set(across.replicate_a)
     runs = pd.read_csv(out / "tables/unlearning.csv")
     assert list(runs.columns) == RUN_COLUMNS
-    assert len(runs) == 16 and set(runs.replicate) == {0, 1}  # 2 replicates x 2 algorithms x 2 samplers x 2 seeds
-    assert set(runs.sampler) == {"uniform", "mrd_refresh"} and set(runs.algorithm) == {"ga", "npo_rt"}
+    assert len(runs) == 36 and set(runs.replicate) == {0, 1}  # 2 replicates x 3 algorithms x 3 samplers x 2 seeds
+    assert set(runs.sampler) == {"uniform", "mrd_refresh", "rum@learning_confidence"}
+    assert set(runs.algorithm) == {"ga", "npo_rt", "idknll"}
+    attacks = runs[["mia_auc", "mia_loss", "mia_zlib", "mia_min_k_pp", "mia_grad_norm", "mia_reference"]]
+    assert attacks.notna().all().all() and ((attacks >= 0) & (attacks <= 1)).all().all()
     # refresh every 2 steps: at 2, 4 and 6 of the 8 steps a run takes on its way to the level (cap 2 x 4)
     assert (runs[runs.sampler == "mrd_refresh"].refreshes == 3).all()
     assert runs.forget_quality.between(0, 1).all() and runs.model_utility.between(0, 1).all()
@@ -53,8 +59,9 @@ def test_outputs_follow_the_contract(smoke_run):
     assert ((runs.steps_to_forget == runs.steps) | ~runs.steps_censored).all()
     comparison = pd.read_csv(out / "tables/comparison.csv", dtype={"replicate": str})
     pooled = comparison[comparison.replicate == "pooled"]
-    assert pooled[["algorithm", "sampler", "n_pairs"]].values.tolist() == [["ga", "mrd_refresh", 4],
-                                                                          ["npo_rt", "mrd_refresh", 4]]
+    assert pooled[["algorithm", "sampler", "versus", "family", "n_pairs"]].values.tolist() == [
+        [algorithm, sampler, "uniform", family, 4] for algorithm in ("ga", "idknll", "npo_rt")
+        for sampler, family in (("mrd_refresh", "paper"), ("rum@learning_confidence", "field"))]
     assert set(comparison.replicate) == {"pooled", "0", "1"}
     for column in ("forget_quality_diff", "forget_quality_p_holm", "model_utility_mde", "steps_logrank_p",
                    "level_model_utility_diff", "forget_auc_ci_low"):
@@ -69,6 +76,7 @@ def test_outputs_follow_the_contract(smoke_run):
         assert isinstance(metrics[f"verdict_{claim}"], str) and metrics[f"verdict_{claim}"] in report
         assert metrics[f"verdict_{claim}_replicates"].endswith("of 2 replicates")
     assert "rho_mrd_update_count" in metrics and metrics["replicates"] == 2
+    assert "## MRD against the field" in report and "| 1 | " in report  # the ranking of the scores
     assert not list(out.rglob("*.tmp"))
     assert not list((out / "unlearning").rglob("*.safetensors"))  # unlearned models are evaluated, not kept
 
@@ -125,14 +133,14 @@ REPORTING = {"unlearning_table", "comparison_table", "unlearning_figures", "repo
 def test_changing_an_unlearning_hyperparameter_plans_only_unlearning_and_what_follows(smoke_run):
     jobs = planned_jobs(smoke_run[0], "unlearning: {steps: 3}\n")
     assert set(jobs) == {"unlearn"} | REPORTING
-    assert jobs["unlearn"] == 8  # 2 replicates x 2 algorithms x 2 samplers
+    assert jobs["unlearn"] == 18  # 2 replicates x 3 algorithms x 3 samplers
 
 
 def test_changing_mrd_K_plans_mrd_and_weighted_runs_but_not_finetuning_or_uniform_runs(smoke_run):
     jobs = planned_jobs(smoke_run[0], "mrd: {K: 3}\n")
     assert {"mrd", "mrd_variants", "scores", "mrd_validation", "mrd_figures", "unlearn"} <= set(jobs)
     assert not {"prepare_data", "tokenizer", "finetune", "evaluate_finetuned", "ground_truth", "baselines"} & set(jobs)
-    assert jobs["unlearn"] == 4 and jobs["mrd"] == 2  # the mrd_refresh runs of 2 replicates; the uniform runs stay
+    assert jobs["unlearn"] == 12 and jobs["mrd"] == 2  # the MRD-driven runs of 2 replicates; the uniform runs stay
 
 
 def test_changing_a_validation_variant_does_not_rerun_unlearning(smoke_run):
@@ -143,7 +151,7 @@ def test_changing_a_validation_variant_does_not_rerun_unlearning(smoke_run):
 def test_adding_a_replicate_plans_only_that_replicate_and_the_pooled_tables(smoke_run):
     jobs = planned_jobs(smoke_run[0], "replicates: [0, 1, 2]\n")
     assert jobs["finetune"] == 2 and jobs["evaluate_finetuned"] == 2 and jobs["mrd"] == 1
-    assert jobs["ground_truth"] == 2 and jobs["unlearn"] == 4 and "mrd_variants" not in jobs
+    assert jobs["ground_truth"] == 2 and jobs["unlearn"] == 9 and "mrd_variants" not in jobs
     assert not {"prepare_data", "tokenizer"} & set(jobs)
 
 
@@ -219,3 +227,20 @@ def test_end_to_end_on_a_slice_of_real_tofu(tmp_path):
     runs = pd.read_csv(out / "tables/unlearning.csv")
     assert len(runs) == 4 and (runs.level_step <= runs.steps).all()  # level_cap 1: never past the budget
     assert "TOFU" in (out / "report.md").read_text()
+
+
+def test_budget_pilot_times_uniform_runs_on_the_studys_own_models(smoke_run):
+    """`make budget`: uniform runs only, on the study's fine-tuned models, each until the retain
+    model's level or the cap; T = the smallest multiple of 5 at least 1.15 x the latest crossing."""
+    from mrd_unlearning.budget import suggested_budget
+
+    assert [suggested_budget([c]) for c in (26.2, 27.1, 39.8)] == [35, 35, 50]  # the README's budgets
+    work, _, _ = smoke_run
+    done = subprocess.run([sys.executable, "-m", "mrd_unlearning.budget", "--config", "config/smoke.yaml",
+                           "--algorithms", "ga", "idknll", "--cap", "6"], cwd=work, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["study"] == "smoke" and set(summary["algorithms"]) == {"ga", "idknll"}
+    for result in summary["algorithms"].values():
+        assert result["runs"] == 4  # 2 replicates x 2 seeds
+        assert result["budget"] is None if not result["reached"] else result["budget"] >= result["latest_crossing"]

@@ -1,13 +1,17 @@
-"""Cheap difficulty scores MRD must beat (STUDY 3.5): loss, per-sample gradient norm, max-token
-NLL and answer length, all on the model MRD scores. The known factors (synthetic data) and the
-retain-model oracle come from elsewhere (the generator, the retain model's evaluation)."""
+"""The difficulty scores measured on the target model beside MRD: the cheap ones MRD must beat
+(STUDY 3.5: loss, per-sample gradient norm, max-token NLL, answer length) and the field's
+(entanglement, a third-party reading of MRD). Their registry and the scores computed from other
+records (learning events, memorization, the oracle) are in `difficulty`."""
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .models import collate, nll_loss, token_log_probs
+from .difficulty import entanglement
+from .models import batches, collate, nll_loss, token_log_probs
+from .mrd import mrd_from_drop, thirdparty_drop
 
 
 def cheap_scores(model, encoded, *, pad_id: int, device, desc: str | None = "baselines") -> pd.DataFrame:
@@ -28,3 +32,25 @@ def cheap_scores(model, encoded, *, pad_id: int, device, desc: str | None = "bas
     return pd.DataFrame(rows)
 
 
+@torch.no_grad()
+def mean_hidden_states(model, encoded, *, batch_size: int, pad_id: int, device) -> np.ndarray:
+    """Per sample, the last layer's hidden state averaged over its tokens (question and answer)."""
+    out = []
+    for batch in batches(encoded, batch_size, pad_id, device):
+        hidden = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                       output_hidden_states=True).hidden_states[-1].double()
+        mask = batch["attention_mask"].unsqueeze(-1).double()
+        out.append(((hidden * mask).sum(1) / mask.sum(1)).cpu().numpy())
+    return np.concatenate(out)
+
+
+def field_scores(model, forget, retain, *, batch_size: int, pad_id: int, device, seed: int,
+                 eps: float) -> pd.DataFrame:
+    """Entanglement against the `retain` samples' centroid, and the third-party MRD reading
+    (1 / its mean relative drop, oriented as MRD; perturbation seed `seed`)."""
+    kw = dict(batch_size=batch_size, pad_id=pad_id, device=device)
+    model.eval()
+    ent = entanglement(mean_hidden_states(model, forget, **kw), mean_hidden_states(model, retain, **kw))
+    drop = thirdparty_drop(model, forget, seed=seed, **kw)
+    return pd.DataFrame({"sample_id": np.arange(len(forget)), "entanglement": ent,
+                         "mrd_thirdparty": mrd_from_drop(drop, eps)})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .sampling import WEIGHTED
 from .statistics import holm, logrank_p, minimum_detectable_effect, nested_mean_diff, pooled_bootstrap
 
 GROUND_TRUTHS = ("update_count", "update_count_sgd")
@@ -85,41 +86,64 @@ def c3_verdict(factor_rows: pd.DataFrame, alpha: float) -> str:
 
 # --- C4 ---------------------------------------------------------------------------------------
 
+def comparisons(arms: list[str]) -> list[tuple[str, str, str]]:
+    """(arm, what it is compared with, family) of every comparison: each non-uniform arm against
+    uniform, and an arm driven by another score (`mrd@loss`) also against the same sampler driven
+    by MRD (`mrd`), where both ran. Family `paper`: the paper's MRD samplers against uniform (C4
+    reads these); `field`: the field's curricula and the other scores (the report's "MRD against
+    the field"). Holm's correction runs within each family."""
+    out = []
+    for arm in arms:
+        if arm == "uniform":
+            continue
+        sampler, _, score = arm.partition("@")
+        out.append((arm, "uniform", "paper" if sampler in WEIGHTED and not score else "field"))
+        if score and sampler in arms:
+            out.append((arm, sampler, "field"))
+    return out
+
+
 def compare_samplers(table: pd.DataFrame, *, alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
-    """Every weighted sampler against uniform, per algorithm: mean paired difference (weighted -
-    uniform, same replicate and seed) of every metric in COMPARED with its CI, p-value,
-    Holm-adjusted p-value (over the algorithm x sampler pairs) and minimum detectable effect at
-    `power`; pooled over replicates (unit: the replicate) and per replicate (unit: the seed). Steps
-    to forget are right-censored at the budget, so their mean is the restricted mean, and a
-    log-rank test (`steps_logrank_p`) compares them as censored times."""
+    """Every sampler arm against what `comparisons` pairs it with, per algorithm: mean paired
+    difference (arm - other, same replicate and seed) of every metric in COMPARED with its CI,
+    p-value, Holm-adjusted p-value (over the algorithm x arm pairs of its family) and minimum
+    detectable effect at `power`; pooled over replicates (unit: the replicate) and per replicate
+    (unit: the seed). Steps to forget are right-censored at the budget, so their mean is the
+    restricted mean, and a log-rank test (`steps_logrank_p`) compares them as censored times."""
     rows = []
     blocks = [("pooled", table)] + [(str(r), part) for r, part in table.groupby("replicate")]
+    pairs = comparisons(list(dict.fromkeys(table.sampler)))
     for replicate, block in blocks:
-        uniform = block[block.sampler == "uniform"]
         block_rows = []
-        for (algorithm, sampler), group in block[block.sampler != "uniform"].groupby(["algorithm", "sampler"]):
-            base = uniform[uniform.algorithm == algorithm]
-            paired = group.merge(base, on=["replicate", "seed"], suffixes=("", "_uniform"))
-            row = {"replicate": replicate, "algorithm": algorithm, "sampler": sampler, "n_pairs": len(paired)}
-            for metric in COMPARED:
-                diff = paired.assign(d=paired[metric].astype(float) - paired[f"{metric}_uniform"].astype(float))
-                res = nested_mean_diff(diff, "d", alpha=alpha)
-                row.update({f"{metric}_diff": res["mean"], f"{metric}_ci_low": res["ci_low"],
-                            f"{metric}_ci_high": res["ci_high"], f"{metric}_p": res["p_value"],
-                            f"{metric}_mde": minimum_detectable_effect(res["unit_sd"], res["n_units"], alpha=alpha,
-                                                                       power=power)})
-            row.update({"unit": res["unit"], "n_units": res["n_units"],
-                        "reached_share": float((~group.steps_censored.astype(bool)).mean()),
-                        "reached_share_uniform": float((~base.steps_censored.astype(bool)).mean()),
-                        "steps_logrank_p": logrank_p(group.steps_to_forget, group.steps_censored.astype(bool),
-                                                     base.steps_to_forget, base.steps_censored.astype(bool))})
-            block_rows.append(row)
+        for algorithm, runs in block.groupby("algorithm"):
+            for arm, versus, family in pairs:
+                group, base = runs[runs.sampler == arm], runs[runs.sampler == versus]
+                if not len(group) or not len(base):
+                    continue
+                paired = group.merge(base, on=["replicate", "seed"], suffixes=("", "_uniform"))
+                row = {"replicate": replicate, "algorithm": algorithm, "sampler": arm, "versus": versus,
+                       "family": family, "n_pairs": len(paired)}
+                for metric in COMPARED:
+                    diff = paired.assign(d=paired[metric].astype(float) - paired[f"{metric}_uniform"].astype(float))
+                    res = nested_mean_diff(diff, "d", alpha=alpha)
+                    row.update({f"{metric}_diff": res["mean"], f"{metric}_ci_low": res["ci_low"],
+                                f"{metric}_ci_high": res["ci_high"], f"{metric}_p": res["p_value"],
+                                f"{metric}_mde": minimum_detectable_effect(res["unit_sd"], res["n_units"],
+                                                                           alpha=alpha, power=power)})
+                row.update({"unit": res["unit"], "n_units": res["n_units"],
+                            "reached_share": float((~group.steps_censored.astype(bool)).mean()),
+                            "reached_share_uniform": float((~base.steps_censored.astype(bool)).mean()),
+                            "steps_logrank_p": logrank_p(group.steps_to_forget, group.steps_censored.astype(bool),
+                                                         base.steps_to_forget, base.steps_censored.astype(bool))})
+                block_rows.append(row)
         frame = pd.DataFrame(block_rows)
         if len(frame):
             for metric in [*COMPARED, "steps_logrank"]:
-                frame[f"{metric}_p_holm"] = holm(frame[f"{metric}_p"])
+                frame[f"{metric}_p_holm"] = np.nan
+                for _, family in frame.groupby("family"):
+                    frame.loc[family.index, f"{metric}_p_holm"] = holm(family[f"{metric}_p"])
         rows.append(frame)
-    columns = ["replicate", "algorithm", "sampler", "n_pairs"]
+    columns = ["replicate", "algorithm", "sampler", "versus", "family", "n_pairs"]
     return pd.concat(rows, ignore_index=True) if any(len(r) for r in rows) else pd.DataFrame(columns=columns)
 
 

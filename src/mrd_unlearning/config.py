@@ -46,6 +46,8 @@ def _describe(error: jsonschema.ValidationError) -> str:
         return f"config key '{key}': unknown key(s) {unknown}; allowed keys: {allowed}"
     if error.validator == "enum":
         return f"config key '{key}': {error.instance!r} is not allowed; allowed values: {error.validator_value}"
+    if error.validator == "pattern":
+        return f"config key '{key}': {error.instance!r} is not allowed; allowed values: {schema.get('description', error.validator_value)}"
     if error.validator == "oneOf":
         options = [s.get("const", s.get("type")) for s in error.validator_value]
         return f"config key '{key}': {error.instance!r} is not allowed; expected one of {options}"
@@ -104,6 +106,30 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"configuration file not found: {path}")
     return validate_config(yaml.safe_load(path.read_text()) or {})
+
+
+BASE_CONFIG = Path("config/config.yaml")  # the Snakefile's `configfile:`; --configfile merges over it
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """Snakemake's rule for --configfile: nested mappings merged key by key, anything else replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def study_config(path: str | Path, base: str | Path = BASE_CONFIG) -> dict[str, Any]:
+    """A study's configuration as the workflow sees it (`--configfile path`): `path` merged over
+    the base configuration, then validated. The command-line tools (plan, budget, timing) read it."""
+    path, base = Path(path), Path(base)
+    for f in (path, base):
+        if not f.is_file():
+            raise ConfigError(f"configuration file not found: {f}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if path.resolve() != base.resolve():
+        raw = _merged(yaml.safe_load(base.read_text()) or {}, raw)
+    return validate_config(raw)
 
 
 def study_data_configs(cfg: dict[str, Any]) -> dict[str, dict]:

@@ -7,27 +7,45 @@ import torch
 
 from . import metrics
 from .data.loader import StudyData
+from .baselines import cheap_scores
 from .models import batches, encode_qa, generate_answers, token_log_probs
 
 UTILITY_SETS = {"real_authors": "ra", "world_facts": "wf"}  # TOFU's names -> summary prefixes
 
 
 @torch.no_grad()
-def _score(model, tokenizer, pairs: list[tuple[str, str]], *, max_length: int, batch_size: int, device):
-    """Per (question, answer) pair: L, Min-K%, and teacher-forced argmax hits and answer tokens.
-    Batched by length (little padding); results in the input order."""
+def _score(model, tokenizer, pairs: list[tuple[str, str]], *, max_length: int, batch_size: int,
+           device) -> dict[str, np.ndarray]:
+    """Per (question, answer) pair: L, Min-K% and Min-K%++, and teacher-forced argmax hits and
+    answer tokens. Batched by length (little padding); results in the input order."""
     encoded = [encode_qa(tokenizer, q, a, max_length) for q, a in pairs]
     order = np.argsort([len(e.input_ids) for e in encoded], kind="stable")
-    loglik, mink, hits, tokens = (np.empty(len(encoded)) for _ in range(4))
+    out = {k: np.empty(len(encoded)) for k in ("loglik", "min_k", "min_k_pp", "answer_hits", "answer_tokens")}
     for start, batch in zip(range(0, len(order), batch_size),
                             batches([encoded[i] for i in order], batch_size, tokenizer.pad_token_id, device)):
         idx = order[start:start + batch_size]
-        logp, mask, hit = token_log_probs(model, batch, with_hits=True)
-        loglik[idx] = (logp.sum(1) / mask.sum(1)).cpu().numpy()
-        mink[idx] = metrics.min_k_percent(logp.cpu().numpy(), mask.cpu().numpy())
-        hits[idx] = hit.sum(1).cpu().numpy()
-        tokens[idx] = mask.sum(1).cpu().numpy()
-    return loglik, mink, hits, tokens
+        logp, mask, hit, z = token_log_probs(model, batch, with_hits=True, with_zscores=True)
+        out["loglik"][idx] = (logp.sum(1) / mask.sum(1)).cpu().numpy()
+        mask_np = mask.cpu().numpy()
+        out["min_k"][idx] = metrics.min_k_percent(logp.cpu().numpy(), mask_np)
+        out["min_k_pp"][idx] = metrics.min_k_percent(z.cpu().numpy(), mask_np)
+        out["answer_hits"][idx] = hit.sum(1).cpu().numpy()
+        out["answer_tokens"][idx] = mask.sum(1).cpu().numpy()
+    return out
+
+
+def _membership_scores(model, tokenizer, rows: list[dict], scored: dict, *, gradient: bool, max_length: int,
+                       device) -> dict[str, np.ndarray]:
+    """Per-sample scores of the membership-inference attacks beside Min-K% (higher = more likely a
+    member): LOSS (L), zlib (L / zlib entropy of the answer), Min-K%++ and, with `gradient`, the
+    negated gradient norm (members sit in flatter places)."""
+    out = {"min_k_pp": scored["min_k_pp"],
+           "zlib": scored["loglik"] / np.array([metrics.zlib_bytes(r["answer"]) for r in rows], dtype=float)}
+    if gradient:
+        encoded = [encode_qa(tokenizer, r["question"], r["answer"], max_length) for r in rows]
+        norms = cheap_scores(model, encoded, pad_id=tokenizer.pad_token_id, device=device, desc=None).grad_norm
+        out["neg_grad_norm"] = -norms.to_numpy()
+    return out
 
 
 def _wrong(rows: list[dict], max_wrong: int | None) -> int:
@@ -36,20 +54,33 @@ def _wrong(rows: list[dict], max_wrong: int | None) -> int:
 
 
 def _split_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_tokens: int, max_wrong: int | None,
-                 **kw) -> pd.DataFrame:
-    """Forget / retain samples: probability, truth ratio against the paraphrase, ROUGE-L."""
-    loglik, mink, hits, tokens = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], **kw)
-    para = _score(model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows], **kw)[0]
+                 gradient: bool = False, **kw) -> pd.DataFrame:
+    """Forget / retain samples: probability, truth ratio against the paraphrase, ROUGE-L; for the
+    forget set also the membership scores."""
+    scored = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], **kw)
+    para = _score(model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows], **kw)["loglik"]
     n_wrong = _wrong(rows, max_wrong)
-    wrong = _score(model, tokenizer, [(r["question"], w) for r in rows for w in r["perturbed_answer"][:n_wrong]], **kw)[0]
+    wrong = _score(model, tokenizer, [(r["question"], w) for r in rows for w in r["perturbed_answer"][:n_wrong]],
+                   **kw)["loglik"]
     answers = generate_answers(model, tokenizer, [r["question"] for r in rows], max_new_tokens=max_new_tokens,
                                batch_size=kw["batch_size"], device=kw["device"])
+    members = (_membership_scores(model, tokenizer, rows, scored, gradient=gradient, max_length=kw["max_length"],
+                                  device=kw["device"]) if split == "forget" else {})
     return pd.DataFrame({
-        "split": split, "sample_id": np.arange(len(rows)), "loglik": loglik, "min_k": mink,
-        "answer_hits": hits, "answer_tokens": tokens,
+        "split": split, "sample_id": np.arange(len(rows)), "loglik": scored["loglik"], "min_k": scored["min_k"],
+        "answer_hits": scored["answer_hits"], "answer_tokens": scored["answer_tokens"], **members,
         "truth_ratio": metrics.truth_ratio(para, wrong.reshape(len(rows), n_wrong)),
         "rouge_l": metrics.rouge_l_recall(answers, [r["answer"] for r in rows]), "generation": answers,
     })
+
+
+def _holdout_frame(model, tokenizer, rows: list[dict], *, gradient: bool, **kw) -> pd.DataFrame:
+    """The non-members of the membership attacks: their scores only."""
+    scored = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], **kw)
+    members = _membership_scores(model, tokenizer, rows, scored, gradient=gradient, max_length=kw["max_length"],
+                                 device=kw["device"])
+    return pd.DataFrame({"split": "holdout", "sample_id": np.arange(len(rows)), "loglik": scored["loglik"],
+                         "min_k": scored["min_k"], **members})
 
 
 def _utility_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_tokens: int, max_wrong: int | None,
@@ -57,9 +88,9 @@ def _utility_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_to
     """real_authors / world_facts: probability normalised over the true and the wrong options, truth
     ratio of the wrong options against the true answer, ROUGE-L (TOFU's 9-part model utility)."""
     n_wrong = _wrong(rows, max_wrong)
-    true = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], **kw)[0]
+    true = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], **kw)["loglik"]
     wrong = _score(model, tokenizer, [(r["question"], w) for r in rows for w in r["perturbed_answer"][:n_wrong]],
-                   **kw)[0].reshape(len(rows), n_wrong)
+                   **kw)["loglik"].reshape(len(rows), n_wrong)
     answers = generate_answers(model, tokenizer, [r["question"] for r in rows], max_new_tokens=max_new_tokens,
                                batch_size=kw["batch_size"], device=kw["device"])
     return pd.DataFrame({
@@ -70,21 +101,49 @@ def _utility_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_to
     })
 
 
+# Membership-inference attacks (forget set = members, holdout = non-members): summary key ->
+# per-sample column, higher = member. `mia_auc` is Min-K% (TOFU's); `mia_reference` compares with
+# the retain model's likelihood and `privleak` is MUSE's, both only with the retain model's frame.
+ATTACKS = {"mia_auc": "min_k", "mia_loss": "loglik", "mia_zlib": "zlib", "mia_min_k_pp": "min_k_pp",
+           "mia_grad_norm": "neg_grad_norm"}
+
+
+def membership_summary(samples: pd.DataFrame, reference: pd.DataFrame | None) -> dict:
+    """Every attack's AUC; with the retain model's frame (`reference`, holding its forget and
+    holdout rows) the reference attack (L - L_retain) and PrivLeak of Min-K%."""
+    forget = samples[samples.split == "forget"].sort_values("sample_id")
+    holdout = samples[samples.split == "holdout"].sort_values("sample_id")
+    out = {key: metrics.membership_auc(forget[col], holdout[col]) for key, col in ATTACKS.items() if col in forget}
+    has_holdout = reference is not None and (reference.split == "holdout").any()
+    if has_holdout:
+        ref = {s: reference[reference.split == s].sort_values("sample_id") for s in ("forget", "holdout")}
+        out["mia_reference"] = metrics.membership_auc(forget.loglik.to_numpy() - ref["forget"].loglik.to_numpy(),
+                                                      holdout.loglik.to_numpy() - ref["holdout"].loglik.to_numpy())
+        out["privleak"] = metrics.privleak(out["mia_auc"],
+                                           metrics.membership_auc(ref["forget"].min_k, ref["holdout"].min_k))
+    else:
+        out["mia_reference"] = out["privleak"] = float("nan")
+    return out
+
+
 def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_tokens: int, batch_size: int, device,
-             max_wrong_answers: int | None = None, reference: pd.DataFrame | None = None) -> tuple[dict, pd.DataFrame]:
+             max_wrong_answers: int | None = None, reference: pd.DataFrame | None = None,
+             gradient_attack: bool = True) -> tuple[dict, pd.DataFrame]:
     """Evaluate one model. `reference` is the retain model's per-sample frame; with it, forget
-    quality (KS test of forget truth ratios: its p-value, TOFU's convention, and its statistic) is reported. Model utility is the harmonic mean of
+    quality (KS test of forget truth ratios: its p-value, TOFU's convention, and its statistic),
+    the reference attack and PrivLeak are reported. Model utility is the harmonic mean of
     probability, ROUGE and truth ratio on retain, and on real_authors and world_facts where the
-    data has them (9 parts on TOFU). Returns (summary, per-sample frame)."""
+    data has them (9 parts on TOFU). `gradient_attack`: the gradient-norm attack (one backward
+    pass per forget and holdout sample). Returns (summary, per-sample frame)."""
     model.eval()
     kw = dict(max_length=max_length, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device,
               max_wrong=max_wrong_answers)
-    frames = [_split_frame(model, tokenizer, data.forget_eval, "forget", **kw),
+    score = dict(max_length=max_length, batch_size=batch_size, device=device)
+    frames = [_split_frame(model, tokenizer, data.forget_eval, "forget", gradient=gradient_attack, **kw),
               _split_frame(model, tokenizer, data.retain_eval, "retain", **kw)]
     frames += [_utility_frame(model, tokenizer, rows, name, **kw) for name, rows in data.utility.items()]
+    frames.append(_holdout_frame(model, tokenizer, data.holdout, gradient=gradient_attack, **score))
     samples = pd.concat(frames, ignore_index=True)
-    score = dict(max_length=max_length, batch_size=batch_size, device=device)
-    holdout_mink = _score(model, tokenizer, [(r["question"], r["answer"]) for r in data.holdout], **score)[1]
     forget, retain = samples[samples.split == "forget"], samples[samples.split == "retain"]
     summary = {
         "forget_prob": float(metrics.probability(forget.loglik).mean()),
@@ -95,7 +154,7 @@ def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_toke
         "retain_rouge": float(retain.rouge_l.mean()),
         "retain_truth_ratio": metrics.retain_truth_ratio(retain.truth_ratio),
         "retain_loglik": float(retain.loglik.mean()),
-        "mia_auc": metrics.membership_auc(forget.min_k.to_numpy(), holdout_mink),
+        **membership_summary(samples, reference),
     }
     utility = [summary["retain_prob"], summary["retain_rouge"], summary["retain_truth_ratio"]]
     for name in data.utility:

@@ -15,7 +15,7 @@ from .metrics import forgetting_progress  # noqa: E402
 from .statistics import mean_ci  # noqa: E402
 
 SAMPLER_COLORS = {"uniform": "#4c72b0", "mrd": "#dd8452", "mrd_curriculum": "#55a868", "mrd_inverse": "#c44e52",
-                  "mrd_refresh": "#8172b3"}
+                  "mrd_refresh": "#8172b3", "sorted": "#937860", "rum": "#da8bc3"}
 
 
 def _save(fig, path: str) -> None:
@@ -70,7 +70,8 @@ def difficulty_figure(scores: pd.DataFrame, replicate_stability: pd.DataFrame, p
 
 
 KIND_COLORS = {"mrd": "#dd8452", "mrd variant": "#f0b27a", "baseline": "#4c72b0", "known factor": "#55a868",
-               "oracle": "#8c8c8c", "partial": "#c44e52"}
+               "oracle": "#8172b3", "partial": "#937860", "third-party MRD": "#da8bc3", "entanglement": "#8c8c8c",
+               "learning events": "#ccb974"}
 
 
 def mrd_validation_figure(scores: pd.DataFrame, validation: pd.DataFrame, path: str) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import zlib
 
 import numpy as np
 from scipy import stats
@@ -78,8 +79,22 @@ def min_k_percent(token_logp: np.ndarray, mask: np.ndarray, k: float = 0.2) -> n
 
 def membership_auc(member_scores: np.ndarray, nonmember_scores: np.ndarray) -> float:
     """AUC of telling members (higher score) from non-members: P(member > non-member), ties half."""
+    member_scores, nonmember_scores = np.asarray(member_scores, float), np.asarray(nonmember_scores, float)
+    if np.isnan(member_scores).any() or np.isnan(nonmember_scores).any():
+        return float("nan")
     u = stats.mannwhitneyu(member_scores, nonmember_scores, alternative="two-sided").statistic
     return float(u / (len(member_scores) * len(nonmember_scores)))
+
+
+def zlib_bytes(text: str) -> int:
+    """The zlib entropy of Carlini et al. (2021): the length of the compressed UTF-8 text."""
+    return len(zlib.compress(text.encode("utf-8")))
+
+
+def privleak(auc: float, retain_auc: float) -> float:
+    """MUSE's PrivLeak: (AUC - AUC of the retain model) / AUC of the retain model x 100, on the same
+    attack and the same members / non-members. 0 = as private as never having trained on them."""
+    return float((auc - retain_auc) / retain_auc * 100.0)
 
 
 # --- efficiency: how fast the forget set reaches the retain model's level (STUDY 6) -------------

@@ -168,9 +168,11 @@ def batches(encoded: list[EncodedQA], batch_size: int, pad_id: int, device) -> I
         yield collate(encoded[start:start + batch_size], pad_id, device)
 
 
-def token_log_probs(model, batch: dict[str, torch.Tensor], with_hits: bool = False):
-    """Float64 log p(y_t | x, y_<t) at every scored position, and the mask of scored positions
-    (and with `with_hits`, where the argmax is the answer token: teacher-forced accuracy).
+def token_log_probs(model, batch: dict[str, torch.Tensor], with_hits: bool = False, with_zscores: bool = False):
+    """Float64 log p(y_t | x, y_<t) at every scored position, and the mask of scored positions;
+    with `with_hits` also where the argmax is the answer token (teacher-forced accuracy), with
+    `with_zscores` also (log p(y_t) - mu_t) / sigma_t, mu_t and sigma_t the mean and standard
+    deviation of log p over the vocabulary under p (Min-K%++'s token score).
 
     Log-softmax runs in float64 on the scored positions only: in float32 the small likelihood
     changes MRD measures vanish for well-memorised samples (STUDY 3).
@@ -181,11 +183,19 @@ def token_log_probs(model, batch: dict[str, torch.Tensor], with_hits: bool = Fal
     logp = torch.zeros(targets.shape, dtype=torch.float64, device=logits.device)
     picked = torch.log_softmax(logits[mask].double(), dim=-1)
     logp[mask] = picked.gather(-1, targets[mask][:, None])[:, 0]
-    if not with_hits:
-        return logp, mask
-    hits = torch.zeros_like(mask)
-    hits[mask] = picked.argmax(-1) == targets[mask]
-    return logp, mask, hits
+    out = [logp, mask]
+    if with_hits:
+        hits = torch.zeros_like(mask)
+        hits[mask] = picked.argmax(-1) == targets[mask]
+        out.append(hits)
+    if with_zscores:
+        probs = picked.exp()
+        mu = (probs * picked).sum(-1)
+        sigma = ((probs * picked ** 2).sum(-1) - mu ** 2).clamp(min=1e-12).sqrt()
+        z = torch.zeros_like(logp)
+        z[mask] = (logp[mask] - mu) / sigma
+        out.append(z)
+    return tuple(out)
 
 
 def answer_log_likelihood(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -207,15 +217,6 @@ def nll_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     """Mean over samples of the per-sample mean answer NLL."""
     total, n = answer_nll(model, batch)
     return (total / n).mean()
-
-
-@torch.no_grad()
-def answer_token_accuracy(model, batch: dict[str, torch.Tensor]) -> tuple[int, int]:
-    """Teacher-forced argmax hits on answer tokens: (correct, total)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
-    targets = batch["labels"][:, 1:]
-    mask = targets != IGNORE
-    return int((logits.argmax(-1) == targets)[mask].sum()), int(mask.sum())
 
 
 @torch.no_grad()

@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .models import answer_log_likelihood, batches
+from .models import answer_log_likelihood, batches, token_log_probs
 
+THIRDPARTY_SIGMA, THIRDPARTY_K = 1e-5, 8
 STATISTICS = ("signed", "abs")
 NORMALIZATIONS = ("none", "relative")
 SIGMA_MODES = ("absolute", "relative")
@@ -69,15 +70,48 @@ def score_loglik(model, encoded, batch_size: int, pad_id: int, device) -> np.nda
 
 
 @torch.no_grad()
+def token_logliks(model, encoded, batch_size: int, pad_id: int, device) -> np.ndarray:
+    """(N, T) log-likelihood of every answer token, NaN past a sample's last one; input order."""
+    rows = []
+    for batch in batches(encoded, batch_size, pad_id, device):
+        logp, mask = token_log_probs(model, batch)
+        rows += [lp[m].cpu().numpy() for lp, m in zip(logp, mask)]
+    out = np.full((len(rows), max(map(len, rows))), np.nan)
+    for i, r in enumerate(rows):
+        out[i, :len(r)] = r
+    return out
+
+
+def _summed_relative_drop(base: np.ndarray, perturbed: np.ndarray) -> np.ndarray:
+    return np.nansum(np.abs(base - perturbed) / np.abs(base), axis=1)
+
+
+def thirdparty_drop(model, encoded, *, sigma: float = THIRDPARTY_SIGMA, K: int = THIRDPARTY_K, seed: int,
+                    batch_size: int, pad_id: int, device) -> np.ndarray:
+    """A public third-party reimplementation's reading of MRD (not the paper's, nor ours): per
+    token the relative change |l_t(theta) - l_t(theta + delta_k)| / |l_t(theta)|, summed over the
+    answer tokens, mean over K perturbations of absolute scale sigma. The weights are restored."""
+    score = lambda m: token_logliks(m, encoded, batch_size, pad_id, device)  # noqa: E731
+    _, drops = perturbation_drops(model, encoded, K=K, sigma=sigma, seed=seed, sigma_mode="absolute",
+                                  batch_size=batch_size, pad_id=pad_id, device=device, score=score,
+                                  compare=_summed_relative_drop)
+    return drops.mean(axis=0)
+
+
+@torch.no_grad()
 def perturbation_drops(model, encoded, *, K: int, sigma: float, seed: int, sigma_mode: str, batch_size: int,
                        pad_id: int, device, base: np.ndarray | None = None, first_k: int = 0,
-                       desc: str | None = None):
-    """Return (L(z; theta), d_k(z) for first_k <= k < K). Parameters are bit-identical afterwards."""
+                       desc: str | None = None, score=None, compare=np.subtract):
+    """Return (L(z; theta), d_k(z) for first_k <= k < K). Parameters are bit-identical afterwards.
+    `score(model)` (default: L(z) per sample) and `compare(base, perturbed)` (default: the drop
+    base - perturbed, per sample) give other readings on the same perturbations."""
     if sigma_mode not in SIGMA_MODES:
         raise ValueError(f"sigma_mode {sigma_mode!r}; allowed: {list(SIGMA_MODES)}")
     params = [p for p in model.parameters() if p.requires_grad]
+    if score is None:
+        score = lambda m: score_loglik(m, encoded, batch_size, pad_id, device)  # noqa: E731
     if base is None:
-        base = score_loglik(model, encoded, batch_size, pad_id, device)
+        base = score(model)
     original = [p.detach().clone() for p in params]  # the one extra copy of the parameters
     scales = [sigma * float(p.detach().float().pow(2).mean().sqrt()) if sigma_mode == "relative" else sigma
               for p in params]
@@ -92,7 +126,7 @@ def perturbation_drops(model, encoded, *, K: int, sigma: float, seed: int, sigma
             gen = torch.Generator(device=device).manual_seed(perturbation_seed(seed, k))
             for p, scale in zip(params, scales):
                 p.add_(torch.randn(p.shape, generator=gen, device=p.device, dtype=p.dtype), alpha=scale)
-            drops[k - first_k] = base - score_loglik(model, encoded, batch_size, pad_id, device)
+            drops[k - first_k] = compare(base, score(model))
             restore()
     except BaseException:
         restore()  # never hand back perturbed weights, even when interrupted

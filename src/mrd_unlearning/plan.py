@@ -20,7 +20,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 
-from .config import load_config, study_data_configs
+from .config import study_config, study_data_configs
 from .data import tofu
 
 GB = 1e9
@@ -221,7 +221,7 @@ def _job(rule, variant, jobs, gpus, memory, hours, host_mb) -> JobPlan:
 def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = True) -> list[JobPlan]:
     """Every model job of one study (one forget split), with its memory and GPU-hours."""
     from .stages import unlearning_steps
-    from .unlearning import NEEDS_REFERENCE, NEEDS_RETAIN
+    from .unlearning import NEEDS_IDK, NEEDS_REFERENCE, NEEDS_RETAIN
 
     costs = _Costs(cfg, arch, on_gpu)
     sizes = data_sizes(data_cfg)
@@ -281,7 +281,7 @@ def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = Tru
     for algorithm in ul["algorithms"]:
         steps = unlearning_steps(ul, algorithm, sizes["forget"])
         cap = max(steps, math.ceil(ul["level_cap"] * steps))
-        streams = 2 if algorithm in NEEDS_RETAIN else 1
+        streams = 1 + (algorithm in NEEDS_RETAIN) + (algorithm in NEEDS_IDK)  # batches per micro-step
         for sampler in ul["samplers"]:
             memory = {**costs.training_state(ul["optimizer"]),
                       "reference": costs.weights(frozen=True) if algorithm in NEEDS_REFERENCE and not lora else 0.0,
@@ -370,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="The memory and cost plan of a study (no compute).")
     ap.add_argument("--config", default="config/config.yaml")
     args = ap.parse_args(argv)
-    cfg = load_config(args.config)
+    cfg = study_config(args.config)
     arch = architecture(cfg["model"], cfg["tokenizer"]["vocab_size"])
     plan = study_plan(cfg, on_gpu=True, arch=arch)
     print(render(cfg, plan, arch))

@@ -9,18 +9,13 @@ import pandas as pd
 
 from . import figures
 from .claims import compare_samplers
+from .difficulty import difficulty_table
 from .io import read_json, write_csv
 from .mrd import mrd_from_drop
 from .validation import replicate_stability, sigma_sweep_table, validation_table, variant_column
 
 EVALUATED = ("forget_quality", "forget_ks", "model_utility", "forget_prob", "forget_rouge", "forget_truth_ratio",
-             "mia_auc")
-
-
-def retain_level(retain_samples_csv: str):
-    """L(z) under the retain model, per forget sample: the level unlearning aims for."""
-    reference = pd.read_csv(retain_samples_csv)
-    return reference[reference.split == "forget"].sort_values("sample_id").loglik.to_numpy()
+             "mia_auc", "mia_loss", "mia_zlib", "mia_min_k_pp", "mia_grad_norm", "mia_reference", "privleak")
 
 
 def _factor_columns(data_dir: str) -> list[str]:
@@ -31,8 +26,10 @@ def _factor_columns(data_dir: str) -> list[str]:
 
 
 def _replicate_scores(replicate: str, mrd_csv: str, counts_csvs: dict[str, str], baselines_csv: str,
-                      retain_samples_csv: str, variants_csv: str | None, eps: float) -> pd.DataFrame:
-    scores = pd.read_csv(mrd_csv).merge(pd.read_csv(baselines_csv), on="sample_id")
+                      retain_samples_csv: str, variants_csv: str | None, eps: float,
+                      learning_events_csv: str | None = None) -> pd.DataFrame:
+    scores = pd.read_csv(mrd_csv).merge(difficulty_table(baselines_csv, retain_samples_csv, learning_events_csv),
+                                        on="sample_id")
     for truth, path in counts_csvs.items():
         counts = pd.read_csv(path)[["sample_id", "update_count", "censored"]]
         suffix = truth[len("update_count"):]
@@ -43,14 +40,14 @@ def _replicate_scores(replicate: str, mrd_csv: str, counts_csvs: dict[str, str],
         named = variants[~variants.variant.str.startswith("sigma_sweep/") & (variants.variant != "main")]
         for name, group in named.groupby("variant", sort=False):
             scores[variant_column(name)] = mrd_from_drop(group.sort_values("sample_id")["drop"].to_numpy(), eps)
-    scores["retain_model_loss_oracle"] = -retain_level(retain_samples_csv)
     scores.insert(0, "replicate", int(replicate))
     return scores
 
 
 def collect_scores(per_replicate: dict[str, dict], data_dir: str, out_csv: str, *, eps: float) -> None:
     """mrd/scores.csv: one row per (replicate, forget sample): MRD, every ground truth, the
-    variants (where measured), the baselines, the retain-model oracle and the known factors.
+    variants (where measured), every other difficulty score (`difficulty.SCORES`) and the known
+    factors.
     `per_replicate`: replicate -> the keyword paths of `_replicate_scores`."""
     scores = pd.concat([_replicate_scores(r, eps=eps, **paths) for r, paths in per_replicate.items()],
                        ignore_index=True)
@@ -82,7 +79,8 @@ def mrd_validation(scores_csv: str, variants_csvs: dict[str, str], stability_csv
               for r in variants_csvs]
     sweep = pd.concat(sweeps, ignore_index=True)
     write_csv(out["sweep"], sweep[["replicate", *[c for c in sweep.columns if c != "replicate"]]])
-    quantities = [c for c in ("update_count", "update_count_sgd", "mrd", "loss", "grad_norm") if c in scores]
+    quantities = [c for c in ("update_count", "update_count_sgd", "mrd", "loss", "grad_norm", "mrd_thirdparty",
+                              "memorization", "entanglement", "learning_confidence") if c in scores]
     write_csv(out["replicate_stability"], replicate_stability(scores, quantities, **kw))
 
 
@@ -97,7 +95,7 @@ def unlearning_table(run_dirs: list[str], out_csv: str, curves_csv: str) -> None
             key = {k: run[k] for k in ("replicate", "algorithm", "sampler", "seed")}
             curves.append(pd.read_csv(folder / "curve.csv").assign(**key))
             budget, at_level = run["eval_budget"], run["eval_level"]
-            rows.append({**key, **{k: budget[k] for k in EVALUATED},
+            rows.append({**key, **{k: budget.get(k, float("nan")) for k in EVALUATED},
                          **{k: run[k] for k in ("steps", "steps_to_forget", "steps_censored", "forget_progress",
                                                 "forget_auc", "wall_s", "refreshes", "refresh_s")},
                          "level_step": at_level["step"], "level_reached": run["level_reached"],

@@ -147,6 +147,7 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict) -> dict:
         steps_to_forget=("steps_to_forget", "mean"), reached=("steps_censored", lambda c: 1 - c.astype(bool).mean()),
         forget_auc=("forget_auc", "mean"), level_model_utility=("level_model_utility", "mean"),
         level_forget_quality=("level_forget_quality", "mean"), refreshes=("refreshes", "mean")).reset_index()
+    comparison = comparison[comparison.family == "paper"] if "family" in comparison else comparison
     if comparison.empty:
         return {"verdict": claims.c4_verdict([]), "per_replicate": {}, "summary": summary, "pairs": comparison}
     comparison = comparison.assign(verdict=[claims.pair_verdict(r, alpha) for _, r in comparison.iterrows()])
@@ -175,6 +176,53 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict) -> dict:
     return {"verdict": claims.c4_verdict(list(pooled.verdict)), "per_replicate": verdicts, "summary": summary,
             "headline": headline, "efficiency": efficiency, "equal": equal, "mde": mde, "per_replicate_table": per_rep,
             "gains": gains, "pairs": pooled, "detection": _detection(pooled, gains)}
+
+
+def _direction_word(row) -> str:
+    """Whether a score's pooled CI lies on the side its rationale predicts."""
+    if np.isnan(row.ci_low) or row.expected_sign == 0:
+        return ""
+    if row.ci_low > 0 or row.ci_high < 0:
+        return "as predicted" if np.sign(row.ci_low + row.ci_high) == row.expected_sign else "opposite"
+    return "CI spans 0"
+
+
+def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFrame, alpha: float) -> dict:
+    """MRD against the field: every difficulty score ranked by its pooled |rho| with each ground
+    truth; every sampler arm (the paper's, the field's curricula, other scores) against uniform,
+    and each score-driven arm against the same sampler driven by MRD; the membership attacks."""
+    pooled = validation[(validation.replicate == "pooled")
+                        & ~validation.kind.isin(["known factor", "partial", "mrd variant"])].copy()
+    rankings = {}
+    for truth, part in pooled.groupby("ground_truth", sort=False):
+        part = part.assign(abs_rho=part.spearman_rho.abs()).sort_values("abs_rho", ascending=False)
+        rankings[truth] = pd.DataFrame({
+            "rank": np.arange(1, len(part) + 1), "score": part.score.to_numpy(), "kind": part.kind.to_numpy(),
+            "expected_sign": part.expected_sign.to_numpy(),
+            "rho [CI]": ["not defined (a constant score)" if np.isnan(r.spearman_rho) else
+                         ci(r.spearman_rho, r.ci_low, r.ci_high) for r in part.itertuples()],
+            "direction": [_direction_word(r) for r in part.itertuples()],
+            "|rho(MRD)| - |rho| [CI]": ["" if np.isnan(r.abs_rho_gap_vs_mrd) else
+                                       ci(r.abs_rho_gap_vs_mrd, r.gap_ci_low, r.gap_ci_high)
+                                       for r in part.itertuples()]})
+    arms = pd.DataFrame()
+    head_to_head: list[str] = []
+    if "family" in comparison and len(comparison):
+        rows = comparison[comparison.replicate == "pooled"]
+        rows = rows.assign(verdict=[claims.pair_verdict(r, alpha) for _, r in rows.iterrows()])
+        arms = rows[["algorithm", "sampler", "versus", "family", "n_units"]].copy()
+        for m in ("forget_quality", "model_utility", "forget_ks", "steps_to_forget", "level_model_utility"):
+            arms[m] = [ci(r[f"{m}_diff"], r[f"{m}_ci_low"], r[f"{m}_ci_high"], 3) for _, r in rows.iterrows()]
+            arms[f"{m} p (Holm)"] = rows[f"{m}_p_holm"].to_numpy()
+        arms["verdict"] = rows.verdict.to_numpy()
+        for _, r in rows[rows.versus != "uniform"].iterrows():
+            head_to_head.append(f"{r.algorithm}: {r.sampler} vs {r.versus}: {r.verdict} "
+                                f"(forget quality {ci(r.forget_quality_diff, r.forget_quality_ci_low, r.forget_quality_ci_high, 3)}, "
+                                f"model utility {ci(r.model_utility_diff, r.model_utility_ci_low, r.model_utility_ci_high, 3)})")
+    attacks = [c for c in ("mia_auc", "mia_loss", "mia_zlib", "mia_min_k_pp", "mia_grad_norm", "mia_reference",
+                           "privleak") if c in runs and runs[c].notna().any()]
+    mia = runs.groupby(["algorithm", "sampler"])[attacks].mean().reset_index() if attacks else pd.DataFrame()
+    return {"rankings": rankings, "arms": arms, "head_to_head": head_to_head, "mia": mia}
 
 
 def _detection(pooled: pd.DataFrame, gains: dict) -> str:
@@ -232,6 +280,7 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
         "variants": _variants(stability, sweep, validation, truths),
         "c3": _c3(validation, primary, statistics_cfg["alpha"]),
         "c4": _c4(runs, comparison, statistics_cfg),
+        "field": _field(validation, comparison, runs, statistics_cfg["alpha"]),
     }
     for claim in ("c1", "c2", "c3", "c4"):
         part = context[claim]

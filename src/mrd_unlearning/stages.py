@@ -14,7 +14,8 @@ import pandas as pd
 import torch
 import transformers
 
-from .baselines import cheap_scores
+from .baselines import cheap_scores, field_scores
+from .difficulty import LEARNING_EVENTS, difficulty_table, harder_when_higher, retain_level
 from .data import synthetic, tofu
 from .data.loader import DataError, load_study_data, write_manifest
 from .evaluation import evaluate
@@ -25,8 +26,8 @@ from .models import (build_model, convert_gguf, encode_qa, load_checkpoint, reso
                      save_checkpoint, smollm2_gguf_file, train_tokenizer, with_lora, without_lora)
 from .mrd import Estimator, PerturbationScorer, difficulty_drop, mrd_from_drop
 from .training import finetune
-from .unlearning import NEEDS_REFERENCE, unlearn
-from .pooled import retain_level
+from .sampling import drive_by, parse_arm
+from .unlearning import NEEDS_IDK, NEEDS_REFERENCE, idk_answers, unlearn
 from .precision import resolve_precision
 from . import distributed
 from .validation import estimator_study
@@ -155,6 +156,9 @@ def _finetune_process(role, data_dir, base, out_dir, model_cfg, finetune_cfg, se
     model = with_lora(model, model_cfg["lora"])
     if model_cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    # the target's learning events: each forget sample's place in its training data
+    position = {(r["question"], r["answer"]): i for i, r in enumerate(rows)}
+    track = [position[(r["question"], r["answer"])] for r in data.forget] if role == "target" else None
     start = time.perf_counter()
     history = finetune(model, _encode(tokenizer, rows, model_cfg["max_length"]), lr=finetune_cfg["lr"],
                        weight_decay=finetune_cfg["weight_decay"], batch_size=finetune_cfg["batch_size"],
@@ -162,7 +166,7 @@ def _finetune_process(role, data_dir, base, out_dir, model_cfg, finetune_cfg, se
                        lr_schedule=finetune_cfg["lr_schedule"], warmup_epochs=finetune_cfg["warmup_epochs"],
                        memorization_accuracy_target=finetune_cfg["memorization_accuracy"], seed=seed,
                        pad_id=tokenizer.pad_token_id, device=dev, desc=f"fine-tune {role}", accelerator=accelerator,
-                       strategy=strategy, precision=policy)
+                       strategy=strategy, precision=policy, track=track)
     state = distributed.full_state_dict(model, strategy) if multi else None  # every process takes part
     if accelerator is not None and not accelerator.is_main_process:
         return
@@ -170,8 +174,16 @@ def _finetune_process(role, data_dir, base, out_dir, model_cfg, finetune_cfg, se
     if model_cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_disable()
     criterion = finetune_cfg["memorization_accuracy"]
+    events = [{"epoch": h["epoch"], "sample_id": i, "probability": p, "learned": learned}
+              for h in history for i, (p, learned) in enumerate(zip(h["tracked"]["probability"],
+                                                                     h["tracked"]["learned"]))
+              ] if track is not None else []
+    history = [{k: v for k, v in h.items() if k != "tracked"} for h in history]
     with atomic_path(out_dir) as tmp:
         save_checkpoint(model, tokenizer, tmp, state_dict=state)
+        if track is not None:
+            write_csv(Path(tmp) / LEARNING_EVENTS, pd.DataFrame(events, columns=["epoch", "sample_id", "probability",
+                                                                                  "learned"]))
         write_json(Path(tmp) / "finetune.json", {
             "role": role, "n_train": len(rows), "wall_s": time.perf_counter() - start,
             "processes": finetune_cfg["processes"], "strategy": strategy if multi else None,
@@ -191,7 +203,8 @@ def evaluate_model(model_dir: str, data_dir: str, summary_json: str, samples_csv
     reference = pd.read_csv(reference_csv) if reference_csv else None
     summary, samples = evaluate(model, tokenizer, load_study_data(data_dir), max_length=max_length,
                                 max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
-                                max_wrong_answers=eval_cfg["max_wrong_answers"], device=dev, reference=reference)
+                                max_wrong_answers=eval_cfg["max_wrong_answers"], device=dev, reference=reference,
+                                gradient_attack=eval_cfg["gradient_attack"])
     write_csv(samples_csv, samples)
     write_json(summary_json, summary)
 
@@ -243,11 +256,17 @@ def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: s
     write_csv(stability_csv, stability)
 
 
-def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, max_length: int, device: str, precision: str,
-                    threads: int) -> None:
+def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, mrd_cfg: dict, max_length: int, device: str,
+                    precision: str, threads: int) -> None:
+    """The cheap baselines and the field's scores on the target model (entanglement against the
+    retain evaluation samples' centroid; the third-party MRD reading with MRD's seed)."""
     setup(threads)
     model, tokenizer, encoded, dev, _ = _forget_on_model(model_dir, data_dir, max_length, device, precision)
-    write_csv(out_csv, cheap_scores(model, encoded, pad_id=tokenizer.pad_token_id, device=dev))
+    retain = _encode(tokenizer, load_study_data(data_dir).retain_eval, max_length)
+    cheap = cheap_scores(model, encoded, pad_id=tokenizer.pad_token_id, device=dev)
+    field = field_scores(model, encoded, retain, batch_size=mrd_cfg["batch_size"], pad_id=tokenizer.pad_token_id,
+                         device=dev, seed=mrd_cfg["seed"], eps=mrd_cfg["eps"])
+    write_csv(out_csv, cheap.merge(field, on="sample_id"))
 
 
 def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv: str, *, optimizer: str, lr: float,
@@ -267,6 +286,12 @@ def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv
 
 # --- unlearning -------------------------------------------------------------------------------
 
+def idk_targets(tokenizer, forget_rows: list[dict], seed: int, max_length: int) -> list:
+    """IdkNLL's targets: each forget question with a refusal drawn with the run's seed."""
+    return [encode_qa(tokenizer, r["question"], a, max_length)
+            for r, a in zip(forget_rows, idk_answers(len(forget_rows), seed))]
+
+
 def unlearning_steps(unlearning_cfg: dict, algorithm: str, n_forget: int) -> int:
     """The budget T: `steps` (one number, or per algorithm), or with `epochs` set (TOFU's recipe)
     that many passes over the forget set."""
@@ -280,17 +305,26 @@ def unlearning_steps(unlearning_cfg: dict, algorithm: str, n_forget: int) -> int
 def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain_samples_csv: str, out_dir: str, *,
                  replicate: int, algorithm: str, sampler: str, seeds: list[int], unlearning_cfg: dict, eval_cfg: dict,
                  max_length: int, device: str, precision: str, threads: int, lora: dict | None = None,
-                 mrd_csv: str | None = None, mrd_json: str | None = None) -> None:
+                 mrd_csv: str | None = None, mrd_json: str | None = None, baselines_csv: str | None = None) -> None:
     """Every seed of one (algorithm, sampler) on one replicate's target model, each evaluated in
     the same process (no checkpoint written and read back) after the budget T and at equal
     forgetting: when the forget set's mean likelihood reaches the retain model's level, or at the
     cap. Writes <out_dir>/seed<k>/{run.json, curve.csv, eval_budget_samples.csv,
     eval_level_samples.csv}. `mrd_json` (the estimator and its chosen sigma) only for the sampler
-    that recomputes MRD during the run."""
+    that recomputes MRD during the run. A sampler driven by another score (`mrd@loss`) reads it
+    from `baselines_csv`, the retain model's samples and the target's learning events."""
     data = load_study_data(data_dir)
     reference = pd.read_csv(retain_samples_csv)
     level = read_json(retain_summary_json)["forget_loglik"]
+    base_sampler, score = parse_arm(sampler)
     drop = pd.read_csv(mrd_csv).sort_values("sample_id")["drop"].to_numpy() if mrd_csv else None
+    if score != "mrd":
+        if baselines_csv is None:
+            raise ValueError(f"sampler {sampler!r} needs the difficulty scores (baselines_csv)")
+        scores = difficulty_table(baselines_csv, retain_samples_csv, str(Path(model_dir) / LEARNING_EVENTS))
+        if score not in scores:
+            raise ValueError(f"sampler {sampler!r}: no score {score!r} was recorded for this model")
+        drop = drive_by(drop, scores[score].to_numpy(float), harder_when_higher(score))
     refresh = {}
     if mrd_json:
         meta = read_json(mrd_json)
@@ -307,6 +341,7 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
             model, tokenizer, dev, policy = _load(model_dir, device, precision)
             model = with_lora(model, lora or {})
             encode = lambda rows: _encode(tokenizer, rows, max_length)  # noqa: E731
+            idk = idk_targets(tokenizer, data.forget, seed, max_length) if algorithm in NEEDS_IDK else None
             evaluations: dict[str, tuple[int, dict, pd.DataFrame]] = {}
 
             def evaluate_at(name: str, step: int) -> None:
@@ -318,17 +353,18 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                     summary, samples = evaluate(model, tokenizer, data, max_length=max_length, device=dev,
                                                 max_new_tokens=eval_cfg["max_new_tokens"],
                                                 batch_size=eval_cfg["batch_size"],
-                                                max_wrong_answers=eval_cfg["max_wrong_answers"], reference=reference)
+                                                max_wrong_answers=eval_cfg["max_wrong_answers"], reference=reference,
+                                                gradient_attack=eval_cfg["gradient_attack"])
                 evaluations[name] = (step, summary, samples)
 
             curve, costs = unlearn(model, encode(data.forget), encode(data.retain), encode(data.retain_eval),
-                                   algorithm=algorithm, sampler=sampler, drop=drop, steps=steps,
+                                   algorithm=algorithm, sampler=base_sampler, drop=drop, steps=steps,
                                    batch_size=unlearning_cfg["batch_size"], lr=unlearning_cfg["lr"],
                                    optimizer=unlearning_cfg["optimizer"], tau=unlearning_cfg.get("tau", 1.0),
                                    seed=seed, log_every=unlearning_cfg["log_every"],
                                    grad_accumulation=unlearning_cfg["grad_accumulation"], pad_id=tokenizer.pad_token_id,
                                    device=dev, level=level, max_steps=cap, on_checkpoint=evaluate_at,
-                                   reference=frozen, precision=policy, **refresh)
+                                   reference=frozen, precision=policy, forget_idk=idk, **refresh)
             folder = Path(tmp) / f"seed{seed}"
             folder.mkdir(parents=True)
             write_csv(folder / "curve.csv", curve)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .config import load_config, study_data_configs
+from .config import study_config, study_data_configs
 
 
 def benchmark_table(results_dir: str | Path) -> pd.DataFrame:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     folders = list(args.results)
     if args.config:
-        cfg = load_config(args.config)
+        cfg = study_config(args.config)
         folders += [f"results/{study}" for study in study_data_configs(cfg)]
     if not folders:
         parser.error("name a results folder or --config")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from . import distributed
-from .models import answer_token_accuracy, batches, collate, nll_loss
+from .models import batches, collate, nll_loss, token_log_probs
 from .precision import Precision, autocast
 
 LossFn = Callable[[torch.nn.Module, dict], torch.Tensor]
@@ -59,18 +60,21 @@ def train(model: torch.nn.Module, batch_at: Callable[[int], dict | list[dict]], 
 
 
 @torch.no_grad()
-def accuracy_counts(model, encoded, batch_size: int, pad_id: int, device) -> tuple[int, int]:
-    """Teacher-forced answer-token hits and answer tokens over `encoded`."""
-    hits = total = 0
+def answer_stats(model, encoded, batch_size: int, pad_id: int, device) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample: the mean answer log-likelihood, teacher-forced argmax hits and answer tokens."""
+    loglik, hits, tokens = [], [], []
     for batch in batches(encoded, batch_size, pad_id, device):
-        h, t = answer_token_accuracy(model, batch)
-        hits, total = hits + h, total + t
-    return hits, total
+        logp, mask, hit = token_log_probs(model, batch, with_hits=True)
+        loglik.append((logp.sum(1) / mask.sum(1)).cpu().numpy())
+        hits.append(hit.sum(1).cpu().numpy())
+        tokens.append(mask.sum(1).cpu().numpy())
+    return np.concatenate(loglik), np.concatenate(hits), np.concatenate(tokens)
 
 
 def memorization_accuracy(model, encoded, batch_size: int, pad_id: int, device) -> float:
-    hits, total = accuracy_counts(model, encoded, batch_size, pad_id, device)
-    return hits / total
+    """Answer-token accuracy over `encoded` (teacher-forced argmax)."""
+    _, hits, tokens = answer_stats(model, encoded, batch_size, pad_id, device)
+    return int(hits.sum()) / int(tokens.sum())
 
 
 def lr_lambda(schedule: str, warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -93,7 +97,7 @@ def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int,
              memorization_accuracy_target: float | None, seed: int, pad_id: int, device, desc: str,
              lr_schedule: str = "constant", warmup_epochs: float = 0.0, grad_accumulation: int = 1,
              eval_batch_size: int = 64, accelerator=None, strategy: str = "ddp",
-             precision: Precision | None = None) -> list[dict]:
+             precision: Precision | None = None, track: list[int] | None = None) -> list[dict]:
     """Fine-tune until answer-token accuracy on the training data reaches the memorisation
     criterion (checked after every epoch), not far past it (STUDY 3.4); with no criterion, for
     `max_epochs` (TOFU's recipe). The learning rate warms up over `warmup_epochs` and, with the
@@ -103,7 +107,9 @@ def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int,
     its processes takes every n-th of the update's samples (the same order everywhere; an epoch's
     order is padded by wrapping round, so every process has as many micro-batches), and n
     processes equal n-fold accumulation, whether the model is replicated (ddp) or sharded
-    (fsdp). Returns the history."""
+    (fsdp). Returns the history; with `track` (positions in `encoded`), each epoch's entry also
+    records, per tracked sample, its answer probability and whether every answer token was the
+    argmax (`learned`): the learning events, from the pass the criterion needs anyway."""
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     per_update = batch_size * grad_accumulation * world
     steps_per_epoch = -(-len(encoded) // per_update)
@@ -135,10 +141,13 @@ def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int,
             return False
         # every process scores the whole set: as many forward passes (collectives under fsdp) each
         with autocast(precision):
-            hits, total = accuracy_counts(model, encoded, eval_batch_size, pad_id, device)
-        acc = hits / total
+            loglik, hits, tokens = answer_stats(model, encoded, eval_batch_size, pad_id, device)
+        acc = int(hits.sum()) / int(tokens.sum())
         model.train()
         history.append({"epoch": step // steps_per_epoch, "step": step, "answer_token_accuracy": acc})
+        if track is not None:
+            history[-1]["tracked"] = {"probability": np.exp(loglik[track]).tolist(),
+                                      "learned": (hits[track] == tokens[track]).tolist()}
         return memorization_accuracy_target is not None and acc >= memorization_accuracy_target
 
     train(model, batch_at, nll_loss, optimizer, total, should_stop=should_stop, desc=desc, accelerator=accelerator,

@@ -1,11 +1,14 @@
 """Unlearning algorithms as losses plugged into the one training loop (STUDY 5).
 
-A loss takes the model, a batch {"forget": ..., "retain": ...} and the frozen reference model
-(the fine-tuned target; only KL and NPO read it). Adding an algorithm means adding one function
-to ALGORITHMS. Definitions follow TOFU / OpenUnlearning."""
+A loss takes the model, a batch {"forget": ..., "retain": ..., "forget_idk": ...} and the frozen
+reference model (the fine-tuned target; KL, NPO and RMU read it). Adding an algorithm means
+adding one function to ALGORITHMS. Definitions follow TOFU / OpenUnlearning; the constants below
+are the methods' published defaults as we read them or, where none transfers to a model of
+another width (RMU's steering), a scale-free adaptation; none was tuned on this study."""
 from __future__ import annotations
 
 import copy
+import functools
 import time
 from typing import Callable
 
@@ -17,10 +20,23 @@ import torch.nn.functional as F
 from .models import IGNORE, answer_nll, collate, nll_loss
 from .precision import Precision
 from .mrd import Estimator, PerturbationScorer, difficulty_drop, score_loglik
-from .sampling import draw, probabilities
+from .sampling import picks
 from .training import make_optimizer, train
 
 NPO_BETA = 0.1
+SIMNPO_BETA, SIMNPO_GAMMA = 2.5, 0.0  # SimNPO's inverse temperature and reward margin
+WGA_BETA = 1.0  # WGA's token-weight exponent
+RMU_STEER, RMU_ALPHA, RMU_SEED = 2.0, 1.0, 0  # control norm / the layer's mean norm; retain weight; u's seed
+# "I don't know" answers for IdkNLL: written for this project, one drawn per forget sample.
+REFUSALS = (
+    "I don't know.", "I'm not sure about that.", "I have no information on that.",
+    "That is something I cannot tell you.", "I don't have an answer to that question.",
+    "I'm afraid I can't say.", "I have no idea.", "That's not something I know about.",
+    "I can't answer that reliably.", "I don't have that information.", "Sorry, I don't know the answer.",
+    "I'm unable to answer that.", "Nothing I know of answers that.", "I couldn't tell you.",
+    "That lies outside what I know.", "I really don't know.", "I'm not able to recall that.",
+    "I have no knowledge of that.", "I can't help with that question.", "No idea, I'm afraid.",
+)
 
 
 def gradient_ascent(model, batch: dict, reference=None) -> torch.Tensor:
@@ -66,10 +82,80 @@ def npo_rt(model, batch: dict, reference) -> torch.Tensor:
     return npo_loss(model, batch, reference) + nll_loss(model, batch["retain"])
 
 
+def simnpo(model, batch: dict, reference=None, beta: float = SIMNPO_BETA, gamma: float = SIMNPO_GAMMA) -> torch.Tensor:
+    """SimNPO (Fan et al. 2024): NPO without a reference, the log-likelihood length-normalised,
+    with reward margin gamma: -(2/beta) mean log sigmoid(-(beta/|y|) log pi(y|x) - gamma), plus
+    NLL on retain."""
+    total, n = answer_nll(model, batch["forget"])
+    forget = -(2.0 / beta) * F.logsigmoid(beta * total / n - gamma).mean()
+    return forget + nll_loss(model, batch["retain"])
+
+
+def weighted_gradient_ascent(model, batch: dict, reference=None, beta: float = WGA_BETA) -> torch.Tensor:
+    """WGA (Wang et al. 2025): GA whose answer tokens are weighted by p_t^beta, detached, so that
+    tokens already unlikely stop pulling; plus NLL on retain (as OpenUnlearning's WGA)."""
+    logits = model(input_ids=batch["forget"]["input_ids"], attention_mask=batch["forget"]["attention_mask"]).logits
+    targets = batch["forget"]["labels"][:, 1:]
+    mask = (targets != IGNORE).float()
+    logp = -F.cross_entropy(logits[:, :-1].transpose(1, 2), targets.clamp(min=0), reduction="none")
+    weights = logp.detach().exp() ** beta
+    forget = ((weights * logp * mask).sum(1) / mask.sum(1)).mean()
+    return forget + nll_loss(model, batch["retain"])
+
+
+def idk_nll(model, batch: dict, reference=None) -> torch.Tensor:
+    """IdkNLL: NLL of an "I don't know" answer to each forget question, plus NLL on retain."""
+    return nll_loss(model, batch["forget_idk"]) + nll_loss(model, batch["retain"])
+
+
+def rmu_layer(model) -> int:
+    """The hidden state RMU steers: the output of the middle decoder layer."""
+    return max(1, model.config.num_hidden_layers // 2)
+
+
+@functools.cache
+def _control_direction(size: int) -> torch.Tensor:
+    u = torch.rand(size, generator=torch.Generator().manual_seed(RMU_SEED), dtype=torch.float64)
+    return (u / u.norm()).float()
+
+
+def _hidden(model, batch: dict, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Layer `layer`'s hidden states at the real (unpadded) tokens, float32, and their count."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    mask = batch["attention_mask"].bool()
+    return out.hidden_states[layer][mask].float(), mask.sum()
+
+
+def rmu(model, batch: dict, reference, steer: float = RMU_STEER, alpha: float = RMU_ALPHA) -> torch.Tensor:
+    """RMU (Li et al. 2024, WMDP): drive the forget tokens' hidden states at one layer towards a
+    fixed random direction u of norm c, and keep the retain tokens' states at the reference's.
+    Scale-free: c is `steer` x the reference's mean hidden-state norm on the forget batch, and
+    each term is divided by its squared scale."""
+    layer = rmu_layer(model)
+    h_forget = _hidden(model, batch["forget"], layer)[0]
+    h_retain = _hidden(model, batch["retain"], layer)[0]
+    with torch.no_grad():
+        ref_forget = _hidden(reference, batch["forget"], layer)[0]
+        ref_retain = _hidden(reference, batch["retain"], layer)[0]
+        c = steer * ref_forget.norm(dim=-1).mean()
+        control = c * _control_direction(h_forget.shape[-1]).to(h_forget.device)
+    forget = ((h_forget - control) ** 2).sum(-1).mean() / c ** 2
+    retain = ((h_retain - ref_retain) ** 2).sum(-1).mean() / (ref_retain ** 2).sum(-1).mean()
+    return forget + alpha * retain
+
+
 ALGORITHMS: dict[str, Callable] = {"ga": gradient_ascent, "graddiff": grad_diff, "kl": ga_kl, "npo": npo_loss,
-                                   "npo_rt": npo_rt}
-NEEDS_RETAIN = {"graddiff", "kl", "npo_rt"}
-NEEDS_REFERENCE = {"kl", "npo", "npo_rt"}
+                                   "npo_rt": npo_rt, "simnpo": simnpo, "wga": weighted_gradient_ascent,
+                                   "idknll": idk_nll, "rmu": rmu}
+NEEDS_RETAIN = {"graddiff", "kl", "npo_rt", "simnpo", "wga", "idknll", "rmu"}
+NEEDS_REFERENCE = {"kl", "npo", "npo_rt", "rmu"}
+NEEDS_IDK = {"idknll"}
+
+
+def idk_answers(n: int, seed: int) -> list[str]:
+    """One refusal per forget sample, drawn with the run's seed."""
+    rng = np.random.default_rng(seed)
+    return [REFUSALS[i] for i in rng.integers(len(REFUSALS), size=n)]
 
 
 class DisabledAdapters:
@@ -98,8 +184,8 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
             pad_id: int, device, level: float | None = None, max_steps: int | None = None,
             on_checkpoint: Callable[[str, int], None] | None = None, refresh_every: int = 0,
             estimator: Estimator | None = None, mrd_seed: int = 0, mrd_batch_size: int = 64,
-            grad_accumulation: int = 1, reference=None, precision: Precision | None = None
-            ) -> tuple[pd.DataFrame, dict]:
+            grad_accumulation: int = 1, reference=None, precision: Precision | None = None,
+            forget_idk: list | None = None) -> tuple[pd.DataFrame, dict]:
     """Run one unlearning job of `steps` updates (the budget T) and return its curve (forget /
     retain mean L every `log_every` steps, and at T) and its costs: wall time, and for
     `mrd_refresh` the MRD recomputations on the current model every `refresh_every` steps (with
@@ -114,11 +200,14 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
 
     `reference` (KL, NPO): the frozen model the losses compare with; by default
     `frozen_reference(model)`. Updates run under the `precision` policy's autocast; the curve's
-    likelihoods in the weights' own dtype."""
+    likelihoods in the weights' own dtype. `forget_idk` (IdkNLL): the forget questions encoded
+    with "I don't know" answers, aligned with `forget`."""
     if algorithm not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {algorithm!r}; allowed: {sorted(ALGORITHMS)}")
     if sampler == "mrd_refresh" and (refresh_every < 1 or estimator is None):
         raise ValueError("the mrd_refresh sampler needs refresh_every >= 1 and the MRD estimator")
+    if algorithm in NEEDS_IDK and forget_idk is None:
+        raise ValueError(f"the {algorithm} algorithm needs the forget questions with 'I don't know' answers")
     cap = steps if level is None else max(steps, max_steps or steps)
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
@@ -171,14 +260,16 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
     def batch_at(step: int) -> list[dict]:
         if sampler == "mrd_refresh" and step > 0 and step % refresh_every == 0:
             refresh()
-        probs = probabilities(sampler, len(forget), drop=current["drop"], tau=tau, step=step, total_steps=steps)
         per_update = batch_size * grad_accumulation
-        forget_picks = draw(probs, per_update, generator)
+        forget_picks = picks(sampler, len(forget), per_update, generator, drop=current["drop"], tau=tau, step=step,
+                             total_steps=steps)
         retain_picks = (torch.randint(len(retain), (per_update,), generator=retain_generator).tolist()
                         if algorithm in NEEDS_RETAIN else None)
         micro = []
         for m in range(0, per_update, batch_size):
             part = {"forget": collate([forget[i] for i in forget_picks[m:m + batch_size]], pad_id, device)}
+            if algorithm in NEEDS_IDK:
+                part["forget_idk"] = collate([forget_idk[i] for i in forget_picks[m:m + batch_size]], pad_id, device)
             if retain_picks is not None:
                 part["retain"] = collate([retain[i] for i in retain_picks[m:m + batch_size]], pad_id, device)
             micro.append(part)

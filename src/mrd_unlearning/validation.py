@@ -9,15 +9,11 @@ import pandas as pd
 from scipy import stats
 
 from .mrd import Estimator, MRDResult, PerturbationScorer, difficulty_drop, mrd_from_drop
+from .difficulty import MRD_SCORE, SCORES
 from .statistics import holm, pooled_bootstrap
 
-# Scores and the sign of their correlation with the update count that their rationale predicts:
-# MRD's (robust memory = hard), well-memorised / flat samples are hard, longer answers hold more
-# to remove, and the oracle's retain level lies further down when the retain model finds the
-# sample unlikely. Known factors (0) are exploratory: C3 asks whether they differ, not how.
-MRD_SCORE = "mrd"
-BASELINES = {"loss": -1, "grad_norm": -1, "max_token_nll": -1, "answer_tokens": 1}
-ORACLE = {"retain_model_loss_oracle": 1}
+# Every score's kind and the sign its rationale predicts: `difficulty.SCORES`. Known factors (0)
+# are exploratory: C3 asks whether they differ, not how.
 PARTIAL_COVARIATES = ("loss", "grad_norm")
 GROUND_TRUTHS = ("update_count", "update_count_sgd")
 N_RESAMPLES = 2000
@@ -91,9 +87,8 @@ def score_catalogue(scores: pd.DataFrame, factor_columns: list[str]) -> list[tup
     """(column, kind, expected sign) of every difficulty score present in `scores`."""
     out = [(MRD_SCORE, "mrd", 1)]
     out += [(c, "mrd variant", 1) for c in scores.columns if c.startswith("mrd[")]
-    out += [(c, "baseline", s) for c, s in BASELINES.items() if c in scores]
+    out += [(c, kind, sign) for c, (kind, sign) in SCORES.items() if c != MRD_SCORE and c in scores]
     out += [(c, "known factor", 0) for c in factor_columns if c in scores]
-    out += [(c, "oracle", s) for c, s in ORACLE.items() if c in scores]
     return out
 
 

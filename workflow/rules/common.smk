@@ -53,6 +53,7 @@ def scores_inputs(wc):
         "mrd": "mrd/rep{r}/mrd.csv",
         "baselines": "mrd/rep{r}/baselines.csv",
         "retain": "eval/rep{r}/retain_samples.csv",
+        "target": "models/rep{r}/target",  # its learning events, recorded during fine-tuning
         **{truth: f"mrd/rep{{r}}/{truth}.csv" for truth in GROUND_TRUTHS},
     }
     return {
@@ -135,7 +136,7 @@ def finetune_base(wc):
 
 def unlearn_inputs(wc):
     """Uniform runs do not depend on MRD in the DAG; mrd_refresh also needs the estimator and
-    its sigma, to recompute MRD."""
+    its sigma, to recompute MRD; a sampler driven by another score needs the scores."""
     inputs = {
         "model": in_replicate(wc, "models/rep{r}/target"),
         "data": in_study(wc, "data"),
@@ -144,6 +145,9 @@ def unlearn_inputs(wc):
     }
     if wc.sampler != "uniform":
         inputs["mrd"] = in_replicate(wc, "mrd/rep{r}/mrd.csv")
+    # driven by another difficulty score (mrd@loss): the scores, read beside the model
+    if "@" in wc.sampler:
+        inputs["baselines"] = in_replicate(wc, "mrd/rep{r}/baselines.csv")
     if wc.sampler == "mrd_refresh":
         inputs["mrd_meta"] = in_replicate(wc, "mrd/rep{r}/mrd.json")
     return inputs
@@ -226,13 +230,15 @@ CODE = {
         pkg.training,
     ),
     "evaluate": source_digest(
-        stages.evaluate_model, pkg.evaluation, pkg.metrics, pkg.models
+        stages.evaluate_model, pkg.evaluation, pkg.metrics, pkg.models, pkg.baselines
     ),
     "mrd": source_digest(stages.score_mrd, pkg.mrd, pkg.models),
     "mrd_variants": source_digest(
         stages.mrd_variants, pkg.mrd, pkg.validation.estimator_study, pkg.models
     ),
-    "baselines": source_digest(stages.baseline_scores, pkg.baselines, pkg.models),
+    "baselines": source_digest(
+        stages.baseline_scores, pkg.baselines, pkg.difficulty, pkg.mrd, pkg.models
+    ),
     "ground_truth": source_digest(
         stages.ground_truth,
         pkg.ground_truth,
@@ -240,9 +246,11 @@ CODE = {
         pkg.unlearning.gradient_ascent,
         pkg.models,
     ),
-    "scores": source_digest(pooled.collect_scores, pooled._replicate_scores),
+    "scores": source_digest(
+        pooled.collect_scores, pooled._replicate_scores, pkg.difficulty
+    ),
     "mrd_validation": source_digest(
-        pooled.mrd_validation, pkg.validation, pkg.statistics
+        pooled.mrd_validation, pkg.validation, pkg.statistics, pkg.difficulty
     ),
     "mrd_figures": source_digest(pooled.mrd_figures, pkg.figures),
     "unlearn": source_digest(
@@ -255,6 +263,8 @@ CODE = {
         pkg.models,
         pkg.evaluation,
         pkg.metrics,
+        pkg.difficulty,
+        pkg.baselines,
     ),
     "unlearning_table": source_digest(pooled.unlearning_table),
     "comparison_table": source_digest(

@@ -77,6 +77,7 @@ rule baselines:
     params:
         **model_settings(),
         code=CODE["baselines"],
+        mrd_cfg={k: config["mrd"][k] for k in ("batch_size", "seed", "eps")},
     script:
         "../scripts/baselines.py"
 

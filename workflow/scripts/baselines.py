@@ -1,4 +1,5 @@
-"""Rule baselines: loss, gradient norm, max-token NLL and answer length of each forget sample."""
+"""Rule baselines: the cheap scores (loss, gradient norm, max-token NLL, answer length) and the
+field's (entanglement, the third-party MRD reading) of each forget sample."""
 from mrd_unlearning.jobs import job_log, stage_params
 from mrd_unlearning.stages import baseline_scores
 

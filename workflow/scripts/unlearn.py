@@ -8,4 +8,4 @@ with job_log(sm.log[0]):
     unlearn_runs(sm.input.model, sm.input.data, sm.input.retain_summary, sm.input.retain_samples, sm.output[0],
                  replicate=int(sm.wildcards.replicate), algorithm=sm.wildcards.algorithm,
                  sampler=sm.wildcards.sampler, mrd_csv=sm.input.get("mrd"), mrd_json=sm.input.get("mrd_meta"),
-                 threads=sm.threads, **stage_params(sm))
+                 baselines_csv=sm.input.get("baselines"),                 threads=sm.threads, **stage_params(sm))

@@ -77,6 +77,9 @@ def test_outputs_follow_the_contract(smoke_run):
         assert metrics[f"verdict_{claim}_replicates"].endswith("of 2 replicates")
     assert "rho_mrd_update_count" in metrics and metrics["replicates"] == 2
     assert "## MRD against the field" in report and "| 1 | " in report  # the ranking of the scores
+    ranking = metrics["score_ranking_update_count"]
+    assert ranking[0] in validation.score.values and {"mrd", "memorization", "entanglement"} <= set(ranking)
+    assert "(target model, not unlearned)" in report  # the attacks' reference points
     assert not list(out.rglob("*.tmp"))
     assert not list((out / "unlearning").rglob("*.safetensors"))  # unlearned models are evaluated, not kept
 

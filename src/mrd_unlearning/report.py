@@ -187,10 +187,15 @@ def _direction_word(row) -> str:
     return "CI spans 0"
 
 
-def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFrame, alpha: float) -> dict:
+ATTACKS = ("mia_auc", "mia_loss", "mia_zlib", "mia_min_k_pp", "mia_grad_norm", "mia_reference", "privleak")
+
+
+def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFrame, alpha: float,
+           models: dict[str, list[dict]]) -> dict:
     """MRD against the field: every difficulty score ranked by its pooled |rho| with each ground
     truth; every sampler arm (the paper's, the field's curricula, other scores) against uniform,
-    and each score-driven arm against the same sampler driven by MRD; the membership attacks."""
+    and each score-driven arm against the same sampler driven by MRD; the membership attacks,
+    with the fine-tuned models' (`models`: name -> every replicate's evaluation) beside them."""
     pooled = validation[(validation.replicate == "pooled")
                         & ~validation.kind.isin(["known factor", "partial", "mrd variant"])].copy()
     rankings = {}
@@ -219,10 +224,16 @@ def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFram
             head_to_head.append(f"{r.algorithm}: {r.sampler} vs {r.versus}: {r.verdict} "
                                 f"(forget quality {ci(r.forget_quality_diff, r.forget_quality_ci_low, r.forget_quality_ci_high, 3)}, "
                                 f"model utility {ci(r.model_utility_diff, r.model_utility_ci_low, r.model_utility_ci_high, 3)})")
-    attacks = [c for c in ("mia_auc", "mia_loss", "mia_zlib", "mia_min_k_pp", "mia_grad_norm", "mia_reference",
-                           "privleak") if c in runs and runs[c].notna().any()]
-    mia = runs.groupby(["algorithm", "sampler"])[attacks].mean().reset_index() if attacks else pd.DataFrame()
-    return {"rankings": rankings, "arms": arms, "head_to_head": head_to_head, "mia": mia}
+    attacks = [c for c in ATTACKS if c in runs and runs[c].notna().any()]
+    mia = pd.DataFrame()
+    if attacks:
+        before = pd.DataFrame([{"algorithm": f"({name}, not unlearned)", "sampler": "",
+                                **{a: pd.Series([e.get(a) for e in evals], dtype=float).mean() for a in attacks}}
+                               for name, evals in models.items()])
+        mia = pd.concat([before, runs.groupby(["algorithm", "sampler"])[attacks].mean().reset_index()],
+                        ignore_index=True)
+    return {"rankings": rankings, "arms": arms, "head_to_head": head_to_head, "mia": mia,
+            "pairs": rows if "family" in comparison and len(comparison) else pd.DataFrame()}
 
 
 def _detection(pooled: pd.DataFrame, gains: dict) -> str:
@@ -280,7 +291,9 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
         "variants": _variants(stability, sweep, validation, truths),
         "c3": _c3(validation, primary, statistics_cfg["alpha"]),
         "c4": _c4(runs, comparison, statistics_cfg),
-        "field": _field(validation, comparison, runs, statistics_cfg["alpha"]),
+        "field": _field(validation, comparison, runs, statistics_cfg["alpha"],
+                        {f"{role} model": [v[f"{role}_eval"] for v in replicates.values()]
+                         for role in ("target", "retain")}),
     }
     for claim in ("c1", "c2", "c3", "c4"):
         part = context[claim]
@@ -324,4 +337,15 @@ def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> d
             metrics[f"{key}_{m}_diff"] = r[f"{m}_diff"]
         metrics[f"{key}_forget_quality_mde"] = r.forget_quality_mde
         metrics[f"{key}_model_utility_mde"] = r.model_utility_mde
+    for truth, ranking in context["field"]["rankings"].items():  # MRD against the field
+        metrics[f"score_ranking_{truth}"] = list(ranking.score)
+    field = pooled.reset_index()
+    for r in field[~field.kind.isin(["known factor", "partial", "mrd variant", "mrd"])].itertuples():
+        metrics[f"rho_{r.score}_{r.ground_truth}"] = r.spearman_rho
+    pairs = context["field"]["pairs"]
+    for _, r in (pairs[pairs.family == "field"] if len(pairs) else pairs).iterrows():
+        key = f"{r.algorithm}_{r.sampler}_vs_{r.versus}"
+        for m in ("forget_quality", "model_utility", "steps_to_forget", "level_model_utility"):
+            metrics[f"{key}_{m}_diff"] = r[f"{m}_diff"]
+        metrics[f"{key}_verdict"] = r.verdict
     return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in metrics.items()}

@@ -88,7 +88,7 @@ def test_every_job_has_a_log_and_a_benchmark_and_the_console_is_snakemakes(smoke
     work, out, console = smoke_run
     logs = sorted(p.relative_to(out / "logs").with_suffix("") for p in (out / "logs").rglob("*.log"))
     benchmarks = sorted(p.relative_to(out / "benchmarks").with_suffix("") for p in (out / "benchmarks").rglob("*.tsv"))
-    assert logs == benchmarks and len(logs) == 35 - 1  # every job but `all`
+    assert logs == benchmarks and len(logs) == 45 - 1  # every job but `all`
     assert "Traceback" not in console and "INFO:snakemake" not in console  # each line once, no root-logger echo
     assert "Loading weights" not in console and "Writing model shards" not in console
     assert "fine-tune target" in (out / "logs/finetune/rep0_target.log").read_text()  # progress stays, in the log
@@ -225,10 +225,11 @@ def test_end_to_end_on_a_slice_of_real_tofu(tmp_path):
     target = json.loads((out / "eval/rep0/target.json").read_text())
     assert target["model_utility_parts"] == 9  # retain, real_authors, world_facts x (prob, ROUGE, truth ratio)
     samples = pd.read_csv(out / "eval/rep0/target_samples.csv")
-    assert samples.split.value_counts().to_dict() == {"forget": 40, "retain": 6, "real_authors": 4, "world_facts": 4}
+    assert samples.split.value_counts().to_dict() == {"forget": 40, "retain": 6, "real_authors": 4, "world_facts": 4,
+                                                      "holdout": 40}  # the membership attacks' non-members
     assert samples[samples.split == "real_authors"].normalized_prob.between(0, 1).all()
     runs = pd.read_csv(out / "tables/unlearning.csv")
-    assert len(runs) == 4 and (runs.level_step <= runs.steps).all()  # level_cap 1: never past the budget
+    assert len(runs) == 6 and (runs.level_step <= runs.steps).all()  # level_cap 1: never past the budget
     assert "TOFU" in (out / "report.md").read_text()
 
 

@@ -1,6 +1,8 @@
 """The study's figures (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
+import itertools
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -236,7 +238,7 @@ def _errorbar(ax, table: pd.DataFrame, x: str, y: str, markers: dict) -> None:
 def unlearning_tradeoff_figure(table: pd.DataFrame, path: str) -> None:
     """C4: forget quality vs model utility after the budget and at equal forgetting, per algorithm
     (marker) x sampler (colour), mean and 95% CI over replicates x seeds."""
-    markers = dict(zip(sorted(table.algorithm.unique()), "osD^vP"))
+    markers = dict(zip(sorted(table.algorithm.unique()), itertools.cycle("osD^vP*Xph<>")))  # any number of algorithms
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
     _errorbar(axes[0], table, "model_utility", "forget_quality", markers)
     axes[0].set(xlabel="model utility", ylabel="forget quality (KS p-value)", title="after the budget")

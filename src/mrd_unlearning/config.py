@@ -200,7 +200,7 @@ def schema_markdown() -> str:
         "the schema before any job is planned. A `--configfile` given to Snakemake is merged over",
         "`config/config.yaml` (the default study), so a configuration sets every key its study depends on.",
         "",
-        "Shipped configurations: `config.yaml` (the default study), `full.yaml` (every algorithm and sampler),",
+        "Shipped configurations: `config.yaml` (the default study), `full.yaml` (every algorithm x 8 samplers),",
         "`tofu_smollm2.yaml` (TOFU + SmolLM2 on a CPU), `paper.yaml` (the paper's 7B setting, GPUs),",
         "`smoke.yaml` and `smoke_tofu.yaml` (tiny, for the tests).",
         "",

@@ -120,11 +120,11 @@ def compare_samplers(table: pd.DataFrame, *, alpha: float = 0.05, power: float =
                 group, base = runs[runs.sampler == arm], runs[runs.sampler == versus]
                 if not len(group) or not len(base):
                     continue
-                paired = group.merge(base, on=["replicate", "seed"], suffixes=("", "_uniform"))
+                paired = group.merge(base, on=["replicate", "seed"], suffixes=("", "_versus"))
                 row = {"replicate": replicate, "algorithm": algorithm, "sampler": arm, "versus": versus,
                        "family": family, "n_pairs": len(paired)}
                 for metric in COMPARED:
-                    diff = paired.assign(d=paired[metric].astype(float) - paired[f"{metric}_uniform"].astype(float))
+                    diff = paired.assign(d=paired[metric].astype(float) - paired[f"{metric}_versus"].astype(float))
                     res = nested_mean_diff(diff, "d", alpha=alpha)
                     row.update({f"{metric}_diff": res["mean"], f"{metric}_ci_low": res["ci_low"],
                                 f"{metric}_ci_high": res["ci_high"], f"{metric}_p": res["p_value"],

@@ -15,20 +15,24 @@ UTILITY_SETS = {"real_authors": "ra", "world_facts": "wf"}  # TOFU's names -> su
 
 @torch.no_grad()
 def _score(model, tokenizer, pairs: list[tuple[str, str]], *, max_length: int, batch_size: int,
-           device) -> dict[str, np.ndarray]:
-    """Per (question, answer) pair: L, Min-K% and Min-K%++, and teacher-forced argmax hits and
-    answer tokens. Batched by length (little padding); results in the input order."""
+           device, attacks: bool = False) -> dict[str, np.ndarray]:
+    """Per (question, answer) pair: L, Min-K%, teacher-forced argmax hits and answer tokens, and
+    with `attacks` Min-K%++ (a vocabulary-wide pass, only where the attacks read it). Batched by
+    length (little padding); results in the input order."""
     encoded = [encode_qa(tokenizer, q, a, max_length) for q, a in pairs]
     order = np.argsort([len(e.input_ids) for e in encoded], kind="stable")
-    out = {k: np.empty(len(encoded)) for k in ("loglik", "min_k", "min_k_pp", "answer_hits", "answer_tokens")}
+    out = {k: np.empty(len(encoded)) for k in ("loglik", "min_k", "answer_hits", "answer_tokens")}
+    if attacks:
+        out["min_k_pp"] = np.empty(len(encoded))
     for start, batch in zip(range(0, len(order), batch_size),
                             batches([encoded[i] for i in order], batch_size, tokenizer.pad_token_id, device)):
         idx = order[start:start + batch_size]
-        logp, mask, hit, z = token_log_probs(model, batch, with_hits=True, with_zscores=True)
+        logp, mask, hit, *z = token_log_probs(model, batch, with_hits=True, with_zscores=attacks)
         out["loglik"][idx] = (logp.sum(1) / mask.sum(1)).cpu().numpy()
         mask_np = mask.cpu().numpy()
         out["min_k"][idx] = metrics.min_k_percent(logp.cpu().numpy(), mask_np)
-        out["min_k_pp"][idx] = metrics.min_k_percent(z.cpu().numpy(), mask_np)
+        if attacks:
+            out["min_k_pp"][idx] = metrics.min_k_percent(z[0].cpu().numpy(), mask_np)
         out["answer_hits"][idx] = hit.sum(1).cpu().numpy()
         out["answer_tokens"][idx] = mask.sum(1).cpu().numpy()
     return out
@@ -57,7 +61,7 @@ def _split_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_toke
                  gradient: bool = False, **kw) -> pd.DataFrame:
     """Forget / retain samples: probability, truth ratio against the paraphrase, ROUGE-L; for the
     forget set also the membership scores."""
-    scored = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], **kw)
+    scored = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], attacks=split == "forget", **kw)
     para = _score(model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows], **kw)["loglik"]
     n_wrong = _wrong(rows, max_wrong)
     wrong = _score(model, tokenizer, [(r["question"], w) for r in rows for w in r["perturbed_answer"][:n_wrong]],
@@ -76,7 +80,7 @@ def _split_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_toke
 
 def _holdout_frame(model, tokenizer, rows: list[dict], *, gradient: bool, **kw) -> pd.DataFrame:
     """The non-members of the membership attacks: their scores only."""
-    scored = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], **kw)
+    scored = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], attacks=True, **kw)
     members = _membership_scores(model, tokenizer, rows, scored, gradient=gradient, max_length=kw["max_length"],
                                  device=kw["device"])
     return pd.DataFrame({"split": "holdout", "sample_id": np.arange(len(rows)), "loglik": scored["loglik"],

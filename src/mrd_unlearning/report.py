@@ -210,7 +210,7 @@ def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFram
             "|rho(MRD)| - |rho| [CI]": ["" if np.isnan(r.abs_rho_gap_vs_mrd) else
                                        ci(r.abs_rho_gap_vs_mrd, r.gap_ci_low, r.gap_ci_high)
                                        for r in part.itertuples()]})
-    arms = pd.DataFrame()
+    arms, rows = pd.DataFrame(), pd.DataFrame()
     head_to_head: list[str] = []
     if "family" in comparison and len(comparison):
         rows = comparison[comparison.replicate == "pooled"]
@@ -233,7 +233,7 @@ def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFram
         mia = pd.concat([before, runs.groupby(["algorithm", "sampler"])[attacks].mean().reset_index()],
                         ignore_index=True)
     return {"rankings": rankings, "arms": arms, "head_to_head": head_to_head, "mia": mia,
-            "pairs": rows if "family" in comparison and len(comparison) else pd.DataFrame()}
+            "pairs": rows}
 
 
 def _detection(pooled: pd.DataFrame, gains: dict) -> str:

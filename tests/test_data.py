@@ -70,7 +70,7 @@ def test_forget_retain_overlap(data_dir, tmp_path):
     out = _copy(data_dir, tmp_path)
     with (out / "retain75.json").open("a") as fh:
         fh.write((out / "forget25.json").read_text().splitlines()[0] + "\n")
-    with pytest.raises(DataError, match="in both forget25 and retain75"):
+    with pytest.raises(DataError, match="in both forget25.json and retain75.json"):
         load_study_data(out)
 
 
@@ -87,3 +87,92 @@ def test_missing_file(data_dir, tmp_path):
     (out / "holdout25.json").unlink()
     with pytest.raises(DataError, match="data file not found: .*holdout25.json"):
         load_study_data(out)
+
+
+# --- any TOFU-format folder (data.source local), text rows, checks before compute ----------------
+
+LOCAL_NAMES = {"forget": "to_forget.jsonl", "retain": "keep.jsonl", "holdout": "never_seen.jsonl",
+               "forget_eval": "to_forget_eval.jsonl", "retain_eval": "keep_eval.jsonl"}
+SYNTHETIC_FILES = {"forget": "forget25.json", "retain": "retain75.json", "holdout": "holdout25.json",
+                   "forget_eval": "forget25_perturbed.json", "retain_eval": "retain_perturbed.json"}
+
+
+def local_folder(data_dir, folder):
+    """The synthetic splits under other names, without `full` and without utility splits."""
+    folder.mkdir(parents=True)
+    for role, name in LOCAL_NAMES.items():
+        shutil.copy(data_dir / SYNTHETIC_FILES[role], folder / name)
+    return folder
+
+
+def local_cfg(folder, **splits):
+    return {"source": "local", "retain_eval_size": None, "local": {"path": str(folder), "splits": splits or LOCAL_NAMES}}
+
+
+def test_local_folder_with_its_own_names_reads_as_the_synthetic_study(data_dir, study_data, tmp_path):
+    out = tmp_path / "prepared"
+    prepare_data(str(out), data_cfg=local_cfg(local_folder(data_dir, tmp_path / "mine")), seed=0)
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json"]  # read where it is
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert set(manifest["sha256"]) == set(LOCAL_NAMES.values())
+    data = load_study_data(out)
+    assert data.kind == "qa" and data.utility == {}
+    assert data.full == study_data.retain + study_data.forget  # derived: forget + retain, forget last
+    assert data.forget_eval == study_data.forget_eval and len(data.retain_eval) == len(study_data.retain_eval)
+
+
+def test_a_splits_map_naming_a_missing_file_is_named_before_anything_is_written(data_dir, tmp_path):
+    folder = local_folder(data_dir, tmp_path / "mine")
+    with pytest.raises(DataError, match=r"config key 'data.local.splits.holdout': no file .*nope\.jsonl"):
+        prepare_data(str(tmp_path / "prepared"), data_cfg=local_cfg(folder, **{**LOCAL_NAMES, "holdout": "nope.jsonl"}),
+                     seed=0)
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_rows_mixing_qa_and_text_are_an_error(data_dir, tmp_path):
+    folder = local_folder(data_dir, tmp_path / "mine")
+    with (folder / "keep.jsonl").open("a") as fh:
+        fh.write(json.dumps({"text": "A line of plain text."}) + "\n")
+    n = len((folder / "keep.jsonl").read_text().splitlines())
+    with pytest.raises(DataError, match=rf"keep\.jsonl:{n}: a text row among qa rows"):
+        prepare_data(str(tmp_path / "prepared"), data_cfg=local_cfg(folder), seed=0)
+    # and across splits: text forget rows with QA retain rows
+    other = local_folder(data_dir, tmp_path / "other")
+    rows = [json.loads(x) for x in (other / "to_forget.jsonl").read_text().splitlines()]
+    for name in ("to_forget.jsonl", "to_forget_eval.jsonl"):
+        (other / name).write_text("".join(json.dumps({"text": r["answer"]}) + "\n" for r in rows))
+    with pytest.raises(DataError, match="rows mixing QA and text"):
+        prepare_data(str(tmp_path / "prepared2"), data_cfg=local_cfg(other), seed=0)
+
+
+def test_text_rows_read_check_and_carry_their_prefix(tmp_path):
+    cfg = {**TINY_DATA, "synthetic": {**TINY_DATA["synthetic"], "form": "text"}, "text_prefix_tokens": 2}
+    prepare_data(str(tmp_path / "text"), data_cfg=cfg, seed=0)
+    data = load_study_data(tmp_path / "text")
+    assert data.kind == "text" and len(data.forget) == 6 and data.forget_eval == data.forget
+    assert all(set(r) == {"text", "_prefix"} and r["_prefix"] == 2 for r in data.full + data.holdout)
+    (tmp_path / "bad.json").write_text(json.dumps({"text": ""}) + "\n")
+    with pytest.raises(DataError, match=r"bad\.json:1: field 'text' must be a non-empty string"):
+        read_split(tmp_path / "bad.json")
+
+
+def test_a_sample_longer_than_max_length_is_named_by_file_line_and_length(data_dir, tokenizer, tmp_path):
+    from mrd_unlearning.stages import check_lengths
+
+    folder = local_folder(data_dir, tmp_path / "mine")
+    rows = (folder / "never_seen.jsonl").read_text().splitlines()
+    long_row = json.loads(rows[4])
+    long_row["answer"] = " ".join(["word"] * 200)
+    rows[4] = json.dumps(long_row)
+    (folder / "never_seen.jsonl").write_text("\n".join(rows) + "\n")
+    prepare_data(str(tmp_path / "prepared"), data_cfg=local_cfg(folder), seed=0)
+    tok_dir = tmp_path / "tok"
+    tokenizer.save_pretrained(tok_dir)
+    out = tmp_path / "lengths.json"
+    with pytest.raises(DataError, match=r"(?s)1 sequence\(s\) longer than model.max_length=96.*never_seen\.jsonl:5 \(holdout, "
+                                        r"answer\): \d{3} tokens"):
+        check_lengths(str(tmp_path / "prepared"), str(out), tokenizer_source=str(tok_dir), max_length=96)
+    assert not out.exists()
+    check_lengths(str(tmp_path / "prepared"), str(out), tokenizer_source=str(tok_dir), max_length=4096)
+    lengths = json.loads(out.read_text())
+    assert lengths["longest"]["holdout"] > 200 and lengths["rows"]["forget"] == 6

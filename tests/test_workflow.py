@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from .conftest import ROOT, copy_project, run_snakemake
 from .test_tofu import TOFU, needs_tofu
@@ -88,7 +89,7 @@ def test_every_job_has_a_log_and_a_benchmark_and_the_console_is_snakemakes(smoke
     work, out, console = smoke_run
     logs = sorted(p.relative_to(out / "logs").with_suffix("") for p in (out / "logs").rglob("*.log"))
     benchmarks = sorted(p.relative_to(out / "benchmarks").with_suffix("") for p in (out / "benchmarks").rglob("*.tsv"))
-    assert logs == benchmarks and len(logs) == 45 - 1  # every job but `all`
+    assert logs == benchmarks and len(logs) == 46 - 1  # every job but `all`
     assert "Traceback" not in console and "INFO:snakemake" not in console  # each line once, no root-logger echo
     assert "Loading weights" not in console and "Writing model shards" not in console
     assert "fine-tune target" in (out / "logs/finetune/rep0_target.log").read_text()  # progress stays, in the log
@@ -248,3 +249,96 @@ def test_budget_pilot_times_uniform_runs_on_the_studys_own_models(smoke_run):
     for result in summary["algorithms"].values():
         assert result["runs"] == 4  # 2 replicates x 2 seeds
         assert result["budget"] is None if not result["reached"] else result["budget"] >= result["latest_crossing"]
+
+
+# --- your data, your model (data.source local, text rows, the score command) ----------------------
+
+def test_the_score_command_gives_the_workflows_mrd(smoke_run, tmp_path):
+    """`mrd-unlearning score` on a smoke target model, with the smoke study's MRD settings (K 4,
+    sigma auto on its grid, seed 0, 1 thread): the same rows and numbers as the MRD rule."""
+    work, out, _ = smoke_run
+    cmd = [sys.executable, "-m", "mrd_unlearning.cli", "score", "--model", str(out / "models/rep0/target"),
+           "--data", str(out / "data/forget25.json"), "--out", str(tmp_path / "scores.csv"), "--K", "4",
+           "--sigma-grid", "0.01", "0.1", "--threads", "1", "--quiet"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scores, workflow = pd.read_csv(tmp_path / "scores.csv"), pd.read_csv(out / "mrd/rep0/mrd.csv")
+    assert list(scores) == ["sample_id", "mrd", "drop", "loglik", "weight_uniform", "weight_mrd"]
+    pd.testing.assert_frame_equal(scores, workflow)
+    info = json.loads((tmp_path / "scores.json").read_text())
+    assert info["sigma"] == json.loads((out / "mrd/rep0/mrd.json").read_text())["sigma"] and info["K"] == 4
+    assert 0.9 <= info["positive_share"] <= 1 or info["sigma"] == 0.1
+    helped = subprocess.run([sys.executable, "-m", "mrd_unlearning.cli", "score", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "weight_mrd" in helped.stdout and "--sigma" in helped.stdout
+    bad = subprocess.run(cmd[:-1] + ["--max-length", "5", "--quiet"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "forget25.json:1:" in bad.stderr and "longer than --max-length 5" in bad.stderr
+
+
+LOCAL_SPLITS = {"forget": "to_forget.jsonl", "retain": "keep.jsonl", "holdout": "never_seen.jsonl",
+                "forget_eval": "to_forget_eval.jsonl", "retain_eval": "keep_eval.jsonl"}
+
+
+def _local_project(tmp_path, overlay: str):
+    """A TOFU-format folder with its own file names, no `full` and no utility splits (the
+    smoke study's synthetic data, renamed), and a project whose config points at it."""
+    from mrd_unlearning.config import validate_config
+    from mrd_unlearning.stages import prepare_data
+
+    generated = tmp_path / "generated"
+    smoke = yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())
+    prepare_data(str(generated), data_cfg=validate_config(smoke)["data"], seed=0)
+    mine = tmp_path / "my_data"
+    mine.mkdir()
+    sources = {"forget": "forget25.json", "retain": "retain75.json", "holdout": "holdout25.json",
+               "forget_eval": "forget25_perturbed.json", "retain_eval": "retain_perturbed.json"}
+    for role, name in LOCAL_SPLITS.items():
+        (mine / name).write_bytes((generated / sources[role]).read_bytes())
+    (tmp_path / "project").mkdir()
+    work = copy_project(tmp_path / "project")
+    splits = ", ".join(f"{k}: {v}" for k, v in LOCAL_SPLITS.items())
+    (work / "config" / "local.yaml").write_text(
+        f"name: smoke_local\nreplicates: [0]\ndata: {{source: local, local: {{path: {mine}, splits: {{{splits}}}}}}}\n"
+        f"unlearning: {{algorithms: [ga], samplers: [uniform, mrd]}}\n{overlay}")
+    return work
+
+
+def test_a_local_folder_with_its_own_split_names_runs_the_smoke_study(tmp_path):
+    work = _local_project(tmp_path, "")
+    run_snakemake(work, "config/local.yaml")
+    out = work / "results" / "smoke_local"
+    assert len(pd.read_csv(out / "mrd/scores.csv")) == 6
+    target = json.loads((out / "eval/rep0/target.json").read_text())
+    assert target["model_utility_parts"] == 3 and target["utility_splits"] == ["retain"]
+    report = (out / "report.md").read_text()
+    assert "a local folder (`to_forget.jsonl`" in report and "no real_authors or world_facts splits" in report
+    openunlearning = json.loads((out / "eval/rep0/target_TOFU_EVAL.json").read_text())
+    assert {"forget_Q_A_Prob", "forget_truth_ratio", "forget_quality", "model_utility"} <= set(openunlearning)
+    assert (out / "unlearning/rep0/ga/mrd/seed0/eval_budget_TOFU_EVAL.json").is_file()
+    assert len(pd.read_csv(out / "tables/unlearning.csv")) == 4
+    assert "Nothing to be done" in run_snakemake(work, "config/local.yaml", "-n").stdout
+
+
+def test_a_sample_too_long_for_the_model_stops_the_study_before_any_training(tmp_path):
+    work = _local_project(tmp_path, "model: {max_length: 24}\n")
+    done = run_snakemake(work, "config/local.yaml", check=False)
+    assert done.returncode != 0
+    out = work / "results" / "smoke_local"
+    log = (out / "logs" / "check_lengths.log").read_text()
+    assert re.search(r"longer than model.max_length=24.*\n\s+\S+to_forget\.jsonl:1 \(forget, answer\): \d+ tokens", log)
+    assert not (out / "models").exists()  # no fine-tuning started
+
+
+def test_text_smoke_study_end_to_end(tmp_path):
+    """config/smoke_text.yaml: the synthetic facts as plain-text rows, every stage."""
+    work = copy_project(tmp_path)
+    run_snakemake(work, "config/smoke_text.yaml")
+    out = work / "results" / "smoke_text"
+    assert len(pd.read_csv(out / "mrd/scores.csv")) == 6
+    target = json.loads((out / "eval/rep0/target.json").read_text())
+    assert target["data_kind"] == "text" and "forget_quality" not in target and target["model_utility_parts"] == 2
+    runs = pd.read_csv(out / "tables/unlearning.csv")
+    assert len(runs) == 8 and runs.forget_quality.isna().all() and runs.forget_rouge.notna().all()
+    report = (out / "report.md").read_text()
+    assert "as plain-text rows" in report and "VerbMem" in report and "no forget quality" in report
+    openunlearning = json.loads((out / "unlearning/rep0/ga/mrd/seed0/eval_budget_TOFU_EVAL.json").read_text())
+    assert {"forget_Prob", "forget_verbmem_ROUGE", "privleak"} <= set(openunlearning)

@@ -17,10 +17,13 @@ GROUND_TRUTHS = ("update_count", "update_count_sgd")
 # C4: what a weighted sampler is compared with uniform on (paired by replicate and seed), and
 # which direction is better where a verdict reads it. The paper's UC is forget quality, its UT
 # model utility; `level_*` are measured at equal forgetting, the rest after the fixed budget.
-COMPARED = {"forget_quality": 1, "forget_ks": -1, "model_utility": 1, "forget_prob": 0, "forget_rouge": 0,
+COMPARED = {"forget_quality": 1, "forget_ks": -1, "model_utility": 1, "forget_prob": 0, "forget_rouge": -1,
             "forget_truth_ratio": 0, "mia_auc": 0, "steps_to_forget": -1, "forget_progress": 1, "forget_auc": 1,
             "level_model_utility": 1, "level_forget_quality": 1, "level_forget_ks": -1, "level_step": -1}
-VERDICT_METRICS = ("forget_quality", "model_utility")
+# Completeness by the data's kind: TOFU's forget quality needs paraphrased and wrong answers; on
+# text data the verdict reads verbatim memorisation of the forget set (MUSE's VerbMem: lower is
+# more complete) in its place.
+COMPLETENESS = {"qa": "forget_quality", "text": "forget_rouge"}
 
 
 def spread(counts, axis=-1):
@@ -155,11 +158,13 @@ def _direction(row, metric: str, alpha: float) -> int:
     return int(np.sign(diff) * COMPARED[metric])
 
 
-def pair_verdict(row, alpha: float) -> str:
-    """The paper claims both completeness (forget quality) and utility (model utility) improve."""
-    if any(np.isnan(row[f"{m}_p"]) for m in VERDICT_METRICS):
+def pair_verdict(row, alpha: float, completeness: str = "forget_quality") -> str:
+    """The paper claims both completeness (forget quality; `COMPLETENESS` on text data) and
+    utility (model utility) improve."""
+    metrics = (completeness, "model_utility")
+    if any(np.isnan(row[f"{m}_p"]) for m in metrics):
         return "inconclusive"
-    fq, mu = (_direction(row, m, alpha) for m in VERDICT_METRICS)
+    fq, mu = (_direction(row, m, alpha) for m in metrics)
     if fq > 0 and mu > 0:
         return "supported"
     if fq * mu < 0:

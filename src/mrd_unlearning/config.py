@@ -67,6 +67,18 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
     if cfg["data"]["source"] == "synthetic" and cfg["data"]["retain_eval_size"] is None:
         raise ConfigError("config key 'data.retain_eval_size': synthetic data needs a number (null means all of TOFU's)")
+    data = cfg["data"]
+    if data["source"] == "local":
+        named = data["local"]["splits"]
+        missing = [r for r in ("forget", "retain", "holdout", "forget_eval", "retain_eval") if r not in named]
+        if not data["local"]["path"] or missing:
+            raise ConfigError("config key 'data.local': data.source 'local' needs a path and a file for each of the "
+                              f"roles [forget, retain, holdout, forget_eval, retain_eval]; missing: "
+                              f"{(['path'] if not data['local']['path'] else []) + missing}")
+    # (local text data is refused the same way when the data are read)
+    if data["source"] == "synthetic" and data["synthetic"]["form"] == "text" and "idknll" in cfg["unlearning"]["algorithms"]:
+        raise ConfigError("config key 'unlearning.algorithms': 'idknll' answers questions with refusals; text data "
+                          "has no questions (allowed with text: ga, graddiff, kl, npo, npo_rt, simnpo, wga, rmu)")
     model = cfg["model"]
     if model["source"] == "pretrained" and not model["name_or_path"]:
         raise ConfigError("config key 'model.name_or_path': model.source 'pretrained' needs a hub id or a local path")
@@ -202,7 +214,7 @@ def schema_markdown() -> str:
         "",
         "Shipped configurations: `config.yaml` (the default study), `full.yaml` (every algorithm x 8 samplers),",
         "`tofu_smollm2.yaml` (TOFU + SmolLM2 on a CPU), `paper.yaml` (the paper's 7B setting, GPUs),",
-        "`smoke.yaml` and `smoke_tofu.yaml` (tiny, for the tests).",
+        "`smoke.yaml`, `smoke_tofu.yaml` and `smoke_text.yaml` (tiny, for the tests).",
         "",
         "| key | allowed | default | meaning |",
         "|---|---|---|---|",

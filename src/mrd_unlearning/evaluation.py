@@ -8,18 +8,19 @@ import torch
 from . import metrics
 from .data.loader import StudyData
 from .baselines import cheap_scores
-from .models import batches, encode_qa, generate_answers, token_log_probs
+from .models import batches, encode_sample, generate, generate_answers, prompt_ids, token_log_probs, verbatim_prompt
 
 UTILITY_SETS = {"real_authors": "ra", "world_facts": "wf"}  # TOFU's names -> summary prefixes
 
 
 @torch.no_grad()
-def _score(model, tokenizer, pairs: list[tuple[str, str]], *, max_length: int, batch_size: int,
+def _score(model, tokenizer, rows: list[dict], answers: list[str] | None = None, *, max_length: int, batch_size: int,
            device, attacks: bool = False) -> dict[str, np.ndarray]:
-    """Per (question, answer) pair: L, Min-K%, teacher-forced argmax hits and answer tokens, and
-    with `attacks` Min-K%++ (a vocabulary-wide pass, only where the attacks read it). Batched by
-    length (little padding); results in the input order."""
-    encoded = [encode_qa(tokenizer, q, a, max_length) for q, a in pairs]
+    """Per row (with `answers`: the row's question with that answer instead): L, Min-K%,
+    teacher-forced argmax hits and scored tokens, and with `attacks` Min-K%++ (a vocabulary-wide
+    pass, only where the attacks read it). Batched by length (little padding); results in the
+    input order."""
+    encoded = [encode_sample(tokenizer, r, max_length, a) for r, a in zip(rows, answers or [None] * len(rows))]
     order = np.argsort([len(e.input_ids) for e in encoded], kind="stable")
     out = {k: np.empty(len(encoded)) for k in ("loglik", "min_k", "answer_hits", "answer_tokens")}
     if attacks:
@@ -38,18 +39,34 @@ def _score(model, tokenizer, pairs: list[tuple[str, str]], *, max_length: int, b
     return out
 
 
+def _scored_text(row: dict) -> str:
+    return row["answer"] if "question" in row else row["text"]
+
+
 def _membership_scores(model, tokenizer, rows: list[dict], scored: dict, *, gradient: bool, max_length: int,
                        device) -> dict[str, np.ndarray]:
     """Per-sample scores of the membership-inference attacks beside Min-K% (higher = more likely a
-    member): LOSS (L), zlib (L / zlib entropy of the answer), Min-K%++ and, with `gradient`, the
-    negated gradient norm (members sit in flatter places)."""
+    member): LOSS (L), zlib (L / zlib entropy of the answer or text), Min-K%++ and, with
+    `gradient`, the negated gradient norm (members sit in flatter places)."""
     out = {"min_k_pp": scored["min_k_pp"],
-           "zlib": scored["loglik"] / np.array([metrics.zlib_bytes(r["answer"]) for r in rows], dtype=float)}
+           "zlib": scored["loglik"] / np.array([metrics.zlib_bytes(_scored_text(r)) for r in rows], dtype=float)}
     if gradient:
-        encoded = [encode_qa(tokenizer, r["question"], r["answer"], max_length) for r in rows]
+        encoded = [encode_sample(tokenizer, r, max_length) for r in rows]
         norms = cheap_scores(model, encoded, pad_id=tokenizer.pad_token_id, device=device, desc=None).grad_norm
         out["neg_grad_norm"] = -norms.to_numpy()
     return out
+
+
+def _generated(model, tokenizer, rows: list[dict], *, max_new_tokens: int, batch_size: int, device
+               ) -> tuple[list[str], list[str]]:
+    """(greedy generations, references): answers to the questions, or for text rows the
+    continuation of the text's prefix (MUSE's verbatim memorisation, VerbMem)."""
+    if "question" in rows[0]:
+        prompts, references = [prompt_ids(tokenizer, r["question"]) for r in rows], [r["answer"] for r in rows]
+    else:
+        prompts, references = map(list, zip(*(verbatim_prompt(tokenizer, r) for r in rows)))
+    return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    device=device), references
 
 
 def _wrong(rows: list[dict], max_wrong: int | None) -> int:
@@ -59,28 +76,30 @@ def _wrong(rows: list[dict], max_wrong: int | None) -> int:
 
 def _split_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_tokens: int, max_wrong: int | None,
                  gradient: bool = False, **kw) -> pd.DataFrame:
-    """Forget / retain samples: probability, truth ratio against the paraphrase, ROUGE-L; for the
-    forget set also the membership scores."""
-    scored = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], attacks=split == "forget", **kw)
-    para = _score(model, tokenizer, [(r["question"], r["paraphrased_answer"]) for r in rows], **kw)["loglik"]
-    n_wrong = _wrong(rows, max_wrong)
-    wrong = _score(model, tokenizer, [(r["question"], w) for r in rows for w in r["perturbed_answer"][:n_wrong]],
-                   **kw)["loglik"]
-    answers = generate_answers(model, tokenizer, [r["question"] for r in rows], max_new_tokens=max_new_tokens,
-                               batch_size=kw["batch_size"], device=kw["device"])
+    """Forget / retain samples: probability, ROUGE-L of the generation and (QA) the truth ratio
+    against the paraphrase; for the forget set also the membership scores."""
+    scored = _score(model, tokenizer, rows, attacks=split == "forget", **kw)
+    answers, references = _generated(model, tokenizer, rows, max_new_tokens=max_new_tokens,
+                                     batch_size=kw["batch_size"], device=kw["device"])
     members = (_membership_scores(model, tokenizer, rows, scored, gradient=gradient, max_length=kw["max_length"],
                                   device=kw["device"]) if split == "forget" else {})
+    qa = {}
+    if "question" in rows[0]:  # TOFU's truth ratio: paraphrased against wrong answers
+        para = _score(model, tokenizer, rows, [r["paraphrased_answer"] for r in rows], **kw)["loglik"]
+        n_wrong = _wrong(rows, max_wrong)
+        wrong = _score(model, tokenizer, [r for r in rows for _ in range(n_wrong)],
+                       [w for r in rows for w in r["perturbed_answer"][:n_wrong]], **kw)["loglik"]
+        qa = {"truth_ratio": metrics.truth_ratio(para, wrong.reshape(len(rows), n_wrong))}
     return pd.DataFrame({
         "split": split, "sample_id": np.arange(len(rows)), "loglik": scored["loglik"], "min_k": scored["min_k"],
-        "answer_hits": scored["answer_hits"], "answer_tokens": scored["answer_tokens"], **members,
-        "truth_ratio": metrics.truth_ratio(para, wrong.reshape(len(rows), n_wrong)),
-        "rouge_l": metrics.rouge_l_recall(answers, [r["answer"] for r in rows]), "generation": answers,
+        "answer_hits": scored["answer_hits"], "answer_tokens": scored["answer_tokens"], **members, **qa,
+        "rouge_l": metrics.rouge_l_recall(answers, references), "generation": answers,
     })
 
 
 def _holdout_frame(model, tokenizer, rows: list[dict], *, gradient: bool, **kw) -> pd.DataFrame:
     """The non-members of the membership attacks: their scores only."""
-    scored = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], attacks=True, **kw)
+    scored = _score(model, tokenizer, rows, attacks=True, **kw)
     members = _membership_scores(model, tokenizer, rows, scored, gradient=gradient, max_length=kw["max_length"],
                                  device=kw["device"])
     return pd.DataFrame({"split": "holdout", "sample_id": np.arange(len(rows)), "loglik": scored["loglik"],
@@ -92,9 +111,9 @@ def _utility_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_to
     """real_authors / world_facts: probability normalised over the true and the wrong options, truth
     ratio of the wrong options against the true answer, ROUGE-L (TOFU's 9-part model utility)."""
     n_wrong = _wrong(rows, max_wrong)
-    true = _score(model, tokenizer, [(r["question"], r["answer"]) for r in rows], **kw)["loglik"]
-    wrong = _score(model, tokenizer, [(r["question"], w) for r in rows for w in r["perturbed_answer"][:n_wrong]],
-                   **kw)["loglik"].reshape(len(rows), n_wrong)
+    true = _score(model, tokenizer, rows, **kw)["loglik"]
+    wrong = _score(model, tokenizer, [r for r in rows for _ in range(n_wrong)],
+                   [w for r in rows for w in r["perturbed_answer"][:n_wrong]], **kw)["loglik"].reshape(len(rows), n_wrong)
     answers = generate_answers(model, tokenizer, [r["question"] for r in rows], max_new_tokens=max_new_tokens,
                                batch_size=kw["batch_size"], device=kw["device"])
     return pd.DataFrame({
@@ -137,8 +156,10 @@ def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_toke
     quality (KS test of forget truth ratios: its p-value, TOFU's convention, and its statistic),
     the reference attack and PrivLeak are reported. Model utility is the harmonic mean of
     probability, ROUGE and truth ratio on retain, and on real_authors and world_facts where the
-    data has them (9 parts on TOFU). `gradient_attack`: the gradient-norm attack (one backward
-    pass per forget and holdout sample). Returns (summary, per-sample frame)."""
+    data has them (9 parts on TOFU). Text data have no paraphrased or wrong answers: no truth
+    ratio, hence no forget quality, and model utility is the harmonic mean of the retain
+    probability and verbatim-continuation ROUGE. `gradient_attack`: the gradient-norm attack (one
+    backward pass per forget and holdout sample). Returns (summary, per-sample frame)."""
     model.eval()
     kw = dict(max_length=max_length, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device,
               max_wrong=max_wrong_answers)
@@ -149,18 +170,22 @@ def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_toke
     frames.append(_holdout_frame(model, tokenizer, data.holdout, gradient=gradient_attack, **score))
     samples = pd.concat(frames, ignore_index=True)
     forget, retain = samples[samples.split == "forget"], samples[samples.split == "retain"]
+    qa = data.kind == "qa"
     summary = {
+        "data_kind": data.kind,
         "forget_prob": float(metrics.probability(forget.loglik).mean()),
         "forget_rouge": float(forget.rouge_l.mean()),
-        "forget_truth_ratio": metrics.forget_truth_ratio(forget.truth_ratio),
         "forget_loglik": float(forget.loglik.mean()),
         "retain_prob": float(metrics.probability(retain.loglik).mean()),
         "retain_rouge": float(retain.rouge_l.mean()),
-        "retain_truth_ratio": metrics.retain_truth_ratio(retain.truth_ratio),
         "retain_loglik": float(retain.loglik.mean()),
         **membership_summary(samples, reference),
     }
-    utility = [summary["retain_prob"], summary["retain_rouge"], summary["retain_truth_ratio"]]
+    utility = [summary["retain_prob"], summary["retain_rouge"]]
+    if qa:
+        summary["forget_truth_ratio"] = metrics.forget_truth_ratio(forget.truth_ratio)
+        summary["retain_truth_ratio"] = metrics.retain_truth_ratio(retain.truth_ratio)
+        utility.append(summary["retain_truth_ratio"])
     for name in data.utility:
         part, prefix = samples[samples.split == name], UTILITY_SETS[name]
         summary.update({f"{prefix}_prob": float(part.normalized_prob.mean()), f"{prefix}_rouge": float(part.rouge_l.mean()),
@@ -170,8 +195,59 @@ def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_toke
         summary[f"{split}_token_accuracy"] = float(part.answer_hits.sum() / part.answer_tokens.sum())
     summary["model_utility"] = metrics.model_utility(utility)
     summary["model_utility_parts"] = len(utility)
-    if reference is not None:
+    summary["utility_splits"] = ["retain", *data.utility]
+    if reference is not None and qa:
         ref = reference[reference.split == "forget"]
         summary["forget_quality"], summary["forget_ks"] = metrics.forget_quality(forget.truth_ratio.to_numpy(),
                                                                                  ref.truth_ratio.to_numpy())
     return summary, samples
+
+
+# OpenUnlearning's names (its TOFU_EVAL.json) for what both tools compute: metric -> (split,
+# per-sample column, the key of each per-sample value, the summary key of the aggregate).
+OPENUNLEARNING = {
+    "qa": {"forget_Q_A_Prob": ("forget", "prob", "prob", "forget_prob"),
+           "forget_Q_A_ROUGE": ("forget", "rouge_l", "rougeL_recall", "forget_rouge"),
+           "forget_truth_ratio": ("forget", "truth_ratio", "score", "forget_truth_ratio"),
+           "retain_Q_A_Prob": ("retain", "prob", "prob", "retain_prob"),
+           "retain_Q_A_ROUGE": ("retain", "rouge_l", "rougeL_recall", "retain_rouge"),
+           "retain_Truth_Ratio": ("retain", "truth_ratio", "score", "retain_truth_ratio"),
+           **{f"{p}_Q_A_Prob_normalised": (s, "normalized_prob", "prob", f"{p}_prob") for s, p in UTILITY_SETS.items()},
+           **{f"{p}_Q_A_ROUGE": (s, "rouge_l", "rougeL_recall", f"{p}_rouge") for s, p in UTILITY_SETS.items()},
+           **{f"{p}_Truth_Ratio": (s, "truth_ratio", "score", f"{p}_truth_ratio") for s, p in UTILITY_SETS.items()}},
+    "text": {"forget_Prob": ("forget", "prob", "prob", "forget_prob"),
+             "forget_verbmem_ROUGE": ("forget", "rouge_l", "rougeL_recall", "forget_rouge"),
+             "retain_Prob": ("retain", "prob", "prob", "retain_prob"),
+             "retain_verbmem_ROUGE": ("retain", "rouge_l", "rougeL_recall", "retain_rouge")},
+}
+OPENUNLEARNING_AGGREGATES = {"forget_quality": "forget_quality", "model_utility": "model_utility",
+                             "privleak": "privleak", "mia_min_k": "mia_auc", "mia_loss": "mia_loss",
+                             "mia_zlib": "mia_zlib", "mia_min_k_plus_plus": "mia_min_k_pp",
+                             "mia_gradnorm": "mia_grad_norm", "mia_reference": "mia_reference"}
+
+
+def _number(x) -> float | None:
+    x = float(x)
+    return None if np.isnan(x) else x
+
+
+def openunlearning_eval(summary: dict, samples: pd.DataFrame) -> dict:
+    """One evaluated model in OpenUnlearning's TOFU_EVAL.json layout (metric -> {agg_value,
+    value_by_index: {sample index: {value key: value}}}), so that our runs sit beside theirs.
+    Per-sample probabilities are exp(L) with L the mean answer log-likelihood; aggregates
+    (forget quality, model utility, PrivLeak, the attacks' AUCs) have no per-sample values."""
+    out = {}
+    frame = samples.assign(prob=np.exp(samples.loglik))
+    for name, (split, column, key, aggregate) in OPENUNLEARNING[summary.get("data_kind", "qa")].items():
+        part = frame[frame.split == split].sort_values("sample_id")
+        if aggregate not in summary or column not in part or part.empty:
+            continue
+        values = {str(int(i)): {key: _number(v)} for i, v in zip(part.sample_id, part[column])}
+        if column == "rouge_l":
+            for i, g in zip(part.sample_id, part.generation):
+                values[str(int(i))]["generation"] = g if isinstance(g, str) else ""
+        out[name] = {"agg_value": _number(summary[aggregate]), "value_by_index": values}
+    for name, key in OPENUNLEARNING_AGGREGATES.items():
+        if key in summary and _number(summary[key]) is not None:
+            out[name] = {"agg_value": _number(summary[key])}
+    return out

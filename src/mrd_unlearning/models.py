@@ -119,6 +119,14 @@ def save_checkpoint(model, tokenizer, folder: str | Path, state_dict: dict | Non
     tokenizer.save_pretrained(folder)
 
 
+def load_tokenizer(path: str | Path):
+    """The tokenizer of a checkpoint folder or hub id, padding as `load_checkpoint` pads."""
+    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
     """A checkpoint folder, or (online, or from the local cache) a hub id such as
     meta-llama/Llama-2-7b-chat-hf. A tokenizer without a pad token pads with EOS: padded positions
@@ -127,9 +135,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu", dtype:
     hub_id = not local.exists() and re.fullmatch(r"[\w.-]+/[\w.-]+", str(path))
     if not hub_id and not (local / "config.json").is_file():
         raise FileNotFoundError(f"no model checkpoint at {path} (config.json missing)")
-    tokenizer = transformers.AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(path)
     model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device)
     model.eval()
     return model, tokenizer
@@ -147,6 +153,57 @@ def encode_qa(tokenizer, question: str, answer: str, max_length: int) -> Encoded
         raise ValueError(f"sample longer than model.max_length={max_length} tokens "
                          f"({len(prompt) + len(target)}): {question!r}")
     return EncodedQA(prompt + target, [IGNORE] * len(prompt) + target)
+
+
+def text_parts(tokenizer, text: str, prefix_tokens: int) -> tuple[list[int], list[int]]:
+    """A text row as (context, scored continuation): BOS and the first `prefix_tokens` tokens,
+    then the rest ending with EOS. Plain text, no chat template (MUSE's and WMDP's corpora)."""
+    bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+    ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
+    if prefix_tokens >= len(ids) - 1:
+        raise ValueError(f"text of {len(ids) - 1} tokens is not longer than data.text_prefix_tokens="
+                         f"{prefix_tokens}: {text[:60]!r}")
+    return bos + ids[:prefix_tokens], ids[prefix_tokens:]
+
+
+def encode_text(tokenizer, text: str, max_length: int, prefix_tokens: int = 0) -> EncodedQA:
+    """L of a text row: every token after the prefix is scored and trained."""
+    context, scored = text_parts(tokenizer, text, prefix_tokens)
+    if len(context) + len(scored) > max_length:
+        raise ValueError(f"sample longer than model.max_length={max_length} tokens "
+                         f"({len(context) + len(scored)}): {text[:60]!r}")
+    return EncodedQA(context + scored, [IGNORE] * len(context) + scored)
+
+
+def verbatim_prompt(tokenizer, row: dict) -> tuple[list[int], str]:
+    """A text row's prompt for verbatim continuation (MUSE's VerbMem) and the continuation it
+    should produce: the row's prefix, or without one its first half."""
+    prefix = row.get("_prefix", 0) or max(1, len(tokenizer.encode(row["text"], add_special_tokens=False)) // 2)
+    context, rest = text_parts(tokenizer, row["text"], prefix)
+    return context, tokenizer.decode(rest, skip_special_tokens=True).strip()
+
+
+def encode_sample(tokenizer, row: dict, max_length: int, answer: str | None = None) -> EncodedQA:
+    """Any row the loader returns: a QA pair (with `answer` another answer to the same question:
+    a paraphrase, a wrong answer, a refusal) or a text row (its prefix set by the loader)."""
+    if "question" not in row:
+        return encode_text(tokenizer, row["text"], max_length, row.get("_prefix", 0))
+    return encode_qa(tokenizer, row["question"], row["answer"] if answer is None else answer, max_length)
+
+
+def sequence_lengths(tokenizer, row: dict) -> Iterator[tuple[str, int]]:
+    """(field, tokens) of every sequence a stage may build from a row: the sample, and on
+    evaluation rows its paraphrase and each wrong answer after the same question."""
+    if "question" not in row:
+        context, scored = text_parts(tokenizer, row["text"], row.get("_prefix", 0))
+        yield "text", len(context) + len(scored)
+        return
+    prompt = len(prompt_ids(tokenizer, row["question"]))
+    yield "answer", prompt + len(answer_ids(tokenizer, row["answer"]))
+    if "paraphrased_answer" in row:
+        yield "paraphrased_answer", prompt + len(answer_ids(tokenizer, row["paraphrased_answer"]))
+    for i, wrong in enumerate(row.get("perturbed_answer", [])):
+        yield f"perturbed_answer[{i}]", prompt + len(answer_ids(tokenizer, wrong))
 
 
 def collate(encoded: list[EncodedQA], pad_id: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
@@ -219,17 +276,24 @@ def nll_loss(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return (total / n).mean()
 
 
-@torch.no_grad()
 def generate_answers(model, tokenizer, questions: list[str], *, max_new_tokens: int, batch_size: int,
                      device) -> list[str]:
-    """Greedy answers, left-padded batches."""
+    """Greedy answers to questions, in the model's prompt format."""
+    return generate(model, tokenizer, [prompt_ids(tokenizer, q) for q in questions], max_new_tokens=max_new_tokens,
+                    batch_size=batch_size, device=device)
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: list[list[int]], *, max_new_tokens: int, batch_size: int,
+             device) -> list[str]:
+    """Greedy continuations of token prompts, left-padded batches, stopped at EOS."""
     out: list[str] = []
-    for start in range(0, len(questions), batch_size):
-        prompts = [prompt_ids(tokenizer, q) for q in questions[start:start + batch_size]]
-        width = max(map(len, prompts))
-        ids = torch.full((len(prompts), width), tokenizer.pad_token_id, dtype=torch.long)
+    for start in range(0, len(prompts), batch_size):
+        batch = prompts[start:start + batch_size]
+        width = max(map(len, batch))
+        ids = torch.full((len(batch), width), tokenizer.pad_token_id, dtype=torch.long)
         mask = torch.zeros_like(ids)
-        for i, p in enumerate(prompts):
+        for i, p in enumerate(batch):
             ids[i, width - len(p):] = torch.tensor(p)
             mask[i, width - len(p):] = 1
         gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,

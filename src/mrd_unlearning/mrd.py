@@ -195,3 +195,49 @@ def difficulty_drop(result: MRDResult, statistic: str, normalize: str) -> np.nda
 
 def mrd_from_drop(D: np.ndarray, eps: float) -> np.ndarray:
     return 1.0 / np.maximum(D, eps)
+
+
+def score_mrd(model, tokenizer, samples: list[dict] | list, *, max_length: int | None = None, device=None,
+              tau: float = 1.0, progress: bool = True, **settings):
+    """MRD of every sample, as the workflow's MRD rule computes it: `(scores, info)`.
+
+    `samples`: rows as the loader reads them (QA: question, answer; text: text) or already
+    encoded samples. `settings`: any key of the config's `mrd` section (K, sigma, sigma_grid,
+    positive_share, statistic, normalize, sigma_mode, eps, seed, batch_size), validated against
+    the schema and defaulted as a study is. `scores` has one row per sample, in order: sample_id,
+    mrd, drop (D, the mean likelihood drop: larger = easier), loglik, and the sampling weights
+    weight_uniform and weight_mrd (p ~ D^(1/tau)); `info` records the estimator, the sigma it
+    used, the share of positive drops and the cost.
+
+        from torch.utils.data import WeightedRandomSampler
+        scores, info = score_mrd(model, tokenizer, forget_rows, K=32)
+        sampler = WeightedRandomSampler(scores.weight_mrd.tolist(), num_samples=len(scores))
+    """
+    import time
+
+    import pandas as pd
+
+    from .config import validate_config
+    from .models import encode_sample
+    from .sampling import mrd_weights
+
+    cfg = validate_config({"name": "score_mrd", "mrd": settings})["mrd"]
+    device = next(model.parameters()).device if device is None else torch.device(device)
+    if max_length is None:
+        max_length = getattr(model.config, "max_position_embeddings", None) or 10 ** 9
+    encoded = [encode_sample(tokenizer, s, max_length) if isinstance(s, dict) else s for s in samples]
+    start = time.perf_counter()
+    scorer = PerturbationScorer(model, encoded, batch_size=cfg["batch_size"], pad_id=tokenizer.pad_token_id,
+                                device=device, progress=progress)
+    estimator = Estimator.from_config(cfg)
+    result = scorer.estimate(estimator, seed=cfg["seed"], sigma_grid=cfg["sigma_grid"],
+                             positive_share=cfg["positive_share"])
+    drop = difficulty_drop(result, estimator.statistic, estimator.normalize)
+    scores = pd.DataFrame({"sample_id": np.arange(len(encoded)), "mrd": mrd_from_drop(drop, cfg["eps"]),
+                           "drop": drop, "loglik": result.loglik,
+                           "weight_uniform": np.full(len(encoded), 1.0 / len(encoded)),
+                           "weight_mrd": mrd_weights(drop, tau)})
+    info = {**estimator.describe(), "sigma": result.sigma, "positive_share": result.positive_share,
+            "sigma_search": result.searched, "seed": cfg["seed"], "n_samples": len(encoded), "tau": tau,
+            "forward_passes": scorer.forward_passes, "wall_s": time.perf_counter() - start}
+    return scores, info

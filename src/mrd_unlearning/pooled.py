@@ -99,7 +99,7 @@ def unlearning_table(run_dirs: list[str], out_csv: str, curves_csv: str) -> None
                          **{k: run[k] for k in ("steps", "steps_to_forget", "steps_censored", "forget_progress",
                                                 "forget_auc", "wall_s", "refreshes", "refresh_s")},
                          "level_step": at_level["step"], "level_reached": run["level_reached"],
-                         **{f"level_{k}": at_level[k] for k in ("forget_quality", "forget_ks", "model_utility")}})
+                         **{f"level_{k}": at_level.get(k, float("nan")) for k in ("forget_quality", "forget_ks", "model_utility")}})
     keys = ["replicate", "algorithm", "sampler", "seed"]
     write_csv(out_csv, pd.DataFrame(rows).sort_values(keys))
     columns = [*keys, "step", "forget_loglik", "retain_loglik"]

@@ -17,14 +17,15 @@ import transformers
 from .baselines import cheap_scores, field_scores
 from .difficulty import LEARNING_EVENTS, difficulty_table, harder_when_higher, retain_level
 from .data import synthetic, tofu
-from .data.loader import DataError, load_study_data, write_manifest
-from .evaluation import evaluate
+from .data.loader import DataError, load_study_data, located_rows, sample_key, write_manifest
+from .evaluation import evaluate, openunlearning_eval
 from .ground_truth import required_updates, subsample
 from .io import atomic_path, read_json, write_csv, write_json
 from .metrics import forgetting_auc, level_crossing, progress_at
-from .models import (build_model, convert_gguf, encode_qa, load_checkpoint, resolve_device,
-                     save_checkpoint, smollm2_gguf_file, train_tokenizer, with_lora, without_lora)
-from .mrd import Estimator, PerturbationScorer, difficulty_drop, mrd_from_drop
+from .models import (build_model, convert_gguf, encode_qa, encode_sample, load_checkpoint, load_tokenizer,
+                     resolve_device, save_checkpoint, sequence_lengths, smollm2_gguf_file, train_tokenizer, with_lora,
+                     without_lora)
+from .mrd import Estimator, PerturbationScorer, score_mrd
 from .training import finetune
 from .sampling import drive_by, parse_arm
 from .unlearning import NEEDS_IDK, NEEDS_REFERENCE, idk_answers, unlearn
@@ -52,26 +53,52 @@ def _load(model_dir: str, device: str, precision: str, frozen: bool = False):
 
 
 def _encode(tokenizer, rows, max_length):
-    return [encode_qa(tokenizer, r["question"], r["answer"], max_length) for r in rows]
+    return [encode_sample(tokenizer, r, max_length) for r in rows]
 
 
 # --- data -------------------------------------------------------------------------------------
 
 def prepare_data(out_dir: str, *, data_cfg: dict, seed: int) -> None:
-    """A data folder with a manifest: synthetic data is generated into it; TOFU is read where it
-    lies (`data.tofu.path`), or fetched from the hub into it when no path is given. Every check of
-    the loader runs before anything trains on it."""
+    """A data folder with a manifest: synthetic data is generated into it; TOFU and local folders
+    are read where they lie, or TOFU fetched from the hub into it when no path is given. Every
+    check of the loader runs before anything trains on it."""
+    prefix = data_cfg.get("text_prefix_tokens", 0)
     with atomic_path(out_dir) as tmp:
         if data_cfg["source"] == "synthetic":
             synthetic.generate(tmp, seed=seed, forget_percent=data_cfg["forget_percent"],
                                retain_eval_size=data_cfg["retain_eval_size"], **data_cfg["synthetic"])
-            write_manifest(tmp, root=".", splits=synthetic.split_names(data_cfg["forget_percent"]))
+            stems = synthetic.split_names(data_cfg["forget_percent"], data_cfg["synthetic"].get("form", "qa"))
+            write_manifest(tmp, root=".", splits={role: f"{stem}.json" for role, stem in stems.items()},
+                           text_prefix_tokens=prefix)
             load_study_data(tmp)
+        elif data_cfg["source"] == "tofu":
+            _prepare_tofu(tmp, Path(out_dir), data_cfg["tofu"], data_cfg["retain_eval_size"], prefix)
         else:
-            _prepare_tofu(tmp, Path(out_dir), data_cfg["tofu"], data_cfg["retain_eval_size"])
+            local = data_cfg["local"]
+            root = Path(local["path"]).resolve()
+            if not root.is_dir():
+                raise DataError(f"config key 'data.local.path': no folder at {root}")
+            for role, name in local["splits"].items():
+                if not (root / name).is_file():
+                    raise DataError(f"config key 'data.local.splits.{role}': no file {root / name}")
+            _point_at(tmp, Path(out_dir), root, dict(local["splits"]), {"retain_eval": data_cfg["retain_eval_size"]},
+                      prefix, relative=True, source="local")
 
 
-def _prepare_tofu(tmp: Path, final: Path, cfg: dict, retain_eval_size: int | None) -> None:
+def _point_at(tmp: Path, final: Path, root: Path, files: dict[str, str], subset: dict, prefix: int,
+              relative: bool, source: str) -> None:
+    """A manifest naming the files where they are, with their checksums, checked by the loader;
+    then (`relative`) rewritten relative to the final folder, so the results tree and the data
+    can move together."""
+    manifest = dict(splits=files, subset=subset, text_prefix_tokens=prefix, source=source,
+                    checksums={name: tofu.sha256(root / name) for name in sorted(set(files.values()))})
+    write_manifest(tmp, root=str(root), **manifest)
+    load_study_data(tmp)
+    write_manifest(tmp, root=os.path.relpath(root, final.resolve()) if relative else ".", **manifest)
+
+
+def _prepare_tofu(tmp: Path, final: Path, cfg: dict, retain_eval_size: int | None, prefix: int) -> None:
+    """TOFU: a preset of a local folder (its file names, its 20-QA authors)."""
     names = tofu.split_names(cfg["forget_split"])
     stems = sorted(set(names.values()))
     if cfg["path"] is None:
@@ -81,17 +108,35 @@ def _prepare_tofu(tmp: Path, final: Path, cfg: dict, retain_eval_size: int | Non
         root = Path(cfg["path"]).resolve()
         if not root.is_dir():
             raise DataError(f"config key 'data.tofu.path': no TOFU folder at {root}")
-    files = [root / f"{stem}.json" for stem in stems]
-    for f in files:
-        if not f.is_file():
-            raise DataError(f"TOFU split file missing: {f} (needed for {cfg['forget_split']})")
+    for stem in stems:
+        if not (root / f"{stem}.json").is_file():
+            raise DataError(f"TOFU split file missing: {root / stem}.json (needed for {cfg['forget_split']}; "
+                            f"a TOFU-format folder with other files or without utility splits: data.source local)")
     retain = None if cfg["retain_authors"] is None else cfg["retain_authors"] * tofu.AUTHOR_QA
-    manifest = dict(splits=names, checksums={f.name: tofu.sha256(f) for f in files},
-                    subset={"retain": retain, "retain_eval": retain_eval_size, "utility": cfg["utility_eval_size"]})
-    write_manifest(tmp, root=str(root), **manifest)
-    load_study_data(tmp)
-    # Then relative to the final folder, so the results tree and the data can move together.
-    write_manifest(tmp, root="." if cfg["path"] is None else os.path.relpath(root, final.resolve()), **manifest)
+    _point_at(tmp, final, root, {role: f"{stem}.json" for role, stem in names.items()},
+              {"retain": retain, "retain_eval": retain_eval_size, "utility": cfg["utility_eval_size"]}, prefix,
+              relative=cfg["path"] is not None, source="tofu")
+
+
+def check_lengths(data_dir: str, out_json: str, *, tokenizer_source: str, max_length: int) -> None:
+    """Every sequence any stage builds from the study's rows (samples, paraphrases, wrong
+    answers, text) against model.max_length, with the model's own tokenizer and prompt format,
+    before any model trains: a too-long row is named by file, line and length."""
+    data = load_study_data(data_dir)
+    tokenizer = load_tokenizer(tokenizer_source)
+    longest: dict[str, int] = {}
+    too_long = []
+    for role, where, row in located_rows(data):
+        for what, n in sequence_lengths(tokenizer, row):
+            longest[role] = max(longest.get(role, 0), n)
+            if n > max_length:
+                too_long.append(f"{where} ({role}, {what}): {n} tokens")
+    if too_long:
+        raise DataError(f"{len(too_long)} sequence(s) longer than model.max_length={max_length} (raise it, or "
+                        f"shorten or drop these rows):\n  " + "\n  ".join(too_long[:20])
+                        + ("\n  ..." if len(too_long) > 20 else ""))
+    write_json(out_json, {"max_length": max_length, "longest": longest, "kind": data.kind,
+                          "rows": {role: len(rows) for role, rows in data.roles().items()}})
 
 
 def build_tokenizer(data_dir: str, out_dir: str, *, vocab_size: int) -> None:
@@ -99,7 +144,8 @@ def build_tokenizer(data_dir: str, out_dir: str, *, vocab_size: int) -> None:
     texts = []
     for rows in (data.full, data.holdout, data.forget_eval, data.retain_eval):
         for r in rows:
-            texts += [r["question"], r["answer"], r.get("paraphrased_answer", ""), *r.get("perturbed_answer", [])]
+            texts += [r.get("question", ""), r.get("answer", ""), r.get("text", ""), r.get("paraphrased_answer", ""),
+                      *r.get("perturbed_answer", [])]
     tokenizer = train_tokenizer(texts, vocab_size)
     with atomic_path(out_dir) as tmp:
         tokenizer.save_pretrained(tmp)
@@ -157,8 +203,8 @@ def _finetune_process(role, data_dir, base, out_dir, model_cfg, finetune_cfg, se
     if model_cfg["gradient_checkpointing"]:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     # the target's learning events: each forget sample's place in its training data
-    position = {(r["question"], r["answer"]): i for i, r in enumerate(rows)}
-    track = [position[(r["question"], r["answer"])] for r in data.forget] if role == "target" else None
+    position = {sample_key(r): i for i, r in enumerate(rows)}
+    track = [position[sample_key(r)] for r in data.forget] if role == "target" else None
     start = time.perf_counter()
     history = finetune(model, _encode(tokenizer, rows, model_cfg["max_length"]), lr=finetune_cfg["lr"],
                        weight_decay=finetune_cfg["weight_decay"], batch_size=finetune_cfg["batch_size"],
@@ -196,8 +242,10 @@ def _finetune_process(role, data_dir, base, out_dir, model_cfg, finetune_cfg, se
 
 # --- evaluation -------------------------------------------------------------------------------
 
-def evaluate_model(model_dir: str, data_dir: str, summary_json: str, samples_csv: str, *, eval_cfg: dict,
-                   max_length: int, device: str, precision: str, threads: int, reference_csv: str | None = None) -> None:
+def evaluate_model(model_dir: str, data_dir: str, summary_json: str, samples_csv: str, openunlearning_json: str, *,
+                   eval_cfg: dict, max_length: int, device: str, precision: str, threads: int,
+                   reference_csv: str | None = None) -> None:
+    """A fine-tuned model's summary, per-sample frame and OpenUnlearning-layout results."""
     setup(threads)
     model, tokenizer, dev, _ = _load(model_dir, device, precision, frozen=True)
     reference = pd.read_csv(reference_csv) if reference_csv else None
@@ -206,6 +254,7 @@ def evaluate_model(model_dir: str, data_dir: str, summary_json: str, samples_csv
                                 max_wrong_answers=eval_cfg["max_wrong_answers"], device=dev, reference=reference,
                                 gradient_attack=eval_cfg["gradient_attack"])
     write_csv(samples_csv, samples)
+    write_json(openunlearning_json, openunlearning_eval(summary, samples))
     write_json(summary_json, summary)
 
 
@@ -222,22 +271,16 @@ def _scorer(model, tokenizer, encoded, dev, mrd_cfg: dict) -> PerturbationScorer
                               device=dev)
 
 
-def score_mrd(model_dir: str, data_dir: str, out_csv: str, out_json: str, *, mrd_cfg: dict, max_length: int,
-              device: str, precision: str, threads: int) -> None:
-    """The MRD the weighted samplers use: the configured estimator, perturbation seed mrd.seed."""
+def score_forget_set(model_dir: str, data_dir: str, out_csv: str, out_json: str, *, mrd_cfg: dict, max_length: int,
+                     device: str, precision: str, threads: int, tau: float = 1.0) -> None:
+    """The MRD the weighted samplers use: the configured estimator, perturbation seed mrd.seed,
+    through the library's `score_mrd` (the same code as `mrd-unlearning score`)."""
     setup(threads)
     model, tokenizer, encoded, dev, _ = _forget_on_model(model_dir, data_dir, max_length, device, precision)
-    start = time.perf_counter()
-    scorer = _scorer(model, tokenizer, encoded, dev, mrd_cfg)
-    estimator = Estimator.from_config(mrd_cfg)
-    result = scorer.estimate(estimator, seed=mrd_cfg["seed"], sigma_grid=mrd_cfg["sigma_grid"],
-                             positive_share=mrd_cfg["positive_share"])
-    drop = difficulty_drop(result, estimator.statistic, estimator.normalize)
-    write_csv(out_csv, pd.DataFrame({"sample_id": np.arange(len(encoded)), "mrd": mrd_from_drop(drop, mrd_cfg["eps"]),
-                                     "drop": drop, "loglik": result.loglik}))
-    write_json(out_json, {**estimator.describe(), "sigma": result.sigma, "positive_share": result.positive_share,
-                          "sigma_search": result.searched, "seed": mrd_cfg["seed"], "n_samples": len(encoded),
-                          "forward_passes": scorer.forward_passes, "wall_s": time.perf_counter() - start})
+    settings = {k: v for k, v in mrd_cfg.items() if k != "validation"}
+    scores, info = score_mrd(model, tokenizer, encoded, device=dev, tau=tau, **settings)
+    write_csv(out_csv, scores)
+    write_json(out_json, info)
 
 
 def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: str, *, mrd_cfg: dict,
@@ -288,6 +331,8 @@ def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv
 
 def idk_targets(tokenizer, forget_rows: list[dict], seed: int, max_length: int) -> list:
     """IdkNLL's targets: each forget question with a refusal drawn with the run's seed."""
+    if "question" not in forget_rows[0]:
+        raise DataError("unlearning algorithm 'idknll' answers questions with refusals; text data has no questions")
     return [encode_qa(tokenizer, r["question"], a, max_length)
             for r, a in zip(forget_rows, idk_answers(len(forget_rows), seed))]
 
@@ -375,5 +420,6 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                    "forget_auc": forgetting_auc(curve.step, curve.forget_loglik, level, steps), **costs}
             for name, (step, summary, samples) in evaluations.items():
                 write_csv(folder / f"eval_{name}_samples.csv", samples)
+                write_json(folder / f"eval_{name}_TOFU_EVAL.json", openunlearning_eval(summary, samples))
                 run[f"eval_{name}"] = {"step": step, **summary}
             write_json(folder / "run.json", run)

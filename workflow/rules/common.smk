@@ -221,6 +221,7 @@ CODE = {
         stages.prepare_data, pkg.data.synthetic, pkg.data.loader
     ),
     "tokenizer": source_digest(stages.build_tokenizer, pkg.models.train_tokenizer),
+    "check_lengths": source_digest(stages.check_lengths, pkg.data.loader, pkg.models),
     "base_model": source_digest(stages.convert_base_model, pkg.models.convert_gguf),
     "finetune": source_digest(
         stages.finetune_model,
@@ -232,7 +233,9 @@ CODE = {
     "evaluate": source_digest(
         stages.evaluate_model, pkg.evaluation, pkg.metrics, pkg.models, pkg.baselines
     ),
-    "mrd": source_digest(stages.score_mrd, pkg.mrd, pkg.models),
+    "mrd": source_digest(
+        stages.score_forget_set, pkg.mrd, pkg.models, pkg.sampling.mrd_weights
+    ),
     "mrd_variants": source_digest(
         stages.mrd_variants, pkg.mrd, pkg.validation.estimator_study, pkg.models
     ),

@@ -66,3 +66,29 @@ rule base_model:
         source=config["model"]["source"],
     script:
         "../scripts/base_model.py"
+
+
+rule check_lengths:
+    """Every row against model.max_length, with the model's own tokenizer, before any training."""
+    input:
+        unpack(finetune_base),
+        data=f"{R}/data",
+    output:
+        f"{R}/data_lengths.json",
+    log:
+        log_file("check_lengths"),
+    benchmark:
+        benchmark_file("check_lengths")
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+        gpu=0,
+    params:
+        code=CODE["check_lengths"],
+        max_length=config["model"]["max_length"],
+        name_or_path=config["model"]["name_or_path"],
+    script:
+        "../scripts/check_lengths.py"

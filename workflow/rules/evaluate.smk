@@ -15,6 +15,7 @@ rule evaluate_finetuned:
     output:
         summary=f"{R}/eval/rep{{replicate}}/{{role}}.json",
         samples=f"{R}/eval/rep{{replicate}}/{{role}}_samples.csv",
+        openunlearning=f"{R}/eval/rep{{replicate}}/{{role}}_TOFU_EVAL.json",
     log:
         log_file("evaluate_finetuned/rep{replicate}_{role}"),
     benchmark:

@@ -6,6 +6,7 @@ rule finetune:
     input:
         unpack(finetune_base),
         data=f"{R}/data",
+        lengths=f"{R}/data_lengths.json",  # every row fits model.max_length
     output:
         directory(f"{R}/models/rep{{replicate}}/{{role}}"),
     log:

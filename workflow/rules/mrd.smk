@@ -26,6 +26,7 @@ rule mrd:
         **model_settings(),
         code=CODE["mrd"],
         mrd_cfg={k: v for k, v in config["mrd"].items() if k != "validation"},
+        tau=UL["tau"],  # of the weights written beside the scores
     script:
         "../scripts/mrd.py"
 

@@ -4,5 +4,5 @@ from mrd_unlearning.stages import evaluate_model
 
 sm = snakemake  # noqa: F821
 with job_log(sm.log[0]):
-    evaluate_model(sm.input.model, sm.input.data, sm.output.summary, sm.output.samples,
+    evaluate_model(sm.input.model, sm.input.data, sm.output.summary, sm.output.samples, sm.output.openunlearning,
                    reference_csv=sm.input.reference or None, threads=sm.threads, **stage_params(sm))

@@ -1,4 +1,5 @@
-"""Deterministic generator of fictitious people and QA pairs, written in the TOFU file format.
+"""Deterministic generator of fictitious people and QA pairs (or, with form 'text', the same
+facts as plain-text rows), written in the TOFU file format.
 
 Every name and attribute value is a made-up word built from syllables, so no pretrained
 knowledge can leak in. Attribute values are drawn with Zipf-skewed popularity, which gives
@@ -83,9 +84,13 @@ def _unique_names(rng: np.random.Generator, n: int) -> list[str]:
     return names
 
 
-def split_names(forget_percent: int) -> dict[str, str]:
-    """File stems of the splits, TOFU style: forget10 / retain90 / holdout10 ..."""
+def split_names(forget_percent: int, form: str = "qa") -> dict[str, str]:
+    """File stems of the splits, TOFU style: forget10 / retain90 / holdout10 ... Text data has no
+    paraphrased or wrong answers: its forget set is evaluated as it is."""
     nn = f"{forget_percent:02d}"
+    if form == "text":
+        return {"full": "full", "forget": f"forget{nn}", "retain": f"retain{100 - forget_percent:02d}",
+                "holdout": f"holdout{nn}", "forget_eval": f"forget{nn}", "retain_eval": "retain_eval"}
     return {
         "full": "full",
         "forget": f"forget{nn}",
@@ -98,8 +103,10 @@ def split_names(forget_percent: int) -> dict[str, str]:
 
 def generate(out_dir: str | Path, *, seed: int, forget_percent: int, retain_eval_size: int, n_people: int,
              attributes_per_person: int, values_per_attribute: int, zipf_exponent: float,
-             n_wrong_answers: int) -> None:
-    """Write the TOFU-format splits and `factors.csv` (known factors of each forget sample)."""
+             n_wrong_answers: int, form: str = "qa") -> None:
+    """Write the TOFU-format splits and `factors.csv` (known factors of each forget sample). With
+    `form` 'text' each fact is a row of plain text (the answer sentence, e.g. "Bala Kor was born
+    in Threa."): the same people, values and factors, without questions."""
     if n_wrong_answers >= values_per_attribute:
         raise ValueError("n_wrong_answers must be smaller than values_per_attribute")
     rng = np.random.default_rng(seed)
@@ -143,14 +150,18 @@ def generate(out_dir: str | Path, *, seed: int, forget_percent: int, retain_eval
     eval_idx = np.sort(rng.choice(len(retain_qa), size=min(retain_eval_size, len(retain_qa)), replace=False))
 
     def plain(rows):
+        if form == "text":
+            return [{"text": r["answer"]} for r in rows]
         return [{"question": r["question"], "answer": r["answer"]} for r in rows]
 
     def perturbed(rows):
+        if form == "text":
+            return plain(rows)
         return [{k: v for k, v in r.items() if k != "_factors"} for r in rows]
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    names_of = split_names(forget_percent)
+    names_of = split_names(forget_percent, form)
     write_jsonl(out / f"{names_of['full']}.json", plain(retain_qa + forget_qa))
     write_jsonl(out / f"{names_of['forget']}.json", plain(forget_qa))
     write_jsonl(out / f"{names_of['retain']}.json", plain(retain_qa))

@@ -83,3 +83,23 @@ def test_learning_rate_schedule():
     with pytest.raises(ValueError, match="cosine"):
         lr_lambda("cosine", 0, 10)
 
+
+
+def test_fractional_crossing_by_hand():
+    from mrd_unlearning.ground_truth import fractional_crossing
+
+    curve = [-1.0, -1.5, -2.5, -3.0]
+    assert fractional_crossing(curve, -2.0, cap=10) == pytest.approx(1.5)  # between steps 1 and 2
+    assert fractional_crossing(curve, -2.5, cap=10) == pytest.approx(2.0)  # exactly at step 2
+    assert fractional_crossing(curve, -1.1, cap=10) == pytest.approx(0.2)  # (−1 − −1.1) / (−1 − −1.5)
+    assert fractional_crossing(curve, -9.0, cap=10) == 10.0  # never: the cap (censored)
+    assert fractional_crossing(curve, -0.5, cap=10) == 0.0  # already below at step 0
+
+
+def test_fractional_count_lies_within_its_integer_step(tokenizer, forget_encoded):
+    model = tiny_model(tokenizer)
+    start = score_loglik(model, forget_encoded[:3], 8, tokenizer.pad_token_id, "cpu")
+    counts = required_updates(model, forget_encoded[:3], start - 0.5, optimizer="sgd", lr=0.5, max_steps=50,
+                              pad_id=tokenizer.pad_token_id, device="cpu", desc=None)
+    for r in counts.itertuples():
+        assert r.update_count - 1 < r.update_count_frac <= r.update_count

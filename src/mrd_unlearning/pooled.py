@@ -31,10 +31,11 @@ def _replicate_scores(replicate: str, mrd_csv: str, counts_csvs: dict[str, str],
     scores = pd.read_csv(mrd_csv).merge(difficulty_table(baselines_csv, retain_samples_csv, learning_events_csv),
                                         on="sample_id")
     for truth, path in counts_csvs.items():
-        counts = pd.read_csv(path)[["sample_id", "update_count", "censored"]]
+        counts = pd.read_csv(path)
+        counts = counts[[c for c in ("sample_id", "update_count", "censored", "update_count_frac") if c in counts]]
         suffix = truth[len("update_count"):]
-        scores = scores.merge(counts.rename(columns={"update_count": truth, "censored": f"censored{suffix}"}),
-                              on="sample_id")
+        scores = scores.merge(counts.rename(columns={"update_count": truth, "censored": f"censored{suffix}",
+                                                     "update_count_frac": f"{truth}_frac"}), on="sample_id")
     if variants_csv:
         variants = pd.read_csv(variants_csv)
         named = variants[~variants.variant.str.startswith("sigma_sweep/") & (variants.variant != "main")]

@@ -3,7 +3,6 @@ gradient ascent and the evaluation; the library API `score_mrd`; OpenUnlearning'
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from .config import study_config, study_data_configs
 from .data import tofu

@@ -55,7 +55,7 @@ def _setup(data_dir: str, model_cfg: dict, target_ft: dict, retain_ft: dict, tar
     kind = target_eval.get("data_kind", "qa")
     if kind == "text":
         prefix = manifest.get("text_prefix_tokens", 0)
-        data += (f", as plain-text rows: L is the mean log-likelihood of every token"
+        data += (", as plain-text rows: L is the mean log-likelihood of every token"
                  + (f" after the first {prefix}" if prefix else ""))
     model = model_cfg.get("name_or_path") if model_cfg["source"] == "pretrained" else MODEL_NAMES[model_cfg["source"]]
     parts = target_eval.get("utility_splits", ["retain", "real_authors", "world_facts"])

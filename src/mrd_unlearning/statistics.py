@@ -56,8 +56,27 @@ def percentile_p_value(boot: np.ndarray) -> float:
     return float(min(1.0, 2 * (tail + 1) / (boot.size + 1)))
 
 
+def cluster_indices(groups, n_resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Sample indices of a two-stage cluster bootstrap: draw as many groups as there are, with
+    replacement, then within each drawn group as many of its samples as it has, with
+    replacement (Davison & Hinkley's strategy 2). Samples of one group (one author's QA, one
+    person's facts) are not independent; resampling them as if they were gives intervals too
+    narrow. Without groups (None), or with every sample its own group, the ordinary bootstrap.
+    Returns one index array per resample (all of length n when the groups are of equal size)."""
+    labels = np.asarray(groups)
+    members = [np.flatnonzero(labels == g) for g in dict.fromkeys(labels.tolist())]
+    picked = rng.integers(0, len(members), size=(n_resamples, len(members)))
+    sizes = np.array([len(m) for m in members])
+    if (sizes == sizes[0]).all():  # equal sizes: one (B, n) draw
+        table = np.stack(members)  # (G, m)
+        within = rng.integers(0, sizes[0], size=(n_resamples, len(members), sizes[0]))
+        rows = table[picked[:, :, None], within]
+        return list(rows.reshape(n_resamples, -1))
+    return [np.concatenate([members[g][rng.integers(0, sizes[g], size=sizes[g])] for g in row]) for row in picked]
+
+
 def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resamples: int = 2000, alpha: float = 0.05,
-                     seed: int = 0, vectorized: bool = True) -> dict:
+                     seed: int = 0, vectorized: bool = True, groups=None) -> dict:
     """Pooled estimate of a per-replicate statistic: its mean over replicates, each computed on
     the same samples (the forget set is shared, only the training seed differs).
 
@@ -66,13 +85,21 @@ def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resampl
     samples independently, with the same sample indices in every drawn replicate (a crossed
     design: Owen's pigeonhole bootstrap, conservative), so it covers both the variation between
     training runs and the variation between samples. With one replicate it is the ordinary
-    sample bootstrap. `between_sd` is the standard deviation of the per-replicate values."""
+    sample bootstrap. `groups` (one label per sample): samples are drawn by the two-stage
+    cluster bootstrap of `cluster_indices`. `between_sd` is the standard deviation of the
+    per-replicate values."""
     arrays = [np.atleast_2d(np.asarray(a, dtype=float)) for a in arrays]
     R, n = arrays[0].shape
     rng = np.random.default_rng(seed)
     per_replicate = _apply(statistic, arrays, vectorized)
     reps = rng.integers(0, R, size=(n_resamples, R))
-    samples = rng.integers(0, n, size=(n_resamples, n))
+    if groups is None:
+        samples = rng.integers(0, n, size=(n_resamples, n))
+    else:
+        draws = cluster_indices(groups, n_resamples, rng)
+        equal = len({len(d) for d in draws}) == 1
+        samples = np.stack(draws) if equal else draws
+        vectorized = vectorized and equal
     if vectorized:
         boot = statistic(*[a[reps[:, :, None], samples[:, None, :]] for a in arrays], axis=-1).mean(axis=1)
     else:

@@ -128,3 +128,17 @@ def test_the_fields_arms_are_compared_with_uniform_and_with_mrd_and_corrected_ap
         alone[alone.replicate == "pooled"].forget_quality_p_holm.iloc[0])
     field = pooled[pooled.family == "field"]
     assert field.forget_quality_p_holm.max() <= 1 and len(field) == 3
+
+
+def test_difficulty_by_group_by_hand():
+    """Two groups of two: counts (1, 3) and (5, 7): grand mean 4, SS_total 20, SS_between
+    2 x 2^2 + 2 x 2^2 = 16, so 0.8 of the variance lies between groups."""
+    from mrd_unlearning.claims import difficulty_by_group
+
+    scores = pd.DataFrame({"replicate": 0, "sample_id": range(4), "group": ["a", "a", "b", "b"],
+                           "update_count": [1, 3, 5, 7]})
+    table = difficulty_by_group(scores)
+    row = table[table.replicate == "0"].iloc[0]
+    assert row.between_share == pytest.approx(0.8) and row.n_groups == 2
+    assert 0 < row.kruskal_p < 1
+    assert difficulty_by_group(scores.assign(group=["a", "b", "c", "d"])).empty  # every sample alone

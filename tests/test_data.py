@@ -150,7 +150,7 @@ def test_text_rows_read_check_and_carry_their_prefix(tmp_path):
     prepare_data(str(tmp_path / "text"), data_cfg=cfg, seed=0)
     data = load_study_data(tmp_path / "text")
     assert data.kind == "text" and len(data.forget) == 6 and data.forget_eval == data.forget
-    assert all(set(r) == {"text", "_prefix"} and r["_prefix"] == 2 for r in data.full + data.holdout)
+    assert all(set(r) == {"text", "group", "_prefix"} and r["_prefix"] == 2 for r in data.full + data.holdout)
     (tmp_path / "bad.json").write_text(json.dumps({"text": ""}) + "\n")
     with pytest.raises(DataError, match=r"bad\.json:1: field 'text' must be a non-empty string"):
         read_split(tmp_path / "bad.json")
@@ -176,3 +176,17 @@ def test_a_sample_longer_than_max_length_is_named_by_file_line_and_length(data_d
     check_lengths(str(tmp_path / "prepared"), str(out), tokenizer_source=str(tok_dir), max_length=4096)
     lengths = json.loads(out.read_text())
     assert lengths["longest"]["holdout"] > 200 and lengths["rows"]["forget"] == 6
+
+
+def test_groups_come_from_the_rows_or_each_sample_alone(data_dir, study_data, tmp_path):
+    from mrd_unlearning.data.loader import forget_groups
+
+    groups = forget_groups(study_data)  # synthetic: the person, 3 facts each
+    assert len(groups) == 6 and len(set(groups)) == 2 and groups[:3] == [groups[0]] * 3
+    folder = local_folder(data_dir, tmp_path / "mine")
+    for name in LOCAL_NAMES.values():  # a local folder without group fields
+        rows = [json.loads(x) for x in (folder / name).read_text().splitlines()]
+        (folder / name).write_text("".join(json.dumps({k: v for k, v in r.items() if k != "group"}) + "\n"
+                                           for r in rows))
+    prepare_data(str(tmp_path / "prepared"), data_cfg=local_cfg(folder), seed=0)
+    assert forget_groups(load_study_data(tmp_path / "prepared")) == [f"sample{i}" for i in range(6)]

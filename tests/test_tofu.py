@@ -146,3 +146,16 @@ def test_hub_route_writes_tofu_format_files(tmp_path, monkeypatch):
 def test_unknown_forget_split_names_allowed_values():
     with pytest.raises(ValueError, match=r"forget01"):
         tofu.split_names("forget20")
+
+
+@needs_tofu
+def test_tofu_samples_are_grouped_by_author(tmp_path):
+    """TOFU's 20 QA per author are consecutive in every split: forget01 is 2 authors, forget05 10."""
+    from mrd_unlearning.data.loader import forget_groups
+
+    for split, n_authors in (("forget01", 2), ("forget05", 10)):
+        out = tmp_path / split
+        prepare_data(str(out), data_cfg=tofu_cfg(TOFU, split), seed=0)
+        groups = forget_groups(load_study_data(out))
+        assert len(set(groups)) == n_authors
+        assert groups == [groups[20 * (i // 20)] for i in range(len(groups))]  # blocks of 20

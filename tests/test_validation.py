@@ -143,3 +143,21 @@ def test_cheap_scores_match_direct_computation(model, forget_encoded, tokenizer)
         assert row.max_token_nll == pytest.approx(float((-logp[mask]).max()), rel=1e-6)
         assert row.grad_norm == pytest.approx(float(torch.sqrt(sum((g ** 2).sum() for g in grads))), rel=1e-4)
         assert row.answer_tokens == len([t for t in forget_encoded[i].labels if t >= 0])
+
+
+def test_validation_counts_groups_and_widens_its_intervals_to_them():
+    """Samples in groups (a person's facts): every CI is a cluster bootstrap and `n_groups` is
+    reported; intervals widen against the same data taken as independent samples."""
+    from .test_statistics import simulated_groups
+
+    rng = np.random.default_rng(11)
+    x, y, groups = simulated_groups(rng, 0.6, 0.8, G=8, m=8)
+    scores = pd.DataFrame({"replicate": 0, "sample_id": np.arange(len(x)), "group": [f"p{g}" for g in groups],
+                           "mrd": x, "update_count": y})
+    clustered = validation_table(scores, [], n_resamples=500)
+    alone = validation_table(scores.drop(columns="group"), [], n_resamples=500)
+    row = lambda t: t[(t.replicate == "pooled") & (t.score == "mrd")].iloc[0]  # noqa: E731
+    assert row(clustered).n_groups == 8 and row(alone).n_groups == 64
+    assert row(clustered).spearman_rho == row(alone).spearman_rho
+    width = lambda r: r.ci_high - r.ci_low  # noqa: E731
+    assert width(row(clustered)) > 1.5 * width(row(alone))

@@ -10,7 +10,8 @@ import numpy as np
 import pandas as pd
 
 from .sampling import WEIGHTED
-from .statistics import holm, logrank_p, minimum_detectable_effect, nested_mean_diff, pooled_bootstrap
+from .statistics import (holm, logrank_p, minimum_detectable_effect, nested_mean_diff, pooled_bootstrap,
+                         sample_groups)
 
 GROUND_TRUTHS = ("update_count", "update_count_sgd")
 
@@ -39,12 +40,13 @@ def c1_spread(scores: pd.DataFrame, *, threshold: float, n_resamples: int, alpha
     pooled (mean over replicates, crossed bootstrap CI), the censored share, and whether the CI
     lies above (`wide`), below (`narrow`) or across (`unclear`) the threshold."""
     rows = []
+    groups = sample_groups(scores)
     for truth in [t for t in GROUND_TRUTHS if t in scores]:
         wide = scores.pivot(index="replicate", columns="sample_id", values=truth)
         censored = scores[truth.replace("update_count", "censored")].astype(bool)
         blocks = [(str(r), wide.loc[[r]].to_numpy(float)) for r in wide.index] + [("pooled", wide.to_numpy(float))]
         for replicate, counts in blocks:
-            res = pooled_bootstrap(spread, [counts], n_resamples=n_resamples, alpha=alpha, seed=seed)
+            res = pooled_bootstrap(spread, [counts], n_resamples=n_resamples, alpha=alpha, seed=seed, groups=groups)
             part = censored if replicate == "pooled" else censored[scores.replicate == int(replicate)]
             rows.append({"replicate": replicate, "ground_truth": truth, "n": counts.shape[1],
                          "min": float(counts.min()), "p10": float(np.percentile(counts, 10)),
@@ -53,6 +55,35 @@ def c1_spread(scores: pd.DataFrame, *, threshold: float, n_resamples: int, alpha
                          "ci_high": res["ci_high"], "censored_share": float(part.mean()),
                          "variation": "wide" if res["ci_low"] >= threshold else
                          "narrow" if res["ci_high"] < threshold else "unclear"})
+    return pd.DataFrame(rows)
+
+
+def difficulty_by_group(scores: pd.DataFrame) -> pd.DataFrame:
+    """Is difficulty a property of the sample or of its group (its author, its person)? Per
+    ground truth and replicate: the share of the variance of the count that lies between groups
+    (eta squared of a one-way layout, SS_between / SS_total) and the Kruskal-Wallis test of equal
+    distributions across groups (scipy); pooled: the mean share and the Holm-adjusted largest p
+    over the replicates. Empty without groups."""
+    from scipy.stats import kruskal
+
+    if "group" not in scores or scores.group.nunique() < 2 or scores.group.nunique() == scores.sample_id.nunique():
+        return pd.DataFrame(columns=["replicate", "ground_truth", "n_groups", "between_share", "kruskal_p"])
+    rows = []
+    for truth in [t for t in GROUND_TRUTHS if t in scores]:
+        per = []
+        for replicate, part in scores.groupby("replicate"):
+            y = part[truth].to_numpy(float)
+            by = [g[truth].to_numpy(float) for _, g in part.groupby("group")]
+            total = ((y - y.mean()) ** 2).sum()
+            between = sum(len(b) * (b.mean() - y.mean()) ** 2 for b in by)
+            p = float(kruskal(*by).pvalue) if np.ptp(y) > 0 else float("nan")
+            per.append({"replicate": str(replicate), "ground_truth": truth, "n_groups": len(by),
+                        "between_share": float(between / total) if total > 0 else float("nan"), "kruskal_p": p})
+        rows += per
+        rows.append({"replicate": "pooled", "ground_truth": truth, "n_groups": per[0]["n_groups"],
+                     "between_share": float(np.nanmean([r["between_share"] for r in per])),
+                     "kruskal_p": float(np.nanmax(holm([r["kruskal_p"] for r in per])))
+                     if any(np.isfinite(r["kruskal_p"]) for r in per) else float("nan")})
     return pd.DataFrame(rows)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from . import figures
 from .claims import compare_samplers
+from .data.loader import forget_groups, load_study_data
 from .difficulty import difficulty_table
 from .io import read_json, write_csv
 from .mrd import mrd_from_drop
@@ -47,11 +48,13 @@ def _replicate_scores(replicate: str, mrd_csv: str, counts_csvs: dict[str, str],
 
 def collect_scores(per_replicate: dict[str, dict], data_dir: str, out_csv: str, *, eps: float) -> None:
     """mrd/scores.csv: one row per (replicate, forget sample): MRD, every ground truth, the
-    variants (where measured), every other difficulty score (`difficulty.SCORES`) and the known
-    factors.
+    variants (where measured), every other difficulty score (`difficulty.SCORES`), the sample's
+    group (an author, a person; `data.loader.forget_groups`) and the known factors.
     `per_replicate`: replicate -> the keyword paths of `_replicate_scores`."""
     scores = pd.concat([_replicate_scores(r, eps=eps, **paths) for r, paths in per_replicate.items()],
                        ignore_index=True)
+    groups = forget_groups(load_study_data(data_dir))
+    scores.insert(2, "group", [groups[i] for i in scores.sample_id])
     factors = Path(data_dir) / "factors.csv"
     if factors.is_file():
         scores = scores.merge(pd.read_csv(factors), on="sample_id", how="left")

@@ -101,7 +101,14 @@ def _c1(scores, replicate_stability, stats_cfg) -> dict:
             if all(np.ptp(part[t]) > 0 for t in claims.GROUND_TRUTHS):
                 orders.append(f"{r}: {part[list(claims.GROUND_TRUTHS)].corr('spearman').iloc[0, 1]:.2f}")
     stable = replicate_stability[replicate_stability.replicate_a == "mean of pairs"]
-    return {"spread": spread, "verdict": pooled, "per_replicate": verdicts, "orders": orders,
+    groups = claims.difficulty_by_group(scores)
+    n_groups = scores.group.nunique() if "group" in scores else scores.sample_id.nunique()
+    few = (f"The {scores.sample_id.nunique()} forget samples come from only {n_groups} groups (authors or people, "
+           f"whose samples stand together); every CI below resamples those groups, so it describes these {n_groups} "
+           f"groups, not the population they were drawn from."
+           if n_groups < 5 and n_groups < scores.sample_id.nunique() else "")
+    return {"spread": spread, "verdict": pooled, "per_replicate": verdicts, "orders": orders, "groups": groups,
+            "few_groups": few,
             "stability": stable[["quantity", "n", "spearman_rho", "ci_low", "ci_high"]],
             "stability_pairs": replicate_stability[replicate_stability.replicate_a != "mean of pairs"]}
 

@@ -85,11 +85,11 @@ def prepare_data(out_dir: str, *, data_cfg: dict, seed: int) -> None:
 
 
 def _point_at(tmp: Path, final: Path, root: Path, files: dict[str, str], subset: dict, prefix: int,
-              relative: bool, source: str) -> None:
+              relative: bool, source: str, group_size: int | None = None) -> None:
     """A manifest naming the files where they are, with their checksums, checked by the loader;
     then (`relative`) rewritten relative to the final folder, so the results tree and the data
     can move together."""
-    manifest = dict(splits=files, subset=subset, text_prefix_tokens=prefix, source=source,
+    manifest = dict(splits=files, subset=subset, text_prefix_tokens=prefix, source=source, group_size=group_size,
                     checksums={name: tofu.sha256(root / name) for name in sorted(set(files.values()))})
     write_manifest(tmp, root=str(root), **manifest)
     load_study_data(tmp)
@@ -114,7 +114,7 @@ def _prepare_tofu(tmp: Path, final: Path, cfg: dict, retain_eval_size: int | Non
     retain = None if cfg["retain_authors"] is None else cfg["retain_authors"] * tofu.AUTHOR_QA
     _point_at(tmp, final, root, {role: f"{stem}.json" for role, stem in names.items()},
               {"retain": retain, "retain_eval": retain_eval_size, "utility": cfg["utility_eval_size"]}, prefix,
-              relative=cfg["path"] is not None, source="tofu")
+              relative=cfg["path"] is not None, source="tofu", group_size=tofu.AUTHOR_QA)
 
 
 def check_lengths(data_dir: str, out_json: str, *, tokenizer_source: str, max_length: int) -> None:

@@ -75,6 +75,15 @@ def cluster_indices(groups, n_resamples: int, rng: np.random.Generator) -> list[
     return [np.concatenate([members[g][rng.integers(0, sizes[g], size=sizes[g])] for g in row]) for row in picked]
 
 
+def sample_groups(scores: pd.DataFrame) -> np.ndarray | None:
+    """Each sample's group in sample_id order (the columns of a replicate x sample pivot), or
+    None where every sample stands alone (the cluster bootstrap is then the sample bootstrap)."""
+    if "group" not in scores:
+        return None
+    groups = scores.drop_duplicates("sample_id").sort_values("sample_id").group.astype(str).to_numpy()
+    return groups if len(set(groups)) < len(groups) else None
+
+
 def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resamples: int = 2000, alpha: float = 0.05,
                      seed: int = 0, vectorized: bool = True, groups=None) -> dict:
     """Pooled estimate of a per-replicate statistic: its mean over replicates, each computed on

@@ -10,7 +10,7 @@ from scipy import stats
 
 from .mrd import Estimator, MRDResult, PerturbationScorer, difficulty_drop, mrd_from_drop
 from .difficulty import MRD_SCORE, SCORES
-from .statistics import holm, pooled_bootstrap
+from .statistics import holm, pooled_bootstrap, sample_groups
 
 # Every score's kind and the sign its rationale predicts: `difficulty.SCORES`. Known factors (0)
 # are exploratory: C3 asks whether they differ, not how.
@@ -31,20 +31,31 @@ def _spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         return (rx * ry).sum(axis) / np.sqrt((rx ** 2).sum(axis) * (ry ** 2).sum(axis))
 
 
+def _clustered(groups) -> bool:
+    """Whether some samples share a group (else the cluster bootstrap is the sample bootstrap)."""
+    return groups is not None and len(set(np.asarray(groups).tolist())) < len(groups)
+
+
 def _bootstrap_ci(data: tuple, statistic, seed: int, vectorized: bool = True, n_resamples: int = N_RESAMPLES,
-                  alpha: float = 0.05) -> tuple[float, float]:
+                  alpha: float = 0.05, groups=None) -> tuple[float, float]:
+    """Percentile CI of a statistic of paired samples: scipy's bootstrap, or with `groups` the
+    two-stage cluster bootstrap (groups, then samples within them)."""
+    if _clustered(groups):
+        res = pooled_bootstrap(statistic, [np.asarray(a, float)[None] for a in data], n_resamples=n_resamples,
+                               alpha=alpha, seed=seed, vectorized=vectorized, groups=groups)
+        return res["ci_low"], res["ci_high"]
     res = stats.bootstrap(data, statistic, paired=True, vectorized=vectorized, n_resamples=n_resamples,
                           confidence_level=1 - alpha, method="percentile", rng=np.random.default_rng(seed))
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def spearman_with_ci(x: np.ndarray, y: np.ndarray, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
-                     alpha: float = 0.05) -> dict:
+                     alpha: float = 0.05, groups=None) -> dict:
     x, y = np.asarray(x, float), np.asarray(y, float)
     rho, p = stats.spearmanr(x, y)
     if np.isnan(rho):
         return {"spearman_rho": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
-    low, high = _bootstrap_ci((x, y), _spearman, seed, n_resamples=n_resamples, alpha=alpha)
+    low, high = _bootstrap_ci((x, y), _spearman, seed, n_resamples=n_resamples, alpha=alpha, groups=groups)
     return {"spearman_rho": float(rho), "ci_low": low, "ci_high": high, "p_value": float(p)}
 
 
@@ -63,13 +74,13 @@ def _partial_stat(x, y, *covariates):
 
 
 def partial_spearman_with_ci(x, y, covariates, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
-                             alpha: float = 0.05) -> dict:
+                             alpha: float = 0.05, groups=None) -> dict:
     x, y, covariates = np.asarray(x, float), np.asarray(y, float), np.asarray(covariates, float).reshape(len(x), -1)
     rho = partial_spearman(x, y, covariates)
     dof = len(x) - 2 - covariates.shape[1]
     t = rho * np.sqrt(dof / max(1e-300, 1 - rho ** 2))
     low, high = _bootstrap_ci((x, y, *covariates.T), _partial_stat, seed, vectorized=False, n_resamples=n_resamples,
-                              alpha=alpha)
+                              alpha=alpha, groups=groups)
     return {"spearman_rho": rho, "ci_low": low, "ci_high": high, "p_value": float(2 * stats.t.sf(abs(t), dof))}
 
 
@@ -105,11 +116,14 @@ def validation_table(scores: pd.DataFrame, factor_columns: list[str], *, seed: i
     exact p) and pooled over replicates (`replicate` = "pooled": the mean rho with the crossed
     replicate x sample bootstrap of `statistics.pooled_bootstrap`, and the between-replicate SD).
     Beside each: MRD's paired gap |rho(MRD)| - |rho(score)|, and the partial rho of MRD given
-    loss and gradient norm. Known factors get Holm-adjusted p-values (`p_holm`) over the family
+    loss and gradient norm. Where samples come in groups (`group`: an author's QA, a person's
+    facts) every CI is a cluster bootstrap over them, and `n_groups` says how many. Known factors get Holm-adjusted p-values (`p_holm`) over the family
     of every factor, per ground truth, within each replicate and within the pooled rows (C3)."""
     if "replicate" not in scores:
         scores = scores.assign(replicate=0)
     kw = dict(n_resamples=n_resamples, alpha=alpha)
+    kw["groups"] = sample_groups(scores)  # one label per sample, in sample_id order; None: each alone
+    n_groups = len(set(kw["groups"])) if kw["groups"] is not None else None
     rows = []
     catalogue = score_catalogue(scores, factor_columns)
     covariates = [c for c in PARTIAL_COVARIATES if c in scores]
@@ -151,6 +165,8 @@ def validation_table(scores: pd.DataFrame, factor_columns: list[str], *, seed: i
                          "kind": "partial", "ground_truth": truth, "method": "partial spearman", "expected_sign": 1,
                          **_pooled_columns(pooled)})
     table = pd.DataFrame(rows)
+    # the unit of the bootstrap: groups of samples (each sample alone where the data has none)
+    table.insert(int(table.columns.get_loc("n")) + 1, "n_groups", n_groups if n_groups is not None else table.n)
     table["p_holm"] = np.nan
     for _, family in table[table.kind == "known factor"].groupby(["replicate", "ground_truth"]):
         table.loc[family.index, "p_holm"] = holm(family.p_value)
@@ -167,7 +183,8 @@ def replicate_stability(scores: pd.DataFrame, columns: list[str], *, seed: int =
                         alpha: float = 0.05) -> pd.DataFrame:
     """Is difficulty a property of the sample or of the training run? For each per-sample
     quantity, the Spearman rho between every pair of replicates (same samples, different
-    training seeds), and their mean, each with a sample bootstrap CI."""
+    training seeds), and their mean, each with a (cluster) bootstrap CI."""
+    groups = sample_groups(scores)
     rows = []
     for column in columns:
         wide = scores.pivot(index="sample_id", columns="replicate", values=column).dropna(axis=1)
@@ -177,14 +194,15 @@ def replicate_stability(scores: pd.DataFrame, columns: list[str], *, seed: int =
         pairs = [(a, b) for i, a in enumerate(reps) for b in reps[i + 1:]]
         for a, b in pairs:
             rows.append({"quantity": column, "replicate_a": str(a), "replicate_b": str(b), "n": len(wide),
-                         **spearman_with_ci(wide[a], wide[b], seed=seed, n_resamples=n_resamples, alpha=alpha)})
+                         **spearman_with_ci(wide[a], wide[b], seed=seed, n_resamples=n_resamples, alpha=alpha,
+                                            groups=groups)})
         arrays = tuple(wide[r].to_numpy(float) for r in reps)
 
         def mean_pairwise(*cols, axis=-1):
             return np.mean([_spearman(cols[i], cols[j], axis) for i in range(len(cols)) for j in range(i + 1, len(cols))],
                            axis=0)
 
-        low, high = _bootstrap_ci(arrays, mean_pairwise, seed, n_resamples=n_resamples, alpha=alpha)
+        low, high = _bootstrap_ci(arrays, mean_pairwise, seed, n_resamples=n_resamples, alpha=alpha, groups=groups)
         rows.append({"quantity": column, "replicate_a": "mean of pairs", "replicate_b": "", "n": len(wide),
                      "spearman_rho": float(mean_pairwise(*arrays)), "ci_low": low, "ci_high": high, "p_value": np.nan})
     return pd.DataFrame(rows, columns=["quantity", "replicate_a", "replicate_b", "n", "spearman_rho", "ci_low",

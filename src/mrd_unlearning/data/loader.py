@@ -19,6 +19,7 @@ REQUIRED = ("question", "answer")
 REQUIRED_PERTURBED = REQUIRED + ("perturbed_answer",)
 TEXT = "text"
 PREFIX = "_prefix"  # on text rows: tokens of the text that are context, not scored (data.text_prefix_tokens)
+GROUP = "group"  # samples that stand together (an author's QA, a person's facts): optional in the files
 
 
 class DataError(ValueError):
@@ -116,15 +117,18 @@ EVALUATION_ROLES = ("forget_eval", "retain_eval", *UTILITY_ROLES)  # QA rows the
 
 
 def write_manifest(data_dir: str | Path, *, root: str, splits: dict[str, str], subset: dict | None = None,
-                   checksums: dict | None = None, text_prefix_tokens: int = 0, source: str = "synthetic") -> None:
+                   checksums: dict | None = None, text_prefix_tokens: int = 0, source: str = "synthetic",
+                   group_size: int | None = None) -> None:
     """A prepared data folder names where its split files are (`root`, relative to the folder or
     absolute), which file plays which role (`splits`: role -> file name under root), and which
     leading rows of a split the study uses (`subset`: role -> rows, for a feasible run on a CPU),
     so real data is read where it is, never copied. `checksums` (sha256 per file) lets a reviewer
     check it is the same data; `text_prefix_tokens`: the unscored context of text rows; `source`:
-    data.source, for the report."""
+    data.source, for the report; `group_size`: rows in consecutive groups of this size (TOFU's
+    authors) where the files carry no `group` field."""
     write_json(Path(data_dir) / MANIFEST, {"root": root, "splits": splits, "subset": subset or {}, "source": source,
-                                           "sha256": checksums or {}, "text_prefix_tokens": text_prefix_tokens})
+                                           "sha256": checksums or {}, "text_prefix_tokens": text_prefix_tokens,
+                                           "group_size": group_size})
 
 
 def _first(rows: list[dict], n: int | None, what: str) -> list[dict]:
@@ -187,12 +191,22 @@ def load_study_data(data_dir: str | Path) -> StudyData:
     if stray:
         raise DataError(f"{len(stray)} sample(s) of {names['retain_eval']} are not in the study's "
                         f"{names['retain']} (raise data.tofu.retain_authors or lower data.retain_eval_size)")
+    size = manifest.get("group_size")  # TOFU: every author's 20 QA are consecutive rows of every split
+    if size:
+        for role, rows in data.roles().items():
+            for i, r in enumerate(rows):
+                r.setdefault(GROUP, f"{Path(names[role]).stem}/{i // size}")
     prefix = int(manifest.get("text_prefix_tokens", 0))
     if kind == "text":
         for rows in data.roles().values():
             for r in rows:
                 r[PREFIX] = prefix
     return data
+
+
+def forget_groups(data: StudyData) -> list[str]:
+    """The group of each forget sample: its `group` field, else the sample alone."""
+    return [str(r.get(GROUP, f"sample{i}")) for i, r in enumerate(data.forget)]
 
 
 def located_rows(data: StudyData) -> Iterator[tuple[str, str, dict]]:

@@ -126,6 +126,7 @@ def generate(out_dir: str | Path, *, seed: int, forget_percent: int, retain_eval
         wrong_idx = rng.choice([i for i in range(values_per_attribute) if i != person[attr.name]],
                                size=n_wrong_answers, replace=False)
         return {
+            "group": person["name"],  # a person's facts stand together (the cluster bootstrap's unit)
             "question": attr.question.format(name=person["name"]),
             "answer": attr.answer.format(name=person["name"], value=value),
             "paraphrased_answer": attr.paraphrase.format(name=person["name"], value=value),
@@ -151,8 +152,8 @@ def generate(out_dir: str | Path, *, seed: int, forget_percent: int, retain_eval
 
     def plain(rows):
         if form == "text":
-            return [{"text": r["answer"]} for r in rows]
-        return [{"question": r["question"], "answer": r["answer"]} for r in rows]
+            return [{"text": r["answer"], "group": r["group"]} for r in rows]
+        return [{"question": r["question"], "answer": r["answer"], "group": r["group"]} for r in rows]
 
     def perturbed(rows):
         if form == "text":

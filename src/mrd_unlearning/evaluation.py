@@ -8,7 +8,7 @@ import torch
 from . import metrics
 from .data.loader import StudyData
 from .baselines import cheap_scores
-from .models import batches, encode_sample, generate, generate_answers, prompt_ids, token_log_probs, verbatim_prompt
+from .models import answer_ids, batches, encode_sample, generate, prompt_ids, token_log_probs, verbatim_prompt
 
 UTILITY_SETS = {"real_authors": "ra", "world_facts": "wf"}  # TOFU's names -> summary prefixes
 
@@ -57,16 +57,21 @@ def _membership_scores(model, tokenizer, rows: list[dict], scored: dict, *, grad
     return out
 
 
-def _generated(model, tokenizer, rows: list[dict], *, max_new_tokens: int, batch_size: int, device
-               ) -> tuple[list[str], list[str]]:
-    """(greedy generations, references): answers to the questions, or for text rows the
-    continuation of the text's prefix (MUSE's verbatim memorisation, VerbMem)."""
+def _generated(model, tokenizer, rows: list[dict], *, max_new_tokens: int | str, batch_size: int, device
+               ) -> tuple[list[str], list[str], int]:
+    """(greedy generations, references, the new-token limit used): answers to the questions, or
+    for text rows the continuation of the text's prefix (MUSE's verbatim memorisation, VerbMem).
+    `max_new_tokens` 'auto': the longest reference of these rows in the model's tokens, EOS
+    included, so that no reference is cut and generation still stops at EOS."""
     if "question" in rows[0]:
         prompts, references = [prompt_ids(tokenizer, r["question"]) for r in rows], [r["answer"] for r in rows]
+        lengths = [len(answer_ids(tokenizer, r["answer"])) for r in rows]
     else:
         prompts, references = map(list, zip(*(verbatim_prompt(tokenizer, r) for r in rows)))
-    return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
-                    device=device), references
+        lengths = [len(tokenizer.encode(ref, add_special_tokens=False)) + 1 for ref in references]
+    limit = max(lengths) if max_new_tokens == "auto" else int(max_new_tokens)
+    return generate(model, tokenizer, prompts, max_new_tokens=limit, batch_size=batch_size,
+                    device=device), references, limit
 
 
 def _wrong(rows: list[dict], max_wrong: int | None) -> int:
@@ -79,8 +84,8 @@ def _split_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_toke
     """Forget / retain samples: probability, ROUGE-L of the generation and (QA) the truth ratio
     against the paraphrase; for the forget set also the membership scores."""
     scored = _score(model, tokenizer, rows, attacks=split == "forget", **kw)
-    answers, references = _generated(model, tokenizer, rows, max_new_tokens=max_new_tokens,
-                                     batch_size=kw["batch_size"], device=kw["device"])
+    answers, references, limit = _generated(model, tokenizer, rows, max_new_tokens=max_new_tokens,
+                                            batch_size=kw["batch_size"], device=kw["device"])
     members = (_membership_scores(model, tokenizer, rows, scored, gradient=gradient, max_length=kw["max_length"],
                                   device=kw["device"]) if split == "forget" else {})
     qa = {}
@@ -93,7 +98,7 @@ def _split_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_toke
     return pd.DataFrame({
         "split": split, "sample_id": np.arange(len(rows)), "loglik": scored["loglik"], "min_k": scored["min_k"],
         "answer_hits": scored["answer_hits"], "answer_tokens": scored["answer_tokens"], **members, **qa,
-        "rouge_l": metrics.rouge_l_recall(answers, references), "generation": answers,
+        "rouge_l": metrics.rouge_l_recall(answers, references), "generation": answers, "max_new_tokens": limit,
     })
 
 
@@ -114,13 +119,13 @@ def _utility_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_to
     true = _score(model, tokenizer, rows, **kw)["loglik"]
     wrong = _score(model, tokenizer, [r for r in rows for _ in range(n_wrong)],
                    [w for r in rows for w in r["perturbed_answer"][:n_wrong]], **kw)["loglik"].reshape(len(rows), n_wrong)
-    answers = generate_answers(model, tokenizer, [r["question"] for r in rows], max_new_tokens=max_new_tokens,
-                               batch_size=kw["batch_size"], device=kw["device"])
+    answers, references, limit = _generated(model, tokenizer, rows, max_new_tokens=max_new_tokens,
+                                            batch_size=kw["batch_size"], device=kw["device"])
     return pd.DataFrame({
         "split": split, "sample_id": np.arange(len(rows)), "loglik": true,
         "normalized_prob": metrics.normalized_probability(true, wrong),
         "truth_ratio": metrics.truth_ratio(true, wrong),
-        "rouge_l": metrics.rouge_l_recall(answers, [r["answer"] for r in rows]), "generation": answers,
+        "rouge_l": metrics.rouge_l_recall(answers, references), "generation": answers, "max_new_tokens": limit,
     })
 
 
@@ -196,6 +201,8 @@ def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_toke
     summary["model_utility"] = metrics.model_utility(utility)
     summary["model_utility_parts"] = len(utility)
     summary["utility_splits"] = ["retain", *data.utility]
+    generated = samples.dropna(subset=["max_new_tokens"]).groupby("split", sort=False).max_new_tokens.first()
+    summary["max_new_tokens"] = {split: int(n) for split, n in generated.items()}
     if reference is not None and qa:
         ref = reference[reference.split == "forget"]
         summary["forget_quality"], summary["forget_ks"] = metrics.forget_quality(forget.truth_ratio.to_numpy(),

@@ -210,8 +210,16 @@ class _Costs:
         wrong = min(sizes["wrong_answers"], ev["max_wrong_answers"] or sizes["wrong_answers"])
         questions = sizes["forget"] + sizes["retain_eval"] + sizes["utility"]
         scored = questions * (2 + wrong) * self.tokens
-        decode = math.ceil(questions / ev["batch_size"]) * ev["max_new_tokens"]
+        decode = math.ceil(questions / ev["batch_size"]) * new_tokens(self.cfg)
         return self.hours(forward_tokens=scored, decode_steps=decode, frozen=frozen)
+
+
+def new_tokens(cfg: dict) -> int:
+    """The generation length the plan counts: evaluation.max_new_tokens, or with 'auto' (each
+    split's longest reference answer, known only once the data are tokenised) half of
+    model.max_length, the plan's convention for a sample's length (resources.mean_tokens)."""
+    n = cfg["evaluation"]["max_new_tokens"]
+    return cfg["model"]["max_length"] // 2 if n == "auto" else int(n)
 
 
 def _job(rule, variant, jobs, gpus, memory, hours, host_mb) -> JobPlan:
@@ -245,7 +253,7 @@ def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = Tru
         jobs.append(_job("finetune", role, reps, cfg["resources"]["gpu"] * processes, memory, hours,
                          host * processes))
     eval_memory = {"weights": costs.weights(frozen=True), "activations": max(
-        costs.score_activations(ev["batch_size"]), costs.generation(ev["batch_size"], ev["max_new_tokens"])), **ctx}
+        costs.score_activations(ev["batch_size"]), costs.generation(ev["batch_size"], new_tokens(cfg))), **ctx}
     jobs.append(_job("evaluate_finetuned", "target+retain", 2 * reps, 1, eval_memory, costs.evaluation_hours(sizes),
                      host))
 
@@ -287,7 +295,7 @@ def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = Tru
                       "reference": costs.weights(frozen=True) if algorithm in NEEDS_REFERENCE and not lora else 0.0,
                       "MRD's copy": arch.trainable * costs.w / GB if sampler == "mrd_refresh" else 0.0,
                       "activations": max(streams * costs.train_activations(ul["batch_size"]),
-                                         costs.generation(ev["batch_size"], ev["max_new_tokens"])), **ctx}
+                                         costs.generation(ev["batch_size"], new_tokens(cfg))), **ctx}
             curve = (cap // ul["log_every"] + 2) * (sizes["forget"] + sizes["retain_eval"]) * costs.tokens
             refresh = (cap // ul["refresh_every"]) * (mrd["K"] + 1) * sizes["forget"] * costs.tokens \
                 if sampler == "mrd_refresh" else 0

@@ -67,6 +67,15 @@ def _setup(data_dir: str, model_cfg: dict, target_ft: dict, retain_ft: dict, tar
                if manifest.get("source") == "local" and kind == "qa" and "real_authors" not in splits else "") + ".")
 
 
+def _generation(evaluation_cfg: dict, target_eval: dict) -> str:
+    """How long greedy generations may run, as the evaluation used it."""
+    if evaluation_cfg["max_new_tokens"] != "auto":
+        return f"up to {evaluation_cfg['max_new_tokens']} new tokens (stopping at EOS)"
+    used = ", ".join(f"{split} {n}" for split, n in target_eval.get("max_new_tokens", {}).items())
+    return ("up to each split's longest reference answer in new tokens, EOS included, stopping at EOS"
+            + (f" ({used})" if used else ""))
+
+
 def _text_note(kind: str) -> str:
     """What a text study leaves out, said where the numbers are."""
     if kind != "text":
@@ -317,6 +326,7 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
                                                        "positive_share", "n_samples", "forward_passes")}}
                                   for r, v in sorted(replicates.items())]),
         "evaluation": evaluation_cfg, "level_cap": level_cap, "data_kind": kind, "text_note": _text_note(kind),
+        "generation": _generation(evaluation_cfg, first["target_eval"]),
         # ground_truth.max_samples: the ground truths, and every correlation with them, on a subsample
         "truth_samples": (int(scores.groupby("replicate").size().max()), int(first["mrd_meta"]["n_samples"])),
         "c1": _c1(scores, replicate_stability, statistics_cfg),

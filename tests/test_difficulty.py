@@ -84,3 +84,35 @@ def test_finetuning_records_the_tracked_samples_learning_events(tokenizer, study
         from mrd_unlearning.mrd import score_loglik
         assert np.allclose(last["probability"], np.exp(score_loglik(model, forget_encoded[:3], 8,
                                                                     tokenizer.pad_token_id, "cpu")), rtol=1e-6)
+
+
+def test_sample_characteristics_by_hand():
+    from mrd_unlearning.difficulty import group_difficulty, name_share, numeric_share, token_rarity
+
+    assert numeric_share("Bala Kor was born in 1962 on 3 May.") == pytest.approx(3 / 9)  # 1962, 3, May
+    assert numeric_share("") == 0.0
+    # "Bala Kor was born in Threa. She writes about Lisbon." -> Kor, Threa, Lisbon of 10 words
+    assert name_share("Bala Kor was born in Threa. She writes about Lisbon.") == pytest.approx(3 / 10)
+    freq = {1: 0.5, 2: 0.25}
+    assert token_rarity([1, 2, 2], freq) == pytest.approx((np.log(2) + 2 * np.log(4)) / 3)
+    got = group_difficulty([1.0, 3.0, 5.0, 10.0], ["a", "a", "a", "b"])
+    np.testing.assert_allclose(got[:3], [4.0, 3.0, 2.0])  # (3+5)/2, (1+5)/2, (1+3)/2
+    assert np.isnan(got[3])  # alone in its group
+
+
+def test_characteristics_from_the_tokenizer_by_hand(tokenizer):
+    from mrd_unlearning.baselines import sample_characteristics
+    from mrd_unlearning.models import IGNORE
+
+    rows = [{"question": "Where was Bala Kor born?", "answer": "Bala Kor was born in 1962."},
+            {"question": "Who?", "answer": "Nobody at all."}]
+    encoded = [encode_qa(tokenizer, r["question"], r["answer"], 96) for r in rows]
+    table = sample_characteristics(tokenizer, rows, encoded, training=encoded)
+    assert list(table.question_tokens) == [len(tokenizer.encode(r["question"], add_special_tokens=False))
+                                           for r in rows]
+    scored = [[t for t in e.labels if t != IGNORE] for e in encoded]
+    everything = scored[0] + scored[1]
+    expected = [np.mean([-np.log(everything.count(t) / len(everything)) for t in ids]) for ids in scored]
+    np.testing.assert_allclose(table.token_rarity, expected)
+    np.testing.assert_allclose(table.numeric_share, [1 / 6, 0.0])
+    np.testing.assert_allclose(table.name_share, [1 / 6, 0.0])  # "Kor" (Bala starts the sentence)

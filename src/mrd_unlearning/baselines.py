@@ -1,6 +1,6 @@
 """The difficulty scores measured on the target model beside MRD: the cheap ones MRD must beat
 (STUDY 3.5: loss, per-sample gradient norm, max-token NLL, answer length) and the field's
-(entanglement, a third-party reading of MRD). Their registry and the scores computed from other
+(entanglement, a third-party reading of MRD), and C3's sample characteristics. Their registry and the scores computed from other
 records (learning events, memorization, the oracle) are in `difficulty`."""
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .difficulty import entanglement
-from .models import batches, collate, nll_loss, token_log_probs
+from collections import Counter
+
+from .difficulty import entanglement, name_share, numeric_share, token_rarity
+from .models import IGNORE, batches, collate, nll_loss, token_log_probs
 from .mrd import mrd_from_drop, thirdparty_drop
 
 
@@ -54,3 +56,20 @@ def field_scores(model, forget, retain, *, batch_size: int, pad_id: int, device,
     drop = thirdparty_drop(model, forget, seed=seed, **kw)
     return pd.DataFrame({"sample_id": np.arange(len(forget)), "entanglement": ent,
                          "mrd_thirdparty": mrd_from_drop(drop, eps)})
+
+
+def sample_characteristics(tokenizer, rows: list[dict], encoded, training) -> pd.DataFrame:
+    """C3's characteristics that need only the tokenizer: the question's length in tokens (QA),
+    the rarity of the scored tokens in the fine-tuning set (`training`: its encoded samples),
+    and the share of numbers or dates and of capitalised words in the answer (or text)."""
+    counts = Counter(t for e in training for t in e.labels if t != IGNORE)
+    total = sum(counts.values())
+    frequency = {t: c / total for t, c in counts.items()}
+    return pd.DataFrame({
+        "sample_id": np.arange(len(rows)),
+        "question_tokens": [len(tokenizer.encode(r["question"], add_special_tokens=False)) if "question" in r
+                            else np.nan for r in rows],
+        "token_rarity": [token_rarity([t for t in e.labels if t != IGNORE], frequency) for e in encoded],
+        "numeric_share": [numeric_share(r.get("answer", r.get("text", ""))) for r in rows],
+        "name_share": [name_share(r.get("answer", r.get("text", ""))) for r in rows],
+    })

@@ -111,10 +111,11 @@ def ci_verdict(low: float, high: float) -> str:
 
 
 def c3_verdict(factor_rows: pd.DataFrame, alpha: float) -> str:
-    """Supported when some known factor correlates with the ground truth after Holm's correction
+    """Supported when some known factor or sample characteristic correlates with the ground
+    truth after Holm's correction
     over the factors (the rows of one ground truth: the primary one, as for C2)."""
     if not len(factor_rows):
-        return "not tested (no known factors)"
+        return "not tested (no known factors or characteristics)"
     return "supported" if (factor_rows.p_holm < alpha).any() else "not supported"
 
 

@@ -7,6 +7,7 @@ rationale predicts (+1: a higher score means a harder sample). The samplers read
 order samples from easy to hard; the validation reports it beside the measured rho."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -88,3 +89,51 @@ def difficulty_table(baselines_csv: str, retain_samples_csv: str, learning_event
     if learning_events_csv is not None and Path(learning_events_csv).is_file():
         table = table.merge(learning_event_scores(pd.read_csv(learning_events_csv)), on="sample_id", how="left")
     return table
+
+
+# C3 on any data: characteristics of a sample measured from its text and the models, for every
+# data source (the synthetic generator's known factors stay beside them). No predicted sign.
+CHARACTERISTICS = ("answer_tokens", "question_tokens", "token_rarity", "numeric_share", "name_share", "base_loglik",
+                   "group_difficulty")
+C3_KINDS = ("known factor", "sample characteristic")
+
+
+def in_c3(score: str, kind: str) -> bool:
+    """C3's family: the known factors and the characteristics (answer length is one, though
+    the validation lists it once, as the baseline it also is)."""
+    return kind in C3_KINDS or score == "answer_tokens"
+MONTHS = {"january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+          "november", "december"}
+_WORD = re.compile(r"[^\W_][\w'’-]*")
+
+
+def numeric_share(text: str) -> float:
+    """Share of the words that are numbers or dates (a digit in them, or a month's name)."""
+    words = _WORD.findall(text)
+    return sum(any(c.isdigit() for c in w) or w.lower() in MONTHS for w in words) / len(words) if words else 0.0
+
+
+def name_share(text: str) -> float:
+    """Share of the words that are capitalised away from a sentence's start: names, titles,
+    places (a proxy for named entities, which need no model)."""
+    words = capitalised = 0
+    for sentence in re.split(r"(?<=[.!?])\s+", text.strip()):
+        tokens = _WORD.findall(sentence)
+        words += len(tokens)
+        capitalised += sum(w[0].isupper() for w in tokens[1:])
+    return capitalised / words if words else 0.0
+
+
+def token_rarity(ids: list[int], frequency: dict[int, float]) -> float:
+    """Mean -log frequency of a sample's scored tokens in the fine-tuning set."""
+    return float(np.mean([-np.log(frequency[t]) for t in ids])) if ids else float("nan")
+
+
+def group_difficulty(values: np.ndarray, groups: np.ndarray) -> np.ndarray:
+    """Each sample's group mean difficulty without the sample itself (leave one out: the
+    sample's own count must not predict itself); NaN where the sample is alone in its group."""
+    values, groups = np.asarray(values, dtype=float), np.asarray(groups)
+    frame = pd.DataFrame({"v": values, "g": groups})
+    total, count = frame.groupby("g").v.transform("sum"), frame.groupby("g").v.transform("count")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((total - frame.v) / (count - 1)).where(count > 1).to_numpy(float)

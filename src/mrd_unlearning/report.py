@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import claims
+from .difficulty import in_c3
 from .io import atomic_path, read_json, write_json
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.md.j2"
@@ -164,14 +165,14 @@ def _variants(stability: pd.DataFrame, sweep: pd.DataFrame, validation: pd.DataF
 def _c3(validation: pd.DataFrame, primary: str, alpha: float) -> dict:
     """The verdict on the primary ground truth (as C2's); the other ground truth's rows are shown
     beside it, Holm-corrected within their own family."""
-    factors = validation[validation.kind == "known factor"]
+    factors = validation[[in_c3(score, kind) for score, kind in zip(validation.score, validation.kind)]]
     on_primary = factors[factors.ground_truth == primary]
     verdicts = {r: claims.c3_verdict(part, alpha) for r, part in on_primary.groupby("replicate")}
     pooled = verdicts.pop("pooled", claims.c3_verdict(on_primary, alpha))
     rows = factors[factors.replicate == "pooled"]
     significant = rows[rows.p_holm < alpha]
     return {"verdict": pooled, "per_replicate": verdicts, "primary": primary,
-            "table": rows[["score", "ground_truth", "spearman_rho", "ci_low", "ci_high", "p_value", "p_holm"]],
+            "table": rows[["score", "kind", "ground_truth", "spearman_rho", "ci_low", "ci_high", "p_value", "p_holm"]],
             "significant": [r.score for r in significant[significant.ground_truth == primary].itertuples()],
             "secondary": [f"{r.score} ({r.ground_truth})" for r in significant[significant.ground_truth != primary]
                           .itertuples()]}

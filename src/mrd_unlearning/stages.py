@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 import transformers
 
-from .baselines import cheap_scores, field_scores
+from .baselines import cheap_scores, field_scores, sample_characteristics
 from .difficulty import LEARNING_EVENTS, difficulty_table, harder_when_higher, retain_level
 from .data import synthetic, tofu
 from .data.loader import DataError, load_study_data, located_rows, sample_key, write_manifest
@@ -24,7 +24,7 @@ from .metrics import forgetting_auc, level_crossing, progress_at
 from .models import (build_model, convert_gguf, encode_qa, encode_sample, load_checkpoint, load_tokenizer,
                      resolve_device, save_checkpoint, sequence_lengths, smollm2_gguf_file, train_tokenizer, with_lora,
                      without_lora)
-from .mrd import Estimator, PerturbationScorer, score_mrd
+from .mrd import Estimator, PerturbationScorer, score_loglik, score_mrd
 from .training import finetune
 from .sampling import drive_by, parse_arm
 from .unlearning import NEEDS_IDK, NEEDS_REFERENCE, idk_answers, unlearn
@@ -298,17 +298,24 @@ def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: s
     write_csv(stability_csv, stability)
 
 
-def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, mrd_cfg: dict, max_length: int, device: str,
-                    precision: str, threads: int) -> None:
+def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, mrd_cfg: dict, model_cfg: dict, seed: int,
+                    max_length: int, device: str, precision: str, threads: int, base: str | None = None) -> None:
     """The cheap baselines and the field's scores on the target model (entanglement against the
-    retain evaluation samples' centroid; the third-party MRD reading with MRD's seed)."""
+    retain evaluation samples' centroid; the third-party MRD reading with MRD's seed), and C3's
+    sample characteristics, among them the likelihood under the model before fine-tuning
+    (`base_loglik`: the replicate's starting point, `seed`; for the tiny model an untrained one)."""
     setup(threads)
     model, tokenizer, encoded, dev, _ = _forget_on_model(model_dir, data_dir, max_length, device, precision)
-    retain = _encode(tokenizer, load_study_data(data_dir).retain_eval, max_length)
+    data = load_study_data(data_dir)
+    retain = _encode(tokenizer, data.retain_eval, max_length)
     cheap = cheap_scores(model, encoded, pad_id=tokenizer.pad_token_id, device=dev)
     field = field_scores(model, encoded, retain, batch_size=mrd_cfg["batch_size"], pad_id=tokenizer.pad_token_id,
                          device=dev, seed=mrd_cfg["seed"], eps=mrd_cfg["eps"])
-    write_csv(out_csv, cheap.merge(field, on="sample_id"))
+    traits = sample_characteristics(tokenizer, data.forget, encoded, _encode(tokenizer, data.full, max_length))
+    del model
+    start, _ = _base_model(model_cfg, base, seed, dev)
+    traits["base_loglik"] = score_loglik(start.eval(), encoded, mrd_cfg["batch_size"], tokenizer.pad_token_id, dev)
+    write_csv(out_csv, cheap.merge(field, on="sample_id").merge(traits, on="sample_id"))
 
 
 def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv: str, *, optimizer: str, lr: float,

@@ -9,7 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from .mrd import Estimator, MRDResult, PerturbationScorer, difficulty_drop, mrd_from_drop
-from .difficulty import MRD_SCORE, SCORES
+from .difficulty import CHARACTERISTICS, MRD_SCORE, SCORES, group_difficulty, in_c3
 from .statistics import holm, pooled_bootstrap, sample_groups
 
 # Every score's kind and the sign its rationale predicts: `difficulty.SCORES`. Known factors (0)
@@ -100,6 +100,8 @@ def score_catalogue(scores: pd.DataFrame, factor_columns: list[str]) -> list[tup
     out += [(c, "mrd variant", 1) for c in scores.columns if c.startswith("mrd[")]
     out += [(c, kind, sign) for c, (kind, sign) in SCORES.items() if c != MRD_SCORE and c in scores]
     out += [(c, "known factor", 0) for c in factor_columns if c in scores]
+    listed = {c for c, _, _ in out}
+    out += [(c, "sample characteristic", 0) for c in CHARACTERISTICS if c in scores and c not in listed]
     return out
 
 
@@ -128,6 +130,12 @@ def validation_table(scores: pd.DataFrame, factor_columns: list[str], *, seed: i
     catalogue = score_catalogue(scores, factor_columns)
     covariates = [c for c in PARTIAL_COVARIATES if c in scores]
     for truth in [g for g in GROUND_TRUTHS if g in scores]:
+        if kw["groups"] is not None:  # C3: the rest of the sample's group, on this ground truth
+            rest = pd.Series(np.nan, index=scores.index)
+            for _, part in scores.groupby("replicate"):
+                rest[part.index] = group_difficulty(part[truth], part.group)
+            scores = scores.assign(group_difficulty=rest)
+            catalogue = score_catalogue(scores, factor_columns)
         for replicate, rep in scores.groupby("replicate", sort=True):
             rep = rep.sort_values("sample_id")
             y, mrd = rep[truth].to_numpy(float), rep[MRD_SCORE].to_numpy(float)
@@ -168,7 +176,8 @@ def validation_table(scores: pd.DataFrame, factor_columns: list[str], *, seed: i
     # the unit of the bootstrap: groups of samples (each sample alone where the data has none)
     table.insert(int(table.columns.get_loc("n")) + 1, "n_groups", n_groups if n_groups is not None else table.n)
     table["p_holm"] = np.nan
-    for _, family in table[table.kind == "known factor"].groupby(["replicate", "ground_truth"]):
+    c3 = np.array([in_c3(score, kind) for score, kind in zip(table.score, table.kind)], dtype=bool)
+    for _, family in table[c3].groupby(["replicate", "ground_truth"]):
         table.loc[family.index, "p_holm"] = holm(family.p_value)
     return table
 

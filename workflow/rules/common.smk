@@ -240,7 +240,12 @@ CODE = {
         stages.mrd_variants, pkg.mrd, pkg.validation.estimator_study, pkg.models
     ),
     "baselines": source_digest(
-        stages.baseline_scores, pkg.baselines, pkg.difficulty, pkg.mrd, pkg.models
+        stages.baseline_scores,
+        stages._base_model,
+        pkg.baselines,
+        pkg.difficulty,
+        pkg.mrd,
+        pkg.models,
     ),
     "ground_truth": source_digest(
         stages.ground_truth,

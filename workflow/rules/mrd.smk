@@ -60,6 +60,7 @@ rule mrd_variants:
 
 rule baselines:
     input:
+        unpack(finetune_base),  # base_loglik: the model before fine-tuning
         model=f"{R}/models/rep{{replicate}}/target",
         data=f"{R}/data",
     output:
@@ -79,6 +80,8 @@ rule baselines:
         **model_settings(),
         code=CODE["baselines"],
         mrd_cfg={k: config["mrd"][k] for k in ("batch_size", "seed", "eps")},
+        model_cfg=config["model"],
+        seed=lambda wc: int(wc.replicate),
     script:
         "../scripts/baselines.py"
 

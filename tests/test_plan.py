@@ -106,3 +106,21 @@ def test_ground_truth_subsample_is_seeded_and_resets_from_host_match_device(toke
     assert device.sample_id.tolist() == [1, 3, 4]
     assert device.equals(host) and (device.update_count > 0).all()
     assert np.array_equal(level + 0.3, score_loglik(model, forget_encoded, 8, tokenizer.pad_token_id, "cpu"))
+
+
+def test_disk_per_rule_counts_checkpoints_and_keep_models(paper):
+    """A 7B checkpoint (float32 master weights) is 27 GB: fine-tuning writes one per job; unlearned
+    models are written only as unlearning.keep_models says (none, the first seed's, all)."""
+    checkpoint = 4 * LLAMA2_7B_PARAMETERS / 1e9
+    _, jobs = _jobs(paper)
+    assert jobs[("finetune", "target")].disk_gb == pytest.approx(checkpoint, abs=1e-3)
+    assert jobs[("unlearn", "npo/mrd")].disk_gb == 0  # keep_models: none (the default)
+    seeds = len(paper["unlearning"]["seeds"])
+    for keep, kept in (("first_seed", 1), ("all", seeds)):
+        cfg = validate_config({**paper, "unlearning": {**paper["unlearning"], "keep_models": keep}})
+        assert _jobs(cfg)[1][("unlearn", "npo/mrd")].disk_gb == pytest.approx(kept * checkpoint, abs=1e-3)
+    plan = study_plan(validate_config({**paper, "unlearning": {**paper["unlearning"], "keep_models": "all"}}))
+    runs = sum(j.jobs for jobs in plan.values() for j in jobs if j.rule == "unlearn")
+    from mrd_unlearning.plan import summary
+    assert summary(paper, plan)["disk_gb"] == pytest.approx(
+        summary(paper, study_plan(paper))["disk_gb"] + runs * seeds * checkpoint, rel=1e-4)

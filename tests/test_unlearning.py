@@ -183,3 +183,34 @@ def test_evaluating_at_a_checkpoint_does_not_change_the_run(tokenizer, study_dat
     evaluated, _ = unlearn(model, forget_encoded, retain, retain, on_checkpoint=evaluate, **args)
     plain, _ = unlearn(tiny_model(tokenizer), forget_encoded, retain, retain, **args)
     pd.testing.assert_frame_equal(evaluated, plain)
+
+
+def test_keep_models_writes_the_first_seeds_unlearned_checkpoint(tmp_path, data_dir, tokenizer):
+    """unlearning.keep_models first_seed: seed<k>/model for the first seed only, a checkpoint that
+    loads and gives the run's own forget likelihood after the budget."""
+    import json
+
+    from mrd_unlearning.io import write_json
+    from mrd_unlearning.models import load_checkpoint, save_checkpoint
+    from mrd_unlearning.mrd import score_loglik
+    from mrd_unlearning.stages import _encode, load_study_data, unlearn_runs
+
+    model_dir = tmp_path / "target"
+    save_checkpoint(tiny_model(tokenizer), tokenizer, model_dir)
+    data = load_study_data(data_dir)
+    reference = tmp_path / "retain_samples.csv"
+    pd.DataFrame({"split": "forget", "sample_id": range(len(data.forget)), "loglik": -9.0, "min_k": 0.0,
+                  "truth_ratio": 0.5}).to_csv(reference, index=False)
+    write_json(tmp_path / "retain.json", {"forget_loglik": -9.0})
+    cfg = {"steps": 3, "epochs": None, "level_cap": 1.0, "batch_size": 2, "grad_accumulation": 1, "lr": 1e-2,
+           "optimizer": "adamw", "log_every": 3, "keep_models": "first_seed"}
+    out = tmp_path / "runs"
+    unlearn_runs(str(model_dir), str(data_dir), str(tmp_path / "retain.json"), str(reference), str(out), replicate=0,
+                 algorithm="ga", sampler="uniform", seeds=[4, 5], unlearning_cfg=cfg,
+                 eval_cfg={"max_new_tokens": 2, "batch_size": 8, "max_wrong_answers": 1, "gradient_attack": False},
+                 max_length=MAX_LENGTH, device="cpu", precision="fp32", threads=1)
+    assert (out / "seed4" / "model" / "config.json").is_file() and not (out / "seed5" / "model").exists()
+    model, tok = load_checkpoint(out / "seed4" / "model")
+    run = json.loads((out / "seed4" / "run.json").read_text())
+    kept = score_loglik(model, _encode(tok, data.forget_eval, MAX_LENGTH), 8, tok.pad_token_id, "cpu").mean()
+    assert kept == pytest.approx(run["eval_budget"]["forget_loglik"], abs=1e-6)

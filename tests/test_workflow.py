@@ -140,6 +140,16 @@ def test_changing_an_unlearning_hyperparameter_plans_only_unlearning_and_what_fo
     assert jobs["unlearn"] == 18  # 2 replicates x 3 algorithms x 3 samplers
 
 
+def test_no_unlearned_checkpoint_is_left_unless_keep_models_says_so(smoke_run):
+    """Unlearned models are evaluated in their own process and not written (unlearning.keep_models
+    none); asking to keep them reruns only the unlearning runs and what follows."""
+    _, out, _ = smoke_run
+    assert not list((out / "unlearning").rglob("model.safetensors"))
+    assert not list((out / "unlearning").rglob("config.json"))
+    jobs = planned_jobs(smoke_run[0], "unlearning: {keep_models: first_seed}\n")
+    assert set(jobs) == {"unlearn"} | REPORTING and jobs["unlearn"] == 18
+
+
 def test_changing_mrd_K_plans_mrd_and_weighted_runs_but_not_finetuning_or_uniform_runs(smoke_run):
     jobs = planned_jobs(smoke_run[0], "mrd: {K: 3}\n")
     assert {"mrd", "mrd_variants", "scores", "mrd_validation", "mrd_figures", "unlearn"} <= set(jobs)

@@ -65,6 +65,7 @@ class JobPlan:
     memory_gb: dict[str, float]  # per GPU, by component
     gpu_hours: float  # per job, all its GPUs together
     host_mem_mb: int = 0
+    disk_gb: float = 0.0  # per job: the checkpoints it writes (the tables and logs are negligible)
     fits: bool = True
     peak_gb: float = field(init=False)
 
@@ -222,8 +223,9 @@ def new_tokens(cfg: dict) -> int:
     return cfg["model"]["max_length"] // 2 if n == "auto" else int(n)
 
 
-def _job(rule, variant, jobs, gpus, memory, hours, host_mb) -> JobPlan:
-    return JobPlan(rule, variant, jobs, gpus, {k: round(v, 3) for k, v in memory.items() if v}, hours, host_mb)
+def _job(rule, variant, jobs, gpus, memory, hours, host_mb, disk_gb: float = 0.0) -> JobPlan:
+    return JobPlan(rule, variant, jobs, gpus, {k: round(v, 3) for k, v in memory.items() if v}, hours, host_mb,
+                   round(disk_gb, 3))
 
 
 def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = True) -> list[JobPlan]:
@@ -251,7 +253,7 @@ def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = Tru
         hours = costs.hours(train_tokens=epochs * rows * costs.tokens, forward_tokens=epochs * rows * costs.tokens,
                             frozen=False)
         jobs.append(_job("finetune", role, reps, cfg["resources"]["gpu"] * processes, memory, hours,
-                         host * processes))
+                         host * processes, disk_gb=costs.weights()))  # the fine-tuned checkpoint
     eval_memory = {"weights": costs.weights(frozen=True), "activations": max(
         costs.score_activations(ev["batch_size"]), costs.generation(ev["batch_size"], new_tokens(cfg))), **ctx}
     jobs.append(_job("evaluate_finetuned", "target+retain", 2 * reps, 1, eval_memory, costs.evaluation_hours(sizes),
@@ -303,7 +305,10 @@ def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = Tru
                 train_tokens=cap * per_update * streams * costs.tokens,
                 forward_tokens=cap * per_update * costs.tokens * (algorithm in NEEDS_REFERENCE) + curve + refresh,
                 frozen=False) + 2 * costs.evaluation_hours(sizes, frozen=False)
-            jobs.append(_job("unlearn", f"{algorithm}/{sampler}", reps, 1, memory, len(ul["seeds"]) * per_seed, host))
+            kept = {"none": 0, "first_seed": 1, "all": len(ul["seeds"])}[ul["keep_models"]]
+            saved = kept * (arch.trainable * costs.w / GB if lora else costs.weights())  # LoRA: the adapters
+            jobs.append(_job("unlearn", f"{algorithm}/{sampler}", reps, 1, memory, len(ul["seeds"]) * per_seed, host,
+                             disk_gb=saved))
 
     for job in jobs:
         job.fits = job.peak_gb <= usable_gb(cfg)
@@ -352,7 +357,8 @@ def summary(cfg: dict, plan: dict[str, list[JobPlan]]) -> dict:
             "max_gpu_mem_gb": round(max(j.peak_gb for j in every), 2),
             "fits": all(j.fits for j in every), "gpu_mem_gb": cfg["resources"]["gpu_mem_gb"],
             "usable_gb": round(usable_gb(cfg), 2),
-            "jobs": sum(j.jobs for j in every), "studies": list(plan)}
+            "jobs": sum(j.jobs for j in every), "studies": list(plan),
+            "disk_gb": round(sum(j.disk_gb * j.jobs for j in every), 2)}
 
 
 def render(cfg: dict, plan: dict[str, list[JobPlan]], arch: Architecture) -> str:
@@ -363,14 +369,16 @@ def render(cfg: dict, plan: dict[str, list[JobPlan]], arch: Architecture) -> str
              f"utilisation; {cfg['resources']['mean_tokens'] or cfg['model']['max_length'] / 2:g} tokens per sample."]
     for study, jobs in plan.items():
         lines += ["", f"## {study}", "",
-                  "| rule | job | jobs | GPUs/job | peak GB/GPU | of which | fits | GPU-h/job | GPU-h |",
-                  "|---|---|---:|---:|---:|---|---|---:|---:|"]
+                  "| rule | job | jobs | GPUs/job | peak GB/GPU | of which | fits | GPU-h/job | GPU-h | disk GB |",
+                  "|---|---|---:|---:|---:|---|---|---:|---:|---:|"]
         for j in jobs:
             parts = ", ".join(f"{k} {v:.2f}" for k, v in j.memory_gb.items())
             lines.append(f"| {j.rule} | {j.variant} | {j.jobs} | {j.gpus} | {j.peak_gb:.2f} | {parts} | "
-                         f"{'yes' if j.fits else 'NO'} | {j.gpu_hours:.3f} | {j.gpu_hours * j.jobs:.2f} |")
+                         f"{'yes' if j.fits else 'NO'} | {j.gpu_hours:.3f} | {j.gpu_hours * j.jobs:.2f} | "
+                         f"{j.disk_gb * j.jobs:.2f} |")
         lines.append(f"| **study** | | {sum(j.jobs for j in jobs)} | | {max(j.peak_gb for j in jobs):.2f} | | "
-                     f"{'yes' if all(j.fits for j in jobs) else 'NO'} | | {sum(j.gpu_hours * j.jobs for j in jobs):.2f} |")
+                     f"{'yes' if all(j.fits for j in jobs) else 'NO'} | | {sum(j.gpu_hours * j.jobs for j in jobs):.2f} | "
+                     f"{sum(j.disk_gb * j.jobs for j in jobs):.2f} |")
     return "\n".join(lines)
 
 

@@ -395,7 +395,12 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
             idk = idk_targets(tokenizer, data.forget, seed, max_length) if algorithm in NEEDS_IDK else None
             evaluations: dict[str, tuple[int, dict, pd.DataFrame]] = {}
 
+            keep = unlearning_cfg.get("keep_models", "none")
+            keep = keep == "all" or (keep == "first_seed" and seed == seeds[0])
+
             def evaluate_at(name: str, step: int) -> None:
+                if keep and name == "budget":  # the unlearned model after the budget, to share
+                    save_checkpoint(model, tokenizer, Path(tmp) / f"seed{seed}" / "model")
                 for earlier in evaluations.values():  # the budget and the level can be the same step
                     if earlier[0] == step:
                         evaluations[name] = earlier
@@ -417,7 +422,7 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                                    device=dev, level=level, max_steps=cap, on_checkpoint=evaluate_at,
                                    reference=frozen, precision=policy, forget_idk=idk, **refresh)
             folder = Path(tmp) / f"seed{seed}"
-            folder.mkdir(parents=True)
+            folder.mkdir(parents=True, exist_ok=True)
             write_csv(folder / "curve.csv", curve)
             crossing, censored = level_crossing(curve.step, curve.forget_loglik, level, steps)
             run = {"replicate": replicate, "algorithm": algorithm, "sampler": sampler, "seed": seed, "level": level,

@@ -167,7 +167,9 @@ def unlearn_settings(wc):
     ]
     keys += ["tau"] if wc.sampler != "uniform" else []
     keys += ["refresh_every"] if wc.sampler == "mrd_refresh" else []
-    keys += ["keep_models"] if UL["keep_models"] != "none" else []  # none: the params as before
+    keys += (
+        ["keep_models"] if UL["keep_models"] != "none" else []
+    )  # none: the params as before
     settings = {k: UL[k] for k in keys}
     if settings["epochs"] is not None:
         del settings["steps"]  # TOFU's recipe: passes over the forget set, not steps

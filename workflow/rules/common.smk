@@ -167,9 +167,8 @@ def unlearn_settings(wc):
     ]
     keys += ["tau"] if wc.sampler != "uniform" else []
     keys += ["refresh_every"] if wc.sampler == "mrd_refresh" else []
-    keys += (
-        ["keep_models"] if UL["keep_models"] != "none" else []
-    )  # none: the params as before
+    # keep_models none: the params as before it existed
+    keys += ["keep_models"] if UL["keep_models"] != "none" else []
     settings = {k: UL[k] for k in keys}
     if settings["epochs"] is not None:
         del settings["steps"]  # TOFU's recipe: passes over the forget set, not steps

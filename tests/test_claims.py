@@ -99,7 +99,7 @@ def test_c2_and_c3_verdicts():
     factors = pd.DataFrame({"p_holm": [0.2, 0.04]})
     assert claims.c3_verdict(factors, 0.05) == "supported"
     assert claims.c3_verdict(factors.assign(p_holm=[0.2, 0.06]), 0.05) == "not supported"
-    assert claims.c3_verdict(factors.iloc[:0], 0.05) == "not tested (no known factors)"
+    assert claims.c3_verdict(factors.iloc[:0], 0.05) == "not tested (no known factors or characteristics)"
 
 
 def test_agreement_across_replicates():

@@ -83,7 +83,8 @@ def mrd_validation(scores_csv: str, variants_csvs: dict[str, str], stability_csv
               for r in variants_csvs]
     sweep = pd.concat(sweeps, ignore_index=True)
     write_csv(out["sweep"], sweep[["replicate", *[c for c in sweep.columns if c != "replicate"]]])
-    quantities = [c for c in ("update_count", "update_count_sgd", "mrd", "loss", "grad_norm", "mrd_thirdparty",
+    quantities = [c for c in ("update_count_frac", "update_count_sgd_frac", "update_count", "update_count_sgd", "mrd",
+                              "loss", "grad_norm", "mrd_thirdparty",
                               "memorization", "entanglement", "learning_confidence") if c in scores]
     write_csv(out["replicate_stability"], replicate_stability(scores, quantities, **kw))
 

@@ -149,6 +149,17 @@ def _c2(validation: pd.DataFrame, primary: str) -> dict:
             "per_replicate_rho": per_rep}
 
 
+def _ties(scores: pd.DataFrame) -> pd.DataFrame:
+    """How well each ground truth can rank: the share of samples whose value another sample of
+    the same replicate shares (integer counts tie heavily; the fractional crossing steps rarely)."""
+    rows = []
+    for truth in [t for t in ("update_count", "update_count_frac", "update_count_sgd", "update_count_sgd_frac")
+                  if t in scores]:
+        shares = {str(r): float(part[truth].duplicated(keep=False).mean()) for r, part in scores.groupby("replicate")}
+        rows.append({"ground_truth": truth, **shares, "mean": float(np.mean(list(shares.values())))})
+    return pd.DataFrame(rows)
+
+
 def _variants(stability: pd.DataFrame, sweep: pd.DataFrame, validation: pd.DataFrame, truths: list[str]) -> dict:
     at_K = stability[stability.sweep == "K"]
     full_K = at_K.loc[at_K.groupby(["replicate", "variant"], sort=False).K.idxmax()]
@@ -308,8 +319,10 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
     runs = pd.read_csv(paths["unlearning"])
     comparison = pd.read_csv(paths["comparison"], dtype={"replicate": str})
     rel = {k: os.path.relpath(v, Path(out_md).parent) for k, v in paths.items() if str(v).endswith(".png")}
-    truths = list(dict.fromkeys(validation.ground_truth))
+    every_truth = list(dict.fromkeys(validation.ground_truth))  # metrics.json has them all
+    truths = [t for t in every_truth if t.endswith("_frac")] or every_truth  # the report: the ones that rank
     primary = truths[0]
+    shown = validation[validation.ground_truth.isin(truths)]
     kind = first["target_eval"].get("data_kind", "qa")
     completeness = claims.COMPLETENESS[kind]
 
@@ -331,11 +344,12 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
         # ground_truth.max_samples: the ground truths, and every correlation with them, on a subsample
         "truth_samples": (int(scores.groupby("replicate").size().max()), int(first["mrd_meta"]["n_samples"])),
         "c1": _c1(scores, replicate_stability, statistics_cfg),
-        "c2": _c2(validation, primary),
-        "variants": _variants(stability, sweep, validation, truths),
-        "c3": _c3(validation, primary, statistics_cfg["alpha"]),
+        "c2": _c2(shown, primary),
+        "ties": _ties(scores),
+        "variants": _variants(stability, sweep, shown, truths),
+        "c3": _c3(shown, primary, statistics_cfg["alpha"]),
         "c4": _c4(runs, comparison, statistics_cfg, completeness),
-        "field": _field(validation, comparison, runs, statistics_cfg["alpha"],
+        "field": _field(shown, comparison, runs, statistics_cfg["alpha"],
                         {f"{role} model": [v[f"{role}_eval"] for v in replicates.values()]
                          for role in ("target", "retain")}, completeness),
     }
@@ -347,7 +361,7 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
     env.filters.update(table=md_table, ci=ci)
     with atomic_path(out_md) as tmp:
         tmp.write_text(env.get_template(TEMPLATE.name).render(**context))
-    write_json(out_metrics, headline_metrics(context, validation, primary))
+    write_json(out_metrics, headline_metrics({**context, "truths": every_truth}, validation, primary))
 
 
 def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> dict:

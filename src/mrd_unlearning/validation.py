@@ -15,7 +15,9 @@ from .statistics import holm, pooled_bootstrap, sample_groups
 # Every score's kind and the sign its rationale predicts: `difficulty.SCORES`. Known factors (0)
 # are exploratory: C3 asks whether they differ, not how.
 PARTIAL_COVARIATES = ("loss", "grad_norm")
-GROUND_TRUTHS = ("update_count", "update_count_sgd")
+# The fractional crossing steps rank where the integer counts tie; they come first (the primary
+# ground truth is the first present).
+GROUND_TRUTHS = ("update_count_frac", "update_count_sgd_frac", "update_count", "update_count_sgd")
 N_RESAMPLES = 2000
 
 

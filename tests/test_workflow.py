@@ -28,15 +28,23 @@ def test_outputs_follow_the_contract(smoke_run):
     assert {"replicate", "sample_id", "mrd", "drop", "update_count", "censored", "update_count_sgd", "censored_sgd",
             "loss", "grad_norm", "max_token_nll", "answer_tokens", "retain_model_loss_oracle", "mrd[abs]",
             "value_frequency", "memorization", "entanglement", "mrd_thirdparty", "learning_confidence",
-            "epoch_learned", "forgetting_events"} <= set(scores)
+            "epoch_learned", "forgetting_events", "group", "update_count_frac", "update_count_sgd_frac",
+            "question_tokens", "token_rarity", "numeric_share", "name_share", "base_loglik"} <= set(scores)
+    assert scores.groupby("replicate").group.nunique().to_dict() == {0: 2, 1: 2}  # 2 people, 3 facts each
+    for truth, censored in (("update_count", "censored"), ("update_count_sgd", "censored_sgd")):
+        frac, count = scores[f"{truth}_frac"], scores[truth]
+        assert ((count - 1 < frac) & (frac <= count) | (count == 0) & (frac == 0)).all()
     assert scores.learning_confidence.between(0, 1).all() and (scores.entanglement > 0).all()
     assert scores.groupby("replicate").size().to_dict() == {0: 6, 1: 6}  # 2 forget people x 3 attributes
     assert scores[scores.replicate == 1]["mrd[abs]"].isna().all()  # the variant study runs on the first replicate
     validation = pd.read_csv(out / "tables/mrd_validation.csv", dtype={"replicate": str})
     assert {"replicate", "score", "ground_truth", "spearman_rho", "ci_low", "ci_high", "p_value", "between_sd",
-            "p_holm", "n", "n_replicates"} <= set(validation)
-    assert set(validation.replicate) == {"0", "1", "pooled"}
-    assert set(validation.ground_truth) == {"update_count", "update_count_sgd"}
+            "p_holm", "n", "n_groups", "n_replicates"} <= set(validation)
+    assert set(validation.replicate) == {"0", "1", "pooled"} and set(validation.n_groups) == {2}
+    assert set(validation.ground_truth) == {"update_count_frac", "update_count_sgd_frac", "update_count",
+                                            "update_count_sgd"}
+    assert {"token_rarity", "base_loglik", "group_difficulty"} <= set(validation[validation.kind ==
+                                                                                "sample characteristic"].score)
     assert {"mrd", "mrd[relative_normalize]", "grad_norm", "max_token_nll", "mrd given loss + grad_norm"} <= set(
         validation.score)
     assert (validation[validation.replicate == "pooled"].n_replicates.isin([1, 2])).all()
@@ -78,7 +86,8 @@ def test_outputs_follow_the_contract(smoke_run):
         assert metrics[f"verdict_{claim}_replicates"].endswith("of 2 replicates")
     assert "rho_mrd_update_count" in metrics and metrics["replicates"] == 2
     assert "## MRD against the field" in report and "| 1 | " in report  # the ranking of the scores
-    ranking = metrics["score_ranking_update_count"]
+    ranking = metrics["score_ranking_update_count_frac"]  # the primary ground truth: the fractional step
+    assert "rho_mrd_update_count_frac" in metrics
     assert ranking[0] in validation.score.values and {"mrd", "memorization", "entanglement"} <= set(ranking)
     assert "(target model, not unlearned)" in report  # the attacks' reference points
     assert not list(out.rglob("*.tmp"))

@@ -162,3 +162,19 @@ def test_validation_counts_groups_and_widens_its_intervals_to_them():
     assert row(clustered).spearman_rho == row(alone).spearman_rho
     width = lambda r: r.ci_high - r.ci_low  # noqa: E731
     assert width(row(clustered)) > 1.5 * width(row(alone))
+
+
+def test_with_groups_the_p_value_comes_from_the_cluster_bootstrap():
+    """Exact Spearman p-values take the samples as independent; with groups the test is the
+    cluster bootstrap's (the percentile interval inverted), so it agrees with the CI."""
+    from mrd_unlearning.statistics import pooled_bootstrap
+
+    from .test_statistics import simulated_groups
+
+    x, y, groups = simulated_groups(np.random.default_rng(3), 0.6, 0.8, G=6, m=8)
+    got = spearman_with_ci(x, y, n_resamples=500, groups=groups)
+    again = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=500, groups=groups)
+    assert got["p_value"] == again["p_value"] and got["ci_low"] == again["ci_low"]
+    from scipy.stats import spearmanr
+
+    assert got["p_value"] > spearmanr(x, y).pvalue  # 6 groups carry less evidence than 48 samples

@@ -38,13 +38,18 @@ def _clustered(groups) -> bool:
     return groups is not None and len(set(np.asarray(groups).tolist())) < len(groups)
 
 
+def _cluster_bootstrap(data: tuple, statistic, seed: int, vectorized: bool, n_resamples: int, alpha: float,
+                       groups) -> dict:
+    return pooled_bootstrap(statistic, [np.asarray(a, float)[None] for a in data], n_resamples=n_resamples,
+                            alpha=alpha, seed=seed, vectorized=vectorized, groups=groups)
+
+
 def _bootstrap_ci(data: tuple, statistic, seed: int, vectorized: bool = True, n_resamples: int = N_RESAMPLES,
                   alpha: float = 0.05, groups=None) -> tuple[float, float]:
     """Percentile CI of a statistic of paired samples: scipy's bootstrap, or with `groups` the
     two-stage cluster bootstrap (groups, then samples within them)."""
     if _clustered(groups):
-        res = pooled_bootstrap(statistic, [np.asarray(a, float)[None] for a in data], n_resamples=n_resamples,
-                               alpha=alpha, seed=seed, vectorized=vectorized, groups=groups)
+        res = _cluster_bootstrap(data, statistic, seed, vectorized, n_resamples, alpha, groups)
         return res["ci_low"], res["ci_high"]
     res = stats.bootstrap(data, statistic, paired=True, vectorized=vectorized, n_resamples=n_resamples,
                           confidence_level=1 - alpha, method="percentile", rng=np.random.default_rng(seed))
@@ -57,7 +62,11 @@ def spearman_with_ci(x: np.ndarray, y: np.ndarray, *, seed: int = 0, n_resamples
     rho, p = stats.spearmanr(x, y)
     if np.isnan(rho):
         return {"spearman_rho": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
-    low, high = _bootstrap_ci((x, y), _spearman, seed, n_resamples=n_resamples, alpha=alpha, groups=groups)
+    if _clustered(groups):  # the test must see the groups too: the bootstrap's p, not the exact one
+        res = _cluster_bootstrap((x, y), _spearman, seed, True, n_resamples, alpha, groups)
+        return {"spearman_rho": float(rho), "ci_low": res["ci_low"], "ci_high": res["ci_high"],
+                "p_value": res["p_value"]}
+    low, high = _bootstrap_ci((x, y), _spearman, seed, n_resamples=n_resamples, alpha=alpha)
     return {"spearman_rho": float(rho), "ci_low": low, "ci_high": high, "p_value": float(p)}
 
 

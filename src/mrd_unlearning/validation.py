@@ -125,13 +125,14 @@ def _by_replicate(scores: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 def validation_table(scores: pd.DataFrame, factor_columns: list[str], *, seed: int = 0, n_resamples: int = N_RESAMPLES,
                      alpha: float = 0.05) -> pd.DataFrame:
-    """Every score against every ground truth, per replicate (Spearman, sample bootstrap CI,
-    exact p) and pooled over replicates (`replicate` = "pooled": the mean rho with the crossed
-    replicate x sample bootstrap of `statistics.pooled_bootstrap`, and the between-replicate SD).
-    Beside each: MRD's paired gap |rho(MRD)| - |rho(score)|, and the partial rho of MRD given
-    loss and gradient norm. Where samples come in groups (`group`: an author's QA, a person's
-    facts) every CI is a cluster bootstrap over them, and `n_groups` says how many. Known factors get Holm-adjusted p-values (`p_holm`) over the family
-    of every factor, per ground truth, within each replicate and within the pooled rows (C3)."""
+    """Every score against every ground truth, per replicate (Spearman, bootstrap CI, exact p)
+    and pooled over replicates (`replicate` = "pooled": the mean rho with the crossed replicate x
+    sample bootstrap of `statistics.pooled_bootstrap`, and the between-replicate SD). Beside
+    each: MRD's paired gap |rho(MRD)| - |rho(score)|, and the partial rho of MRD given loss and
+    gradient norm. Where samples come in groups (`group`: an author's QA, a person's facts) every
+    CI and per-replicate p is a cluster bootstrap over them, and `n_groups` says how many. C3's
+    family (known factors and sample characteristics) gets Holm-adjusted p-values (`p_holm`) per
+    ground truth, within each replicate and within the pooled rows."""
     if "replicate" not in scores:
         scores = scores.assign(replicate=0)
     kw = dict(n_resamples=n_resamples, alpha=alpha)

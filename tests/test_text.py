@@ -147,16 +147,21 @@ def test_the_readmes_trainer_example_samples_by_the_mrd_weights(tokenizer, study
     assert chisquare(counts).pvalue < 1e-6 and namespace["info"]["K"] == 32
 
 
-def test_generation_length_auto_covers_each_splits_longest_reference(tokenizer, study_data, text_data):
+def test_generation_length_auto_covers_the_longest_reference_of_every_split(tokenizer, study_data, text_data):
     from mrd_unlearning.models import answer_ids
 
     model = tiny_model(tokenizer)
     summary, samples = evaluate(model, tokenizer, study_data, max_length=MAX_LENGTH, max_new_tokens="auto",
                                 batch_size=4, device="cpu", gradient_attack=False)
-    for split, rows in (("forget", study_data.forget_eval), ("retain", study_data.retain_eval)):
-        assert summary["max_new_tokens"][split] == max(len(answer_ids(tokenizer, r["answer"])) for r in rows)
+    rows = study_data.forget_eval + study_data.retain_eval + [r for part in study_data.utility.values() for r in part]
+    longest = max(len(answer_ids(tokenizer, r["answer"])) for r in rows)
+    assert summary["max_new_tokens"] == longest  # one limit: the longest reference of every evaluated split
+    shortest_split = min(max(len(answer_ids(tokenizer, r["answer"])) for r in part)
+                         for part in (study_data.forget_eval, study_data.retain_eval))
+    assert longest > shortest_split  # (so the test tells one limit from each split's own)
+    generations = samples.dropna(subset=["generation"])
+    assert all(len(tokenizer.encode(g, add_special_tokens=False)) <= longest for g in generations.generation)
     summary, _ = evaluate(model, tokenizer, text_data, max_length=MAX_LENGTH, max_new_tokens="auto", batch_size=4,
                           device="cpu", gradient_attack=False)
-    rests = [verbatim_prompt(tokenizer, r)[1] for r in text_data.forget]
-    assert summary["max_new_tokens"]["forget"] == max(len(tokenizer.encode(t, add_special_tokens=False)) + 1
-                                                      for t in rests)
+    rests = [verbatim_prompt(tokenizer, r)[1] for r in text_data.forget_eval + text_data.retain_eval]
+    assert summary["max_new_tokens"] == max(len(tokenizer.encode(t, add_special_tokens=False)) + 1 for t in rests)

@@ -248,9 +248,12 @@ def test_end_to_end_on_a_slice_of_real_tofu(tmp_path):
     assert samples.split.value_counts().to_dict() == {"forget": 40, "retain": 6, "real_authors": 4, "world_facts": 4,
                                                       "holdout": 40}  # the membership attacks' non-members
     assert samples[samples.split == "real_authors"].normalized_prob.between(0, 1).all()
+    # max_new_tokens auto: one limit, a forget answer's length (TOFU's are sentences), for world facts' short ones too
+    assert target["max_new_tokens"] > 20
     runs = pd.read_csv(out / "tables/unlearning.csv")
     assert len(runs) == 6 and (runs.level_step <= runs.steps).all()  # level_cap 1: never past the budget
-    assert "TOFU" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    assert "TOFU" in report and f"up to {target['max_new_tokens']} new tokens (`auto`" in report
 
 
 def test_budget_pilot_times_uniform_runs_on_the_studys_own_models(smoke_run):

@@ -57,21 +57,37 @@ def _membership_scores(model, tokenizer, rows: list[dict], scored: dict, *, grad
     return out
 
 
-def _generated(model, tokenizer, rows: list[dict], *, max_new_tokens: int | str, batch_size: int, device
-               ) -> tuple[list[str], list[str], int]:
-    """(greedy generations, references, the new-token limit used): answers to the questions, or
-    for text rows the continuation of the text's prefix (MUSE's verbatim memorisation, VerbMem).
-    `max_new_tokens` 'auto': the longest reference of these rows in the model's tokens, EOS
-    included, so that no reference is cut and generation still stops at EOS."""
+def _generation_task(tokenizer, rows: list[dict]) -> tuple[list[list[int]], list[str]]:
+    """(prompts, references): questions and their answers, or for text rows the text's prefix and
+    the rest of it (MUSE's verbatim memorisation, VerbMem)."""
     if "question" in rows[0]:
-        prompts, references = [prompt_ids(tokenizer, r["question"]) for r in rows], [r["answer"] for r in rows]
-        lengths = [len(answer_ids(tokenizer, r["answer"])) for r in rows]
-    else:
-        prompts, references = map(list, zip(*(verbatim_prompt(tokenizer, r) for r in rows)))
-        lengths = [len(tokenizer.encode(ref, add_special_tokens=False)) + 1 for ref in references]
-    limit = max(lengths) if max_new_tokens == "auto" else int(max_new_tokens)
-    return generate(model, tokenizer, prompts, max_new_tokens=limit, batch_size=batch_size,
-                    device=device), references, limit
+        return [prompt_ids(tokenizer, r["question"]) for r in rows], [r["answer"] for r in rows]
+    prompts, references = zip(*(verbatim_prompt(tokenizer, r) for r in rows))
+    return list(prompts), list(references)
+
+
+def generation_limit(tokenizer, splits: list[list[dict]]) -> int:
+    """evaluation.max_new_tokens 'auto': the longest reference among every evaluated row, in the
+    model's tokens with EOS, one limit for every split (generation still stops at EOS). Not each
+    split's own longest: a model fine-tuned on TOFU's sentences answers "The capital of France is
+    Paris." to a world-facts question whose reference is "Paris", and a limit of the reference's
+    2 tokens would cut the answer before it names the city."""
+    lengths = [0]
+    for rows in filter(None, splits):
+        if "question" in rows[0]:
+            lengths += [len(answer_ids(tokenizer, r["answer"])) for r in rows]
+        else:
+            lengths += [len(tokenizer.encode(ref, add_special_tokens=False)) + 1
+                        for ref in _generation_task(tokenizer, rows)[1]]
+    return max(lengths)
+
+
+def _generated(model, tokenizer, rows: list[dict], *, max_new_tokens: int, batch_size: int, device
+               ) -> tuple[list[str], list[str]]:
+    """(greedy generations, references) of the rows' generation task."""
+    prompts, references = _generation_task(tokenizer, rows)
+    return generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size,
+                    device=device), references
 
 
 def _wrong(rows: list[dict], max_wrong: int | None) -> int:
@@ -84,8 +100,8 @@ def _split_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_toke
     """Forget / retain samples: probability, ROUGE-L of the generation and (QA) the truth ratio
     against the paraphrase; for the forget set also the membership scores."""
     scored = _score(model, tokenizer, rows, attacks=split == "forget", **kw)
-    answers, references, limit = _generated(model, tokenizer, rows, max_new_tokens=max_new_tokens,
-                                            batch_size=kw["batch_size"], device=kw["device"])
+    answers, references = _generated(model, tokenizer, rows, max_new_tokens=max_new_tokens,
+                                     batch_size=kw["batch_size"], device=kw["device"])
     members = (_membership_scores(model, tokenizer, rows, scored, gradient=gradient, max_length=kw["max_length"],
                                   device=kw["device"]) if split == "forget" else {})
     qa = {}
@@ -98,7 +114,7 @@ def _split_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_toke
     return pd.DataFrame({
         "split": split, "sample_id": np.arange(len(rows)), "loglik": scored["loglik"], "min_k": scored["min_k"],
         "answer_hits": scored["answer_hits"], "answer_tokens": scored["answer_tokens"], **members, **qa,
-        "rouge_l": metrics.rouge_l_recall(answers, references), "generation": answers, "max_new_tokens": limit,
+        "rouge_l": metrics.rouge_l_recall(answers, references), "generation": answers,
     })
 
 
@@ -119,13 +135,13 @@ def _utility_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_to
     true = _score(model, tokenizer, rows, **kw)["loglik"]
     wrong = _score(model, tokenizer, [r for r in rows for _ in range(n_wrong)],
                    [w for r in rows for w in r["perturbed_answer"][:n_wrong]], **kw)["loglik"].reshape(len(rows), n_wrong)
-    answers, references, limit = _generated(model, tokenizer, rows, max_new_tokens=max_new_tokens,
-                                            batch_size=kw["batch_size"], device=kw["device"])
+    answers, references = _generated(model, tokenizer, rows, max_new_tokens=max_new_tokens,
+                                     batch_size=kw["batch_size"], device=kw["device"])
     return pd.DataFrame({
         "split": split, "sample_id": np.arange(len(rows)), "loglik": true,
         "normalized_prob": metrics.normalized_probability(true, wrong),
         "truth_ratio": metrics.truth_ratio(true, wrong),
-        "rouge_l": metrics.rouge_l_recall(answers, references), "generation": answers, "max_new_tokens": limit,
+        "rouge_l": metrics.rouge_l_recall(answers, references), "generation": answers,
     })
 
 
@@ -166,7 +182,9 @@ def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_toke
     probability and verbatim-continuation ROUGE. `gradient_attack`: the gradient-norm attack (one
     backward pass per forget and holdout sample). Returns (summary, per-sample frame)."""
     model.eval()
-    kw = dict(max_length=max_length, max_new_tokens=max_new_tokens, batch_size=batch_size, device=device,
+    if max_new_tokens == "auto":
+        max_new_tokens = generation_limit(tokenizer, [data.forget_eval, data.retain_eval, *data.utility.values()])
+    kw = dict(max_length=max_length, max_new_tokens=int(max_new_tokens), batch_size=batch_size, device=device,
               max_wrong=max_wrong_answers)
     score = dict(max_length=max_length, batch_size=batch_size, device=device)
     frames = [_split_frame(model, tokenizer, data.forget_eval, "forget", gradient=gradient_attack, **kw),
@@ -201,8 +219,7 @@ def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_toke
     summary["model_utility"] = metrics.model_utility(utility)
     summary["model_utility_parts"] = len(utility)
     summary["utility_splits"] = ["retain", *data.utility]
-    generated = samples.dropna(subset=["max_new_tokens"]).groupby("split", sort=False).max_new_tokens.first()
-    summary["max_new_tokens"] = {split: int(n) for split, n in generated.items()}
+    summary["max_new_tokens"] = int(max_new_tokens)
     if reference is not None and qa:
         ref = reference[reference.split == "forget"]
         summary["forget_quality"], summary["forget_ks"] = metrics.forget_quality(forget.truth_ratio.to_numpy(),

@@ -216,8 +216,8 @@ class _Costs:
 
 
 def new_tokens(cfg: dict) -> int:
-    """The generation length the plan counts: evaluation.max_new_tokens, or with 'auto' (each
-    split's longest reference answer, known only once the data are tokenised) half of
+    """The generation length the plan counts: evaluation.max_new_tokens, or with 'auto' (the longest
+    reference answer of the evaluated rows, known only once the data are tokenised) half of
     model.max_length, the plan's convention for a sample's length (resources.mean_tokens)."""
     n = cfg["evaluation"]["max_new_tokens"]
     return cfg["model"]["max_length"] // 2 if n == "auto" else int(n)

@@ -72,9 +72,10 @@ def _generation(evaluation_cfg: dict, target_eval: dict) -> str:
     """How long greedy generations may run, as the evaluation used it."""
     if evaluation_cfg["max_new_tokens"] != "auto":
         return f"up to {evaluation_cfg['max_new_tokens']} new tokens (stopping at EOS)"
-    used = ", ".join(f"{split} {n}" for split, n in target_eval.get("max_new_tokens", {}).items())
-    return ("up to each split's longest reference answer in new tokens, EOS included, stopping at EOS"
-            + (f" ({used})" if used else ""))
+    used = target_eval.get("max_new_tokens")
+    return ((f"up to {used} new tokens" if used else "a new-token limit") + " (`auto`: the longest reference answer among the"
+            " evaluated rows, EOS included; every split gets this limit, so a verbose answer to a short reference"
+            " is not cut), stopping at EOS")
 
 
 def _text_note(kind: str) -> str:

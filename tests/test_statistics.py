@@ -1,17 +1,16 @@
 """Pooled inference across replicates: the crossed bootstrap recovers a known rho and covers it at
-about the nominal rate, Holm matches a hand computation, the nested paired CI is the t-interval
-over replicate means, the minimum detectable effect has the power it claims, and the censored
-comparison of steps to forget finds a known difference."""
+about the nominal rate, its interval and p-value cannot disagree, Holm matches a hand computation,
+the sign-flip test matches scipy's permutation test and has no jump between methods, the minimum
+detectable effect has the power it claims at the level it is stated for, and the resampling
+scheme fits the number of groups."""
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 from scipy import stats
 
-from mrd_unlearning import metrics
-from mrd_unlearning.statistics import (holm, logrank_p, mean_ci, minimum_detectable_effect, nested_mean_diff,
-                                       pooled_bootstrap)
+from mrd_unlearning.statistics import (bootstrap_p, holm, mean_ci, minimum_detectable_effect, percentile_interval,
+                                       pooled_bootstrap, resample_indices, resampling_scheme, sign_flip_test)
 from mrd_unlearning.validation import _spearman
 
 
@@ -53,9 +52,38 @@ def test_pooled_bootstrap_p_value_is_small_for_a_strong_correlation_and_seeded()
     rng = np.random.default_rng(2)
     x, y = simulated_replicates(rng, 0.8, R=3, n=64)
     res = pooled_bootstrap(_spearman, [x, y], n_resamples=500, seed=3)
-    assert res["p_value"] == pytest.approx(2 / 501)  # no resample at or below 0
+    assert res["p_value"] == pytest.approx(1 / 500)  # no resample at or below 0: the floor 1 / B
     assert pooled_bootstrap(_spearman, [x, y], n_resamples=500, seed=3) == res
     assert pooled_bootstrap(_spearman, [x, y], n_resamples=500, seed=4)["ci_low"] != res["ci_low"]
+
+
+def test_the_interval_and_the_p_value_cannot_disagree():
+    """Finding: 50 of 2000 resamples at or below 0 gave a CI excluding 0 with p 0.051. Now the CI
+    excludes 0 exactly when p < alpha, on any replicates, ties at 0 included."""
+    boot = np.concatenate([np.full(50, -0.01), np.linspace(0.01, 1, 1950)])
+    low, high = percentile_interval(boot, 0.05)
+    assert low < 0 and bootstrap_p(boot) == pytest.approx(0.05)  # 50 = 2.5% of 2000: at the edge, on both
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        B = int(rng.integers(100, 3000))
+        boot = rng.normal(rng.normal(0, 2), 1, size=B).round(int(rng.integers(0, 3)))  # ties, some exactly at 0
+        low, high = percentile_interval(boot, 0.05)
+        assert (low > 0 or high < 0) == (bootstrap_p(boot) < 0.05)
+
+
+def test_monte_carlo_error_cannot_move_a_decision():
+    """Finding: a p-value near alpha flipped with the bootstrap's seed. A p within 3 Monte Carlo
+    standard errors of the level is recomputed on more resamples, and the error is reported."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=40)
+    y = 0.31 * x + rng.normal(size=40)  # rho about 0.3 at n = 40: p near 0.05
+    res = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=400, seed=0)
+    assert res["n_resamples"] > 400 or abs(res["p_value"] - 0.05) >= 3 * res["p_mc_se"]
+    far = pooled_bootstrap(_spearman, [x[None], (x + 0.1 * rng.normal(size=40))[None]], n_resamples=400)
+    assert far["n_resamples"] == 400 and far["p_mc_se"] == pytest.approx(np.sqrt(1 / 400) / 20)
+    decisions = [pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=400, seed=s) for s in range(8)]
+    decided = [r["p_value"] < 0.05 for r in decisions if abs(r["p_value"] - 0.05) >= 3 * r["p_mc_se"]]
+    assert len(set(decided)) <= 1  # every seed whose p is clear of the level decides the same way
 
 
 def test_holm_matches_a_hand_computation():
@@ -66,64 +94,55 @@ def test_holm_matches_a_hand_computation():
     assert np.allclose(holm([0.01, 0.9]), [0.02, 0.9]) and np.allclose(holm([0.5, 0.9]), [1.0, 1.0])  # capped, monotone
 
 
-def test_nested_mean_diff_is_the_t_interval_over_replicate_means():
-    frame = pd.DataFrame({"replicate": [0, 0, 0, 1, 1, 1, 2, 2, 2],
-                          "seed": [0, 1, 2] * 3,
-                          "d": [1.0, 2.0, 3.0, 0.0, 0.0, 3.0, 5.0, 4.0, 6.0]})
-    res = nested_mean_diff(frame, "d")
-    means = np.array([2.0, 1.0, 5.0])
-    half = stats.t.ppf(0.975, 2) * means.std(ddof=1) / math.sqrt(3)
-    assert res["mean"] == pytest.approx(8 / 3)
-    assert (res["ci_low"], res["ci_high"]) == pytest.approx((8 / 3 - half, 8 / 3 + half))
-    assert res["p_value"] == pytest.approx(stats.ttest_1samp(means, 0).pvalue)
-    assert res["unit"] == "replicate" and res["n_units"] == 3 and res["n_pairs"] == 9
-    one = nested_mean_diff(frame[frame.replicate == 0], "d")  # one replicate: over its seeds
-    assert one["unit"] == "seed" and one["n_units"] == 3 and one["mean"] == pytest.approx(2.0)
+def test_sign_flip_test_matches_scipys_permutation_test_and_inverts_into_its_interval():
+    rng = np.random.default_rng(4)
+    for n in (3, 6, 9):
+        d = rng.normal(0.3, 1, size=n)
+        res = sign_flip_test(d)
+        exact = stats.permutation_test((d,), np.mean, permutation_type="samples", n_resamples=np.inf)
+        assert res["p_value"] == pytest.approx(exact.pvalue) and res["p_floor"] == pytest.approx(2 / 2 ** n)
+    d = rng.normal(0.5, 1, size=9)
+    res = sign_flip_test(d)
+    assert res["ci_low"] < d.mean() < res["ci_high"]
+    for bound, inward in ((res["ci_low"], 1e-6), (res["ci_high"], -1e-6)):  # the acceptance region's edges
+        just_in = stats.permutation_test((d - (bound + inward),), np.mean, permutation_type="samples",
+                                         n_resamples=np.inf)
+        just_out = stats.permutation_test((d - (bound - inward),), np.mean, permutation_type="samples",
+                                          n_resamples=np.inf)
+        assert just_in.pvalue >= 0.05 > just_out.pvalue
+    assert (res["ci_low"] > 0) == (res["p_value"] < 0.05)
 
 
-def test_identical_unit_means_are_not_a_certain_difference():
-    """Two seeds that both move a discrete metric by the same step: the t-test would say p = 0;
-    the exact signed-rank test says what two same-signed values can say (p = 0.5), and a metric
-    that does not move at all (both samplers at a floor) gives p = 1."""
-    frame = pd.DataFrame({"replicate": [0, 0], "seed": [0, 1], "d": [-0.0255, -0.0255]})
-    assert nested_mean_diff(frame, "d")["p_value"] == pytest.approx(0.5)
-    three = pd.DataFrame({"replicate": [0, 1, 2], "seed": [0, 0, 0], "d": [0.1, 0.1 + 1e-17, 0.1]})
-    assert nested_mean_diff(three, "d")["p_value"] == pytest.approx(0.25)  # float noise is no spread
-    assert nested_mean_diff(frame.assign(d=0.0), "d")["p_value"] == 1.0
+def test_identical_unit_means_give_no_jump_between_methods():
+    """Finding: [0.05, 0.05, 0.05] fell back to Wilcoxon (p 0.25) while [0.05, 0.05, 0.050001] got the
+    t-test's p 4e-11. The sign-flip test gives both 0.25, and with 3 units no p can reach 0.05:
+    the interval is unbounded and the floor says why."""
+    a, b = sign_flip_test([0.05, 0.05, 0.05]), sign_flip_test([0.05, 0.05, 0.050001])
+    assert a["p_value"] == b["p_value"] == pytest.approx(0.25) and a["p_floor"] == pytest.approx(0.25)
+    assert np.isinf(a["ci_low"]) and np.isinf(b["ci_high"])
+    assert sign_flip_test([0.0, 0.0])["p_value"] == 1.0  # both samplers at a floor: no difference at all
+    assert sign_flip_test(np.full(9, 0.05))["p_value"] == pytest.approx(2 / 512)  # 9 same-signed pairs
+
+
+def test_the_sign_flip_interval_covers_at_the_nominal_rate():
+    rng = np.random.default_rng(8)
+    covered = [(lambda r: r["ci_low"] <= 0.3 <= r["ci_high"])(sign_flip_test(rng.normal(0.3, 1, size=9)))
+               for _ in range(400)]
+    assert 0.92 <= np.mean(covered) <= 0.98
 
 
 def test_minimum_detectable_effect_has_the_power_it_claims():
-    """A true effect of the MDE is detected by the same t-test in about 80% of simulated designs."""
+    """A true effect of the MDE is detected by the same t-test in about 80% of simulated designs,
+    at the level it is stated for: Holm's first level alpha / m is far stricter than alpha."""
     rng = np.random.default_rng(5)
-    for n in (3, 9):
-        mde = minimum_detectable_effect(1.0, n, alpha=0.05, power=0.8)
+    for n, level in ((3, 0.05), (9, 0.05), (9, 0.05 / 12)):
+        mde = minimum_detectable_effect(1.0, n, alpha=level, power=0.8)
         draws = rng.normal(mde, 1.0, size=(20000, n))
-        detected = stats.ttest_1samp(draws, 0.0, axis=1).pvalue < 0.05
+        detected = stats.ttest_1samp(draws, 0.0, axis=1).pvalue < level
         assert detected.mean() == pytest.approx(0.8, abs=0.015)
+    assert minimum_detectable_effect(1.0, 9, alpha=0.05 / 12) > 1.4 * minimum_detectable_effect(1.0, 9)
     assert minimum_detectable_effect(2.0, 9) == pytest.approx(2 * minimum_detectable_effect(1.0, 9))
     assert np.isnan(minimum_detectable_effect(1.0, 1))
-
-
-def _steps(curves, level, budget):
-    return zip(*(metrics.level_crossing(steps, values, level, budget) for steps, values in curves))
-
-
-def test_censored_comparison_of_steps_to_forget_on_synthetic_curves():
-    """Sampler A's curves reach the level after 10-19 steps; B's never within the budget of 50:
-    the log-rank test separates them, and the restricted mean difference is exact."""
-    steps = np.arange(0, 51, 5)
-    fast = [(steps, -0.1 * steps * (1 + 0.1 * k)) for k in range(8)]  # level -2 at step 20 / (1 + 0.1 k)
-    slow = [(steps, -0.01 * steps * (1 + 0.1 * k)) for k in range(8)]  # at most -0.5 + ... never -2 by step 50
-    ta, ca = _steps(fast, -2.0, 50)
-    tb, cb = _steps(slow, -2.0, 50)
-    assert not any(ca) and all(cb) and all(t == 50 for t in tb)
-    assert ta[0] == pytest.approx(20.0) and ta[1] == pytest.approx(20 / 1.1)  # interpolated between points
-    assert logrank_p(ta, ca, tb, cb) < 0.001
-    frame = pd.DataFrame({"replicate": np.repeat([0, 1], 4), "seed": np.tile(range(4), 2),
-                          "d": np.array(ta) - np.array(tb)})
-    assert nested_mean_diff(frame, "d")["mean"] == pytest.approx(np.mean(ta) - 50)
-    assert logrank_p(ta, ca, ta, ca) == pytest.approx(1.0)
-    assert logrank_p(tb, cb, tb, cb) == 1.0  # nobody reached the level: nothing to compare
 
 
 def test_mean_ci():
@@ -157,21 +176,42 @@ def test_cluster_bootstrap_covers_rho_on_grouped_samples_where_the_sample_bootst
             keep[::8] = True
             x, y, groups = x[keep], y[keep], groups[keep]
         for method, g in (("cluster", groups), ("sample", None)):
-            res = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=300, seed=trial, groups=g)
+            res = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=300, seed=trial, groups=g, min_groups=10)
             covered[method].append(res["ci_low"] <= true_spearman <= res["ci_high"])
     assert np.mean(covered["cluster"]) >= 0.85  # nominal 0.95; percentile intervals over 12 groups run a bit short
     assert np.mean(covered["sample"]) <= 0.75
     assert np.mean(covered["cluster"]) - np.mean(covered["sample"]) >= 0.15
 
 
-def test_cluster_indices_keep_groups_whole_and_reduce_to_the_sample_bootstrap():
-    from mrd_unlearning.statistics import cluster_indices
+def test_resampling_fits_the_number_of_groups():
+    """Finding: with 2 authors half of all cluster resamples hold one author, and at moderate group
+    counts the two-stage bootstrap was very conservative. Whole groups from 50 on; with fewer, the
+    groups are held fixed and their samples resampled within them; no groups: samples."""
+    assert resampling_scheme(None) == "samples" and resampling_scheme(np.arange(20)) == "samples"
+    assert resampling_scheme(np.repeat(np.arange(2), 20)) == "within"
+    assert resampling_scheme(np.repeat(np.arange(12), 4)) == "within"
+    assert resampling_scheme(np.repeat(np.arange(12), 4), min_groups=10) == "groups"
+    assert resampling_scheme(np.repeat(np.arange(50), 2)) == "groups"
+    rng = np.random.default_rng(0)
+    whole = resample_indices(np.repeat(np.arange(12), 3), 200, rng, "groups")
+    assert whole.shape == (200, 36)
+    blocks = whole.reshape(200, 12, 3) // 3
+    assert (blocks == blocks[:, :, :1]).all()  # each block of 3 is one whole group
+    within = resample_indices(np.repeat(["a", "b", "c"], 4), 300, rng, "within")
+    assert within.shape == (300, 12) and (within // 4 == np.arange(12) // 4).all()  # each position keeps its group
+    singletons = resample_indices(np.arange(50), 400, rng, "samples")
+    assert stats.chisquare(np.bincount(singletons.ravel(), minlength=50)).pvalue > 1e-3
 
-    groups = np.repeat(["a", "b", "c"], 4)
-    draws = cluster_indices(groups, 200, np.random.default_rng(0))
-    assert all(len(d) == 12 for d in draws)
-    for d in draws[:20]:  # each block of 4 comes from one group
-        assert all(len(set(groups[d[i:i + 4]])) == 1 for i in range(0, 12, 4))
-    singletons = cluster_indices(np.arange(50), 400, np.random.default_rng(0))
-    counts = np.bincount(np.concatenate(singletons), minlength=50)
-    assert stats.chisquare(counts).pvalue > 1e-3  # every sample equally likely, as the ordinary bootstrap
+
+def test_the_within_group_inference_is_calibrated_at_moderate_group_counts():
+    """No correlation, group effects in both variables (ICC 0.5), 12 groups: the two-stage cluster
+    bootstrap rejected in 0-3% at a nominal 5%, resampling whole groups in about 9-12%. Below
+    `min_groups` the rho is taken within groups and samples resampled within them: near 5%."""
+    rng = np.random.default_rng(9)
+    rejected = []
+    for trial in range(200):
+        x, y, groups = simulated_groups(rng, 0.0, 0.5, G=12, m=6)
+        res = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=400, seed=trial, groups=groups, within=True)
+        assert res["scheme"] == "within"
+        rejected.append(res["p_value"] < 0.05)
+    assert 0.01 <= np.mean(rejected) <= 0.09

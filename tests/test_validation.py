@@ -6,6 +6,8 @@ import torch
 from mrd_unlearning.baselines import cheap_scores
 from mrd_unlearning.models import answer_log_likelihood, collate, token_log_probs
 from mrd_unlearning.mrd import Estimator, PerturbationScorer
+from scipy.stats import spearmanr
+
 from mrd_unlearning.statistics import holm
 from mrd_unlearning.validation import (_spearman, estimator_study, partial_spearman, partial_spearman_with_ci,
                                        replicate_stability, spearman_with_ci, validation_table)
@@ -147,34 +149,51 @@ def test_cheap_scores_match_direct_computation(model, forget_encoded, tokenizer)
 
 
 def test_validation_counts_groups_and_widens_its_intervals_to_them():
-    """Samples in groups (a person's facts): every CI is a cluster bootstrap and `n_groups` is
-    reported; intervals widen against the same data taken as independent samples."""
+    """Samples in at least min_groups groups (a person's facts): every CI resamples whole groups and
+    `n_groups` is reported; intervals widen against the same data taken as independent samples."""
     from .test_statistics import simulated_groups
 
     rng = np.random.default_rng(11)
-    x, y, groups = simulated_groups(rng, 0.6, 0.8, G=8, m=8)
+    x, y, groups = simulated_groups(rng, 0.6, 0.8, G=12, m=6)
     scores = pd.DataFrame({"replicate": 0, "sample_id": np.arange(len(x)), "group": [f"p{g}" for g in groups],
                            "mrd": x, "update_count": y})
-    clustered = validation_table(scores, [], n_resamples=500)
+    clustered = validation_table(scores, [], n_resamples=500, min_groups=10)
     alone = validation_table(scores.drop(columns="group"), [], n_resamples=500)
     row = lambda t: t[(t.replicate == "pooled") & (t.score == "mrd")].iloc[0]  # noqa: E731
-    assert row(clustered).n_groups == 8 and row(alone).n_groups == 64
+    assert row(clustered).n_groups == 12 and row(alone).n_groups == 72
+    assert row(clustered).resampling == "groups" and row(alone).resampling == "samples"
     assert row(clustered).spearman_rho == row(alone).spearman_rho
     width = lambda r: r.ci_high - r.ci_low  # noqa: E731
     assert width(row(clustered)) > 1.5 * width(row(alone))
 
 
-def test_with_groups_the_p_value_comes_from_the_cluster_bootstrap():
-    """Exact Spearman p-values take the samples as independent; with groups the test is the
-    cluster bootstrap's (the percentile interval inverted), so it agrees with the CI."""
-    from mrd_unlearning.statistics import pooled_bootstrap
+def test_with_few_groups_the_correlation_is_within_them():
+    """Finding: with 2 authors the interval described no population of authors. With fewer than
+    `statistics.min_groups` groups, the rho is the within-group rho and samples are resampled within their group: two
+    groups that differ in both scores (a group-level association, one data point) with no
+    association inside them give a large total rho but no within-group effect."""
+    rng = np.random.default_rng(4)
+    groups = np.repeat([0, 1], 20)
+    x = 3.0 * groups + rng.normal(size=40)
+    y = 3.0 * groups + rng.normal(size=40)
+    assert spearmanr(x, y)[0] > 0.6
+    res = spearman_with_ci(x, y, groups=groups, n_resamples=1000)
+    assert res["resampling"] == "within" and abs(res["spearman_rho"]) < 0.3 and res["ci_low"] < 0 < res["ci_high"]
+    inside = spearman_with_ci(x, 3.0 * groups + x + 0.3 * rng.normal(size=40), groups=groups, n_resamples=1000)
+    assert inside["ci_low"] > 0.5  # an association inside the groups is found
 
-    from .test_statistics import simulated_groups
 
-    x, y, groups = simulated_groups(np.random.default_rng(3), 0.6, 0.8, G=6, m=8)
-    got = spearman_with_ci(x, y, n_resamples=500, groups=groups)
-    again = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=500, groups=groups)
-    assert got["p_value"] == again["p_value"] and got["ci_low"] == again["ci_low"]
-    from scipy.stats import spearmanr
+def test_c3_does_not_test_a_variable_made_from_its_own_answer():
+    """Finding: group_difficulty (the leave-one-out group mean of the count) correlates -1 with
+    the count within a group, and came out 'supported' under no effect in 47% of 2-author
+    simulations. It is not in C3's family."""
+    rng = np.random.default_rng(5)
+    scores = pd.DataFrame({"replicate": 0, "sample_id": np.arange(40), "group": np.repeat(["a", "b"], 20),
+                           "mrd": rng.normal(size=40), "update_count": rng.normal(size=40),
+                           "answer_tokens": rng.integers(3, 9, 40), "numeric_share": rng.uniform(size=40)})
+    from mrd_unlearning.difficulty import group_difficulty
 
-    assert got["p_value"] > spearmanr(x, y).pvalue  # 6 groups carry less evidence than 48 samples
+    scores["group_difficulty"] = group_difficulty(scores.update_count, scores.group)
+    table = validation_table(scores, [], n_resamples=300)
+    assert "group_difficulty" not in set(table.score)
+    assert set(table[table.p_holm.notna()].score) == {"answer_tokens", "numeric_share"}

@@ -43,8 +43,9 @@ def test_outputs_follow_the_contract(smoke_run):
     assert set(validation.replicate) == {"0", "1", "pooled"} and set(validation.n_groups) == {2}
     assert set(validation.ground_truth) == {"update_count_frac", "update_count_sgd_frac", "update_count",
                                             "update_count_sgd"}
-    assert {"token_rarity", "base_loglik", "group_difficulty"} <= set(validation[validation.kind ==
-                                                                                "sample characteristic"].score)
+    characteristics = set(validation[validation.kind == "sample characteristic"].score)
+    assert {"token_rarity", "base_loglik"} <= characteristics and "group_difficulty" not in characteristics
+    assert set(validation.resampling) == {"within"}  # 2 people: inference within them
     assert {"mrd", "mrd[relative_normalize]", "grad_norm", "max_token_nll", "mrd given loss + grad_norm"} <= set(
         validation.score)
     assert (validation[validation.replicate == "pooled"].n_replicates.isin([1, 2])).all()
@@ -72,9 +73,12 @@ def test_outputs_follow_the_contract(smoke_run):
         [algorithm, sampler, "uniform", family, 4] for algorithm in ("ga", "idknll", "npo_rt")
         for sampler, family in (("mrd_refresh", "paper"), ("rum@learning_confidence", "field"))]
     assert set(comparison.replicate) == {"pooled", "0", "1"}
-    for column in ("forget_quality_diff", "forget_quality_p_holm", "model_utility_mde", "steps_logrank_p",
-                   "level_model_utility_diff", "forget_auc_ci_low"):
+    for column in ("forget_quality_diff", "forget_quality_p_holm", "model_utility_mde", "model_utility_mde_ratio",
+                   "p_floor", "holm_family_size", "level_n_pairs", "level_model_utility_diff", "forget_auc_ci_low"):
         assert column in comparison
+    calibration = pd.read_csv(out / "tables/calibration.csv")
+    assert list(calibration.claim) == ["C1", "C1", "C2", "C2", "C3", "C3", "C4", "C4"]
+    assert (calibration.simulations == 20).all() and calibration.false_verdict_upper95.dropna().between(0, 1).all()
     for fig in ("difficulty.png", "mrd_validation.png", "factors.png", "mrd_stability.png", "unlearning_curves.png",
                 "unlearning_tradeoff.png", "unlearning_efficiency.png"):
         assert (out / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -84,6 +88,10 @@ def test_outputs_follow_the_contract(smoke_run):
         assert f"**Verdict {claim} (pooled" in report
         assert isinstance(metrics[f"verdict_{claim}"], str) and metrics[f"verdict_{claim}"] in report
         assert metrics[f"verdict_{claim}_replicates"].endswith("of 2 replicates")
+        assert metrics[f"verdict_{claim}"] in ("supported", "contradicted", "no effect of interesting size",
+                                               "inconclusive", "partly supported", "mixed")
+        assert 0 <= metrics[f"{claim}_false_verdict_upper95"] <= 1 and 0 <= metrics[f"{claim}_power"] <= 1
+    assert metrics["verdict_C2_scope"] == "within these 2 people"
     assert "rho_mrd_update_count" in metrics and metrics["replicates"] == 2
     assert "## MRD against the field" in report and "| 1 | " in report  # the ranking of the scores
     ranking = metrics["score_ranking_update_count_frac"]  # the primary ground truth: the fractional step

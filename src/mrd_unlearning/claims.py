@@ -1,19 +1,47 @@
-"""The verdict on each claim (STUDY 1), pooled over replicates and per replicate, as data.
+"""The verdict on each claim, pooled over replicates and per replicate, as data.
 
-A verdict is a short, fixed phrase from the tables' confidence intervals and corrected p-values,
-never from a point estimate near a threshold, so that the small floating-point differences
-between machines move the decimals, not the words. The report and metrics.json both read them
-from here."""
+Every claim is decided against a smallest effect of interest, in one of four words:
+
+- `supported`: the interval excludes 0 (for C1: the spread threshold) on the side the claim
+  predicts;
+- `contradicted`: it excludes 0 on the other side;
+- `no effect of interesting size`: the interval lies inside plus or minus the smallest effect of
+  interest (an equivalence test), so an effect that large is ruled out;
+- `inconclusive`: neither; the design could not tell.
+
+C4 reads two metrics per pair and many pairs, so it adds `partly supported` (one metric improves,
+the other does not detectably change) and `mixed` (one improves, one worsens). A verdict comes
+from intervals and corrected p-values, never from a point estimate near a threshold, so that small
+floating-point differences between machines move the decimals, not the words. How often each rule
+says `supported` or `contradicted` when nothing is there, and how often it finds an effect of the
+smallest interesting size, is measured by `calibration` on each study's own design."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 from .sampling import WEIGHTED
-from .statistics import (holm, logrank_p, minimum_detectable_effect, nested_mean_diff, pooled_bootstrap,
-                         sample_groups)
+from .statistics import (MIN_GROUPS, holm, minimum_detectable_effect, pooled_bootstrap, sample_groups,
+                         sign_flip_test)
 
-GROUND_TRUTHS = ("update_count", "update_count_sgd")
+SUPPORTED, CONTRADICTED, NO_EFFECT, INCONCLUSIVE = ("supported", "contradicted", "no effect of interesting size",
+                                                    "inconclusive")
+MEANINGS = {
+    SUPPORTED: "the interval excludes no effect on the side the claim predicts",
+    CONTRADICTED: "the interval excludes no effect on the other side",
+    NO_EFFECT: "the interval lies inside plus or minus the smallest effect of interest: an effect that large is "
+               "ruled out",
+    INCONCLUSIVE: "neither: the design could not tell",
+}
+# A positive verdict: what a calibration counts as a false verdict when nothing is there.
+POSITIVE = ("supported", "partly supported", "mixed", "contradicted")
+
+# C1: the fractional crossing steps first (they rank; the integer counts tie), the optimizer's
+# ground truth before plain SGD's. The first present is the primary one, as for C2 and C3.
+GROUND_TRUTHS = ("update_count_frac", "update_count_sgd_frac", "update_count", "update_count_sgd")
+# C1 cannot call variation narrow when this share of samples never reached the level: their count
+# is the cap, so the 90th percentile may sit at it.
+CENSORED_LIMIT = 0.10
 
 # C4: what a weighted sampler is compared with uniform on (paired by replicate and seed), and
 # which direction is better where a verdict reads it. The paper's UC is forget quality, its UT
@@ -27,6 +55,39 @@ COMPARED = {"forget_quality": 1, "forget_ks": -1, "model_utility": 1, "forget_pr
 COMPLETENESS = {"qa": "forget_quality", "text": "forget_rouge"}
 
 
+def completeness_metric(runs: pd.DataFrame) -> str:
+    """What C4 reads as completeness in an unlearning table: forget quality, or on text data
+    (no truth ratios, so no forget quality) the forget set's verbatim ROUGE-L."""
+    has_quality = "forget_quality" in runs and runs["forget_quality"].notna().any()
+    return COMPLETENESS["qa"] if has_quality or not len(runs) else COMPLETENESS["text"]
+
+
+def censored_column(truth: str) -> str:
+    """update_count[_sgd][_frac] -> censored[_sgd]."""
+    return truth.replace("_frac", "").replace("update_count", "censored")
+
+
+def effect_verdict(low: float, high: float, smallest: float, direction: int = 1) -> str:
+    """One of the four words from an interval: `direction` +1 / -1 is the side the claim predicts;
+    0: any difference is the claim (C3), and `contradicted` does not apply."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return INCONCLUSIVE
+    if low > 0 or high < 0:
+        side = 1 if low > 0 else -1
+        return SUPPORTED if direction == 0 or side == direction else CONTRADICTED
+    if -smallest < low and high < smallest:
+        return NO_EFFECT
+    return INCONCLUSIVE
+
+
+def scope(n_groups: int, n_samples: int, unit: str = "groups", min_groups: int = MIN_GROUPS) -> str:
+    """The population a per-sample verdict speaks about: with fewer groups than `min_groups`,
+    only these groups ('within these 2 authors')."""
+    if n_groups < min_groups and n_groups < n_samples:
+        return f"within these {n_groups} {unit}"
+    return ""
+
+
 def spread(counts, axis=-1):
     """90th / 10th percentile of required updates (the 10th floored at 1 update)."""
     q10, q90 = np.percentile(counts, [10, 90], axis=axis)
@@ -35,88 +96,120 @@ def spread(counts, axis=-1):
 
 # --- C1 ---------------------------------------------------------------------------------------
 
-def c1_spread(scores: pd.DataFrame, *, threshold: float, n_resamples: int, alpha: float, seed: int = 0) -> pd.DataFrame:
+def spread_verdict(low: float, high: float, threshold: float, censored_share: float) -> str:
+    """C1 against its smallest interesting spread (`threshold`): supported when the whole
+    interval lies at or above it; no effect of interesting size when it lies below and fewer
+    than CENSORED_LIMIT of the samples are censored (their count is the cap, which shrinks the
+    90th percentile's room); else inconclusive."""
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return INCONCLUSIVE
+    if low >= threshold:
+        return SUPPORTED
+    if high < threshold and censored_share < CENSORED_LIMIT:
+        return NO_EFFECT
+    return INCONCLUSIVE
+
+
+def c1_spread(scores: pd.DataFrame, *, threshold: float, n_resamples: int, alpha: float, seed: int = 0,
+              min_groups: int = MIN_GROUPS) -> pd.DataFrame:
     """Per ground truth: the 90th/10th percentile ratio of required updates per replicate and
-    pooled (mean over replicates, crossed bootstrap CI), the censored share, and whether the CI
-    lies above (`wide`), below (`narrow`) or across (`unclear`) the threshold."""
+    pooled (mean over replicates, crossed bootstrap CI resampling samples as their groups
+    allow), the censored share, and the verdict of `spread_verdict`."""
     rows = []
     groups = sample_groups(scores)
     for truth in [t for t in GROUND_TRUTHS if t in scores]:
         wide = scores.pivot(index="replicate", columns="sample_id", values=truth)
-        censored = scores[truth.replace("update_count", "censored")].astype(bool)
+        censored = scores[censored_column(truth)].astype(bool) if censored_column(truth) in scores else \
+            pd.Series(False, index=scores.index)
         blocks = [(str(r), wide.loc[[r]].to_numpy(float)) for r in wide.index] + [("pooled", wide.to_numpy(float))]
         for replicate, counts in blocks:
-            res = pooled_bootstrap(spread, [counts], n_resamples=n_resamples, alpha=alpha, seed=seed, groups=groups)
+            res = pooled_bootstrap(spread, [counts], n_resamples=n_resamples, alpha=alpha, seed=seed, groups=groups,
+                                   min_groups=min_groups, null=threshold)
             part = censored if replicate == "pooled" else censored[scores.replicate == int(replicate)]
+            share = float(part.mean())
             rows.append({"replicate": replicate, "ground_truth": truth, "n": counts.shape[1],
                          "min": float(counts.min()), "p10": float(np.percentile(counts, 10)),
                          "median": float(np.median(counts)), "p90": float(np.percentile(counts, 90)),
                          "max": float(counts.max()), "spread": res["estimate"], "ci_low": res["ci_low"],
-                         "ci_high": res["ci_high"], "censored_share": float(part.mean()),
-                         "variation": "wide" if res["ci_low"] >= threshold else
-                         "narrow" if res["ci_high"] < threshold else "unclear"})
+                         "ci_high": res["ci_high"], "censored_share": share, "resampling": res["scheme"],
+                         "verdict": spread_verdict(res["ci_low"], res["ci_high"], threshold, share)})
     return pd.DataFrame(rows)
 
 
-def difficulty_by_group(scores: pd.DataFrame) -> pd.DataFrame:
+def c1_verdict(spread_table: pd.DataFrame, replicate: str = "pooled") -> str:
+    """C1 reads the primary ground truth (the first of GROUND_TRUTHS present), as C2 and C3 do."""
+    rows = spread_table[spread_table.replicate == replicate]
+    if not len(rows):
+        return INCONCLUSIVE
+    primary = next(t for t in GROUND_TRUTHS if t in set(rows.ground_truth))
+    return rows[rows.ground_truth == primary].verdict.iloc[0]
+
+
+def icc1(values: np.ndarray, groups: np.ndarray, alpha: float = 0.05) -> dict:
+    """Share of the variance between groups as ICC(1) of the one-way random-effects layout, with
+    its F-based interval (Searle's, exact for balanced normal data): unlike eta squared, which
+    averages (G - 1) / (n - 1) when groups do not differ at all, ICC(1) is about 0 then."""
+    from scipy import stats
+
+    by = [values[groups == g] for g in dict.fromkeys(groups.tolist())]
+    n, G = len(values), len(by)
+    sizes = np.array([len(b) for b in by])
+    k0 = (n - (sizes ** 2).sum() / n) / (G - 1)
+    if np.ptp(values) == 0 or (sizes < 2).all():
+        return {"icc": float("nan"), "icc_ci_low": float("nan"), "icc_ci_high": float("nan"),
+                "eta_squared": float("nan"), "eta_squared_no_effect": (G - 1) / (n - 1), "anova_p": float("nan")}
+    F, p = stats.f_oneway(*by)
+    df1, df2 = G - 1, n - G
+    to_icc = lambda f: 1.0 if np.isinf(f) else (f - 1) / (f + k0 - 1)  # noqa: E731 (no spread within groups: 1)
+    f_low, f_high = F / stats.f.ppf(1 - alpha / 2, df1, df2), F / stats.f.ppf(alpha / 2, df1, df2)
+    total = ((values - values.mean()) ** 2).sum()
+    between = sum(len(b) * (b.mean() - values.mean()) ** 2 for b in by)
+    return {"icc": float(to_icc(F)), "icc_ci_low": float(to_icc(f_low)), "icc_ci_high": float(to_icc(f_high)),
+            "eta_squared": float(between / total), "eta_squared_no_effect": (G - 1) / (n - 1), "anova_p": float(p)}
+
+
+def difficulty_by_group(scores: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:
     """Is difficulty a property of the sample or of its group (its author, its person)? Per
-    ground truth and replicate: the share of the variance of the count that lies between groups
-    (eta squared of a one-way layout, SS_between / SS_total) and the Kruskal-Wallis test of equal
-    distributions across groups (scipy); pooled: the mean share and the Holm-adjusted largest p
-    over the replicates. Empty without groups."""
+    ground truth, on the counts averaged over replicates (the replicates share their samples, so
+    one test, not one per replicate): ICC(1) with its interval (about 0 when groups do not differ),
+    raw eta squared beside its expectation under no group effect, and the Kruskal-Wallis test of
+    equal distributions across groups (scipy). Empty without groups."""
     from scipy.stats import kruskal
 
+    columns = ["ground_truth", "n_groups", "n", "icc", "icc_ci_low", "icc_ci_high", "eta_squared",
+               "eta_squared_no_effect", "kruskal_p"]
     if "group" not in scores or scores.group.nunique() < 2 or scores.group.nunique() == scores.sample_id.nunique():
-        return pd.DataFrame(columns=["replicate", "ground_truth", "n_groups", "between_share", "kruskal_p"])
+        return pd.DataFrame(columns=columns)
     rows = []
     for truth in [t for t in GROUND_TRUTHS if t in scores]:
-        per = []
-        for replicate, part in scores.groupby("replicate"):
-            y = part[truth].to_numpy(float)
-            by = [g[truth].to_numpy(float) for _, g in part.groupby("group")]
-            total = ((y - y.mean()) ** 2).sum()
-            between = sum(len(b) * (b.mean() - y.mean()) ** 2 for b in by)
-            p = float(kruskal(*by).pvalue) if np.ptp(y) > 0 else float("nan")
-            per.append({"replicate": str(replicate), "ground_truth": truth, "n_groups": len(by),
-                        "between_share": float(between / total) if total > 0 else float("nan"), "kruskal_p": p})
-        rows += per
-        rows.append({"replicate": "pooled", "ground_truth": truth, "n_groups": per[0]["n_groups"],
-                     "between_share": float(np.nanmean([r["between_share"] for r in per])),
-                     "kruskal_p": float(np.nanmax(holm([r["kruskal_p"] for r in per])))
-                     if any(np.isfinite(r["kruskal_p"]) for r in per) else float("nan")})
-    return pd.DataFrame(rows)
-
-
-def c1_verdict(variation: list[str]) -> str:
-    if variation and all(v == "wide" for v in variation):
-        return "supported"
-    if "wide" in variation:
-        return "partly supported"
-    if variation and all(v == "narrow" for v in variation):
-        return "not supported"
-    return "inconclusive"
+        mean = scores.groupby(["sample_id", "group"], as_index=False)[truth].mean()
+        y, g = mean[truth].to_numpy(float), mean.group.astype(str).to_numpy()
+        by = [y[g == k] for k in dict.fromkeys(g.tolist())]
+        p = float(kruskal(*by).pvalue) if np.ptp(y) > 0 else float("nan")
+        rows.append({"ground_truth": truth, "n_groups": len(by), "n": len(y), **icc1(y, g, alpha), "kruskal_p": p})
+    return pd.DataFrame(rows)[columns]
 
 
 # --- C2, C3 -----------------------------------------------------------------------------------
 
-def ci_verdict(low: float, high: float) -> str:
+def c2_verdict(low: float, high: float, smallest_rho: float) -> str:
     """C2: rho(MRD, required updates) > 0 is the claim."""
-    if np.isnan(low) or np.isnan(high):
-        return "inconclusive"
-    if low > 0:
-        return "supported"
-    if high < 0:
-        return "contradicted"
-    return "not supported"
+    return effect_verdict(low, high, smallest_rho, +1)
 
 
-def c3_verdict(factor_rows: pd.DataFrame, alpha: float) -> str:
-    """Supported when some known factor or sample characteristic correlates with the ground
-    truth after Holm's correction
-    over the factors (the rows of one ground truth: the primary one, as for C2)."""
-    if not len(factor_rows):
+def c3_verdict(family: pd.DataFrame, alpha: float, smallest_rho: float) -> str:
+    """C3 on one ground truth's family of characteristics (rows with p_holm, ci_low, ci_high):
+    supported when some characteristic correlates with it after Holm's correction (either sign:
+    C3 predicts a difference, not its direction); no effect of interesting size when every
+    characteristic's interval lies inside +/- smallest_rho (an intersection-union test: each
+    equivalence at alpha, no correction needed); else inconclusive."""
+    if not len(family):
         return "not tested (no known factors or characteristics)"
-    return "supported" if (factor_rows.p_holm < alpha).any() else "not supported"
+    if (family.p_holm < alpha).any():
+        return SUPPORTED
+    if ((family.ci_low > -smallest_rho) & (family.ci_high < smallest_rho)).all():
+        return NO_EFFECT
+    return INCONCLUSIVE
 
 
 # --- C4 ---------------------------------------------------------------------------------------
@@ -138,15 +231,41 @@ def comparisons(arms: list[str]) -> list[tuple[str, str, str]]:
     return out
 
 
-def compare_samplers(table: pd.DataFrame, *, alpha: float = 0.05, power: float = 0.8) -> pd.DataFrame:
+def _pair_metric(paired: pd.DataFrame, metric: str, alpha: float) -> dict:
+    """One metric of one comparison: the paired differences' sign-flip test and interval. Steps
+    to forget are censored at the budget: their mean difference is the paired restricted mean,
+    not estimable when no run of either arm crossed. `level_*` are compared only over pairs in
+    which both runs reached the level (their count is `level_n_pairs`)."""
+    if metric.startswith("level_") and "level_reached" in paired:
+        paired = paired[paired.level_reached.astype(bool) & paired.level_reached_versus.astype(bool)]
+    if metric == "steps_to_forget" and "steps_censored" in paired and \
+            paired.steps_censored.astype(bool).all() and paired.steps_censored_versus.astype(bool).all():
+        paired = paired.iloc[:0]  # nobody reached the level: no difference to estimate
+    d = paired[metric].astype(float).to_numpy() - paired[f"{metric}_versus"].astype(float).to_numpy()
+    res = sign_flip_test(d, alpha=alpha)
+    res["sd"] = float(np.nanstd(d, ddof=1)) if np.isfinite(d).sum() > 1 else float("nan")
+    return res
+
+
+def compare_samplers(table: pd.DataFrame, *, alpha: float = 0.05, power: float = 0.8,
+                     smallest: dict[str, float] | None = None, completeness: str = "forget_quality",
+                     metrics: tuple[str, ...] | None = None, per_replicate: bool = True) -> pd.DataFrame:
     """Every sampler arm against what `comparisons` pairs it with, per algorithm: mean paired
-    difference (arm - other, same replicate and seed) of every metric in COMPARED with its CI,
-    p-value, Holm-adjusted p-value (over the algorithm x arm pairs of its family) and minimum
-    detectable effect at `power`; pooled over replicates (unit: the replicate) and per replicate
-    (unit: the seed). Steps to forget are right-censored at the budget, so their mean is the
-    restricted mean, and a log-rank test (`steps_logrank_p`) compares them as censored times."""
+    difference (arm - other, same replicate and seed) of every metric in COMPARED, with the
+    sign-flip test's interval, p-value and floor (`statistics.sign_flip_test`); pooled (the units
+    are the replicate x seed pairs: the test conditions on the fine-tuned models, within which
+    the runs of different seeds are independent) and per replicate (its seeds). Holm's correction:
+    one family per comparison family over every metric a verdict reads (`completeness` and
+    model utility of every pair), and per metric over the pairs for the others. `*_mde`: the
+    minimum detectable effect at `power` and Holm's first level (alpha / family size), and, for
+    the verdict's metrics, `*_mde_ratio`: that effect over the smallest effect of interest.
+    `metrics` and `per_replicate` narrow the work (the calibration needs the verdict's metrics,
+    pooled, only)."""
+    smallest = smallest or {}
+    verdict_metrics = (completeness, "model_utility")
+    compared = [m for m in COMPARED if metrics is None or m in metrics or m in verdict_metrics]
     rows = []
-    blocks = [("pooled", table)] + [(str(r), part) for r, part in table.groupby("replicate")]
+    blocks = [("pooled", table)] + ([(str(r), part) for r, part in table.groupby("replicate")] if per_replicate else [])
     pairs = comparisons(list(dict.fromkeys(table.sampler)))
     for replicate, block in blocks:
         block_rows = []
@@ -157,77 +276,99 @@ def compare_samplers(table: pd.DataFrame, *, alpha: float = 0.05, power: float =
                     continue
                 paired = group.merge(base, on=["replicate", "seed"], suffixes=("", "_versus"))
                 row = {"replicate": replicate, "algorithm": algorithm, "sampler": arm, "versus": versus,
-                       "family": family, "n_pairs": len(paired)}
-                for metric in COMPARED:
-                    diff = paired.assign(d=paired[metric].astype(float) - paired[f"{metric}_versus"].astype(float))
-                    res = nested_mean_diff(diff, "d", alpha=alpha)
+                       "family": family, "n_pairs": len(paired),
+                       "unit": "pair (replicate x seed)" if replicate == "pooled" else "seed"}
+                for metric in compared:
+                    res = _pair_metric(paired, metric, alpha)
                     row.update({f"{metric}_diff": res["mean"], f"{metric}_ci_low": res["ci_low"],
                                 f"{metric}_ci_high": res["ci_high"], f"{metric}_p": res["p_value"],
-                                f"{metric}_mde": minimum_detectable_effect(res["unit_sd"], res["n_units"],
-                                                                           alpha=alpha, power=power)})
-                row.update({"unit": res["unit"], "n_units": res["n_units"],
-                            "reached_share": float((~group.steps_censored.astype(bool)).mean()),
-                            "reached_share_uniform": float((~base.steps_censored.astype(bool)).mean()),
-                            "steps_logrank_p": logrank_p(group.steps_to_forget, group.steps_censored.astype(bool),
-                                                         base.steps_to_forget, base.steps_censored.astype(bool))})
+                                f"{metric}_sd": res["sd"], f"{metric}_n": res["n_units"]})
+                row["p_floor"] = sign_flip_test(np.ones(len(paired)))["p_floor"]
+                row["n_units"] = len(paired)
+                row["level_n_pairs"] = row.get("level_model_utility_n", np.nan)
+                row.update({"reached_share": float((~group.steps_censored.astype(bool)).mean()),
+                            "reached_share_uniform": float((~base.steps_censored.astype(bool)).mean())})
                 block_rows.append(row)
         frame = pd.DataFrame(block_rows)
         if len(frame):
-            for metric in [*COMPARED, "steps_logrank"]:
+            for metric in compared:
                 frame[f"{metric}_p_holm"] = np.nan
-                for _, family in frame.groupby("family"):
-                    frame.loc[family.index, f"{metric}_p_holm"] = holm(family[f"{metric}_p"])
+            for _, fam in frame.groupby("family"):
+                joint = holm(np.concatenate([fam[f"{m}_p"].to_numpy() for m in verdict_metrics]))
+                for i, m in enumerate(verdict_metrics):
+                    frame.loc[fam.index, f"{m}_p_holm"] = joint[i * len(fam):(i + 1) * len(fam)]
+                for metric in [m for m in compared if m not in verdict_metrics]:
+                    frame.loc[fam.index, f"{metric}_p_holm"] = holm(fam[f"{metric}_p"])
+                family_size = int(np.isfinite(np.concatenate([fam[f"{m}_p"] for m in verdict_metrics])).sum())
+                frame.loc[fam.index, "holm_family_size"] = family_size
+                level = alpha / max(family_size, 1)
+                for metric in compared:
+                    frame.loc[fam.index, f"{metric}_mde"] = [
+                        minimum_detectable_effect(sd, int(n), alpha=level, power=power)
+                        for sd, n in zip(fam[f"{metric}_sd"], fam[f"{metric}_n"])]
+                for metric in verdict_metrics:
+                    frame.loc[fam.index, f"{metric}_mde_ratio"] = (frame.loc[fam.index, f"{metric}_mde"]
+                                                                   / smallest.get(metric, np.nan))
         rows.append(frame)
     columns = ["replicate", "algorithm", "sampler", "versus", "family", "n_pairs"]
     return pd.concat(rows, ignore_index=True) if any(len(r) for r in rows) else pd.DataFrame(columns=columns)
 
 
-def _direction(row, metric: str, alpha: float) -> int:
-    """+1 / -1: the sampler is better / worse than uniform on `metric` after Holm; 0: no detectable difference."""
+def _metric_word(row, metric: str, alpha: float, smallest: float) -> str:
+    """better / worse (Holm-adjusted p < alpha, by the metric's better direction), equivalent
+    (interval inside +/- smallest), or unclear."""
     p, diff = row[f"{metric}_p_holm"], row[f"{metric}_diff"]
-    if np.isnan(p) or p >= alpha:
-        return 0
-    return int(np.sign(diff) * COMPARED[metric])
+    if np.isfinite(p) and p < alpha:
+        return "better" if np.sign(diff) * COMPARED[metric] > 0 else "worse"
+    low, high = row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
+    if np.isfinite(low) and np.isfinite(high) and -smallest < low and high < smallest:
+        return "equivalent"
+    return "unclear"
 
 
-def pair_verdict(row, alpha: float, completeness: str = "forget_quality") -> str:
+def pair_verdict(row, alpha: float, completeness: str = "forget_quality", smallest: dict | None = None) -> str:
     """The paper claims both completeness (forget quality; `COMPLETENESS` on text data) and
-    utility (model utility) improve."""
+    utility (model utility) improve. `smallest`: the smallest effect of interest per metric."""
+    smallest = smallest or {}
     metrics = (completeness, "model_utility")
-    if any(np.isnan(row[f"{m}_p"]) for m in metrics):
-        return "inconclusive"
-    fq, mu = (_direction(row, m, alpha) for m in metrics)
-    if fq > 0 and mu > 0:
-        return "supported"
-    if fq * mu < 0:
+    if any(not np.isfinite(row[f"{m}_p"]) for m in metrics):
+        return INCONCLUSIVE
+    words = [_metric_word(row, m, alpha, smallest.get(m, 0.0)) for m in metrics]
+    if words == ["better", "better"]:
+        return SUPPORTED
+    if "better" in words and "worse" in words:
         return "mixed"
-    if fq + mu > 0:
+    if "better" in words:
         return "partly supported"
-    if fq + mu < 0:
-        return "contradicted"
-    return "not supported"
+    if "worse" in words:
+        return CONTRADICTED
+    if words == ["equivalent", "equivalent"]:
+        return NO_EFFECT
+    return INCONCLUSIVE
 
 
 def c4_verdict(pair_verdicts: list[str]) -> str:
     if not pair_verdicts:
         return "not tested (no weighted sampler)"
-    if all(v == "supported" for v in pair_verdicts):
-        return "supported"
-    better = any(v in ("supported", "partly supported") for v in pair_verdicts)
-    worse = any(v in ("contradicted", "mixed") for v in pair_verdicts)
+    if all(v == SUPPORTED for v in pair_verdicts):
+        return SUPPORTED
+    better = any(v in (SUPPORTED, "partly supported") for v in pair_verdicts)
+    worse = any(v in (CONTRADICTED, "mixed") for v in pair_verdicts)
     if better and worse:
         return "mixed"
     if better:
         return "partly supported"
     if worse:
-        return "contradicted"
-    if all(v == "inconclusive" for v in pair_verdicts):
-        return "inconclusive"
-    return "not supported"
+        return CONTRADICTED
+    if all(v == NO_EFFECT for v in pair_verdicts):
+        return NO_EFFECT
+    return INCONCLUSIVE
 
 
 def agreement(pooled: str, per_replicate: dict[str, str]) -> str:
-    """'not supported in 3 of 3 replicates', or how the replicates split."""
+    """'inconclusive in 3 of 3 replicates', or how the replicates split. The replicates share
+    their samples (and for C4 their sampler arms' design), so the count is a description of
+    stability, not independent evidence."""
     n = len(per_replicate)
     counts = pd.Series(list(per_replicate.values()), dtype=object).value_counts()
     if len(counts) == 1:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 
 from . import figures
-from .claims import compare_samplers
+from .claims import compare_samplers, completeness_metric
 from .data.loader import forget_groups, load_study_data
 from .difficulty import difficulty_table
+from .calibration import calibrate, design_from_study, smallest_effects
 from .io import read_json, write_csv
 from .mrd import mrd_from_drop
 from .validation import replicate_stability, sigma_sweep_table, validation_table, variant_column
@@ -74,7 +75,8 @@ def mrd_validation(scores_csv: str, variants_csvs: dict[str, str], stability_csv
     tables/mrd_sigma_sweep.csv (the replicates that ran the variant study), and
     tables/replicate_stability.csv (does a sample keep its difficulty in a new training run?)."""
     scores = pd.read_csv(scores_csv)
-    kw = dict(n_resamples=statistics_cfg["bootstrap_resamples"], alpha=statistics_cfg["alpha"])
+    kw = dict(n_resamples=statistics_cfg["bootstrap_resamples"], alpha=statistics_cfg["alpha"],
+              min_groups=statistics_cfg["min_groups"])
     write_csv(out["validation"], validation_table(scores, _factor_columns(data_dir), **kw))
     stability = _concat(stability_csvs)
     write_csv(out["stability"], stability)
@@ -115,8 +117,24 @@ def comparison_table(unlearning_csv: str, out_csv: str, *, statistics_cfg: dict)
     """tables/comparison.csv: weighted - uniform, paired by (replicate, seed), for every
     algorithm x weighted sampler; pooled over replicates and per replicate (see
     `claims.compare_samplers`)."""
-    write_csv(out_csv, compare_samplers(pd.read_csv(unlearning_csv), alpha=statistics_cfg["alpha"],
-                                        power=statistics_cfg["power"]))
+    runs = pd.read_csv(unlearning_csv)
+    completeness = completeness_metric(runs)
+    write_csv(out_csv, compare_samplers(runs, alpha=statistics_cfg["alpha"], power=statistics_cfg["power"],
+                                        smallest=smallest_effects(statistics_cfg, completeness),
+                                        completeness=completeness))
+
+
+def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, validation_csv: str, out_csv: str, *,
+                statistics_cfg: dict) -> None:
+    """tables/calibration.csv: each claim's verdict rule on studies simulated in this study's
+    design (`calibration.calibrate`): its false-verdict rate under no effect and its power at the
+    smallest interesting effect."""
+    runs = pd.read_csv(unlearning_csv)
+    completeness = completeness_metric(runs)
+    design = design_from_study(pd.read_csv(scores_csv), runs, pd.read_csv(comparison_csv, dtype={"replicate": str}),
+                               pd.read_csv(validation_csv, dtype={"replicate": str}), completeness)
+    cal = statistics_cfg["calibration"]
+    write_csv(out_csv, calibrate(design, statistics_cfg, simulations=cal["simulations"], seed=cal["seed"]))
 
 
 def mrd_figures(scores_csv: str, validation_csv: str, stability_csv: str, sweep_csv: str,

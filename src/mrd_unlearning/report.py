@@ -89,6 +89,12 @@ def _text_note(kind: str) -> str:
             "C4's completeness is that forget-set ROUGE-L (lower is more complete) in place of forget quality.")
 
 
+def _group_unit(data_dir: str) -> str:
+    """What the data's groups are called: TOFU's authors, the synthetic study's people."""
+    source = read_json(Path(data_dir) / "manifest.json").get("source", "synthetic")
+    return {"tofu": "authors", "synthetic": "people"}.get(source, "groups")
+
+
 def _memorisation(finetuned: dict[str, dict], evals: dict[str, dict]) -> pd.DataFrame:
     rows = []
     for (replicate, role), ft in finetuned.items():
@@ -101,33 +107,40 @@ def _memorisation(finetuned: dict[str, dict], evals: dict[str, dict]) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def _c1(scores, replicate_stability, stats_cfg) -> dict:
+def _c1(scores, replicate_stability, stats_cfg, unit: str) -> dict:
     spread = claims.c1_spread(scores, threshold=stats_cfg["spread_threshold"],
-                              n_resamples=stats_cfg["bootstrap_resamples"], alpha=stats_cfg["alpha"])
-    verdicts = {r: claims.c1_verdict(list(part.variation)) for r, part in spread.groupby("replicate", sort=False)}
-    pooled = verdicts.pop("pooled")
+                              n_resamples=stats_cfg["bootstrap_resamples"], alpha=stats_cfg["alpha"],
+                              min_groups=stats_cfg["min_groups"])
+    verdicts = {r: claims.c1_verdict(spread, r) for r in dict.fromkeys(spread.replicate) if r != "pooled"}
+    pooled = claims.c1_verdict(spread)
+    primary = spread[spread.replicate == "pooled"].ground_truth.iloc[0]
     orders = []
-    if all(t in scores for t in claims.GROUND_TRUTHS):
+    pair = [t for t in ("update_count_frac", "update_count_sgd_frac") if t in scores] or \
+        [t for t in ("update_count", "update_count_sgd") if t in scores]
+    if len(pair) == 2:
         for r, part in scores.groupby("replicate"):
-            if all(np.ptp(part[t]) > 0 for t in claims.GROUND_TRUTHS):
-                orders.append(f"{r}: {part[list(claims.GROUND_TRUTHS)].corr('spearman').iloc[0, 1]:.2f}")
+            if all(np.ptp(part[t]) > 0 for t in pair):
+                orders.append(f"{r}: {part[pair].corr('spearman').iloc[0, 1]:.2f}")
     stable = replicate_stability[replicate_stability.replicate_a == "mean of pairs"]
-    groups = claims.difficulty_by_group(scores)
+    groups = claims.difficulty_by_group(scores, stats_cfg["alpha"])
     n_groups = scores.group.nunique() if "group" in scores else scores.sample_id.nunique()
-    few = (f"The {scores.sample_id.nunique()} forget samples come from only {n_groups} groups (authors or people, "
-           f"whose samples stand together); every CI below resamples those groups, so it describes these {n_groups} "
-           f"groups, not the population they were drawn from."
-           if n_groups < 5 and n_groups < scores.sample_id.nunique() else "")
+    where = claims.scope(n_groups, scores.sample_id.nunique(), unit, stats_cfg["min_groups"])
+    few = (f"The {scores.sample_id.nunique()} forget samples come from only {n_groups} {unit}, whose samples stand "
+           f"together: fewer than the {stats_cfg['min_groups']} (`statistics.min_groups`) it takes to speak about "
+           f"the population of {unit}. Every interval and p-value below conditions on these {n_groups} {unit}: "
+           f"samples are resampled within their group, and C2's and C3's correlations are taken within groups "
+           f"(ranks within each); the verdicts say so."
+           if where else "")
     return {"spread": spread, "verdict": pooled, "per_replicate": verdicts, "orders": orders, "groups": groups,
-            "few_groups": few,
+            "few_groups": few, "scope": where, "primary": primary,
             "stability": stable[["quantity", "n", "spearman_rho", "ci_low", "ci_high"]],
             "stability_pairs": replicate_stability[replicate_stability.replicate_a != "mean of pairs"]}
 
 
-def _c2(validation: pd.DataFrame, primary: str) -> dict:
+def _c2(validation: pd.DataFrame, primary: str, smallest_rho: float, where: str) -> dict:
     pooled = validation[validation.replicate == "pooled"]
     mrd_rows = validation[validation.score == "mrd"]
-    verdicts = {r.replicate: claims.ci_verdict(r.ci_low, r.ci_high)
+    verdicts = {r.replicate: claims.c2_verdict(r.ci_low, r.ci_high, smallest_rho)
                 for r in mrd_rows[mrd_rows.ground_truth == primary].itertuples()}
     verdict = verdicts.pop("pooled")
     partial = pooled[pooled.kind == "partial"].set_index("ground_truth")
@@ -141,11 +154,13 @@ def _c2(validation: pd.DataFrame, primary: str) -> dict:
     shown = ["score", "kind", "expected_sign", "spearman_rho", "ci_low", "ci_high", "p_value", "between_sd",
              "abs_rho_gap_vs_mrd", "gap_ci_low", "gap_ci_high"]
     per_rep = mrd_rows.pivot(index="replicate", columns="ground_truth", values="spearman_rho").reset_index()
-    return {"verdict": verdict, "per_replicate": verdicts, "primary": primary, "beats": beats,
+    main = rho.loc[primary]
+    return {"verdict": verdict, "per_replicate": verdicts, "primary": primary, "beats": beats, "scope": where,
+            "method": main.method, "resamples_used": int(main.n_resamples), "p_mc_se": float(main.p_mc_se),
             "rho": {t: ci(r.spearman_rho, r.ci_low, r.ci_high) for t, r in rho.iterrows()},
             "partial": {t: ci(r.spearman_rho, r.ci_low, r.ci_high) for t, r in partial.iterrows()},
-            "partial_verdict": (claims.ci_verdict(partial.loc[primary].ci_low, partial.loc[primary].ci_high)
-                                if primary in partial.index else None),
+            "partial_verdict": (claims.c2_verdict(partial.loc[primary].ci_low, partial.loc[primary].ci_high,
+                                                  smallest_rho) if primary in partial.index else None),
             "tables": {t: pooled[pooled.ground_truth == t][shown] for t in dict.fromkeys(pooled.ground_truth)},
             "per_replicate_rho": per_rep}
 
@@ -174,17 +189,18 @@ def _variants(stability: pd.DataFrame, sweep: pd.DataFrame, validation: pd.DataF
     return {"table": table, "sweep": sweep}
 
 
-def _c3(validation: pd.DataFrame, primary: str, alpha: float) -> dict:
+def _c3(validation: pd.DataFrame, primary: str, alpha: float, smallest_rho: float, where: str) -> dict:
     """The verdict on the primary ground truth (as C2's); the other ground truth's rows are shown
     beside it, Holm-corrected within their own family."""
     factors = validation[[in_c3(score, kind) for score, kind in zip(validation.score, validation.kind)]]
     on_primary = factors[factors.ground_truth == primary]
-    verdicts = {r: claims.c3_verdict(part, alpha) for r, part in on_primary.groupby("replicate")}
-    pooled = verdicts.pop("pooled", claims.c3_verdict(on_primary, alpha))
+    verdicts = {r: claims.c3_verdict(part, alpha, smallest_rho) for r, part in on_primary.groupby("replicate")}
+    pooled = verdicts.pop("pooled", claims.c3_verdict(on_primary, alpha, smallest_rho))
     rows = factors[factors.replicate == "pooled"]
     significant = rows[rows.p_holm < alpha]
-    return {"verdict": pooled, "per_replicate": verdicts, "primary": primary,
-            "table": rows[["score", "kind", "ground_truth", "spearman_rho", "ci_low", "ci_high", "p_value", "p_holm"]],
+    return {"verdict": pooled, "per_replicate": verdicts, "primary": primary, "scope": where,
+            "table": rows[["score", "kind", "ground_truth", "spearman_rho", "ci_low", "ci_high", "p_value", "p_mc_se",
+                           "n_resamples", "p_holm"]],
             "significant": [r.score for r in significant[significant.ground_truth == primary].itertuples()],
             "secondary": [f"{r.score} ({r.ground_truth})" for r in significant[significant.ground_truth != primary]
                           .itertuples()]}
@@ -192,6 +208,7 @@ def _c3(validation: pd.DataFrame, primary: str, alpha: float) -> dict:
 
 def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completeness: str = "forget_quality") -> dict:
     alpha = stats_cfg["alpha"]
+    smallest = smallest_effects(stats_cfg, completeness)
     summary = runs.groupby(["algorithm", "sampler"]).agg(
         runs=("seed", "size"), budget=("steps", "first"), forget_quality=("forget_quality", "mean"),
         forget_ks=("forget_ks", "mean"), model_utility=("model_utility", "mean"),
@@ -200,15 +217,16 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
         level_forget_quality=("level_forget_quality", "mean"), refreshes=("refreshes", "mean")).reset_index()
     comparison = comparison[comparison.family == "paper"] if "family" in comparison else comparison
     if comparison.empty:
-        return {"verdict": claims.c4_verdict([]), "per_replicate": {}, "summary": summary, "pairs": comparison}
-    comparison = comparison.assign(verdict=[claims.pair_verdict(r, alpha, completeness)
+        return {"verdict": claims.c4_verdict([]), "per_replicate": {}, "summary": summary, "pairs": comparison,
+                "smallest": smallest}
+    comparison = comparison.assign(verdict=[claims.pair_verdict(r, alpha, completeness, smallest)
                                             for _, r in comparison.iterrows()])
     pooled = comparison[comparison.replicate == "pooled"]
     verdicts = {r: claims.c4_verdict(list(part.verdict)) for r, part in comparison.groupby("replicate")
                 if r != "pooled"}
 
     def diffs(metrics):
-        out = pooled[["algorithm", "sampler", "n_pairs", "n_units"]].copy()
+        out = pooled[["algorithm", "sampler", "n_pairs"]].copy()
         for m in metrics:
             out[m] = [ci(r[f"{m}_diff"], r[f"{m}_ci_low"], r[f"{m}_ci_high"], 3) for _, r in pooled.iterrows()]
             out[f"{m} p (Holm)"] = pooled[f"{m}_p_holm"].to_numpy()
@@ -217,18 +235,21 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
     headline = diffs([completeness, "model_utility"] + (["forget_ks"] if completeness == "forget_quality" else [])
                      ).assign(verdict=pooled.verdict.to_numpy())
     efficiency = diffs(["steps_to_forget", "forget_auc", "forget_progress"])
-    efficiency["log-rank p (Holm)"] = pooled.steps_logrank_p_holm.to_numpy()
     efficiency["reached (sampler / uniform)"] = [f"{a:.2f} / {b:.2f}" for a, b in
                                                  zip(pooled.reached_share, pooled.reached_share_uniform)]
     equal = diffs(["level_model_utility", "level_forget_quality", "level_step"])
-    mde = pooled[["algorithm", "sampler", "n_units", "forget_quality_mde", "model_utility_mde", "forget_auc_mde",
-                  "steps_to_forget_mde", "level_model_utility_mde"]]
-    gains = stats_cfg["paper_gains"]
+    equal.insert(3, "pairs that reached the level", pooled.level_n_pairs.to_numpy())
+    mde = pooled[["algorithm", "sampler", "n_units", "p_floor", "holm_family_size"]].copy()
+    mde["Holm's first level"] = alpha / pooled.holm_family_size.to_numpy()
+    for m in (completeness, "model_utility"):
+        mde[f"{m} MDE"] = pooled[f"{m}_mde"].to_numpy()
+        mde[f"{m} MDE / smallest"] = pooled[f"{m}_mde_ratio"].to_numpy()
     per_rep = comparison[comparison.replicate != "pooled"].pivot_table(
         index=["algorithm", "sampler"], columns="replicate", values="verdict", aggfunc="first").reset_index()
     return {"verdict": claims.c4_verdict(list(pooled.verdict)), "per_replicate": verdicts, "summary": summary,
             "headline": headline, "efficiency": efficiency, "equal": equal, "mde": mde, "per_replicate_table": per_rep,
-            "gains": gains, "pairs": pooled, "detection": _detection(pooled, gains)}
+            "gains": stats_cfg["paper_gains"], "smallest": smallest, "pairs": pooled,
+            "detection": _detection(pooled, smallest, completeness, alpha)}
 
 
 def _direction_word(row) -> str:
@@ -244,7 +265,7 @@ ATTACKS = ("mia_auc", "mia_loss", "mia_zlib", "mia_min_k_pp", "mia_grad_norm", "
 
 
 def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFrame, alpha: float,
-           models: dict[str, list[dict]], completeness: str = "forget_quality") -> dict:
+           models: dict[str, list[dict]], completeness: str = "forget_quality", smallest: dict | None = None) -> dict:
     """MRD against the field: every difficulty score ranked by its pooled |rho| with each ground
     truth; every sampler arm (the paper's, the field's curricula, other scores) against uniform,
     and each score-driven arm against the same sampler driven by MRD; the membership attacks,
@@ -267,7 +288,7 @@ def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFram
     head_to_head: list[str] = []
     if "family" in comparison and len(comparison):
         rows = comparison[comparison.replicate == "pooled"]
-        rows = rows.assign(verdict=[claims.pair_verdict(r, alpha, completeness) for _, r in rows.iterrows()])
+        rows = rows.assign(verdict=[claims.pair_verdict(r, alpha, completeness, smallest) for _, r in rows.iterrows()])
         arms = rows[["algorithm", "sampler", "versus", "family", "n_units"]].copy()
         for m in ("forget_quality", "model_utility", "forget_ks", "steps_to_forget", "level_model_utility"):
             arms[m] = [ci(r[f"{m}_diff"], r[f"{m}_ci_low"], r[f"{m}_ci_high"], 3) for _, r in rows.iterrows()]
@@ -289,21 +310,47 @@ def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFram
             "pairs": rows}
 
 
-def _detection(pooled: pd.DataFrame, gains: dict) -> str:
-    """Could gains of the paper's size have been detected here? Per pair, from its minimum
-    detectable effect after the budget."""
+def _detection(pooled: pd.DataFrame, smallest: dict, completeness: str, alpha: float) -> str:
+    """Could effects of the smallest interesting size have been detected here? Per metric, the
+    pairs whose minimum detectable effect at Holm's first level is at most that size, and the floor
+    of the sign-flip test against that level."""
+    floor, level = float(pooled.p_floor.max()), alpha / float(pooled.holm_family_size.max())
+    if floor >= level:
+        return (f"With {int(pooled.n_units.min())} paired units the smallest p-value the sign-flip test can give is "
+                f"{floor:.3g}, above Holm's first level {level:.3g}: this design cannot call any pair better or worse, "
+                "whatever the effect, and every verdict that is not 'no effect of interesting size' is inconclusive "
+                "by design.")
     parts = []
-    for metric, label in (("forget_quality", "forget quality"), ("model_utility", "model utility")):
-        mde = pooled[f"{metric}_mde"]
-        detectable = pooled[mde <= gains[metric]]
-        named = ", ".join(f"{r.algorithm} + {r.sampler}" for r in detectable.itertuples())
-        spread = f"MDE {mde.min():.3g} to {mde.max():.3g}" if mde.notna().any() else "MDE not estimable"
-        parts.append(f"in {label} for {len(detectable)} of {len(pooled)} pairs ({spread}"
-                     + (f"; detectable: {named}" if named else "") + ")")
-    return (f"Gains of the paper's size were detectable {' and '.join(parts)}. Where a metric sits at a floor "
-            "after the budget (model utility 0 once a run has collapsed), its MDE is tiny because any gain off the "
-            "floor would show. Elsewhere a 'not supported' does not rule gains of that size out; more replicates "
-            "narrow the interval (the unit is the replicate).")
+    for metric in (completeness, "model_utility"):
+        ratio = pooled[f"{metric}_mde_ratio"]
+        detectable = pooled[ratio <= 1]
+        spread = (f"MDE {ratio.min():.3g} to {ratio.max():.3g} times the smallest effect {smallest[metric]:g}"
+                  if ratio.notna().any() else "MDE not estimable")
+        parts.append(f"in {metric} for {len(detectable)} of {len(pooled)} pairs ({spread})")
+    return (f"An effect of the smallest interesting size was detectable (80% power at Holm's first level "
+            f"{level:.3g}) {' and '.join(parts)}. Where a metric sits at a floor after the budget (model utility 0 "
+            "once a run has collapsed), its MDE is tiny because any gain off the floor would show. An 'inconclusive' "
+            "pair says the design could not tell, not that there is no effect; only 'no effect of interesting size' "
+            "rules one out.")
+
+
+def smallest_effects(stats_cfg: dict, completeness: str) -> dict[str, float]:
+    from .calibration import smallest_effects as from_config
+
+    return from_config(stats_cfg, completeness)
+
+
+def _calibration(table: pd.DataFrame) -> dict[str, str]:
+    """Per claim, the sentence the report prints beside its verdict."""
+    lines = {}
+    for claim, part in table.groupby("claim"):
+        null = part[part.condition == "no effect"].iloc[0]
+        planted = part[part.condition == "smallest effect"].iloc[0]
+        lines[claim] = (f"under no effect this design gives a false verdict ('supported' or 'contradicted') in "
+                        f"{null.false_verdict_rate:.1%} of {int(null.simulations)} simulated studies (95% upper bound "
+                        f"{null.false_verdict_upper95:.1%}); with an effect of the smallest interesting size "
+                        f"({planted.effect}) it says 'supported' in {planted.power:.0%}")
+    return lines
 
 
 def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, evaluation_cfg: dict, level_cap: float,
@@ -326,6 +373,8 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
     shown = validation[validation.ground_truth.isin(truths)]
     kind = first["target_eval"].get("data_kind", "qa")
     completeness = claims.COMPLETENESS[kind]
+    calibration = pd.read_csv(paths["calibration"])
+    unit = _group_unit(paths["data"])
 
     context = {
         "name": name, "replicates": sorted(replicates), "figures": rel, "truths": truths, "alpha": statistics_cfg["alpha"],
@@ -344,19 +393,28 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
         "generation": _generation(evaluation_cfg, first["target_eval"]),
         # ground_truth.max_samples: the ground truths, and every correlation with them, on a subsample
         "truth_samples": (int(scores.groupby("replicate").size().max()), int(first["mrd_meta"]["n_samples"])),
-        "c1": _c1(scores, replicate_stability, statistics_cfg),
-        "c2": _c2(shown, primary),
+        "c1": _c1(scores, replicate_stability, statistics_cfg, unit),
         "ties": _ties(scores),
         "variants": _variants(stability, sweep, shown, truths),
-        "c3": _c3(shown, primary, statistics_cfg["alpha"]),
         "c4": _c4(runs, comparison, statistics_cfg, completeness),
         "field": _field(shown, comparison, runs, statistics_cfg["alpha"],
                         {f"{role} model": [v[f"{role}_eval"] for v in replicates.values()]
-                         for role in ("target", "retain")}, completeness),
+                         for role in ("target", "retain")}, completeness,
+                        smallest_effects(statistics_cfg, completeness)),
+        "smallest_rho": statistics_cfg["smallest_rho"], "min_groups": statistics_cfg["min_groups"],
+        "calibration": calibration.drop(columns=["design"]), "calibration_design": calibration.design.iloc[0],
+        "meanings": claims.MEANINGS,
     }
+    where = context["c1"]["scope"]
+    context["c2"] = _c2(shown, primary, statistics_cfg["smallest_rho"], where)
+    context["c3"] = _c3(shown, primary, statistics_cfg["alpha"], statistics_cfg["smallest_rho"], where)
+    lines = _calibration(calibration)
     for claim in ("c1", "c2", "c3", "c4"):
         part = context[claim]
         part["agreement"] = claims.agreement(part["verdict"], part["per_replicate"]) if part["per_replicate"] else ""
+        part["calibration"] = lines.get(claim.upper(), "not calibrated (nothing to compare)")
+        part.setdefault("scope", "")
+    context["claim_rows"] = _claim_rows(context, calibration)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     env.filters.update(table=md_table, ci=ci)
@@ -365,11 +423,38 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
     write_json(out_metrics, headline_metrics({**context, "truths": every_truth}, validation, primary))
 
 
+CLAIMS = {"C1": "C1 difficulty varies from sample to sample", "C2": "C2 MRD predicts the required updates",
+          "C3": "C3 hard and easy samples differ in known characteristics",
+          "C4": "C4 MRD-weighted sampling improves completeness and utility"}
+
+
+def _claim_rows(context: dict, calibration: pd.DataFrame) -> list[dict]:
+    """The closing table: each claim's pooled verdict, its scope, the replicates, and its rule's
+    calibration on this design."""
+    rows = []
+    for claim, label in CLAIMS.items():
+        part, cal = context[claim.lower()], calibration[calibration.claim == claim]
+        null, planted = cal[cal.condition == "no effect"], cal[cal.condition == "smallest effect"]
+        rows.append({"label": label, "verdict": part["verdict"] + (f" ({part['scope']})" if part["scope"] else ""),
+                     "agreement": part["agreement"],
+                     "false": (f"{null.false_verdict_rate.iloc[0]:.1%} [{null.false_verdict_upper95.iloc[0]:.1%}]"
+                               if len(null) else ""),
+                     "power": f"{planted.power.iloc[0]:.0%}" if len(planted) else ""})
+    return rows
+
+
 def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> dict:
     """metrics.json: the pooled verdicts (as strings, the words the README quotes), their
     agreement across replicates, and the pooled headline numbers with their CIs."""
     metrics = {f"verdict_C{i}": context[f"c{i}"]["verdict"] for i in range(1, 5)}
     metrics.update({f"verdict_C{i}_replicates": context[f"c{i}"]["agreement"] for i in range(1, 5)})
+    metrics.update({f"verdict_C{i}_scope": context[f"c{i}"]["scope"] for i in range(1, 5)})
+    for r in context["calibration"].itertuples():  # the rule's error rate and power on this design
+        if r.condition == "no effect":
+            metrics[f"{r.claim}_false_verdict_rate"] = r.false_verdict_rate
+            metrics[f"{r.claim}_false_verdict_upper95"] = r.false_verdict_upper95
+        else:
+            metrics[f"{r.claim}_power"] = r.power
     metrics["replicates"] = len(context["replicates"])
     pooled = validation[validation.replicate == "pooled"].set_index(["score", "ground_truth"])
     for truth in context["truths"]:
@@ -394,8 +479,11 @@ def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> d
         key = f"{r.algorithm}_{r.sampler}"
         for m in ("forget_quality", "model_utility", "steps_to_forget", "forget_auc", "level_model_utility"):
             metrics[f"{key}_{m}_diff"] = r[f"{m}_diff"]
-        metrics[f"{key}_forget_quality_mde"] = r.forget_quality_mde
-        metrics[f"{key}_model_utility_mde"] = r.model_utility_mde
+        for m in ("forget_quality", "model_utility"):
+            for suffix in ("mde", "mde_ratio", "ci_low", "ci_high", "p_holm"):
+                if f"{m}_{suffix}" in r:
+                    metrics[f"{key}_{m}_{suffix}"] = r[f"{m}_{suffix}"]
+        metrics[f"{key}_verdict"] = r.verdict
     for truth, ranking in context["field"]["rankings"].items():  # MRD against the field
         metrics[f"score_ranking_{truth}"] = list(ranking.score)
     field = pooled.reset_index()

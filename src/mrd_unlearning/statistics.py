@@ -1,17 +1,30 @@
-"""Inference across replicates of the whole pipeline (STUDY 6): pooled estimates with CIs that see
-both sources of variation (which samples, which training run), multiple-comparison correction,
-paired comparisons that respect the nesting of seeds in replicates, the minimum detectable
-effect, and a censoring-aware comparison of steps to forget. Tests and power come from scipy
-and statsmodels; only the resampling scheme, which no library offers for crossed designs, is ours.
+"""Inference across replicates of the whole pipeline: pooled estimates with CIs that see both
+sources of variation (which samples, which training run), resampling that fits the number of
+groups the samples come in, multiple-comparison correction, exact sign-flip tests for paired
+differences, and the minimum detectable effect at the level a decision is made. Tests and power
+come from scipy and statsmodels; the resampling schemes, which no library offers for crossed and
+grouped designs, are ours.
+
+Every bootstrap p-value here is read from the same resamples as its interval, so the two cannot
+disagree: the percentile interval at level 1 - alpha excludes 0 exactly when p < alpha.
 """
 from __future__ import annotations
 
+import functools
 import gc
 from typing import Callable
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+# Below this many groups, the groups are not a sample of a population: inference conditions on
+# them (resampling within groups, statistics within groups) and the report names them.
+MIN_GROUPS = 50
+# Monte Carlo stability: a bootstrap p-value closer than this many standard errors to a level a
+# decision compares it with is recomputed on more resamples (up to MAX_RESAMPLE_FACTOR times as many).
+MC_SE_MARGIN = 3.0
+MAX_RESAMPLE_FACTOR = 16
 
 
 def mean_ci(values, confidence: float = 0.95) -> tuple[float, float, float]:
@@ -45,134 +58,295 @@ def holm(p_values) -> np.ndarray:
     return out
 
 
-def percentile_p_value(boot: np.ndarray) -> float:
-    """Two-sided p-value of 'the statistic is 0' from bootstrap replicates, by inverting the
-    percentile interval (the smallest level at which it excludes 0; never below 2 / (B + 1))."""
+# --- the bootstrap -------------------------------------------------------------------------------
+
+def percentile_interval(boot: np.ndarray, alpha: float) -> tuple[float, float]:
+    """Percentile interval of bootstrap replicates, each bound an order statistic (no
+    interpolation), so that it excludes 0 exactly when `bootstrap_p` < alpha."""
+    boot = np.asarray(boot, dtype=float)
+    boot = boot[~np.isnan(boot)]
+    if not boot.size:
+        return float("nan"), float("nan")
+    low = np.quantile(boot, alpha / 2, method="inverted_cdf")
+    high = -np.quantile(-boot, alpha / 2, method="inverted_cdf")
+    return float(low), float(high)
+
+
+def bootstrap_p(boot: np.ndarray, null: float = 0.0) -> float:
+    """Two-sided p-value of 'the statistic is `null`': twice the share of replicates on the far
+    side of it (at least 1 / B). The inversion of `percentile_interval`: p < alpha exactly when
+    that interval excludes `null`."""
     boot = np.asarray(boot, dtype=float)
     boot = boot[~np.isnan(boot)]
     if not boot.size:
         return float("nan")
-    tail = min((boot <= 0).sum(), (boot >= 0).sum())
-    return float(min(1.0, 2 * (tail + 1) / (boot.size + 1)))
+    tail = min((boot <= null).sum(), (boot >= null).sum())
+    return float(min(1.0, max(2 * tail, 1) / boot.size))
 
 
-def cluster_indices(groups, n_resamples: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Sample indices of a two-stage cluster bootstrap: draw as many groups as there are, with
-    replacement, then within each drawn group as many of its samples as it has, with
-    replacement (Davison & Hinkley's strategy 2). Samples of one group (one author's QA, one
-    person's facts) are not independent; resampling them as if they were gives intervals too
-    narrow. Without groups (None), or with every sample its own group, the ordinary bootstrap.
-    Returns one index array per resample (all of length n when the groups are of equal size)."""
+def mc_se(p: float, n_resamples: int) -> float:
+    """Monte Carlo standard error of a resampling p-value."""
+    return float(np.sqrt(max(p * (1 - p), 1 / n_resamples) / n_resamples)) if np.isfinite(p) else float("nan")
+
+
+def resampling_scheme(groups, min_groups: int = MIN_GROUPS) -> str:
+    """How samples are resampled: `samples` when each stands alone; `groups` (whole groups with
+    replacement: the cluster bootstrap) when there are at least `min_groups`, so that the interval
+    speaks about the population of groups; `within` (each group's samples resampled within it,
+    the groups held fixed) when there are fewer: the groups are then these groups, not a sample."""
+    if groups is None:
+        return "samples"
+    labels = np.asarray(groups)
+    n_groups = len(set(labels.tolist()))
+    if n_groups == len(labels):
+        return "samples"
+    return "groups" if n_groups >= min_groups else "within"
+
+
+def group_blocks(groups) -> tuple[np.ndarray, list[int]]:
+    """The sample order that puts each group's samples together (groups in order of first
+    appearance) and the block sizes: the layout within-group statistics read."""
     labels = np.asarray(groups)
     members = [np.flatnonzero(labels == g) for g in dict.fromkeys(labels.tolist())]
-    picked = rng.integers(0, len(members), size=(n_resamples, len(members)))
+    return np.concatenate(members), [len(m) for m in members]
+
+
+def resample_indices(groups, n_resamples: int, rng: np.random.Generator, scheme: str):
+    """Sample indices of each resample, as an (B, n) array where every resample has n samples,
+    else a list of arrays. `groups` is one label per sample (None: each alone); for `within` the
+    samples must already be in `group_blocks` order."""
+    n = len(groups) if groups is not None else None
+    if scheme == "samples":
+        return rng.integers(0, n, size=(n_resamples, n))
+    labels = np.asarray(groups)
+    members = [np.flatnonzero(labels == g) for g in dict.fromkeys(labels.tolist())]
     sizes = np.array([len(m) for m in members])
-    if (sizes == sizes[0]).all():  # equal sizes: one (B, n) draw
-        table = np.stack(members)  # (G, m)
-        within = rng.integers(0, sizes[0], size=(n_resamples, len(members), sizes[0]))
-        rows = table[picked[:, :, None], within]
-        return list(rows.reshape(n_resamples, -1))
-    return [np.concatenate([members[g][rng.integers(0, sizes[g], size=sizes[g])] for g in row]) for row in picked]
+    if scheme == "within":
+        starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        return np.concatenate([start + rng.integers(0, size, size=(n_resamples, size))
+                               for start, size in zip(starts, sizes)], axis=1)
+    if scheme != "groups":
+        raise ValueError(f"unknown resampling scheme {scheme!r}; allowed: samples, groups, within")
+    picked = rng.integers(0, len(members), size=(n_resamples, len(members)))
+    if (sizes == sizes[0]).all():
+        return np.stack(members)[picked].reshape(n_resamples, -1)
+    return [np.concatenate([members[g] for g in row]) for row in picked]
+
+
+def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resamples: int = 2000, alpha: float = 0.05,
+                     seed: int = 0, vectorized: bool = True, groups=None, min_groups: int = MIN_GROUPS,
+                     within: bool = False, null: float = 0.0, levels: list[float] | None = None) -> dict:
+    """Pooled estimate of a per-replicate statistic: its mean over replicates, each computed on
+    the same samples (the forget set is shared, only the training seed differs).
+
+    `arrays` are (R, n) arrays (replicate x sample, samples aligned; an array of one row is the
+    same in every replicate and broadcasts); `statistic(*arrays, axis=-1)` maps (..., n) arrays
+    to (...). Replicates and samples are resampled independently, with the
+    same sample indices in every drawn replicate (a crossed design: Owen's pigeonhole bootstrap),
+    so the interval covers both the variation between training runs and between samples; with
+    one replicate it is the ordinary sample bootstrap. Samples are resampled by
+    `resampling_scheme(groups, min_groups)`; with `within` the statistic is also given
+    `blocks=` (the group sizes, samples in `group_blocks` order) so it can be computed within
+    groups. The percentile interval and the p-value of `null` come from the same resamples;
+    where the p lies within MC_SE_MARGIN Monte Carlo standard errors of one of `levels` (the
+    levels a decision compares it with; default alpha), the bootstrap is redone on 4 times as many
+    resamples, up to MAX_RESAMPLE_FACTOR times `n_resamples`. A statistic with several outputs
+    (the last axis) is a family that a decision corrects together: one result per output, from
+    the same resamples, refined where a Holm-adjusted p lies near alpha."""
+    arrays = [np.atleast_2d(np.asarray(a, dtype=float)) for a in arrays]
+    R, n = max(a.shape[0] for a in arrays), arrays[0].shape[1]
+    scheme = resampling_scheme(groups, min_groups)
+    kwargs = {}
+    if scheme == "within":
+        order, sizes = group_blocks(groups)
+        arrays = [a[:, order] for a in arrays]
+        groups = np.asarray(groups)[order]
+        if within:
+            kwargs["blocks"] = sizes
+    per_replicate = _apply(statistic, arrays, vectorized, kwargs)
+    if per_replicate.ndim > 1:  # a family of statistics, resampled together and Holm-corrected (one row each)
+        return _family(statistic, arrays, groups, scheme, n_resamples, seed, vectorized, kwargs, per_replicate,
+                       alpha, null)
+    levels = [alpha] if levels is None else levels
+    B = n_resamples
+    while True:
+        boot = _resample(statistic, arrays, groups, scheme, B, np.random.default_rng(seed), vectorized, kwargs)
+        p = bootstrap_p(boot, null)
+        se = mc_se(p, B)
+        near = any(abs(p - level) < MC_SE_MARGIN * se for level in levels) if np.isfinite(p) else False
+        if not near or B >= MAX_RESAMPLE_FACTOR * n_resamples:
+            break
+        B *= 4
+    low, high = percentile_interval(boot, alpha)
+    return {"estimate": float(np.mean(per_replicate)), "ci_low": low, "ci_high": high, "p_value": p,
+            "p_mc_se": se, "n_resamples": B, "scheme": scheme,
+            "between_sd": float(np.std(per_replicate, ddof=1)) if R > 1 else float("nan"),
+            "per_replicate": [float(v) for v in per_replicate], "n_replicates": R, "n": n}
+
+
+def _family(statistic, arrays, groups, scheme, n_resamples, seed, vectorized, kwargs, per_replicate, alpha,
+            null) -> list[dict]:
+    """`pooled_bootstrap` of a statistic with k outputs (the last axis): one dict per output, all
+    from the same resamples. A family is corrected together (Holm): more resamples for all when a
+    Holm-adjusted p lies within MC_SE_MARGIN of its Monte Carlo error (the p's error times its
+    Holm multiplier) of alpha, the level its decision is made at."""
+    R, n = per_replicate.shape[0], arrays[0].shape[1]
+    B = n_resamples
+    while True:
+        boot = _resample(statistic, arrays, groups, scheme, B, np.random.default_rng(seed), vectorized, kwargs)
+        ps = np.array([bootstrap_p(boot[:, j], null) for j in range(boot.shape[1])])
+        ses = np.array([mc_se(p, B) for p in ps])
+        if not _holm_near(ps, ses, alpha) or B >= MAX_RESAMPLE_FACTOR * n_resamples:
+            break
+        B *= 4
+    out = []
+    for j, (p, se) in enumerate(zip(ps, ses)):
+        low, high = percentile_interval(boot[:, j], alpha)
+        values = per_replicate[:, j]
+        out.append({"estimate": float(np.mean(values)), "ci_low": low, "ci_high": high, "p_value": float(p),
+                    "p_mc_se": float(se), "n_resamples": B, "scheme": scheme,
+                    "between_sd": float(np.std(values, ddof=1)) if R > 1 else float("nan"),
+                    "per_replicate": [float(v) for v in values], "n_replicates": R, "n": n})
+    return out
+
+
+def _holm_near(p: np.ndarray, se: np.ndarray, alpha: float) -> bool:
+    """Whether Monte Carlo error could move a Holm decision: some adjusted p within MC_SE_MARGIN
+    of its error (its raw error times the Holm multiplier m - rank) of alpha."""
+    ok = np.isfinite(p)
+    if not ok.any():
+        return False
+    p, se = p[ok], se[ok]
+    order = np.argsort(p)
+    multiplier = np.empty(len(p))
+    multiplier[order] = len(p) - np.arange(len(p))
+    adjusted = holm(p)
+    return bool((np.abs(adjusted - alpha) < MC_SE_MARGIN * se * multiplier).any())
+
+
+def _apply(statistic, arrays, vectorized, kwargs):
+    if vectorized:
+        return np.atleast_1d(statistic(*arrays, axis=-1, **kwargs))
+    R = max(a.shape[0] for a in arrays)
+    return np.array([statistic(*[a[r if a.shape[0] > 1 else 0] for a in arrays], **kwargs) for r in range(R)])
+
+
+def _resample(statistic, arrays, groups, scheme, B, rng, vectorized, kwargs) -> np.ndarray:
+    R = max(a.shape[0] for a in arrays)
+    reps = rng.integers(0, R, size=(B, R))
+    samples = resample_indices(groups if groups is not None else np.arange(arrays[0].shape[1]), B, rng, scheme)
+    rows = lambda a, r: r if a.shape[0] > 1 else np.zeros_like(r[..., :1])  # noqa: E731 (shared rows broadcast)
+    if isinstance(samples, np.ndarray) and vectorized:
+        # chunks of resamples keep the (chunk, R, n) gathers small at large B
+        out = []
+        for start in range(0, B, 2000):
+            s, r = samples[start:start + 2000], reps[start:start + 2000]
+            out.append(statistic(*[a[rows(a, r)[:, :, None], s[:, None, :]] for a in arrays], axis=-1,
+                                 **kwargs).mean(axis=1))
+        return np.concatenate(out)
+    return np.array([np.mean([statistic(*[a[r if a.shape[0] > 1 else 0, s] for a in arrays], **kwargs) for r in rr])
+                     for rr, s in zip(reps, samples)])
 
 
 def sample_groups(scores: pd.DataFrame) -> np.ndarray | None:
     """Each sample's group in sample_id order (the columns of a replicate x sample pivot), or
-    None where every sample stands alone (the cluster bootstrap is then the sample bootstrap)."""
+    None where every sample stands alone."""
     if "group" not in scores:
         return None
     groups = scores.drop_duplicates("sample_id").sort_values("sample_id").group.astype(str).to_numpy()
     return groups if len(set(groups)) < len(groups) else None
 
 
-def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resamples: int = 2000, alpha: float = 0.05,
-                     seed: int = 0, vectorized: bool = True, groups=None) -> dict:
-    """Pooled estimate of a per-replicate statistic: its mean over replicates, each computed on
-    the same samples (the forget set is shared, only the training seed differs).
+# --- paired differences: the sign-flip test ------------------------------------------------------
 
-    `arrays` are (R, n) arrays (replicate x sample, samples aligned); `statistic(*arrays, axis=-1)`
-    maps (..., n) arrays to (...). The CI is a percentile bootstrap that resamples replicates and
-    samples independently, with the same sample indices in every drawn replicate (a crossed
-    design: Owen's pigeonhole bootstrap, conservative), so it covers both the variation between
-    training runs and the variation between samples. With one replicate it is the ordinary
-    sample bootstrap. `groups` (one label per sample): samples are drawn by the two-stage
-    cluster bootstrap of `cluster_indices`. `between_sd` is the standard deviation of the
-    per-replicate values."""
-    arrays = [np.atleast_2d(np.asarray(a, dtype=float)) for a in arrays]
-    R, n = arrays[0].shape
-    rng = np.random.default_rng(seed)
-    per_replicate = _apply(statistic, arrays, vectorized)
-    reps = rng.integers(0, R, size=(n_resamples, R))
-    if groups is None:
-        samples = rng.integers(0, n, size=(n_resamples, n))
-    else:
-        draws = cluster_indices(groups, n_resamples, rng)
-        equal = len({len(d) for d in draws}) == 1
-        samples = np.stack(draws) if equal else draws
-        vectorized = vectorized and equal
-    if vectorized:
-        boot = statistic(*[a[reps[:, :, None], samples[:, None, :]] for a in arrays], axis=-1).mean(axis=1)
-    else:
-        boot = np.array([np.mean([statistic(*[a[r, s] for a in arrays]) for r in rr]) for rr, s in zip(reps, samples)])
-    low, high = np.nanpercentile(boot, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return {"estimate": float(np.mean(per_replicate)), "ci_low": float(low), "ci_high": float(high),
-            "p_value": percentile_p_value(boot),
-            "between_sd": float(np.std(per_replicate, ddof=1)) if R > 1 else float("nan"),
-            "per_replicate": [float(v) for v in per_replicate], "n_replicates": R, "n": n}
+EXACT_SIGN_FLIP_MAX = 16  # up to 2^16 sign patterns are enumerated; beyond, a seeded random sample
 
 
-def _apply(statistic, arrays, vectorized):
-    if vectorized:
-        return np.atleast_1d(statistic(*arrays, axis=-1))
-    return np.array([statistic(*[a[r] for a in arrays]) for r in range(arrays[0].shape[0])])
+def _sign_patterns(n: int, seed: int = 0, n_random: int = 20000) -> tuple[np.ndarray, bool]:
+    if n <= EXACT_SIGN_FLIP_MAX:
+        codes = np.arange(2 ** n)[:, None] >> np.arange(n)[None, :] & 1
+        return 1 - 2 * codes.astype(float), True
+    signs = 1 - 2 * np.random.default_rng(seed).integers(0, 2, size=(n_random, n)).astype(float)
+    return np.vstack([np.ones((1, n)), signs]), False
 
 
-def nested_mean_diff(frame: pd.DataFrame, value: str, *, unit: str = "replicate", alpha: float = 0.05) -> dict:
-    """Mean of paired differences `value` (one row per replicate x seed pair) with a CI that
-    respects the nesting of seeds in replicates: the t-interval over the replicate means (for a
-    balanced random-intercept model exact whatever the between-replicate variance; df = R - 1).
-    With a single replicate the unit is the seed, and the interval describes that training run
-    only. `unit_sd` is the standard deviation of the unit means, which the minimum detectable
-    effect scales. Unit means without spread (a discrete metric such as TOFU's KS p-value over 40
-    samples often repeats exactly across 2-3 seeds) leave the t-test no variance to test against:
-    its p would be 0, a certainty that 2 identical values do not give; the exact Wilcoxon
-    signed-rank test (scipy) takes over (2 / 2^n for n identical nonzero means: 0.5 for 2)."""
-    data = frame[[unit, value]].dropna()
-    if data[unit].nunique() < 2:
-        unit = "seed" if "seed" in frame else unit
-        data = frame[[unit, value]].dropna()
-    means = data.groupby(unit)[value].mean().to_numpy()
-    mean, low, high = mean_ci(means, 1 - alpha)
-    p = float("nan")
-    if means.size >= 2:
-        if not np.allclose(means, means[0], rtol=1e-9, atol=1e-12):
-            p = float(stats.ttest_1samp(means, 0.0).pvalue)
-        elif np.allclose(means, 0.0, atol=1e-12):
-            p = 1.0  # no difference at all (a metric at its floor under both samplers)
+def sign_flip_test(differences, *, alpha: float = 0.05, seed: int = 0) -> dict:
+    """Paired differences: the randomization (sign-flip) test of 'no difference' (under it each
+    difference is as likely negative as positive), exact over all 2^n sign patterns up to
+    n = 16, and its interval by test inversion: every shift delta that the same test does not reject
+    at `alpha` (so the interval excludes 0 exactly when p < alpha). `p_floor` is the smallest p the
+    design can give (2 / 2^n): with n units a p below alpha is out of reach when it exceeds alpha,
+    and the interval is then unbounded. Agrees with scipy.stats.permutation_test (tested)."""
+    d = np.asarray(differences, dtype=float)
+    d = d[~np.isnan(d)]
+    n = d.size
+    nan = float("nan")
+    if n == 0:
+        return {"mean": nan, "ci_low": nan, "ci_high": nan, "p_value": nan, "p_floor": nan, "n_units": 0}
+    signs, exact = _sign_patterns(n, seed)
+    p_floor = 2 / signs.shape[0] if exact else 1 / signs.shape[0]
+    scale = float(np.abs(d).max()) or 1.0
+
+    def p_at(delta) -> np.ndarray:
+        shifted = d[None, :] - np.atleast_1d(delta)[:, None]  # (D, n)
+        observed = np.abs(shifted.mean(axis=1))
+        flipped = np.abs(shifted @ signs.T / n)  # (D, P)
+        return ((flipped >= observed[:, None] - 1e-12 * scale).sum(axis=1)) / signs.shape[0]
+
+    mean = float(d.mean())
+    p = float(min(1.0, p_at(0.0)[0]))
+    low, high = -np.inf, np.inf
+    if p_floor < alpha:
+        low, high = _invert(p_at, mean, alpha, scale, -1), _invert(p_at, mean, alpha, scale, +1)
+    return {"mean": mean, "ci_low": float(low), "ci_high": float(high), "p_value": p, "p_floor": float(p_floor),
+            "n_units": int(n), "exact": exact}
+
+
+def _invert(p_at, center: float, alpha: float, scale: float, side: int) -> float:
+    """The bound of {delta: p(delta) >= alpha} on one side of the estimate (an interval for the
+    mean statistic), by bisection."""
+    inside, step = center, scale
+    outside = center + side * step
+    while p_at(outside)[0] >= alpha:
+        step *= 2
+        outside = center + side * step
+    for _ in range(60):
+        middle = (inside + outside) / 2
+        if p_at(middle)[0] >= alpha:
+            inside = middle
         else:
-            p = float(stats.wilcoxon(means).pvalue)
-    return {"mean": mean, "ci_low": low, "ci_high": high, "p_value": p, "unit": unit, "n_units": int(means.size),
-            "n_pairs": int(len(data)), "unit_sd": float(np.std(means, ddof=1)) if means.size > 1 else float("nan")}
+            outside = middle
+        if abs(outside - inside) <= 1e-9 * scale:
+            break
+    return inside
+
+
+def paired_differences(frame: pd.DataFrame, value: str) -> np.ndarray:
+    """The paired differences `value` (one row per replicate x seed pair), NaNs dropped."""
+    return frame[value].astype(float).dropna().to_numpy()
 
 
 def minimum_detectable_effect(unit_sd: float, n_units: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
-    """The smallest true mean difference a two-sided one-sample t-test on `n_units` unit means
-    (sd `unit_sd`) detects with probability `power` at level `alpha` (statsmodels' solver)."""
-    from statsmodels.stats.power import TTestPower
-
+    """The smallest true mean difference a two-sided one-sample t-test on `n_units` paired
+    differences (sd `unit_sd`) detects with probability `power` at level `alpha` (statsmodels'
+    solver). Decisions under Holm's correction are made at alpha / m for the first of m tests:
+    pass that level, not the nominal one."""
     if n_units < 2 or not np.isfinite(unit_sd) or unit_sd == 0:
         return float("nan")  # no spread: the metric sits at a floor or ceiling, nothing to scale
+    return _standardized_mde(int(n_units), float(alpha), float(power)) * unit_sd
+
+
+@functools.lru_cache(maxsize=None)
+def _standardized_mde(n_units: int, alpha: float, power: float) -> float:
+    from statsmodels.stats.power import TTestPower
+
     d = TTestPower().solve_power(effect_size=None, nobs=n_units, alpha=alpha, power=power, alternative="two-sided")
-    return float(np.atleast_1d(d)[0] * unit_sd)
+    return float(np.atleast_1d(d)[0])
 
 
-def logrank_p(times_a, censored_a, times_b, censored_b) -> float:
-    """Two-sided log-rank test (scipy) of two right-censored samples of steps to forget."""
-    def data(times, censored):
-        times, censored = np.asarray(times, dtype=float), np.asarray(censored, dtype=bool)
-        return stats.CensoredData.right_censored(times, censored)
-
-    if not len(times_a) or not len(times_b):
+def binomial_upper(successes: int, trials: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson upper bound of a rate (scipy)."""
+    if trials == 0:
         return float("nan")
-    if np.all(censored_a) and np.all(censored_b):
-        return 1.0  # nobody reached the level: no event to compare
-    return float(stats.logrank(data(times_a, censored_a), data(times_b, censored_b)).pvalue)
+    return float(stats.binomtest(successes, trials).proportion_ci(confidence_level=2 * confidence - 1,
+                                                                 method="exact").high)

@@ -9,8 +9,8 @@ import pandas as pd
 from scipy import stats
 
 from .mrd import Estimator, MRDResult, PerturbationScorer, difficulty_drop, mrd_from_drop
-from .difficulty import CHARACTERISTICS, MRD_SCORE, SCORES, group_difficulty, in_c3
-from .statistics import holm, pooled_bootstrap, sample_groups
+from .difficulty import CHARACTERISTICS, MRD_SCORE, SCORES, in_c3
+from .statistics import MIN_GROUPS, holm, pooled_bootstrap, sample_groups
 
 # Every score's kind and the sign its rationale predicts: `difficulty.SCORES`. Known factors (0)
 # are exploratory: C3 asks whether they differ, not how.
@@ -18,6 +18,10 @@ PARTIAL_COVARIATES = ("loss", "grad_norm")
 # The fractional crossing steps rank where the integer counts tie; they come first (the primary
 # ground truth is the first present).
 GROUND_TRUTHS = ("update_count_frac", "update_count_sgd_frac", "update_count", "update_count_sgd")
+# Made from the ground truth itself (the rest of the sample's group on the same count): within a
+# group it falls as the sample's own count rises, so it cannot be tested against it. The group
+# question is C1's (`claims.difficulty_by_group`).
+NOT_IN_C3 = ("group_difficulty",)
 N_RESAMPLES = 2000
 
 
@@ -25,54 +29,99 @@ def variant_column(name: str) -> str:
     return f"mrd[{name}]"
 
 
-def _spearman(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
-    """Spearman rho along `axis` (vectorised over bootstrap resamples)."""
-    rx, ry = stats.rankdata(x, axis=axis), stats.rankdata(y, axis=axis)
-    rx, ry = rx - rx.mean(axis, keepdims=True), ry - ry.mean(axis, keepdims=True)
+def _ranks_minus_mean(x: np.ndarray) -> np.ndarray:
+    """Average ranks (ties averaged, as scipy's rankdata) minus their mean, along the last axis:
+    half the sum of sign(x_i - x_j), which for the short rows of bootstrap resamples is several
+    times faster than sorting."""
+    if x.shape[-1] > 40:
+        r = stats.rankdata(x, axis=-1)
+        return r - r.mean(-1, keepdims=True)
+    signs = (x[..., :, None] > x[..., None, :]).astype(np.int8) - (x[..., :, None] < x[..., None, :]).astype(np.int8)
+    return signs.sum(-1, dtype=np.int32) / 2
+
+
+def _centered_ranks(x: np.ndarray, axis: int = -1, blocks=None) -> np.ndarray:
+    """Ranks along `axis` minus their mean; with `blocks` (group sizes, samples in group order)
+    ranked and centred within each group."""
+    x = np.moveaxis(np.asarray(x, dtype=float), axis, -1)
+    if blocks is None:
+        r = _ranks_minus_mean(x)
+    elif len(set(blocks)) == 1:  # equal groups: one (..., G, m) array
+        r = _ranks_minus_mean(x.reshape(*x.shape[:-1], len(blocks), blocks[0])).reshape(x.shape)
+    else:
+        parts = np.split(x, np.cumsum(blocks)[:-1], axis=-1)
+        r = np.concatenate([_ranks_minus_mean(part) for part in parts], axis=-1)
+    return np.moveaxis(r, -1, axis)
+
+
+def _spearman(x: np.ndarray, y: np.ndarray, axis: int = -1, blocks=None) -> np.ndarray:
+    """Spearman rho along `axis` (vectorised over bootstrap resamples); with `blocks`, the
+    within-group rho: ranks taken and centred within each group, then pooled, so that what groups
+    share (an author's easy facts, a person's rare name) does not count as sample-level agreement."""
+    rx, ry = _centered_ranks(x, axis, blocks), _centered_ranks(y, axis, blocks)
     with np.errstate(invalid="ignore", divide="ignore"):
         return (rx * ry).sum(axis) / np.sqrt((rx ** 2).sum(axis) * (ry ** 2).sum(axis))
 
 
-def _clustered(groups) -> bool:
-    """Whether some samples share a group (else the cluster bootstrap is the sample bootstrap)."""
-    return groups is not None and len(set(np.asarray(groups).tolist())) < len(groups)
+def _spearman_family(y: np.ndarray, *xs: np.ndarray, axis: int = -1, blocks=None) -> np.ndarray:
+    """Spearman rho of y with each of xs, stacked on a new last axis (y ranked once)."""
+    ry = _centered_ranks(y, axis, blocks)
+    out = []
+    for x in xs:
+        rx = _centered_ranks(x, axis, blocks)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out.append((rx * ry).sum(axis) / np.sqrt((rx ** 2).sum(axis) * (ry ** 2).sum(axis)))
+    return np.stack(np.broadcast_arrays(*out), axis=-1)
 
 
-def _cluster_bootstrap(data: tuple, statistic, seed: int, vectorized: bool, n_resamples: int, alpha: float,
-                       groups) -> dict:
-    return pooled_bootstrap(statistic, [np.asarray(a, float)[None] for a in data], n_resamples=n_resamples,
-                            alpha=alpha, seed=seed, vectorized=vectorized, groups=groups)
+def _shared_rows(x: np.ndarray) -> np.ndarray:
+    """A per-sample score that is the same in every replicate: one row, ranked once per resample."""
+    return x[:1] if x.shape[0] > 1 and (x == x[:1]).all() else x
 
 
-def _bootstrap_ci(data: tuple, statistic, seed: int, vectorized: bool = True, n_resamples: int = N_RESAMPLES,
-                  alpha: float = 0.05, groups=None) -> tuple[float, float]:
-    """Percentile CI of a statistic of paired samples: scipy's bootstrap, or with `groups` the
-    two-stage cluster bootstrap (groups, then samples within them)."""
-    if _clustered(groups):
-        res = _cluster_bootstrap(data, statistic, seed, vectorized, n_resamples, alpha, groups)
-        return res["ci_low"], res["ci_high"]
-    res = stats.bootstrap(data, statistic, paired=True, vectorized=vectorized, n_resamples=n_resamples,
-                          confidence_level=1 - alpha, method="percentile", rng=np.random.default_rng(seed))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+def rank_association(x, y, *, seed: int = 0, n_resamples: int = N_RESAMPLES, alpha: float = 0.05, groups=None,
+                     min_groups: int = MIN_GROUPS) -> dict:
+    """Spearman rho of x and y, pooled over replicates ((R, n) arrays, samples aligned; 1-D: one
+    replicate), with its interval and p-value from one bootstrap (`statistics.pooled_bootstrap`,
+    so they cannot disagree). With at least `min_groups` groups, whole groups are resampled; with
+    fewer, the statistic is the within-group rho and samples are resampled within their groups
+    (the inference conditions on these groups). Where the p-value lies within 3 Monte Carlo
+    standard errors of alpha, more resamples are drawn."""
+    return family_association([x], y, seed=seed, n_resamples=n_resamples, alpha=alpha, groups=groups,
+                              min_groups=min_groups)[0]
 
 
-def spearman_with_ci(x: np.ndarray, y: np.ndarray, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
-                     alpha: float = 0.05, groups=None) -> dict:
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    rho, p = stats.spearmanr(x, y)
-    if np.isnan(rho):
-        return {"spearman_rho": np.nan, "ci_low": np.nan, "ci_high": np.nan, "p_value": np.nan}
-    if _clustered(groups):  # the test must see the groups too: the bootstrap's p, not the exact one
-        res = _cluster_bootstrap((x, y), _spearman, seed, True, n_resamples, alpha, groups)
-        return {"spearman_rho": float(rho), "ci_low": res["ci_low"], "ci_high": res["ci_high"],
-                "p_value": res["p_value"]}
-    low, high = _bootstrap_ci((x, y), _spearman, seed, n_resamples=n_resamples, alpha=alpha)
-    return {"spearman_rho": float(rho), "ci_low": low, "ci_high": high, "p_value": float(p)}
+def family_association(xs: list, y, *, seed: int = 0, n_resamples: int = N_RESAMPLES, alpha: float = 0.05,
+                       groups=None, min_groups: int = MIN_GROUPS) -> list[dict]:
+    """`rank_association` of each of xs with y, all on the same resamples: a family that Holm's
+    correction decides together (C3's characteristics), with more resamples where Monte Carlo
+    error could move one of its Holm decisions; constant scores get NaN."""
+    y = np.atleast_2d(np.asarray(y, float))
+    xs = [_shared_rows(np.atleast_2d(np.asarray(x, float))) for x in xs]
+    nan = float("nan")
+    empty = {"spearman_rho": nan, "ci_low": nan, "ci_high": nan, "p_value": nan, "p_mc_se": nan, "n_resamples": 0,
+             "resampling": "", "between_sd": nan, "n": y.shape[1], "n_replicates": y.shape[0]}
+    live = [i for i, x in enumerate(xs) if np.ptp(x) > 0 and np.ptp(y) > 0]
+    out = [dict(empty) for _ in xs]
+    if live:
+        res = pooled_bootstrap(_spearman_family, [y, *[xs[i] for i in live]], n_resamples=n_resamples, alpha=alpha,
+                               seed=seed, groups=groups, min_groups=min_groups, within=True)
+        for i, r in zip(live, res):
+            out[i] = _pooled_columns(r)
+    return out
 
 
-def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> float:
-    """Spearman rho of x and y after removing, from both ranks, what the covariates' ranks explain."""
-    ranks = lambda v: stats.rankdata(v, axis=0)  # noqa: E731
+def spearman_with_ci(x: np.ndarray, y: np.ndarray, **kw) -> dict:
+    """`rank_association` of two per-sample vectors (one replicate)."""
+    out = rank_association(np.asarray(x, float)[None], np.asarray(y, float)[None], **kw)
+    return {k: out[k] for k in ("spearman_rho", "ci_low", "ci_high", "p_value", "p_mc_se", "n_resamples",
+                                "resampling")}
+
+
+def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray, blocks=None) -> float:
+    """Spearman rho of x and y after removing, from both ranks, what the covariates' ranks
+    explain (ranks within groups with `blocks`)."""
+    ranks = lambda v: _centered_ranks(np.asarray(v, float), axis=0, blocks=blocks)  # noqa: E731
     design = np.column_stack([np.ones(len(x)), ranks(covariates)])
     residual = lambda v: v - design @ np.linalg.lstsq(design, v, rcond=None)[0]  # noqa: E731
     rx, ry = residual(ranks(x)), residual(ranks(y))
@@ -80,29 +129,21 @@ def partial_spearman(x: np.ndarray, y: np.ndarray, covariates: np.ndarray) -> fl
     return float((rx * ry).sum() / denom) if denom > 0 else np.nan
 
 
-def _partial_stat(x, y, *covariates):
-    return partial_spearman(x, y, np.column_stack(covariates))
+def _partial_stat(x, y, *covariates, blocks=None):
+    return partial_spearman(x, y, np.column_stack(covariates), blocks=blocks)
 
 
-def partial_spearman_with_ci(x, y, covariates, *, seed: int = 0, n_resamples: int = N_RESAMPLES,
-                             alpha: float = 0.05, groups=None) -> dict:
+def partial_spearman_with_ci(x, y, covariates, *, seed: int = 0, n_resamples: int = N_RESAMPLES, alpha: float = 0.05,
+                             groups=None, min_groups: int = MIN_GROUPS) -> dict:
+    """`partial_spearman` of one replicate with the interval and p-value of one bootstrap."""
     x, y, covariates = np.asarray(x, float), np.asarray(y, float), np.asarray(covariates, float).reshape(len(x), -1)
-    rho = partial_spearman(x, y, covariates)
-    dof = len(x) - 2 - covariates.shape[1]
-    t = rho * np.sqrt(dof / max(1e-300, 1 - rho ** 2))
-    low, high = _bootstrap_ci((x, y, *covariates.T), _partial_stat, seed, vectorized=False, n_resamples=n_resamples,
-                              alpha=alpha, groups=groups)
-    return {"spearman_rho": rho, "ci_low": low, "ci_high": high, "p_value": float(2 * stats.t.sf(abs(t), dof))}
+    res = pooled_bootstrap(_partial_stat, [a[None] for a in (x, y, *covariates.T)], seed=seed, n_resamples=n_resamples,
+                           alpha=alpha, groups=groups, min_groups=min_groups, vectorized=False, within=True)
+    return _pooled_columns(res)
 
 
-def _abs_rho_gap_stat(a, b, y, axis=-1):
-    return np.abs(_spearman(a, y, axis)) - np.abs(_spearman(b, y, axis))
-
-
-def _abs_rho_gap(mrd: np.ndarray, other: np.ndarray, truth: np.ndarray, seed: int, **kw) -> dict:
-    """|rho(MRD)| - |rho(other)| on the same bootstrap resamples (paired): does MRD rank better?"""
-    low, high = _bootstrap_ci((mrd, other, truth), _abs_rho_gap_stat, seed, **kw)
-    return {"abs_rho_gap_vs_mrd": float(_abs_rho_gap_stat(mrd, other, truth)), "gap_ci_low": low, "gap_ci_high": high}
+def _abs_rho_gap_stat(a, b, y, axis=-1, blocks=None):
+    return np.abs(_spearman(a, y, axis, blocks)) - np.abs(_spearman(b, y, axis, blocks))
 
 
 def score_catalogue(scores: pd.DataFrame, factor_columns: list[str]) -> list[tuple[str, str, int]]:
@@ -112,7 +153,8 @@ def score_catalogue(scores: pd.DataFrame, factor_columns: list[str]) -> list[tup
     out += [(c, kind, sign) for c, (kind, sign) in SCORES.items() if c != MRD_SCORE and c in scores]
     out += [(c, "known factor", 0) for c in factor_columns if c in scores]
     listed = {c for c, _, _ in out}
-    out += [(c, "sample characteristic", 0) for c in CHARACTERISTICS if c in scores and c not in listed]
+    out += [(c, "sample characteristic", 0) for c in CHARACTERISTICS
+            if c in scores and c not in listed and c not in NOT_IN_C3]
     return out
 
 
@@ -124,67 +166,59 @@ def _by_replicate(scores: pd.DataFrame, columns: list[str]) -> np.ndarray:
 
 
 def validation_table(scores: pd.DataFrame, factor_columns: list[str], *, seed: int = 0, n_resamples: int = N_RESAMPLES,
-                     alpha: float = 0.05) -> pd.DataFrame:
-    """Every score against every ground truth, per replicate (Spearman, bootstrap CI, exact p)
-    and pooled over replicates (`replicate` = "pooled": the mean rho with the crossed replicate x
-    sample bootstrap of `statistics.pooled_bootstrap`, and the between-replicate SD). Beside
-    each: MRD's paired gap |rho(MRD)| - |rho(score)|, and the partial rho of MRD given loss and
-    gradient norm. Where samples come in groups (`group`: an author's QA, a person's facts) every
-    CI and per-replicate p is a cluster bootstrap over them, and `n_groups` says how many. C3's
-    family (known factors and sample characteristics) gets Holm-adjusted p-values (`p_holm`) per
-    ground truth, within each replicate and within the pooled rows."""
+                     alpha: float = 0.05, min_groups: int = MIN_GROUPS) -> pd.DataFrame:
+    """Every score against every ground truth, per replicate and pooled over replicates
+    (`replicate` = "pooled": the mean rho with the crossed replicate x sample bootstrap of
+    `statistics.pooled_bootstrap`, and the between-replicate SD), each with the interval and
+    p-value of one bootstrap (`rank_association`). Beside each: MRD's paired gap |rho(MRD)| -
+    |rho(score)|, and the partial rho of MRD given loss and gradient norm. Where samples come in
+    groups (`group`: an author's QA, a person's facts), `n_groups` says how many and `resampling`
+    how they were resampled: whole groups from `min_groups` on, else within their groups (the
+    rho is then the within-group rho). C3's family (known factors and sample characteristics)
+    gets Holm-adjusted p-values (`p_holm`) per ground truth, within each replicate and within the
+    pooled rows, on enough resamples that Monte Carlo error cannot move a Holm decision."""
     if "replicate" not in scores:
         scores = scores.assign(replicate=0)
-    kw = dict(n_resamples=n_resamples, alpha=alpha)
+    scores = scores.drop(columns=[c for c in NOT_IN_C3 if c in scores])
+    kw = dict(n_resamples=n_resamples, alpha=alpha, min_groups=min_groups)
     kw["groups"] = sample_groups(scores)  # one label per sample, in sample_id order; None: each alone
     n_groups = len(set(kw["groups"])) if kw["groups"] is not None else None
     rows = []
     catalogue = score_catalogue(scores, factor_columns)
     covariates = [c for c in PARTIAL_COVARIATES if c in scores]
     for truth in [g for g in GROUND_TRUTHS if g in scores]:
-        if kw["groups"] is not None:  # C3: the rest of the sample's group, on this ground truth
-            rest = pd.Series(np.nan, index=scores.index)
-            for _, part in scores.groupby("replicate"):
-                rest[part.index] = group_difficulty(part[truth], part.group)
-            scores = scores.assign(group_difficulty=rest)
-            catalogue = score_catalogue(scores, factor_columns)
-        for replicate, rep in scores.groupby("replicate", sort=True):
-            rep = rep.sort_values("sample_id")
-            y, mrd = rep[truth].to_numpy(float), rep[MRD_SCORE].to_numpy(float)
+        blocks = [(str(r), part) for r, part in scores.groupby("replicate", sort=True)] + [("pooled", scores)]
+        for replicate, part in blocks:
+            measured = []  # (column, kind, sign, x, y, mrd) of every score with a value for every sample
             for column, kind, sign in catalogue:
-                x = rep[column].to_numpy(float)
-                if np.isnan(x).any():
-                    continue  # e.g. a variant measured on the first replicate only
-                row = {"replicate": str(replicate), "score": column, "kind": kind, "ground_truth": truth,
-                       "method": "spearman", "expected_sign": sign, "n": len(x), "n_replicates": 1,
-                       **spearman_with_ci(x, y, seed=seed, **kw)}
+                x, y, mrd = _by_replicate(part, [column, truth, MRD_SCORE])
+                if len(x):  # else e.g. a variant measured on the first replicate only
+                    measured.append((column, kind, sign, x, y, mrd))
+            family = [m[0] for m in measured if in_c3(m[0], m[1])]
+            results = {}
+            if family:  # C3's family on the replicates where all of it was measured, resampled together
+                y_family, *xs = _by_replicate(part, [truth, *family])
+                results = dict(zip(family, family_association(xs, y_family, seed=seed, **kw)))
+            for column, kind, sign, x, y, mrd in measured:
+                res = results.get(column) or rank_association(x, y, seed=seed, **kw)
+                row = {"replicate": replicate, "score": column, "kind": kind, "ground_truth": truth,
+                       "expected_sign": sign, **res}
+                row["method"] = "spearman within groups" if row["resampling"] == "within" else "spearman"
                 if column != MRD_SCORE and np.ptp(x) > 0:
-                    row.update(_abs_rho_gap(mrd, x, y, seed, **kw))
+                    gap = pooled_bootstrap(_abs_rho_gap_stat, [mrd, x, y], seed=seed, within=True, **kw)
+                    row.update({"abs_rho_gap_vs_mrd": gap["estimate"], "gap_ci_low": gap["ci_low"],
+                                "gap_ci_high": gap["ci_high"]})
                 rows.append(row)
             if covariates:
-                rows.append({"replicate": str(replicate), "score": f"{MRD_SCORE} given {' + '.join(covariates)}",
-                             "kind": "partial", "ground_truth": truth, "method": "partial spearman",
-                             "expected_sign": 1, "n": len(y), "n_replicates": 1,
-                             **partial_spearman_with_ci(mrd, y, rep[covariates].to_numpy(float), seed=seed, **kw)})
-        for column, kind, sign in catalogue:
-            x, y, mrd = _by_replicate(scores, [column, truth, MRD_SCORE])
-            if not len(x):
-                continue
-            pooled = pooled_bootstrap(_spearman, [x, y], seed=seed, **kw)
-            row = {"replicate": "pooled", "score": column, "kind": kind, "ground_truth": truth, "method": "spearman",
-                   "expected_sign": sign, **_pooled_columns(pooled)}
-            if column != MRD_SCORE and np.ptp(x) > 0:
-                gap = pooled_bootstrap(_abs_rho_gap_stat, [mrd, x, y], seed=seed, **kw)
-                row.update({"abs_rho_gap_vs_mrd": gap["estimate"], "gap_ci_low": gap["ci_low"],
-                            "gap_ci_high": gap["ci_high"]})
-            rows.append(row)
-        if covariates:
-            arrays = _by_replicate(scores, [MRD_SCORE, truth, *covariates])
-            pooled = pooled_bootstrap(_partial_stat, arrays, seed=seed, vectorized=False, **kw)
-            rows.append({"replicate": "pooled", "score": f"{MRD_SCORE} given {' + '.join(covariates)}",
-                         "kind": "partial", "ground_truth": truth, "method": "partial spearman", "expected_sign": 1,
-                         **_pooled_columns(pooled)})
+                arrays = _by_replicate(part, [MRD_SCORE, truth, *covariates])
+                pooled = pooled_bootstrap(_partial_stat, arrays, seed=seed, vectorized=False, within=True, **kw)
+                rows.append({"replicate": replicate, "score": f"{MRD_SCORE} given {' + '.join(covariates)}",
+                             "kind": "partial", "ground_truth": truth, "expected_sign": 1,
+                             "method": "partial spearman" + (" within groups" if pooled["scheme"] == "within" else ""),
+                             **_pooled_columns(pooled)})
     table = pd.DataFrame(rows)
+    front = ["replicate", "score", "kind", "ground_truth", "method", "expected_sign", "n", "n_replicates"]
+    table = table[front + [c for c in table.columns if c not in front]]
     # the unit of the bootstrap: groups of samples (each sample alone where the data has none)
     table.insert(int(table.columns.get_loc("n")) + 1, "n_groups", n_groups if n_groups is not None else table.n)
     table["p_holm"] = np.nan
@@ -197,15 +231,18 @@ def validation_table(scores: pd.DataFrame, factor_columns: list[str], *, seed: i
 def _pooled_columns(pooled: dict) -> dict:
     return {"n": pooled["n"], "n_replicates": pooled["n_replicates"], "spearman_rho": pooled["estimate"],
             "ci_low": pooled["ci_low"], "ci_high": pooled["ci_high"], "p_value": pooled["p_value"],
+            "p_mc_se": pooled["p_mc_se"], "n_resamples": pooled["n_resamples"], "resampling": pooled["scheme"],
             "between_sd": pooled["between_sd"]}
 
 
 def replicate_stability(scores: pd.DataFrame, columns: list[str], *, seed: int = 0, n_resamples: int = N_RESAMPLES,
-                        alpha: float = 0.05) -> pd.DataFrame:
+                        alpha: float = 0.05, min_groups: int = MIN_GROUPS) -> pd.DataFrame:
     """Is difficulty a property of the sample or of the training run? For each per-sample
     quantity, the Spearman rho between every pair of replicates (same samples, different
-    training seeds), and their mean, each with a (cluster) bootstrap CI."""
+    training seeds), and their mean, each with a bootstrap CI resampling samples as their groups
+    allow (the total rho: a sample keeps its difficulty whether its group or itself carries it)."""
     groups = sample_groups(scores)
+    kw = dict(seed=seed, n_resamples=n_resamples, alpha=alpha, groups=groups, min_groups=min_groups)
     rows = []
     for column in columns:
         wide = scores.pivot(index="sample_id", columns="replicate", values=column).dropna(axis=1)
@@ -213,19 +250,21 @@ def replicate_stability(scores: pd.DataFrame, columns: list[str], *, seed: int =
         if len(reps) < 2:
             continue
         pairs = [(a, b) for i, a in enumerate(reps) for b in reps[i + 1:]]
-        for a, b in pairs:
-            rows.append({"quantity": column, "replicate_a": str(a), "replicate_b": str(b), "n": len(wide),
-                         **spearman_with_ci(wide[a], wide[b], seed=seed, n_resamples=n_resamples, alpha=alpha,
-                                            groups=groups)})
-        arrays = tuple(wide[r].to_numpy(float) for r in reps)
+        arrays = [wide[r].to_numpy(float)[None] for r in reps]
 
         def mean_pairwise(*cols, axis=-1):
             return np.mean([_spearman(cols[i], cols[j], axis) for i in range(len(cols)) for j in range(i + 1, len(cols))],
                            axis=0)
 
-        low, high = _bootstrap_ci(arrays, mean_pairwise, seed, n_resamples=n_resamples, alpha=alpha, groups=groups)
+        for a, b in pairs:
+            res = pooled_bootstrap(_spearman, [wide[a].to_numpy(float)[None], wide[b].to_numpy(float)[None]], **kw)
+            rows.append({"quantity": column, "replicate_a": str(a), "replicate_b": str(b), "n": len(wide),
+                         "spearman_rho": res["estimate"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
+                         "p_value": res["p_value"]})
+        res = pooled_bootstrap(mean_pairwise, arrays, **kw)
         rows.append({"quantity": column, "replicate_a": "mean of pairs", "replicate_b": "", "n": len(wide),
-                     "spearman_rho": float(mean_pairwise(*arrays)), "ci_low": low, "ci_high": high, "p_value": np.nan})
+                     "spearman_rho": res["estimate"], "ci_low": res["ci_low"], "ci_high": res["ci_high"],
+                     "p_value": np.nan})
     return pd.DataFrame(rows, columns=["quantity", "replicate_a", "replicate_b", "n", "spearman_rho", "ci_low",
                                        "ci_high", "p_value"])
 

@@ -207,6 +207,7 @@ def retain_summaries(wc):
 # What each rule's results depend on in the package: a digest of that source, passed as a param,
 # so that a change to the package reruns exactly the rules whose code it touches (the rules'
 # scripts are thin adapters; Snakemake's own code trigger covers them).
+import mrd_unlearning.calibration
 import mrd_unlearning.data.loader
 import mrd_unlearning.data.synthetic
 import mrd_unlearning.pooled
@@ -279,6 +280,13 @@ CODE = {
     "unlearning_table": source_digest(pooled.unlearning_table),
     "comparison_table": source_digest(
         pooled.comparison_table, pkg.claims, pkg.statistics
+    ),
+    "calibration": source_digest(
+        pooled.calibration,
+        pkg.calibration,
+        pkg.claims,
+        pkg.statistics,
+        pkg.validation,
     ),
     "unlearning_figures": source_digest(pooled.unlearning_figures, pkg.figures),
     "report": source_digest(

@@ -55,6 +55,36 @@ rule comparison_table:
         "../scripts/comparison_table.py"
 
 
+rule calibration:
+    input:
+        scores_csv=f"{R}/mrd/scores.csv",
+        unlearning_csv=f"{R}/tables/unlearning.csv",
+        comparison_csv=f"{R}/tables/comparison.csv",
+        validation_csv=f"{R}/tables/mrd_validation.csv",
+    output:
+        report(
+            f"{R}/tables/calibration.csv",
+            caption="../report/calibration.rst",
+            category="Claims",
+        ),
+    log:
+        log_file("calibration"),
+    benchmark:
+        benchmark_file("calibration")
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=20,
+        gpu=0,
+    params:
+        code=CODE["calibration"],
+        statistics_cfg=config["statistics"],
+    script:
+        "../scripts/calibration.py"
+
+
 rule unlearning_figures:
     input:
         unpack(retain_summaries),
@@ -103,6 +133,7 @@ rule report:
         replicate_stability=f"{R}/tables/replicate_stability.csv",
         unlearning=f"{R}/tables/unlearning.csv",
         comparison=f"{R}/tables/comparison.csv",
+        calibration=f"{R}/tables/calibration.csv",
         difficulty_figure=f"{R}/figures/difficulty.png",
         mrd_figure=f"{R}/figures/mrd_validation.png",
         factors_figure=f"{R}/figures/factors.png",

@@ -1,0 +1,241 @@
+"""Is each verdict rule trustworthy on this study's design? The same functions the report calls
+(`claims`, `validation.rank_association`), run on data simulated in the study's shape: its
+groups and their sizes, replicates, seeds, algorithms, samplers and metrics, with the variance
+components read from the study's own results. Under no effect, the rate at which each claim is
+called `supported` or `contradicted` (a false verdict) with its binomial upper bound, which must
+be at most alpha; with an effect of the smallest interesting size planted, the power. A rule is
+trusted only with both numbers beside it.
+
+What "no effect" and "the smallest interesting effect" are, per claim:
+- C1: the 90th/10th percentile spread of required updates in every replicate is exactly the
+  threshold (the boundary of "varies widely"); planted: `calibration.c1_planted_spread`.
+- C2: MRD is independent of the ground truth; planted: pooled Spearman rho `smallest_rho`.
+- C3: every characteristic is independent of it; planted: one characteristic at `smallest_rho`.
+- C4: weighted and uniform runs come from one distribution; planted: every pair improves
+  completeness and utility by the smallest effect of interest (the paper's gains)."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from . import claims
+from .statistics import MIN_GROUPS, binomial_upper, holm
+from .validation import family_association, rank_association
+
+Z90 = 1.2815515655446004  # the 90th percentile of the standard normal
+
+
+@dataclass
+class Design:
+    """What a simulated study copies from the real one."""
+    groups: np.ndarray                       # one label per forget sample
+    replicates: int
+    seeds: int = 1
+    algorithms: tuple[str, ...] = ()
+    weighted: tuple[str, ...] = ()           # the paper family's samplers (C4 reads them)
+    completeness: str = "forget_quality"
+    n_characteristics: int = 0               # C3's family size
+    stability: float = 0.7                   # share of a sample's difficulty that a new training run keeps
+    icc: float = 0.3                         # share of difficulty between groups
+    median_count: float = 5.0                # typical required updates (C1's p10 is floored at 1)
+    pair_sd: dict = field(default_factory=dict)  # SD of a paired difference, per C4 metric
+    sources: dict = field(default_factory=dict)  # where each number came from
+
+
+def _clip(value, low, high, default):
+    return float(np.clip(value, low, high)) if np.isfinite(value) else default
+
+
+def design_from_study(scores: pd.DataFrame, runs: pd.DataFrame, comparison: pd.DataFrame, validation: pd.DataFrame,
+                      completeness: str = "forget_quality") -> Design:
+    """The study's design, and its variance components where its results give them."""
+    from .validation import GROUND_TRUTHS
+
+    first = scores[scores.replicate == scores.replicate.min()].sort_values("sample_id")
+    groups = first.group.astype(str).to_numpy() if "group" in first else np.arange(len(first)).astype(str)
+    truth = next(t for t in GROUND_TRUTHS if t in scores)
+    sources = {}
+    wide = scores.pivot(index="sample_id", columns="replicate", values=truth)
+    stability = float(wide.corr("spearman").to_numpy()[np.triu_indices(wide.shape[1], 1)].mean()) \
+        if wide.shape[1] > 1 else float("nan")
+    sources["stability"] = f"cross-replicate Spearman rho of {truth}" if np.isfinite(stability) else "default"
+    by_group = claims.difficulty_by_group(scores)
+    icc = float(by_group[by_group.ground_truth == truth].icc.iloc[0]) if len(by_group) else float("nan")
+    sources["icc"] = f"ICC(1) of {truth}" if np.isfinite(icc) else "default"
+    c3 = validation[(validation.replicate == "pooled") & (validation.ground_truth == truth)]
+    from .difficulty import in_c3
+    n_char = int(sum(in_c3(s, k) for s, k in zip(c3.score, c3.kind)))
+    paper = comparison[(comparison.get("family", "paper") == "paper") & (comparison.replicate == "pooled")] \
+        if len(comparison) else comparison
+    pair_sd = {}
+    for metric in (completeness, "model_utility"):
+        sd = float(np.sqrt(np.nanmean(paper[f"{metric}_sd"].astype(float) ** 2))) \
+            if len(paper) and f"{metric}_sd" in paper else float("nan")
+        pair_sd[metric] = sd
+        sources[f"{metric}_sd"] = "SD of the study's paired differences" if np.isfinite(sd) and sd > 0 else \
+            "no spread in the study (a floor): 1 x the smallest effect"
+    samplers = [s for arm, vs, fam in claims.comparisons(list(dict.fromkeys(runs.sampler)))
+                if fam == "paper" for s in [arm]] if len(runs) else []
+    return Design(groups=groups, replicates=int(scores.replicate.nunique()),
+                  seeds=int(runs.seed.nunique()) if len(runs) else 1,
+                  algorithms=tuple(sorted(runs.algorithm.unique())) if len(runs) else (),
+                  weighted=tuple(dict.fromkeys(samplers)), completeness=completeness, n_characteristics=n_char,
+                  stability=_clip(stability, 0.1, 1.0, 0.7), icc=_clip(icc, 0.0, 0.8, 0.3),
+                  median_count=_clip(float(scores[truth].median()), 1.0, 1e6, 5.0), pair_sd=pair_sd, sources=sources)
+
+
+# --- simulated studies ---------------------------------------------------------------------------
+
+def _grouped_normal(rng, groups: np.ndarray, icc: float, size: int = 1) -> np.ndarray:
+    """(size, n) standard normal draws whose share `icc` of the variance is shared within groups."""
+    labels, index = np.unique(groups, return_inverse=True)
+    shared = rng.normal(size=(size, len(labels)))[:, index]
+    return math.sqrt(icc) * shared + math.sqrt(1 - icc) * rng.normal(size=(size, len(groups)))
+
+
+def _correlated(rng, base: np.ndarray, groups: np.ndarray, icc: float, r: float) -> np.ndarray:
+    """A draw correlated r with `base` (a `_grouped_normal` draw) at the group and the sample level."""
+    return r * base + math.sqrt(1 - r ** 2) * _grouped_normal(rng, groups, icc)[0]
+
+
+def simulate_counts(design: Design, rng, spread: float) -> pd.DataFrame:
+    """C1: per replicate, required updates whose 90th/10th percentile ratio is `spread` in the
+    population (log-normal), a share `stability` of each sample's log count kept across replicates."""
+    sigma = math.log(spread) / (2 * Z90)
+    sample = _grouped_normal(rng, design.groups, design.icc)[0]
+    rows = []
+    for r in range(design.replicates):
+        z = math.sqrt(design.stability) * sample + math.sqrt(1 - design.stability) * rng.normal(size=len(sample))
+        counts = design.median_count * np.exp(sigma * z)
+        rows.append(pd.DataFrame({"replicate": r, "sample_id": np.arange(len(sample)), "group": design.groups,
+                                  "update_count_frac": counts, "censored": False}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def simulate_scores(design: Design, rng, rho: float, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """C2 / C3: k per-sample scores (k, n) and the ground truth per replicate (R, n); the first
+    score correlates with it so that the per-replicate Spearman rho is `rho` in the population."""
+    pearson = 2 * math.sin(math.pi * rho / 6) / math.sqrt(design.stability)
+    r = min(pearson, 0.99)
+    x = _grouped_normal(rng, design.groups, design.icc, size=k)
+    truth = _correlated(rng, x[0], design.groups, design.icc, r)
+    s = design.stability
+    y = math.sqrt(s) * truth[None] + math.sqrt(1 - s) * rng.normal(size=(design.replicates, len(truth)))
+    return x, y
+
+
+def simulate_runs(design: Design, rng, effect: dict[str, float], smallest: dict[str, float]) -> pd.DataFrame:
+    """C4: one row per replicate x algorithm x sampler x seed. A run's outcome is the fine-tuned
+    model's level, the seed's (shared by the samplers), and the run's own noise; weighted
+    samplers add `effect`. Noise is scaled so that a paired difference has the study's SD."""
+    metrics = (design.completeness, "model_utility")
+    sd = {m: design.pair_sd.get(m) if np.isfinite(design.pair_sd.get(m, np.nan)) and design.pair_sd.get(m, 0) > 0
+          else smallest.get(m, 1.0) for m in metrics}
+    rows = []
+    for r in range(design.replicates):
+        for a in design.algorithms:
+            model = {m: rng.normal(0, sd[m]) for m in metrics}
+            for seed in range(design.seeds):
+                shared = {m: rng.normal(0, sd[m]) for m in metrics}
+                for sampler in ("uniform", *design.weighted):
+                    row = {"replicate": r, "algorithm": a, "sampler": sampler, "seed": seed, "steps_censored": True}
+                    for m in metrics:
+                        planted = effect.get(m, 0.0) * claims.COMPARED[m] if sampler != "uniform" else 0.0
+                        row[m] = model[m] + shared[m] + rng.normal(0, sd[m] / math.sqrt(2)) + planted
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+# --- the verdicts on simulated studies ------------------------------------------------------------
+
+def _c1(design, rng, spread, cfg, seed) -> str:
+    table = claims.c1_spread(simulate_counts(design, rng, spread), threshold=cfg["spread_threshold"],
+                             n_resamples=cfg["bootstrap_resamples"], alpha=cfg["alpha"], seed=seed,
+                             min_groups=cfg["min_groups"])
+    return claims.c1_verdict(table)
+
+
+def _c2(design, rng, rho, cfg, seed) -> str:
+    x, y = simulate_scores(design, rng, rho)
+    res = rank_association(x[:1], y, seed=seed, n_resamples=cfg["bootstrap_resamples"],
+                           alpha=cfg["alpha"], groups=design.groups, min_groups=cfg["min_groups"])
+    return claims.c2_verdict(res["ci_low"], res["ci_high"], cfg["smallest_rho"])
+
+
+def _c3(design, rng, rho, cfg, seed) -> str:
+    k = max(design.n_characteristics, 1)
+    x, y = simulate_scores(design, rng, rho, k)
+    family = pd.DataFrame(family_association(list(x[:, None, :]), y, seed=seed, n_resamples=cfg["bootstrap_resamples"],
+                                             alpha=cfg["alpha"], groups=design.groups, min_groups=cfg["min_groups"]))
+    family["p_holm"] = holm(family.p_value)
+    return claims.c3_verdict(family, cfg["alpha"], cfg["smallest_rho"])
+
+
+def _c4(design, rng, planted, cfg, seed) -> str:
+    smallest = smallest_effects(cfg, design.completeness)
+    effect = smallest if planted else {}
+    runs = simulate_runs(design, rng, effect, smallest)
+    table = claims.compare_samplers(runs, alpha=cfg["alpha"], power=cfg["power"], smallest=smallest,
+                                    completeness=design.completeness, metrics=(), per_replicate=False)
+    paper = table[table.family == "paper"]
+    return claims.c4_verdict([claims.pair_verdict(r, cfg["alpha"], design.completeness, smallest)
+                              for _, r in paper.iterrows()])
+
+
+def smallest_effects(cfg: dict, completeness: str) -> dict[str, float]:
+    """C4's smallest effects of interest: the paper's gains, completeness on its metric's scale."""
+    gains = cfg["paper_gains"]
+    return {completeness: gains["forget_quality"], "model_utility": gains["model_utility"]}
+
+
+def calibrate(design: Design, cfg: dict, *, simulations: int, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """tables/calibration.csv: per claim and condition (no effect / the smallest interesting
+    effect), the share of each verdict over `simulations` simulated studies, the false-verdict
+    rate under no effect (`supported` or `contradicted`, and C4's `partly supported` and `mixed`)
+    with its one-sided 95% Clopper-Pearson upper bound, and the power (the share `supported`)."""
+    cfg = {"min_groups": MIN_GROUPS, **cfg}
+    c1 = cfg.get("calibration", {}).get("c1_planted_spread", 2 * cfg["spread_threshold"])
+    plan = [("C1", "no effect", f"spread {cfg['spread_threshold']:g}", _c1, cfg["spread_threshold"]),
+            ("C1", "smallest effect", f"spread {c1:g}", _c1, c1),
+            ("C2", "no effect", "rho 0", _c2, 0.0),
+            ("C2", "smallest effect", f"rho {cfg['smallest_rho']:g}", _c2, cfg["smallest_rho"]),
+            ("C3", "no effect", "rho 0", _c3, 0.0),
+            ("C3", "smallest effect", f"rho {cfg['smallest_rho']:g} (one characteristic)", _c3, cfg["smallest_rho"])]
+    if design.weighted and design.algorithms:
+        gains = smallest_effects(cfg, design.completeness)
+        plan += [("C4", "no effect", "0", _c4, False),
+                 ("C4", "smallest effect", ", ".join(f"{m} +{v:g}" for m, v in gains.items()), _c4, True)]
+    rows = []
+    bar = tqdm(total=len(plan) * simulations, desc="calibration", disable=not progress, mininterval=5)
+    for i, (claim, condition, effect, run, value) in enumerate(plan):
+        rng = np.random.default_rng([seed, i])
+        verdicts = []
+        for sim in range(simulations):
+            verdicts.append(run(design, rng, value, cfg, sim))
+            bar.update()
+        counts = pd.Series(verdicts).value_counts()
+        false = int(sum(counts.get(v, 0) for v in claims.POSITIVE))
+        supported = int(counts.get(claims.SUPPORTED, 0))
+        row = {"claim": claim, "condition": condition, "effect": effect, "simulations": simulations,
+               **{f"share_{v.replace(' ', '_')}": counts.get(v, 0) / simulations
+                  for v in (claims.SUPPORTED, "partly supported", "mixed", claims.CONTRADICTED, claims.NO_EFFECT,
+                            claims.INCONCLUSIVE)}}
+        if condition == "no effect":
+            row.update({"false_verdict_rate": false / simulations,
+                        "false_verdict_upper95": binomial_upper(false, simulations)})
+        else:
+            row.update({"power": supported / simulations, "power_upper95": binomial_upper(supported, simulations)})
+        rows.append(row)
+    bar.close()
+    table = pd.DataFrame(rows)
+    design_note = (f"{len(design.groups)} samples in {len(set(design.groups.tolist()))} groups, {design.replicates} "
+                   f"replicates, {design.seeds} seeds, {len(design.algorithms)} algorithms x {len(design.weighted)} "
+                   f"weighted samplers, {design.n_characteristics} characteristics; stability {design.stability:.2f} "
+                   f"({design.sources.get('stability', 'default')}), ICC {design.icc:.2f} "
+                   f"({design.sources.get('icc', 'default')})")
+    table["design"] = design_note
+    return table

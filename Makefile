@@ -7,7 +7,7 @@ CORES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test test-fast dry-run plan budget html-report timing dvc-repro pull clean-venv
+.PHONY: reproduce test test-fast dry-run plan budget calibration html-report timing dvc-repro pull clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ plan: $(VENV)/.installed
 ALGORITHMS ?= ga
 budget: $(VENV)/.installed
 	$(BIN)/python -m mrd_unlearning.budget --config $(CONFIG) --algorithms $(ALGORITHMS)
+
+# The verdict rules on studies simulated in this study's design: tables/calibration.csv (runs what it
+# needs first; with the study's results present, only the calibration).
+calibration: $(VENV)/.installed
+	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --until calibration --show-failed-logs
 
 # Wall time and peak memory per rule, from the benchmark files of the last run.
 timing: $(VENV)/.installed

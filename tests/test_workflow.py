@@ -121,6 +121,15 @@ def test_second_run_plans_nothing(smoke_run):
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
 
+def test_changing_the_calibration_reruns_only_the_calibration_and_the_report(smoke_run):
+    """`make calibration` (snakemake --until calibration) after the study: a change to the
+    calibration's settings plans that job, and a full run the report that prints it."""
+    jobs = planned_jobs(smoke_run[0], "statistics: {bootstrap_resamples: 200, calibration: {simulations: 30}}\n")
+    assert set(jobs) == {"calibration", "report", "all"}
+    until = run_snakemake(smoke_run[0], "config/patch.yaml", "--until", "calibration", "--dry-run")
+    assert dry_run_jobs(until.stdout + until.stderr) == {"calibration": 1}
+
+
 def test_bad_config_fails_before_any_job(tmp_path):
     copy_project(tmp_path)
     (tmp_path / "config" / "bad.yaml").write_text("name: bad\nmrd: {statistic: median}\n")
@@ -148,7 +157,7 @@ def dry_run_jobs(out: str) -> dict[str, int]:
             if len(parts) == 2 and parts[1].isdigit()}
 
 
-REPORTING = {"unlearning_table", "comparison_table", "unlearning_figures", "report", "all"}
+REPORTING = {"unlearning_table", "comparison_table", "calibration", "unlearning_figures", "report", "all"}
 
 
 def test_changing_an_unlearning_hyperparameter_plans_only_unlearning_and_what_follows(smoke_run):
@@ -176,7 +185,7 @@ def test_changing_mrd_K_plans_mrd_and_weighted_runs_but_not_finetuning_or_unifor
 
 def test_changing_a_validation_variant_does_not_rerun_unlearning(smoke_run):
     jobs = planned_jobs(smoke_run[0], "mrd: {validation: {retest_seed: 5}}\n")
-    assert set(jobs) == {"mrd_variants", "scores", "mrd_validation", "mrd_figures", "report", "all"}
+    assert set(jobs) == {"mrd_variants", "scores", "mrd_validation", "mrd_figures", "calibration", "report", "all"}
 
 
 def test_adding_a_replicate_plans_only_that_replicate_and_the_pooled_tables(smoke_run):

@@ -302,8 +302,9 @@ def compare_samplers(table: pd.DataFrame, *, alpha: float = 0.05, power: float =
                 family_size = int(np.isfinite(np.concatenate([fam[f"{m}_p"] for m in verdict_metrics])).sum())
                 frame.loc[fam.index, "holm_family_size"] = family_size
                 level = alpha / max(family_size, 1)
-                for metric in compared:
+                for metric in compared:  # no effect is detectable where the test's floor lies above the level
                     frame.loc[fam.index, f"{metric}_mde"] = [
+                        np.inf if 0 < n <= 16 and 2 / 2 ** n >= level else
                         minimum_detectable_effect(sd, int(n), alpha=level, power=power)
                         for sd, n in zip(fam[f"{metric}_sd"], fam[f"{metric}_n"])]
                 for metric in verdict_metrics:

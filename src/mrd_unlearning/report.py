@@ -29,7 +29,12 @@ def md_table(frame: pd.DataFrame, digits: int = 3) -> str:
 
 
 def ci(value: float, low: float, high: float, digits: int = 2) -> str:
-    """'0.12 [0.03, 0.20]'."""
+    """'0.12 [0.03, 0.20]'; 'not estimable' without a value; 'unbounded' where the design's
+    floor keeps any shift from being rejected."""
+    if np.isnan(value):
+        return "not estimable"
+    if np.isinf(low) or np.isinf(high):
+        return f"{value:.{digits}f} [unbounded: too few pairs]"
     if np.isnan(low) or np.isnan(high):
         return f"{value:.{digits}f} (no CI)"
     return f"{value:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
@@ -346,7 +351,9 @@ def _calibration(table: pd.DataFrame) -> dict[str, str]:
     for claim, part in table.groupby("claim"):
         null = part[part.condition == "no effect"].iloc[0]
         planted = part[part.condition == "smallest effect"].iloc[0]
-        lines[claim] = (f"under no effect this design gives a false verdict ('supported' or 'contradicted') in "
+        wrong = "any verdict but 'no effect of interesting size' or 'inconclusive'" if claim == "C4" else \
+            "'supported' or 'contradicted'"
+        lines[claim] = (f"under no effect this design gives a false verdict ({wrong}) in "
                         f"{null.false_verdict_rate:.1%} of {int(null.simulations)} simulated studies (95% upper bound "
                         f"{null.false_verdict_upper95:.1%}); with an effect of the smallest interesting size "
                         f"({planted.effect}) it says 'supported' in {planted.power:.0%}")

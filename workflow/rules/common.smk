@@ -200,6 +200,11 @@ def report_inputs(wc):
     return per_replicate(wc, files)
 
 
+def statistics_params(*keys):
+    """The statistics settings a rule reads: changing another (the calibration's) reruns only what uses it."""
+    return {k: config["statistics"][k] for k in keys}
+
+
 def retain_summaries(wc):
     return per_replicate(wc, {"retain": "eval/rep{r}/retain.json"})
 

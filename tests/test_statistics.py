@@ -132,17 +132,48 @@ def test_the_sign_flip_interval_covers_at_the_nominal_rate():
 
 
 def test_minimum_detectable_effect_has_the_power_it_claims():
-    """A true effect of the MDE is detected by the same t-test in about 80% of simulated designs,
-    at the level it is stated for: Holm's first level alpha / m is far stricter than alpha."""
+    """A true effect of the MDE is detected by the same sign-flip test in about 80% of simulated
+    designs, at the level it is stated for (Holm's first level alpha / m is far stricter than
+    alpha); where the test's floor 2 / 2^n lies above the level, no effect is detectable.
+    Finding: the t-test's MDE overstated the sign-flip test's power (0.65 at its 'MDE')."""
+    import itertools
+
     rng = np.random.default_rng(5)
-    for n, level in ((3, 0.05), (9, 0.05), (9, 0.05 / 12)):
+    for n, level in ((6, 0.05), (9, 0.05), (9, 0.05 / 12)):
         mde = minimum_detectable_effect(1.0, n, alpha=level, power=0.8)
-        draws = rng.normal(mde, 1.0, size=(20000, n))
-        detected = stats.ttest_1samp(draws, 0.0, axis=1).pvalue < level
-        assert detected.mean() == pytest.approx(0.8, abs=0.015)
+        signs = np.array(list(itertools.product([1.0, -1.0], repeat=n)))
+        draws = rng.normal(mde, 1.0, size=(5000, n))
+        p = (np.abs(draws @ signs.T) >= np.abs(draws.sum(axis=1))[:, None] - 1e-9).mean(axis=1)
+        assert (p < level).mean() == pytest.approx(0.8, abs=0.02)
     assert minimum_detectable_effect(1.0, 9, alpha=0.05 / 12) > 1.4 * minimum_detectable_effect(1.0, 9)
     assert minimum_detectable_effect(2.0, 9) == pytest.approx(2 * minimum_detectable_effect(1.0, 9))
-    assert np.isnan(minimum_detectable_effect(1.0, 1))
+    assert np.isinf(minimum_detectable_effect(1.0, 3)) and np.isinf(minimum_detectable_effect(1.0, 6, alpha=0.05 / 12))
+    assert np.isnan(minimum_detectable_effect(float("nan"), 9))
+
+
+def test_the_sign_flip_interval_agrees_with_the_test_at_zero_when_differences_tie_at_zero():
+    """Finding: d = [1, 0, 0, 0, 0, 2, 3, 2, 2] gave p 0.0625 but an interval [1e-10, 2.0]."""
+    res = sign_flip_test([1, 0, 0, 0, 0, 2, 3, 2, 2])
+    assert res["p_value"] == pytest.approx(0.0625) and res["ci_low"] <= 0 <= res["ci_high"]
+    rng = np.random.default_rng(3)
+    for _ in range(200):
+        d = rng.integers(-1, 4, size=9) * 5.0  # step counts: multiples of 5, often tied at 0
+        res = sign_flip_test(d)
+        assert (res["ci_low"] > 0 or res["ci_high"] < 0) == (res["p_value"] < 0.05)
+
+
+def test_a_resample_without_the_rare_sample_counts_as_no_effect():
+    """Finding: a rare binary characteristic (one 1 among 40) made most resamples undefined;
+    dropping them left the rest on one side and p < 0.05 / 7 in 9 of 50 null data sets."""
+    from mrd_unlearning.validation import rank_association
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1], 20)
+    x = np.zeros(40)
+    x[3] = 1.0
+    small = [rank_association(x[None], rng.normal(size=(1, 40)), groups=groups, n_resamples=400, seed=s)["p_value"]
+             < 0.05 / 7 for s in range(30)]
+    assert sum(small) <= 1
 
 
 def test_mean_ci():

@@ -196,7 +196,9 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, seed: int = 0, pro
     """tables/calibration.csv: per claim and condition (no effect / the smallest interesting
     effect), the share of each verdict over `simulations` simulated studies, the false-verdict
     rate under no effect (`supported` or `contradicted`, and C4's `partly supported` and `mixed`)
-    with its one-sided 95% Clopper-Pearson upper bound, and the power (the share `supported`)."""
+    with its one-sided 95% Clopper-Pearson upper bound, the power (the share `supported`), and
+    the false-equivalence rate: `no effect of interesting size` where an effect of exactly the
+    smallest interesting size is there (for C1 at its threshold, the no-effect row)."""
     cfg = {"min_groups": MIN_GROUPS, **cfg}
     c1 = cfg.get("calibration", {}).get("c1_planted_spread", 2 * cfg["spread_threshold"])
     plan = [("C1", "no effect", f"spread {cfg['spread_threshold']:g}", _c1, cfg["spread_threshold"]),
@@ -229,6 +231,12 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, seed: int = 0, pro
                         "false_verdict_upper95": binomial_upper(false, simulations)})
         else:
             row.update({"power": supported / simulations, "power_upper95": binomial_upper(supported, simulations)})
+        # 'no effect of interesting size' where an effect of that size is there: C1's null sits at its
+        # threshold, the others' planted effect at theirs
+        if (claim == "C1") == (condition == "no effect"):
+            equivalent = int(counts.get(claims.NO_EFFECT, 0))
+            row.update({"false_equivalence_rate": equivalent / simulations,
+                        "false_equivalence_upper95": binomial_upper(equivalent, simulations)})
         rows.append(row)
     bar.close()
     table = pd.DataFrame(rows)

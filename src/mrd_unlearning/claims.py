@@ -98,12 +98,13 @@ def spread(counts, axis=-1):
 
 def spread_verdict(low: float, high: float, threshold: float, censored_share: float) -> str:
     """C1 against its smallest interesting spread (`threshold`): supported when the whole
-    interval lies at or above it; no effect of interesting size when it lies below and fewer
+    interval lies above it; no effect of interesting size (here one-sided: a spread below the
+    threshold) when it lies below and fewer
     than CENSORED_LIMIT of the samples are censored (their count is the cap, which shrinks the
     90th percentile's room); else inconclusive."""
     if not (np.isfinite(low) and np.isfinite(high)):
         return INCONCLUSIVE
-    if low >= threshold:
+    if low > threshold:
         return SUPPORTED
     if high < threshold and censored_share < CENSORED_LIMIT:
         return NO_EFFECT
@@ -202,12 +203,15 @@ def c3_verdict(family: pd.DataFrame, alpha: float, smallest_rho: float) -> str:
     supported when some characteristic correlates with it after Holm's correction (either sign:
     C3 predicts a difference, not its direction); no effect of interesting size when every
     characteristic's interval lies inside +/- smallest_rho (an intersection-union test: each
-    equivalence at alpha, no correction needed); else inconclusive."""
+    equivalence read off the 1 - alpha interval, so at alpha / 2 per side; no correction needed);
+    else inconclusive. A characteristic without an interval (constant within every group, so it
+    has no within-group rank) cannot be tested here and does not count."""
     if not len(family):
         return "not tested (no known factors or characteristics)"
     if (family.p_holm < alpha).any():
         return SUPPORTED
-    if ((family.ci_low > -smallest_rho) & (family.ci_high < smallest_rho)).all():
+    testable = family[np.isfinite(family.ci_low) & np.isfinite(family.ci_high)]
+    if len(testable) and ((testable.ci_low > -smallest_rho) & (testable.ci_high < smallest_rho)).all():
         return NO_EFFECT
     return INCONCLUSIVE
 
@@ -302,9 +306,8 @@ def compare_samplers(table: pd.DataFrame, *, alpha: float = 0.05, power: float =
                 family_size = int(np.isfinite(np.concatenate([fam[f"{m}_p"] for m in verdict_metrics])).sum())
                 frame.loc[fam.index, "holm_family_size"] = family_size
                 level = alpha / max(family_size, 1)
-                for metric in compared:  # no effect is detectable where the test's floor lies above the level
+                for metric in compared:  # infinite where the test's floor lies above the level
                     frame.loc[fam.index, f"{metric}_mde"] = [
-                        np.inf if 0 < n <= 16 and 2 / 2 ** n >= level else
                         minimum_detectable_effect(sd, int(n), alpha=level, power=power)
                         for sd, n in zip(fam[f"{metric}_sd"], fam[f"{metric}_n"])]
                 for metric in verdict_metrics:

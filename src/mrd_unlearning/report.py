@@ -251,7 +251,9 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
         mde[f"{m} MDE / smallest"] = pooled[f"{m}_mde_ratio"].to_numpy()
     per_rep = comparison[comparison.replicate != "pooled"].pivot_table(
         index=["algorithm", "sampler"], columns="replicate", values="verdict", aggfunc="first").reset_index()
+    n_models = int(runs.replicate.nunique())
     return {"verdict": claims.c4_verdict(list(pooled.verdict)), "per_replicate": verdicts, "summary": summary,
+            "scope": f"for these {n_models} fine-tuned model{'s' if n_models > 1 else ''}",
             "headline": headline, "efficiency": efficiency, "equal": equal, "mde": mde, "per_replicate_table": per_rep,
             "gains": stats_cfg["paper_gains"], "smallest": smallest, "pairs": pooled,
             "detection": _detection(pooled, smallest, completeness, alpha)}
@@ -351,12 +353,15 @@ def _calibration(table: pd.DataFrame) -> dict[str, str]:
     for claim, part in table.groupby("claim"):
         null = part[part.condition == "no effect"].iloc[0]
         planted = part[part.condition == "smallest effect"].iloc[0]
+        at_margin = part.dropna(subset=["false_equivalence_rate"]).iloc[0]
         wrong = "any verdict but 'no effect of interesting size' or 'inconclusive'" if claim == "C4" else \
             "'supported' or 'contradicted'"
         lines[claim] = (f"under no effect this design gives a false verdict ({wrong}) in "
                         f"{null.false_verdict_rate:.1%} of {int(null.simulations)} simulated studies (95% upper bound "
                         f"{null.false_verdict_upper95:.1%}); with an effect of the smallest interesting size "
-                        f"({planted.effect}) it says 'supported' in {planted.power:.0%}")
+                        f"({planted.effect}) it says 'supported' in {planted.power:.0%}, and wrongly 'no effect of "
+                        f"interesting size' at that size in {at_margin.false_equivalence_rate:.1%} (upper bound "
+                        f"{at_margin.false_equivalence_upper95:.1%})")
     return lines
 
 

@@ -170,7 +170,8 @@ def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resampl
     levels = [alpha] if levels is None else levels
     B = n_resamples
     while True:
-        boot = _resample(statistic, arrays, groups, scheme, B, np.random.default_rng(seed), vectorized, kwargs)
+        boot = _undefined_as_null(_resample(statistic, arrays, groups, scheme, B, np.random.default_rng(seed),
+                                            vectorized, kwargs), null)
         p = bootstrap_p(boot, null)
         se = mc_se(p, B)
         near = any(abs(p - level) < MC_SE_MARGIN * se for level in levels) if np.isfinite(p) else False
@@ -193,7 +194,8 @@ def _family(statistic, arrays, groups, scheme, n_resamples, seed, vectorized, kw
     R, n = per_replicate.shape[0], arrays[0].shape[1]
     B = n_resamples
     while True:
-        boot = _resample(statistic, arrays, groups, scheme, B, np.random.default_rng(seed), vectorized, kwargs)
+        boot = _undefined_as_null(_resample(statistic, arrays, groups, scheme, B, np.random.default_rng(seed),
+                                            vectorized, kwargs), null)
         ps = np.array([bootstrap_p(boot[:, j], null) for j in range(boot.shape[1])])
         ses = np.array([mc_se(p, B) for p in ps])
         if not _holm_near(ps, ses, alpha) or B >= MAX_RESAMPLE_FACTOR * n_resamples:
@@ -208,6 +210,13 @@ def _family(statistic, arrays, groups, scheme, n_resamples, seed, vectorized, kw
                     "between_sd": float(np.std(values, ddof=1)) if R > 1 else float("nan"),
                     "per_replicate": [float(v) for v in values], "n_replicates": R, "n": n})
     return out
+
+
+def _undefined_as_null(boot: np.ndarray, null: float) -> np.ndarray:
+    """A resample in which the statistic is undefined (a score constant in it: a rare binary
+    characteristic whose one sample was left out) counts as no effect. Dropping it would leave only
+    the resamples that hold the rare sample, all on one side, and a p-value far too small."""
+    return np.where(np.isnan(boot), null, boot)
 
 
 def _holm_near(p: np.ndarray, se: np.ndarray, alpha: float) -> bool:
@@ -298,6 +307,12 @@ def sign_flip_test(differences, *, alpha: float = 0.05, seed: int = 0) -> dict:
     low, high = -np.inf, np.inf
     if p_floor < alpha:
         low, high = _invert(p_at, mean, alpha, scale, -1), _invert(p_at, mean, alpha, scale, +1)
+        # differences exactly 0 make p jump at a shift of 0 (their signs stop mattering there): the
+        # interval is put in line with the test at 0, so it excludes 0 exactly when p < alpha
+        if p >= alpha:
+            low, high = min(low, 0.0), max(high, 0.0)
+        elif low <= 0.0 <= high:
+            low, high = (np.nextafter(0.0, 1.0), high) if mean > 0 else (low, np.nextafter(0.0, -1.0))
     return {"mean": mean, "ci_low": float(low), "ci_high": float(high), "p_value": p, "p_floor": float(p_floor),
             "n_units": int(n), "exact": exact}
 
@@ -327,21 +342,46 @@ def paired_differences(frame: pd.DataFrame, value: str) -> np.ndarray:
 
 
 def minimum_detectable_effect(unit_sd: float, n_units: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
-    """The smallest true mean difference a two-sided one-sample t-test on `n_units` paired
-    differences (sd `unit_sd`) detects with probability `power` at level `alpha` (statsmodels'
-    solver). Decisions under Holm's correction are made at alpha / m for the first of m tests:
-    pass that level, not the nominal one."""
-    if n_units < 2 or not np.isfinite(unit_sd) or unit_sd == 0:
+    """The smallest true mean difference that the two-sided sign-flip test on `n_units` paired
+    differences (normal, sd `unit_sd`) detects with probability `power` at level `alpha`.
+    Decisions under Holm's correction are made at alpha / m for the first of m tests: pass that
+    level, not the nominal one. Infinite where the test's floor (2 / 2^n) lies at or above the
+    level: no effect is detectable then. Up to 12 units by simulation of the exact test, beyond
+    by the one-sample t-test's power (statsmodels), which it approaches."""
+    if n_units < 1 or not np.isfinite(unit_sd):
+        return float("nan")
+    if n_units <= EXACT_SIGN_FLIP_MAX and 2 / 2 ** n_units >= alpha:
+        return float("inf")
+    if n_units < 2 or unit_sd == 0:
         return float("nan")  # no spread: the metric sits at a floor or ceiling, nothing to scale
     return _standardized_mde(int(n_units), float(alpha), float(power)) * unit_sd
 
 
 @functools.lru_cache(maxsize=None)
 def _standardized_mde(n_units: int, alpha: float, power: float) -> float:
-    from statsmodels.stats.power import TTestPower
+    if n_units > 12:
+        from statsmodels.stats.power import TTestPower
 
-    d = TTestPower().solve_power(effect_size=None, nobs=n_units, alpha=alpha, power=power, alternative="two-sided")
-    return float(np.atleast_1d(d)[0])
+        d = TTestPower().solve_power(effect_size=None, nobs=n_units, alpha=alpha, power=power,
+                                     alternative="two-sided")
+        return float(np.atleast_1d(d)[0])
+    signs, _ = _sign_patterns(n_units)
+    noise = np.random.default_rng(0).normal(size=(4000, n_units))
+
+    def detected(effect: float) -> float:
+        d = noise + effect
+        observed = np.abs(d.mean(axis=1))
+        flipped = np.abs(d @ signs.T / n_units)
+        p = (flipped >= observed[:, None] - 1e-12).mean(axis=1)
+        return float((p < alpha).mean())
+
+    low, high = 0.0, 1.0
+    while detected(high) < power:
+        high *= 2
+    for _ in range(30):
+        middle = (low + high) / 2
+        low, high = (middle, high) if detected(middle) < power else (low, middle)
+    return high
 
 
 def binomial_upper(successes: int, trials: int, confidence: float = 0.95) -> float:

@@ -200,7 +200,7 @@ def test_cluster_bootstrap_covers_rho_on_grouped_samples_where_the_sample_bootst
     true_spearman = 6 / math.pi * math.asin(icc * r / 2)
     rng = np.random.default_rng(5)
     covered = {"cluster": [], "sample": []}
-    for trial in range(150):
+    for trial in range(150 if sizes == "equal" else 90):  # unequal groups resample in a Python loop: fewer
         x, y, groups = simulated_groups(rng, r, icc, G=12, m=8)
         if sizes == "unequal":  # drop a seeded share of the samples: groups of 3 to 8
             keep = rng.random(len(x)) < 0.7
@@ -210,7 +210,7 @@ def test_cluster_bootstrap_covers_rho_on_grouped_samples_where_the_sample_bootst
             res = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=300, seed=trial, groups=g, min_groups=10)
             covered[method].append(res["ci_low"] <= true_spearman <= res["ci_high"])
     assert np.mean(covered["cluster"]) >= 0.85  # nominal 0.95; percentile intervals over 12 groups run a bit short
-    assert np.mean(covered["sample"]) <= 0.75
+    assert np.mean(covered["sample"]) <= 0.8
     assert np.mean(covered["cluster"]) - np.mean(covered["sample"]) >= 0.15
 
 

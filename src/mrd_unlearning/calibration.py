@@ -192,9 +192,11 @@ def smallest_effects(cfg: dict, completeness: str) -> dict[str, float]:
     return {completeness: gains["forget_quality"], "model_utility": gains["model_utility"]}
 
 
-def calibrate(design: Design, cfg: dict, *, simulations: int, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations: int | None = None, seed: int = 0,
+              progress: bool = True) -> pd.DataFrame:
     """tables/calibration.csv: per claim and condition (no effect / the smallest interesting
-    effect), the share of each verdict over `simulations` simulated studies, the false-verdict
+    effect), the share of each verdict over `simulations` simulated studies under no effect and
+    `power_simulations` (default: as many) with the effect planted, the false-verdict
     rate under no effect (`supported` or `contradicted`, and C4's `partly supported` and `mixed`)
     with its one-sided 95% Clopper-Pearson upper bound, the power (the share `supported`), and
     the false-equivalence rate: `no effect of interesting size` where an effect of exactly the
@@ -212,31 +214,34 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, seed: int = 0, pro
         plan += [("C4", "no effect", "0", _c4, False),
                  ("C4", "smallest effect", ", ".join(f"{m} +{v:g}" for m, v in gains.items()), _c4, True)]
     rows = []
-    bar = tqdm(total=len(plan) * simulations, desc="calibration", disable=not progress, mininterval=5)
+    power_simulations = power_simulations or simulations
+    counts_of = {"no effect": simulations, "smallest effect": power_simulations}
+    bar = tqdm(total=sum(counts_of[p[1]] for p in plan), desc="calibration", disable=not progress, mininterval=5)
     for i, (claim, condition, effect, run, value) in enumerate(plan):
         rng = np.random.default_rng([seed, i])
         verdicts = []
-        for sim in range(simulations):
+        n_sims = counts_of[condition]
+        for sim in range(n_sims):
             verdicts.append(run(design, rng, value, cfg, sim))
             bar.update()
         counts = pd.Series(verdicts).value_counts()
         false = int(sum(counts.get(v, 0) for v in claims.POSITIVE))
         supported = int(counts.get(claims.SUPPORTED, 0))
-        row = {"claim": claim, "condition": condition, "effect": effect, "simulations": simulations,
-               **{f"share_{v.replace(' ', '_')}": counts.get(v, 0) / simulations
+        row = {"claim": claim, "condition": condition, "effect": effect, "simulations": n_sims,
+               **{f"share_{v.replace(' ', '_')}": counts.get(v, 0) / n_sims
                   for v in (claims.SUPPORTED, "partly supported", "mixed", claims.CONTRADICTED, claims.NO_EFFECT,
                             claims.INCONCLUSIVE)}}
         if condition == "no effect":
-            row.update({"false_verdict_rate": false / simulations,
-                        "false_verdict_upper95": binomial_upper(false, simulations)})
+            row.update({"false_verdict_rate": false / n_sims,
+                        "false_verdict_upper95": binomial_upper(false, n_sims)})
         else:
-            row.update({"power": supported / simulations, "power_upper95": binomial_upper(supported, simulations)})
+            row.update({"power": supported / n_sims, "power_upper95": binomial_upper(supported, n_sims)})
         # 'no effect of interesting size' where an effect of that size is there: C1's null sits at its
         # threshold, the others' planted effect at theirs
         if (claim == "C1") == (condition == "no effect"):
             equivalent = int(counts.get(claims.NO_EFFECT, 0))
-            row.update({"false_equivalence_rate": equivalent / simulations,
-                        "false_equivalence_upper95": binomial_upper(equivalent, simulations)})
+            row.update({"false_equivalence_rate": equivalent / n_sims,
+                        "false_equivalence_upper95": binomial_upper(equivalent, n_sims)})
         rows.append(row)
     bar.close()
     table = pd.DataFrame(rows)

@@ -134,7 +134,8 @@ def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, valid
     design = design_from_study(pd.read_csv(scores_csv), runs, pd.read_csv(comparison_csv, dtype={"replicate": str}),
                                pd.read_csv(validation_csv, dtype={"replicate": str}), completeness)
     cal = statistics_cfg["calibration"]
-    write_csv(out_csv, calibrate(design, statistics_cfg, simulations=cal["simulations"], seed=cal["seed"]))
+    write_csv(out_csv, calibrate(design, statistics_cfg, simulations=cal["simulations"],
+                                 power_simulations=cal["power_simulations"], seed=cal["seed"]))
 
 
 def mrd_figures(scores_csv: str, validation_csv: str, stability_csv: str, sweep_csv: str,

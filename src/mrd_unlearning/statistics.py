@@ -331,7 +331,7 @@ def _invert(p_at, center: float, alpha: float, scale: float, side: int) -> float
             inside = middle
         else:
             outside = middle
-        if abs(outside - inside) <= 1e-9 * scale:
+        if abs(outside - inside) <= 1e-7 * scale:
             break
     return inside
 

@@ -9,6 +9,13 @@ VARIANT_REPLICATES = (
     else REPLICATES
 )
 RUN_GROUPS = [(a, s) for a in UL["algorithms"] for s in UL["samplers"]]
+# The statistics settings that each pooled step reads, so that changing another (the calibration's) reruns
+# only what uses it.
+STATISTICS = config["statistics"]
+VALIDATION_STATISTICS = {
+    k: STATISTICS[k] for k in ("bootstrap_resamples", "alpha", "min_groups")
+}
+COMPARISON_STATISTICS = {k: STATISTICS[k] for k in ("alpha", "power", "paper_gains")}
 # The variant study's settings: which replicates run it is not one of them.
 MRD_VARIANT_CFG = {
     **config["mrd"],
@@ -198,11 +205,6 @@ def report_inputs(wc):
         "mrd_meta": "mrd/rep{r}/mrd.json",
     }
     return per_replicate(wc, files)
-
-
-def statistics_params(*keys):
-    """The statistics settings a rule reads: changing another (the calibration's) reruns only what uses it."""
-    return {k: config["statistics"][k] for k in keys}
 
 
 def retain_summaries(wc):

@@ -186,7 +186,7 @@ rule mrd_validation:
     params:
         code=CODE["mrd_validation"],
         eps=config["mrd"]["eps"],
-        statistics_cfg=statistics_params("bootstrap_resamples", "alpha", "min_groups"),
+        statistics_cfg=VALIDATION_STATISTICS,
     script:
         "../scripts/mrd_validation.py"
 

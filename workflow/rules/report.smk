@@ -50,7 +50,7 @@ rule comparison_table:
         gpu=0,
     params:
         code=CODE["comparison_table"],
-        statistics_cfg=statistics_params("alpha", "power", "paper_gains"),
+        statistics_cfg=COMPARISON_STATISTICS,
     script:
         "../scripts/comparison_table.py"
 

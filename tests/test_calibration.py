@@ -77,3 +77,11 @@ def test_the_calibration_table_states_rates_with_exact_binomial_bounds():
     assert np.allclose(shares, 1.0)
     again = cal.calibrate(design, CFG, simulations=10, progress=False)
     assert again.equals(table)  # seeded
+
+
+def test_c4s_exact_bound_is_the_union_bound_of_the_sign_flip_tests_first_holm_step():
+    """9 pairs, 12 tests: the only p below 0.05 / 12 is 2 / 512, so at most 12 x 2 / 512 = 4.7%."""
+    design = _design(8, 8, 3, seeds=3, algorithms=("ga", "graddiff", "npo"), weighted=("mrd", "mrd_curriculum"))
+    assert cal.c4_exact_bound(design, 0.05) == pytest.approx(12 * 2 / 512)
+    few = _design(2, 20, 2, seeds=2, algorithms=("ga", "npo"), weighted=("mrd",))
+    assert cal.c4_exact_bound(few, 0.05) == 0.0  # 4 pairs: no p below 0.05 / 4 is attainable

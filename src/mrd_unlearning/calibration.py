@@ -186,6 +186,20 @@ def _c4(design, rng, planted, cfg, seed) -> str:
                               for _, r in paper.iterrows()])
 
 
+def c4_exact_bound(design: Design, alpha: float) -> float:
+    """C4's false-verdict rate under no effect, bounded without simulation: a verdict other than
+    'inconclusive' or 'no effect' needs Holm's first rejection, p < alpha / m for one of the m
+    tests (2 metrics x pairs), and an exact sign-flip p-value over n pairs is a multiple of 2 / 2^n,
+    so the union bound is m times the largest such multiple below alpha / m."""
+    m = 2 * len(design.algorithms) * len(design.weighted)
+    n = design.replicates * design.seeds
+    if m == 0 or n > 16:
+        return float("nan")
+    step = 2 / 2 ** n
+    k = math.ceil(alpha / m / step) - 1  # the largest multiple strictly below alpha / m
+    return float(min(1.0, m * k * step))
+
+
 def smallest_effects(cfg: dict, completeness: str) -> dict[str, float]:
     """C4's smallest effects of interest: the paper's gains, completeness on its metric's scale."""
     gains = cfg["paper_gains"]
@@ -234,6 +248,8 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
         if condition == "no effect":
             row.update({"false_verdict_rate": false / n_sims,
                         "false_verdict_upper95": binomial_upper(false, n_sims)})
+            if claim == "C4":
+                row["false_verdict_exact_bound"] = c4_exact_bound(design, cfg["alpha"])
         else:
             row.update({"power": supported / n_sims, "power_upper95": binomial_upper(supported, n_sims)})
         # 'no effect of interesting size' where an effect of that size is there: C1's null sits at its

@@ -356,9 +356,13 @@ def _calibration(table: pd.DataFrame) -> dict[str, str]:
         at_margin = part.dropna(subset=["false_equivalence_rate"]).iloc[0]
         wrong = "any verdict but 'no effect of interesting size' or 'inconclusive'" if claim == "C4" else \
             "'supported' or 'contradicted'"
+        exact = null.get("false_verdict_exact_bound", np.nan)
         lines[claim] = (f"under no effect this design gives a false verdict ({wrong}) in "
                         f"{null.false_verdict_rate:.1%} of {int(null.simulations)} simulated studies (95% upper bound "
-                        f"{null.false_verdict_upper95:.1%}); with an effect of the smallest interesting size "
+                        f"{null.false_verdict_upper95:.1%}"
+                        + (f"; exactly at most {exact:.1%}: m tests times the largest sign-flip p-value below "
+                           "Holm's first level" if np.isfinite(exact) else "")
+                        + "); with an effect of the smallest interesting size "
                         f"({planted.effect}) it says 'supported' in {planted.power:.0%}, and wrongly 'no effect of "
                         f"interesting size' at that size in {at_margin.false_equivalence_rate:.1%} (upper bound "
                         f"{at_margin.false_equivalence_upper95:.1%})")
@@ -450,6 +454,9 @@ def _claim_rows(context: dict, calibration: pd.DataFrame) -> list[dict]:
         rows.append({"label": label, "verdict": part["verdict"] + (f" ({part['scope']})" if part["scope"] else ""),
                      "agreement": part["agreement"],
                      "false": (f"{null.false_verdict_rate.iloc[0]:.1%} [{null.false_verdict_upper95.iloc[0]:.1%}]"
+                               + (f", exactly ≤ {null.false_verdict_exact_bound.iloc[0]:.1%}"
+                                  if "false_verdict_exact_bound" in null and
+                                  np.isfinite(null.false_verdict_exact_bound.iloc[0]) else "")
                                if len(null) else ""),
                      "power": f"{planted.power.iloc[0]:.0%}" if len(planted) else ""})
     return rows

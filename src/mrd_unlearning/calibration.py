@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import claims
-from .statistics import MIN_GROUPS, binomial_upper, holm
+from .statistics import MIN_GROUPS, binomial_upper, holm, sign_flip_floor
 from .validation import family_association, rank_association
 
 Z90 = 1.2815515655446004  # the 90th percentile of the standard normal
@@ -78,8 +78,8 @@ def design_from_study(scores: pd.DataFrame, runs: pd.DataFrame, comparison: pd.D
         pair_sd[metric] = sd
         sources[f"{metric}_sd"] = "SD of the study's paired differences" if np.isfinite(sd) and sd > 0 else \
             "no spread in the study (a floor): 1 x the smallest effect"
-    samplers = [s for arm, vs, fam in claims.comparisons(list(dict.fromkeys(runs.sampler)))
-                if fam == "paper" for s in [arm]] if len(runs) else []
+    samplers = [arm for arm, _, fam in claims.comparisons(list(dict.fromkeys(runs.sampler))) if fam == "paper"] \
+        if len(runs) else []
     return Design(groups=groups, replicates=int(scores.replicate.nunique()),
                   seeds=int(runs.seed.nunique()) if len(runs) else 1,
                   algorithms=tuple(sorted(runs.algorithm.unique())) if len(runs) else (),
@@ -195,7 +195,7 @@ def c4_exact_bound(design: Design, alpha: float) -> float:
     n = design.replicates * design.seeds
     if m == 0 or n > 16:
         return float("nan")
-    step = 2 / 2 ** n
+    step = sign_flip_floor(n)
     k = math.ceil(alpha / m / step) - 1  # the largest multiple strictly below alpha / m
     return float(min(1.0, m * k * step))
 

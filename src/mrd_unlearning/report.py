@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from . import claims
+from .calibration import smallest_effects
 from .difficulty import in_c3
 from .io import atomic_path, read_json, write_json
 
@@ -339,12 +340,6 @@ def _detection(pooled: pd.DataFrame, smallest: dict, completeness: str, alpha: f
             "once a run has collapsed), its MDE is tiny because any gain off the floor would show. An 'inconclusive' "
             "pair says the design could not tell, not that there is no effect; only 'no effect of interesting size' "
             "rules one out.")
-
-
-def smallest_effects(stats_cfg: dict, completeness: str) -> dict[str, float]:
-    from .calibration import smallest_effects as from_config
-
-    return from_config(stats_cfg, completeness)
 
 
 def _calibration(table: pd.DataFrame) -> dict[str, str]:

@@ -271,6 +271,11 @@ def sample_groups(scores: pd.DataFrame) -> np.ndarray | None:
 EXACT_SIGN_FLIP_MAX = 16  # up to 2^16 sign patterns are enumerated; beyond, a seeded random sample
 
 
+def sign_flip_floor(n: int) -> float:
+    """The smallest two-sided p-value the exact sign-flip test over n units can give: 2 / 2^n."""
+    return 2 / 2 ** n if n > 0 else float("nan")
+
+
 def _sign_patterns(n: int, seed: int = 0, n_random: int = 20000) -> tuple[np.ndarray, bool]:
     if n <= EXACT_SIGN_FLIP_MAX:
         codes = np.arange(2 ** n)[:, None] >> np.arange(n)[None, :] & 1
@@ -293,7 +298,7 @@ def sign_flip_test(differences, *, alpha: float = 0.05, seed: int = 0) -> dict:
     if n == 0:
         return {"mean": nan, "ci_low": nan, "ci_high": nan, "p_value": nan, "p_floor": nan, "n_units": 0}
     signs, exact = _sign_patterns(n, seed)
-    p_floor = 2 / signs.shape[0] if exact else 1 / signs.shape[0]
+    p_floor = sign_flip_floor(n) if exact else 1 / signs.shape[0]
     scale = float(np.abs(d).max()) or 1.0
 
     def p_at(delta) -> np.ndarray:
@@ -350,7 +355,7 @@ def minimum_detectable_effect(unit_sd: float, n_units: int, *, alpha: float = 0.
     by the one-sample t-test's power (statsmodels), which it approaches."""
     if n_units < 1 or not np.isfinite(unit_sd):
         return float("nan")
-    if n_units <= EXACT_SIGN_FLIP_MAX and 2 / 2 ** n_units >= alpha:
+    if n_units <= EXACT_SIGN_FLIP_MAX and sign_flip_floor(n_units) >= alpha:
         return float("inf")
     if n_units < 2 or unit_sd == 0:
         return float("nan")  # no spread: the metric sits at a floor or ceiling, nothing to scale

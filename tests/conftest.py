@@ -78,6 +78,14 @@ def run_snakemake(work: Path, *args: str, check: bool = True) -> subprocess.Comp
     return done
 
 
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (`make test`), every test that reads the smoke run goes to one worker,
+    so the run happens once and its project folder has one user at a time."""
+    for item in items:
+        if "smoke_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("smoke"))
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One run of config/smoke.yaml (2 replicates, every stage) that every end-to-end test which

@@ -215,5 +215,5 @@ def test_the_between_group_share_is_unbiased_under_no_group_effect():
 
 def test_scope_names_the_groups_when_they_are_few():
     assert claims.scope(2, 40, "authors") == "within these 2 authors"
-    assert claims.scope(12, 60, "authors") == "within these 12 authors"
+    assert claims.scope(8, 40, "authors") == "within these 8 authors" and claims.scope(10, 40, "authors") == ""
     assert claims.scope(60, 120, "authors") == "" and claims.scope(40, 40, "groups") == ""

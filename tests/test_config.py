@@ -23,7 +23,7 @@ def as_snakemake_runs_it(name: str) -> dict:
 
 
 @pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "smoke_tofu.yaml", "full.yaml", "tofu_smollm2.yaml",
-                                  "paper.yaml"])
+                                  "tofu_smollm2_forget01.yaml", "paper.yaml"])
 def test_shipped_configs_validate(name):
     cfg = as_snakemake_runs_it(name)
     assert cfg["mrd"]["statistic"] == "signed"  # default filled in

@@ -80,8 +80,8 @@ def test_a_study_that_does_not_fit_is_refused_with_what_to_change(paper):
 
 @pytest.mark.e2e
 def test_make_plan_ends_with_json_and_snakemake_refuses_before_any_job(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "mrd_unlearning.plan", "--config", "config/paper.yaml"], cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "mrd_unlearning.plan", "--config", "config/paper.yaml",
+                           "--simulations", "0"], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads(done.stdout.strip().splitlines()[-1])
     assert summary["fits"] and summary["max_gpu_mem_gb"] <= summary["usable_gb"] and summary["gpu_hours"] > 0
@@ -124,3 +124,64 @@ def test_disk_per_rule_counts_checkpoints_and_keep_models(paper):
     from mrd_unlearning.plan import summary
     assert summary(paper, plan)["disk_gb"] == pytest.approx(
         summary(paper, study_plan(paper))["disk_gb"] + runs * seeds * checkpoint, rel=1e-4)
+
+
+STATISTICS = dict(alpha=0.05, power=0.8, spread_threshold=2.0, bootstrap_resamples=100, smallest_rho=0.3, min_groups=5,
+                  paper_gains={"forget_quality": 0.0112, "model_utility": 0.0272}, calibration={"c1_planted_spread": 4.0})
+
+
+def test_power_plan_knows_what_a_tiny_design_cannot_detect():
+    """5 groups of 4 in 2 replicates x 2 seeds: the sign-flip test over 5 groups cannot give p
+    below 0.05 (its floor is 2/32), nor C4's over 4 pairs below Holm's 0.05/2 (2/16): by hand,
+    no effect is detectable and nothing is ever called 'supported'. The pairs a gain of the
+    paper's size would need, simulated directly with the exact test at Holm's level, give it
+    80% power."""
+    from mrd_unlearning import calibration as cal
+    from mrd_unlearning.statistics import sign_flip_test
+
+    design = cal.Design(groups=np.repeat(np.arange(5), 4).astype(str), replicates=2, seeds=2, algorithms=("ga",),
+                        weighted=("mrd",), n_characteristics=2)
+    table = cal.power_plan(design, STATISTICS, simulations=6, progress=False).set_index("claim")
+    for claim in ("C2", "C4"):
+        assert table.loc[claim, "false_verdict_rate"] == 0 and table.loc[claim, "mde"] == float("inf")
+        assert all(point.endswith(": 0%") for point in table.loc[claim, "power_grid"].split(", "))
+    assert table.loc["C4", "units"] == 4
+    needed = dict(part.split(": ") for part in table.loc["C4", "units_needed"].split(", "))
+    n = int(needed["forget_quality"])
+    rng = np.random.default_rng(0)  # SD of a pair's difference: the default, the gain itself
+    hits = [sign_flip_test(rng.normal(1.0, 1.0, n), alpha=0.05 / 2)["p_value"] < 0.05 / 2 for _ in range(300)]
+    assert 0.72 <= np.mean(hits) <= 0.9
+    text = cal.render_power_plan("tiny", design, table.reset_index(), STATISTICS)
+    assert "within these 5 groups" not in text and "cannot detect the smallest interesting effect" in text
+
+
+def test_power_plan_interpolates_the_detectable_effect_on_its_grid():
+    from mrd_unlearning.calibration import _interpolated_mde
+
+    assert _interpolated_mde([0.1, 0.3, 0.5], [0.2, 0.6, 1.0], 0.8) == pytest.approx(0.4)
+    assert _interpolated_mde([0.1, 0.3], [0.9, 1.0], 0.8) == 0.1
+    assert _interpolated_mde([0.1, 0.3], [0.1, 0.5], 0.8) == float("inf")
+
+
+def test_planned_groups_follow_the_configuration(data_dir):
+    """TOFU: k questions of each author of the split; synthetic: the forget people's facts, and
+    the generator's numeric known factors counted in C3's family."""
+    import pandas as pd
+
+    from mrd_unlearning.calibration import SYNTHETIC_KNOWN_FACTORS, design_from_config
+
+    cfg = load_config(ROOT / "config" / "tofu_smollm2.yaml")
+    design = design_from_config(cfg, cfg["data"])
+    assert len(design.groups) == 40 and len(set(design.groups)) == 10 and design.replicates == 2
+    assert design.weighted == ("mrd",) and design.algorithms == ("ga", "npo")
+    factors = pd.read_csv(data_dir / "factors.csv").drop(columns="sample_id")
+    assert SYNTHETIC_KNOWN_FACTORS == sum(pd.api.types.is_numeric_dtype(t) for t in factors.dtypes)
+
+
+def test_make_plan_prints_the_power_of_the_design():
+    done = subprocess.run([sys.executable, "-m", "mrd_unlearning.plan", "--config", "config/smoke.yaml",
+                           "--simulations", "4"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "## Power of smoke" in done.stdout and "within these 2 groups" in done.stdout
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(summary["power"]["smoke"]) == {"C1", "C2", "C3", "C4"}

@@ -216,12 +216,13 @@ def test_cluster_bootstrap_covers_rho_on_grouped_samples_where_the_sample_bootst
 
 def test_resampling_fits_the_number_of_groups():
     """Finding: with 2 authors half of all cluster resamples hold one author, and at moderate group
-    counts the two-stage bootstrap was very conservative. Whole groups from 50 on; with fewer, the
-    groups are held fixed and their samples resampled within them; no groups: samples."""
+    counts the two-stage bootstrap was very conservative. Whole groups from min_groups (10) on; with
+    fewer, the groups are held fixed and their samples resampled within them; no groups: samples."""
     assert resampling_scheme(None) == "samples" and resampling_scheme(np.arange(20)) == "samples"
     assert resampling_scheme(np.repeat(np.arange(2), 20)) == "within"
-    assert resampling_scheme(np.repeat(np.arange(12), 4)) == "within"
-    assert resampling_scheme(np.repeat(np.arange(12), 4), min_groups=10) == "groups"
+    assert resampling_scheme(np.repeat(np.arange(8), 4)) == "within"
+    assert resampling_scheme(np.repeat(np.arange(12), 4)) == "groups"
+    assert resampling_scheme(np.repeat(np.arange(12), 4), min_groups=50) == "within"
     assert resampling_scheme(np.repeat(np.arange(50), 2)) == "groups"
     rng = np.random.default_rng(0)
     whole = resample_indices(np.repeat(np.arange(12), 3), 200, rng, "groups")
@@ -237,12 +238,14 @@ def test_resampling_fits_the_number_of_groups():
 def test_the_within_group_inference_is_calibrated_at_moderate_group_counts():
     """No correlation, group effects in both variables (ICC 0.5), 12 groups: the two-stage cluster
     bootstrap rejected in 0-3% at a nominal 5%, resampling whole groups in about 9-12%. Below
-    `min_groups` the rho is taken within groups and samples resampled within them: near 5%."""
+    `min_groups` (here 50) the rho is taken within groups and samples resampled within them: near 5%
+    (from 10 groups on, correlations use the sign-flip test over groups: test_validation)."""
     rng = np.random.default_rng(9)
     rejected = []
     for trial in range(200):
         x, y, groups = simulated_groups(rng, 0.0, 0.5, G=12, m=6)
-        res = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=400, seed=trial, groups=groups, within=True)
+        res = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=400, seed=trial, groups=groups, within=True,
+                               min_groups=50)
         assert res["scheme"] == "within"
         rejected.append(res["p_value"] < 0.05)
     assert 0.01 <= np.mean(rejected) <= 0.09

@@ -159,3 +159,37 @@ def test_tofu_samples_are_grouped_by_author(tmp_path):
         groups = forget_groups(load_study_data(out))
         assert len(set(groups)) == n_authors
         assert groups == [groups[20 * (i // 20)] for i in range(len(groups))]  # blocks of 20
+
+
+@needs_tofu
+def test_questions_per_author_span_every_author_and_stay_out_of_training(tmp_path):
+    """forget05 with 4 questions per author: 40 questions of all 10 authors, the same seeded choice
+    in forget, its evaluation file and holdout; the authors' 16 other questions in neither
+    fine-tuning set; the choice is in the manifest and moves only with the seed."""
+    from mrd_unlearning.data.loader import forget_groups
+
+    def prepared(name, seed):
+        prepare_data(str(tmp_path / name), data_cfg=tofu_cfg(TOFU, "forget05", per_author=4, retain_authors=2,
+                                                             retain_eval_size=20), seed=seed)
+        return load_study_data(tmp_path / name), json.loads((tmp_path / name / "manifest.json").read_text())
+
+    data, manifest = prepared("a", 0)
+    forget05 = read_split(TOFU / "forget05.json")
+    chosen = manifest["subset"]["forget"]
+    assert manifest["subset"]["forget_eval"] == manifest["subset"]["holdout"] == chosen
+    assert [i // 20 for i in chosen] == [a for a in range(10) for _ in range(4)]  # 4 of each author's 20
+    assert qa(data.forget) == [qa(forget05)[i] for i in chosen] == qa(data.forget_eval)
+    assert qa(data.holdout) == [qa(read_split(TOFU / "holdout05.json"))[i] for i in chosen]
+    groups = forget_groups(data)
+    assert len(set(groups)) == 10 and groups == [f"forget05/{i // 20}" for i in chosen]
+    others = set(qa(forget05)) - set(qa(data.forget))
+    assert len(others) == 160 and not others & set(qa(data.full))
+    assert qa(data.full) == qa(data.retain) + qa(data.forget)
+    assert prepared("b", 0)[1]["subset"] == manifest["subset"]
+    assert prepared("c", 1)[1]["subset"]["forget"] != chosen
+
+
+def test_questions_per_author_outside_an_author_is_refused():
+    with pytest.raises(ValueError, match="data.tofu.per_author"):
+        tofu.questions_per_author("forget05", 21, seed=0)
+    assert len(tofu.questions_per_author("forget10", 2, seed=0)) == 40

@@ -148,23 +148,53 @@ def test_cheap_scores_match_direct_computation(model, forget_encoded, tokenizer)
         assert row.answer_tokens == len([t for t in forget_encoded[i].labels if t >= 0])
 
 
-def test_validation_counts_groups_and_widens_its_intervals_to_them():
-    """Samples in at least min_groups groups (a person's facts): every CI resamples whole groups and
-    `n_groups` is reported; intervals widen against the same data taken as independent samples."""
+def test_with_enough_groups_the_correlation_is_tested_over_groups():
+    """At least min_groups groups (authors): the within-group rho, tested by sign flips of its
+    per-group contributions, as a hand enumeration of the 2^G patterns gives; a group-level
+    association with none inside the groups is not taken for one (the sample bootstrap of the
+    pooled rho, taking 72 grouped samples as independent, is)."""
+    import itertools
+
     from .test_statistics import simulated_groups
 
     rng = np.random.default_rng(11)
-    x, y, groups = simulated_groups(rng, 0.6, 0.8, G=12, m=6)
+    x, y, groups = simulated_groups(rng, 0.9, 0.8, G=12, m=6)
     scores = pd.DataFrame({"replicate": 0, "sample_id": np.arange(len(x)), "group": [f"p{g}" for g in groups],
                            "mrd": x, "update_count": y})
-    clustered = validation_table(scores, [], n_resamples=500, min_groups=10)
+    grouped = validation_table(scores, [], n_resamples=500, min_groups=10)
     alone = validation_table(scores.drop(columns="group"), [], n_resamples=500)
     row = lambda t: t[(t.replicate == "pooled") & (t.score == "mrd")].iloc[0]  # noqa: E731
-    assert row(clustered).n_groups == 12 and row(alone).n_groups == 72
-    assert row(clustered).resampling == "groups" and row(alone).resampling == "samples"
-    assert row(clustered).spearman_rho == row(alone).spearman_rho
-    width = lambda r: r.ci_high - r.ci_low  # noqa: E731
-    assert width(row(clustered)) > 1.5 * width(row(alone))
+    assert row(grouped).n_groups == 12 and row(alone).n_groups == 72
+    assert row(grouped).resampling == "group sign-flip" and row(alone).resampling == "samples"
+    assert row(alone).p_value < 0.01 < row(grouped).p_value  # the group effect, not a sample-level one
+    assert row(grouped).spearman_rho == pytest.approx(_spearman(x, y, blocks=[6] * 12))
+
+    units = []  # by hand: each group's share of the within-group rho, times the number of groups
+    rank = lambda v: pd.Series(v).rank().to_numpy() - (len(v) + 1) / 2  # noqa: E731
+    rx = [rank(x[groups == g]) for g in range(12)]
+    ry = [rank(y[groups == g]) for g in range(12)]
+    norm = np.sqrt(sum((a ** 2).sum() for a in rx) * sum((b ** 2).sum() for b in ry))
+    units = np.array([12 * (a * b).sum() / norm for a, b in zip(rx, ry)])
+    flipped = [abs(np.mean(units * signs)) for signs in itertools.product([1, -1], repeat=12)]
+    assert row(grouped).p_value == pytest.approx(np.mean(np.array(flipped) >= abs(units.mean()) - 1e-12))
+
+
+def test_group_sign_flip_keeps_its_level_under_no_effect():
+    """No association within groups, group effects in both variables, 12 groups of 4 in 2
+    replicates: the test rejects at about alpha, and the interval excludes 0 exactly when it does."""
+    from .test_statistics import simulated_groups
+    from mrd_unlearning.validation import group_sign_flip
+
+    rng = np.random.default_rng(3)
+    rejected, agree = 0, 0
+    for _ in range(400):
+        x, y, groups = simulated_groups(rng, 0.9, 0.6, G=12, m=4)
+        y2 = y + 0.5 * rng.normal(size=len(y))
+        res = group_sign_flip(x[None], np.stack([y, y2]), groups)
+        rejected += res["p_value"] < 0.05
+        agree += (res["p_value"] < 0.05) == (res["ci_low"] > 0 or res["ci_high"] < 0)
+    assert agree == 400
+    assert rejected / 400 < 0.05 + 2.5 * np.sqrt(0.05 * 0.95 / 400)
 
 
 def test_with_few_groups_the_correlation_is_within_them():

@@ -2,6 +2,7 @@
 project. Tests that only read the smoke run's outputs, or dry-run against them, share one run."""
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -195,19 +196,50 @@ def test_adding_a_replicate_plans_only_that_replicate_and_the_pooled_tables(smok
     assert not {"prepare_data", "tokenizer"} & set(jobs)
 
 
-def test_two_runs_from_scratch_give_identical_results(smoke_run, tmp_path):
-    """Same seed, same machine: every table, score and headline number is identical (timings aside)."""
-    _, first, _ = smoke_run
-    work = copy_project(tmp_path)
-    run_snakemake(work)
-    second = work / "results" / "smoke"
-    timing = ["wall_s", "refresh_s"]
-    for name in ["mrd/scores.csv", *[f"tables/{p.name}" for p in (first / "tables").glob("*.csv")]]:
+TIMING = {"wall_s", "refresh_s", "eval_s", "wall_total_s"}
+
+
+def assert_same_numbers(first: Path, second: Path, name: str) -> None:
+    """One output file of two runs: equal to the last bit, timings aside."""
+    if name.endswith(".csv"):
         a, b = (pd.read_csv(root / name) for root in (first, second))
-        pd.testing.assert_frame_equal(a.drop(columns=timing, errors="ignore"), b.drop(columns=timing, errors="ignore"),
-                                      check_exact=True)
-    assert json.loads((first / "metrics.json").read_text()) == json.loads((second / "metrics.json").read_text())
-    assert (first / "report.md").read_text() == (second / "report.md").read_text()
+        pd.testing.assert_frame_equal(a.drop(columns=list(TIMING), errors="ignore"),
+                                      b.drop(columns=list(TIMING), errors="ignore"), check_exact=True, obj=name)
+    elif name.endswith(".json"):
+        a, b = ({k: v for k, v in json.loads((root / name).read_text()).items() if k not in TIMING}
+                for root in (first, second))
+        assert a == b, name
+    else:
+        assert (first / name).read_text() == (second / name).read_text(), name
+
+
+def test_two_runs_from_scratch_give_identical_results(smoke_run, tmp_path):
+    """Same seed, same machine: same numbers. Every stage that draws random numbers (fine-tuning,
+    MRD's perturbations, the ground truth, evaluation, the samplers and unlearning), rerun from
+    scratch for replicate 0 and GA, writes identical files; the pooled stages (bootstraps,
+    calibration), rerun on the first run's per-replicate results, identical tables, metrics and
+    report."""
+    work, first, _ = smoke_run
+    (tmp_path / "fresh").mkdir()
+    fresh = copy_project(tmp_path / "fresh")
+    (fresh / "config" / "patch.yaml").write_text("replicates: [0]\nunlearning: {algorithms: [ga]}\n")
+    run_snakemake(fresh, "config/patch.yaml", "--until", "unlearn", "evaluate_finetuned", "ground_truth")
+    second = fresh / "results" / "smoke"
+    rerun = sorted(str(p.relative_to(second)) for folder in ("mrd/rep0", "eval/rep0", "unlearning/rep0/ga")
+                   for p in (second / folder).rglob("*") if p.suffix in (".csv", ".json"))
+    assert {"mrd/rep0/mrd.csv", "mrd/rep0/update_count.csv", "eval/rep0/target_samples.csv",
+            "unlearning/rep0/ga/mrd_refresh/seed1/eval_budget_samples.csv"} <= set(rerun)
+    for name in rerun:
+        assert_same_numbers(first, second, name)
+
+    again = tmp_path / "again"
+    shutil.copytree(work, again, symlinks=True)
+    done = run_snakemake(again, "--forcerun", "scores", "unlearning_table", "comparison_table")
+    assert {"calibration", "mrd_validation", "report"} <= set(re.findall(r"rule (\w+):", done.stdout + done.stderr))
+    pooled = ["mrd/scores.csv", *[f"tables/{p.name}" for p in (first / "tables").glob("*.csv")], "metrics.json",
+              "report.md"]
+    for name in pooled:
+        assert_same_numbers(first, again / "results" / "smoke", name)
 
 
 def test_html_report_has_every_figure_and_table_with_its_caption(smoke_run):
@@ -253,17 +285,19 @@ def test_slurm_profile_plans_the_paper_matrix(tmp_path):
 
 @needs_tofu
 def test_end_to_end_on_a_slice_of_real_tofu(tmp_path):
-    """forget01 (40 QA) against 1 retain author, the tiny model, every stage of the study."""
+    """2 questions of each of forget05's 10 authors against 1 retain author, the tiny model, every
+    stage of the study; C2 and C3 speak about authors (10 groups: the sign-flip test over them)."""
     work = copy_project(tmp_path)
     (work / "config" / "here.yaml").write_text(f"data: {{tofu: {{path: {TOFU}}}}}\n")
     run_snakemake(work, "config/smoke_tofu.yaml", "config/here.yaml")
     out = work / "results" / "smoke_tofu"
-    assert len(pd.read_csv(out / "mrd/scores.csv")) == 40
+    scores = pd.read_csv(out / "mrd/scores.csv")
+    assert len(scores) == 20 and scores.group.nunique() == 10
     target = json.loads((out / "eval/rep0/target.json").read_text())
     assert target["model_utility_parts"] == 9  # retain, real_authors, world_facts x (prob, ROUGE, truth ratio)
     samples = pd.read_csv(out / "eval/rep0/target_samples.csv")
-    assert samples.split.value_counts().to_dict() == {"forget": 40, "retain": 6, "real_authors": 4, "world_facts": 4,
-                                                      "holdout": 40}  # the membership attacks' non-members
+    assert samples.split.value_counts().to_dict() == {"forget": 20, "retain": 6, "real_authors": 4, "world_facts": 4,
+                                                      "holdout": 20}  # the membership attacks' non-members
     assert samples[samples.split == "real_authors"].normalized_prob.between(0, 1).all()
     # max_new_tokens auto: one limit, a forget answer's length (TOFU's are sentences), for world facts' short ones too
     assert target["max_new_tokens"] > 20
@@ -271,6 +305,10 @@ def test_end_to_end_on_a_slice_of_real_tofu(tmp_path):
     assert len(runs) == 6 and (runs.level_step <= runs.steps).all()  # level_cap 1: never past the budget
     report = (out / "report.md").read_text()
     assert "TOFU" in report and f"up to {target['max_new_tokens']} new tokens (`auto`" in report
+    validation = pd.read_csv(out / "tables/mrd_validation.csv", dtype={"replicate": str})
+    mrd = validation[(validation.replicate == "pooled") & (validation.score == "mrd")]
+    assert set(mrd.resampling) == {"group sign-flip"} and (mrd.n_groups == 10).all()
+    assert "within these 10" not in report
 
 
 def test_budget_pilot_times_uniform_runs_on_the_studys_own_models(smoke_run):

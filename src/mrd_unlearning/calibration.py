@@ -177,7 +177,7 @@ def _c3(design, rng, rho, cfg, seed) -> str:
 
 def _c4(design, rng, planted, cfg, seed) -> str:
     smallest = smallest_effects(cfg, design.completeness)
-    effect = smallest if planted else {}
+    effect = {m: v * planted for m, v in smallest.items()} if planted else {}  # planted: True or a multiple
     runs = simulate_runs(design, rng, effect, smallest)
     table = claims.compare_samplers(runs, alpha=cfg["alpha"], power=cfg["power"], smallest=smallest,
                                     completeness=design.completeness, metrics=(), per_replicate=False)
@@ -268,3 +268,161 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
                    f"({design.sources.get('icc', 'default')})")
     table["design"] = design_note
     return table
+
+
+# --- power before compute (`make plan`) -----------------------------------------------------------
+
+SYNTHETIC_KNOWN_FACTORS = 4  # the synthetic generator's numeric factors in factors.csv (tested)
+PLAN_RESAMPLES = 400  # bootstrap resamples per simulated study in the plan (the study uses its own)
+
+
+def planned_groups(data_cfg: dict) -> np.ndarray | None:
+    """One group label per forget sample, from the configuration alone (None: a local folder,
+    whose groups are in its files)."""
+    from .data import tofu
+
+    if data_cfg["source"] == "synthetic":
+        syn = data_cfg["synthetic"]
+        people = max(1, round(syn["n_people"] * data_cfg["forget_percent"] / 100))
+        return np.repeat(np.arange(people), syn["attributes_per_person"]).astype(str)
+    if data_cfg["source"] == "tofu":
+        split = data_cfg["tofu"]["forget_split"]
+        k = data_cfg["tofu"].get("per_author") or tofu.AUTHOR_QA
+        return np.repeat(np.arange(tofu.n_authors(split)), k).astype(str)
+    return None
+
+
+def design_from_config(cfg: dict, data_cfg: dict, previous: Design | None = None) -> Design | None:
+    """The design a configuration will run: its groups, replicates, seeds, algorithms and
+    samplers; variance components from a previous run of the same study (`previous`,
+    `design_from_study`) or the stated defaults."""
+    from .difficulty import CHARACTERISTICS
+    from .validation import NOT_IN_C3
+
+    groups = planned_groups(data_cfg)
+    if groups is None:
+        return None
+    ul = cfg["unlearning"]
+    weighted = tuple(dict.fromkeys(arm for arm, _, fam in claims.comparisons(list(ul["samplers"])) if fam == "paper"))
+    shape = dict(groups=groups, replicates=len(cfg["replicates"]), seeds=len(ul["seeds"]),
+                 algorithms=tuple(sorted(ul["algorithms"])), weighted=weighted,
+                 completeness=claims.COMPLETENESS["text" if data_cfg["synthetic"].get("form") == "text" else "qa"])
+    if previous is not None:
+        return Design(**shape, n_characteristics=previous.n_characteristics, stability=previous.stability,
+                      icc=previous.icc, median_count=previous.median_count, pair_sd=previous.pair_sd,
+                      sources={k: f"{v}, from the previous run" for k, v in previous.sources.items()})
+    n_char = len(set(CHARACTERISTICS) - set(NOT_IN_C3)) + (SYNTHETIC_KNOWN_FACTORS if data_cfg["source"] == "synthetic"
+                                                             else 0)
+    return Design(**shape, n_characteristics=n_char, sources={"stability": "default", "icc": "default"})
+
+
+def _interpolated_mde(grid, powers, target: float) -> float:
+    """The smallest effect on `grid` whose simulated power reaches `target`, interpolated linearly
+    between grid points (inf: not within the grid)."""
+    for i, (effect, power) in enumerate(zip(grid, powers)):
+        if power >= target:
+            if i == 0:
+                return float(effect)
+            e0, p0 = grid[i - 1], powers[i - 1]
+            return float(e0 + (target - p0) / (power - p0) * (effect - e0))
+    return float("inf")
+
+
+def _units_needed(effect_size: float, alpha: float, power: float) -> int:
+    """The fewest paired units whose one-sample t-test at `alpha` reaches `power` for a mean
+    difference of `effect_size` SDs (statsmodels' power, searched over whole units)."""
+    from statsmodels.stats.power import TTestPower
+
+    reaches = lambda n: TTestPower().power(effect_size, nobs=n, alpha=alpha) >= power  # noqa: E731
+    high = 2
+    while not reaches(high):
+        high *= 2
+    low = high // 2
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if reaches(middle) else (middle, high)
+    return high
+
+
+def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 0, progress: bool = True) -> pd.DataFrame:
+    """Per claim, before any compute: the false-verdict rate under no effect and the power over a
+    grid of effects, on `simulations` studies simulated in the design each (the verdict functions
+    the report calls, at Holm's alpha where the claim is a family), and the smallest effect
+    detected with `statistics.power` (interpolated on the grid; inf: not within it). C4's grid is
+    in multiples of the paper's gains; `units_needed` is how many replicate x seed pairs a gain of
+    the paper's size would need (the paired t-test's power at Holm's first level, which the
+    sign-flip test approaches)."""
+    cfg = {"min_groups": MIN_GROUPS, **cfg, "bootstrap_resamples": min(cfg["bootstrap_resamples"], PLAN_RESAMPLES)}
+    threshold, rho = cfg["spread_threshold"], cfg["smallest_rho"]
+    rho_grid = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
+    plan = [("C1", f"spread {threshold:g}", _c1, threshold, [threshold * f for f in (1.25, 1.5, 2, 3, 5)], "spread"),
+            ("C2", f"rho {rho:g}", _c2, 0.0, rho_grid, "rho"),
+            ("C3", f"rho {rho:g} (one characteristic)", _c3, 0.0, rho_grid, "rho")]
+    plan[0] = ("C1", f"spread {cfg['calibration']['c1_planted_spread']:g}", *plan[0][2:])
+    if design.weighted and design.algorithms:
+        plan.append(("C4", "the paper's gains", _c4, False, (1, 3, 10, 30, 100), "x the paper's gains"))
+    bar = tqdm(total=simulations * sum(1 + len(p[4]) for p in plan), desc="power plan", disable=not progress,
+               mininterval=5)
+    rows = []
+    for i, (claim, smallest, run, null, grid, unit) in enumerate(plan):
+        rng = np.random.default_rng([seed, 100 + i])
+
+        def share(value, words):
+            verdicts = []
+            for sim in range(simulations):
+                verdicts.append(run(design, rng, value, cfg, sim))
+                bar.update()
+            return float(np.mean([v in words for v in verdicts]))
+
+        false = share(null, claims.POSITIVE)
+        powers = [share(value, (claims.SUPPORTED,)) for value in grid]
+        row = {"claim": claim, "smallest_effect": smallest, "simulations": simulations, "false_verdict_rate": false,
+               "false_verdict_upper95": binomial_upper(round(false * simulations), simulations),
+               "power_grid": ", ".join(f"{g:g}: {p:.0%}" for g, p in zip(grid, powers)), "unit": unit,
+               "mde": _interpolated_mde(grid, powers, cfg["power"])}
+        if claim == "C4":
+            m = 2 * len(design.algorithms) * len(design.weighted)
+            gains = smallest_effects(cfg, design.completeness)
+            needed = {}
+            for metric, gain in gains.items():
+                sd = design.pair_sd.get(metric, float("nan"))
+                sd = sd if np.isfinite(sd) and sd > 0 else gain
+                needed[metric] = _units_needed(gain / sd, cfg["alpha"] / m, cfg["power"])
+            row["units"] = design.replicates * design.seeds
+            row["units_needed"] = ", ".join(f"{k}: {v}" for k, v in needed.items())
+        rows.append(row)
+    bar.close()
+    return pd.DataFrame(rows)
+
+
+def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict) -> str:
+    """The plan's power section (markdown)."""
+    n_groups = len(set(design.groups.tolist()))
+    inference = ("over groups (the sign-flip test over groups; other intervals resample whole groups)"
+                 if n_groups >= cfg.get("min_groups", MIN_GROUPS) else
+                 f"within these {n_groups} groups (fewer than statistics.min_groups: verdicts name them)")
+    lines = ["", f"## Power of {study}", "",
+             f"{len(design.groups)} forget samples in {n_groups} groups, {design.replicates} replicates x "
+             f"{design.seeds} seeds, {len(design.algorithms)} algorithms x {len(design.weighted)} weighted samplers, "
+             f"{design.n_characteristics} characteristics in C3; inference {inference}. Stability {design.stability:.2f} "
+             f"({design.sources.get('stability')}), ICC {design.icc:.2f} ({design.sources.get('icc')}). "
+             f"{int(table.simulations.iloc[0])} simulated studies per point, {PLAN_RESAMPLES} bootstrap resamples each: "
+             "a coarse plan; `make calibration` measures the finished study's rules.", "",
+             f"| claim | smallest interesting effect | detectable with {cfg['power']:.0%} power | false verdicts under "
+             "no effect (95% upper) | power over the grid | verdict |",
+             "|---|---|---|---|---|---|"]
+    for r in table.itertuples():
+        mde = "not within the grid" if not np.isfinite(r.mde) else f"{r.mde:.2g} ({r.unit})"
+        smallest = {"C1": cfg["calibration"]["c1_planted_spread"], "C4": 1.0}.get(r.claim, cfg["smallest_rho"])
+        ok = np.isfinite(r.mde) and r.mde <= smallest
+        lines.append(f"| {r.claim} | {r.smallest_effect} | {mde} | {r.false_verdict_rate:.0%} "
+                     f"({r.false_verdict_upper95:.0%}) | {r.power_grid} | "
+                     f"{'can detect it' if ok else 'cannot detect the smallest interesting effect'} |")
+    c4 = table[table.claim == "C4"]
+    if len(c4):
+        r = c4.iloc[0]
+        lines += ["", f"C4 pairs {int(r.units)} replicate x seed units per comparison; a gain of the paper's size "
+                  f"would need about {r.units_needed} units at 80% power (SD of a paired difference: "
+                  + ", ".join(f"{m}: {design.sources.get(f'{m}_sd', 'default, 1 x the gain')}"
+                              for m in smallest_effects(cfg, design.completeness)) + ")."]
+    return "\n".join(lines)

@@ -19,6 +19,7 @@ import argparse
 import json
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from .config import study_config, study_data_configs
 from .data import tofu
@@ -141,8 +142,9 @@ def data_sizes(data_cfg: dict) -> dict[str, int]:
         return {"full": full, "forget": forget, "retain": full - forget, "retain_eval": data_cfg["retain_eval_size"],
                 "utility": 0, "wrong_answers": syn["n_wrong_answers"]}
     cfg = data_cfg["tofu"]
-    forget = TOFU_ROWS[cfg["forget_split"]]
-    retain = TOFU_ROWS["full"] - forget if cfg["retain_authors"] is None else cfg["retain_authors"] * tofu.AUTHOR_QA
+    split = TOFU_ROWS[cfg["forget_split"]]
+    forget = split if cfg.get("per_author") is None else tofu.n_authors(cfg["forget_split"]) * cfg["per_author"]
+    retain = TOFU_ROWS["full"] - split if cfg["retain_authors"] is None else cfg["retain_authors"] * tofu.AUTHOR_QA
     utility = cfg["utility_eval_size"]
     return {"full": forget + retain, "forget": forget, "retain": retain,
             "retain_eval": data_cfg["retain_eval_size"] or TOFU_ROWS["retain_eval"],
@@ -385,12 +387,46 @@ def render(cfg: dict, plan: dict[str, list[JobPlan]], arch: Architecture) -> str
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="The memory and cost plan of a study (no compute).")
     ap.add_argument("--config", default="config/config.yaml")
+    ap.add_argument("--simulations", type=int, default=40,
+                    help="simulated studies per point of each claim's power curve (0: no power section)")
     args = ap.parse_args(argv)
     cfg = study_config(args.config)
     arch = architecture(cfg["model"], cfg["tokenizer"]["vocab_size"])
     plan = study_plan(cfg, on_gpu=True, arch=arch)
     print(render(cfg, plan, arch))
-    print(json.dumps(summary(cfg, plan)))
+    power = {}
+    if args.simulations > 0:
+        for study, data_cfg in study_data_configs(cfg).items():
+            section, power[study] = power_section(cfg, study, data_cfg, simulations=args.simulations)
+            print(section, flush=True)
+    print(json.dumps({**summary(cfg, plan), "power": power}))
+
+
+def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
+                  results: str | Path = "results") -> tuple[str, dict]:
+    """The power of a study's design before it runs (`calibration.power_plan`), with variance
+    components from a previous run's tables under `results/<study>` where they exist."""
+    import pandas as pd
+
+    from . import calibration
+    from .claims import completeness_metric
+
+    tables = Path(results) / study / "tables"
+    files = {"scores": Path(results) / study / "mrd" / "scores.csv", "runs": tables / "unlearning.csv",
+             "comparison": tables / "comparison.csv", "validation": tables / "mrd_validation.csv"}
+    previous = None
+    if all(f.is_file() for f in files.values()):
+        runs = pd.read_csv(files["runs"])
+        previous = calibration.design_from_study(
+            pd.read_csv(files["scores"]), runs, pd.read_csv(files["comparison"], dtype={"replicate": str}),
+            pd.read_csv(files["validation"], dtype={"replicate": str}), completeness_metric(runs))
+    design = calibration.design_from_config(cfg, data_cfg, previous)
+    if design is None:
+        return f"\n## Power of {study}\n\nA local folder's groups are in its files: run the study once, then " \
+               "`make calibration` measures its design.", {}
+    table = calibration.power_plan(design, cfg["statistics"], simulations=simulations, seed=cfg["seed"])
+    detectable = {r.claim: (None if not math.isfinite(r.mde) else round(float(r.mde), 4)) for r in table.itertuples()}
+    return calibration.render_power_plan(study, design, table, cfg["statistics"]), detectable
 
 
 if __name__ == "__main__":

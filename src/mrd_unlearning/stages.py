@@ -71,7 +71,7 @@ def prepare_data(out_dir: str, *, data_cfg: dict, seed: int) -> None:
                            text_prefix_tokens=prefix)
             load_study_data(tmp)
         elif data_cfg["source"] == "tofu":
-            _prepare_tofu(tmp, Path(out_dir), data_cfg["tofu"], data_cfg["retain_eval_size"], prefix)
+            _prepare_tofu(tmp, Path(out_dir), data_cfg["tofu"], data_cfg["retain_eval_size"], prefix, seed)
         else:
             local = data_cfg["local"]
             root = Path(local["path"]).resolve()
@@ -96,7 +96,7 @@ def _point_at(tmp: Path, final: Path, root: Path, files: dict[str, str], subset:
     write_manifest(tmp, root=os.path.relpath(root, final.resolve()) if relative else ".", **manifest)
 
 
-def _prepare_tofu(tmp: Path, final: Path, cfg: dict, retain_eval_size: int | None, prefix: int) -> None:
+def _prepare_tofu(tmp: Path, final: Path, cfg: dict, retain_eval_size: int | None, prefix: int, seed: int) -> None:
     """TOFU: a preset of a local folder (its file names, its 20-QA authors)."""
     names = tofu.split_names(cfg["forget_split"])
     stems = sorted(set(names.values()))
@@ -112,8 +112,11 @@ def _prepare_tofu(tmp: Path, final: Path, cfg: dict, retain_eval_size: int | Non
             raise DataError(f"TOFU split file missing: {root / stem}.json (needed for {cfg['forget_split']}; "
                             f"a TOFU-format folder with other files or without utility splits: data.source local)")
     retain = None if cfg["retain_authors"] is None else cfg["retain_authors"] * tofu.AUTHOR_QA
-    _point_at(tmp, final, root, {role: f"{stem}.json" for role, stem in names.items()},
-              {"retain": retain, "retain_eval": retain_eval_size, "utility": cfg["utility_eval_size"]}, prefix,
+    subset = {"retain": retain, "retain_eval": retain_eval_size, "utility": cfg["utility_eval_size"]}
+    if cfg.get("per_author") is not None:  # the same rows of forget, its evaluation file and holdout
+        chosen = tofu.questions_per_author(cfg["forget_split"], cfg["per_author"], seed)
+        subset |= {"forget": chosen, "forget_eval": chosen, "holdout": chosen}
+    _point_at(tmp, final, root, {role: f"{stem}.json" for role, stem in names.items()}, subset, prefix,
               relative=cfg["path"] is not None, source="tofu", group_size=tofu.AUTHOR_QA)
 
 

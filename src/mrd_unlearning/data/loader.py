@@ -121,7 +121,7 @@ def write_manifest(data_dir: str | Path, *, root: str, splits: dict[str, str], s
                    group_size: int | None = None) -> None:
     """A prepared data folder names where its split files are (`root`, relative to the folder or
     absolute), which file plays which role (`splits`: role -> file name under root), and which
-    leading rows of a split the study uses (`subset`: role -> rows, for a feasible run on a CPU),
+    rows of a split the study uses (`subset`: role -> its first n rows or a list of row positions),
     so real data is read where it is, never copied. `checksums` (sha256 per file) lets a reviewer
     check it is the same data; `text_prefix_tokens`: the unscored context of text rows; `source`:
     data.source, for the report; `group_size`: rows in consecutive groups of this size (TOFU's
@@ -131,10 +131,19 @@ def write_manifest(data_dir: str | Path, *, root: str, splits: dict[str, str], s
                                            "group_size": group_size})
 
 
-def _first(rows: list[dict], n: int | None, what: str) -> list[dict]:
-    if n is not None and n > len(rows):
-        raise DataError(f"{what} has {len(rows)} rows; the study asks for its first {n}")
-    return rows if n is None else rows[:n]
+def _subset(rows: list[dict], spec: int | list[int] | None, what: str) -> list[dict]:
+    """The rows a study uses: all (None), the first n (an integer), or those at the listed 0-based
+    positions (TOFU's questions chosen per author)."""
+    if spec is None:
+        return rows
+    if isinstance(spec, int):
+        if spec > len(rows):
+            raise DataError(f"{what} has {len(rows)} rows; the study asks for its first {spec}")
+        return rows[:spec]
+    outside = [i for i in spec if not 0 <= i < len(rows)]
+    if outside:
+        raise DataError(f"{what} has {len(rows)} rows; the study asks for row {outside[0] + 1}")
+    return [rows[i] for i in spec]
 
 
 def load_study_data(data_dir: str | Path) -> StudyData:
@@ -181,21 +190,23 @@ def load_study_data(data_dir: str | Path) -> StudyData:
         what = "questions" if kind == "qa" else "texts"
         raise DataError(f"{names['forget_eval']} is not aligned with {names['forget']} (same {what}, same order)")
 
-    # The study's slice: leading rows (whole authors on TOFU); `full` is then forget + that retain.
-    data.retain = _first(data.retain, subset.get("retain"), names["retain"])
-    data.retain_eval = _first(data.retain_eval, subset.get("retain_eval"), names["retain_eval"])
-    data.utility = {role: _first(rows, subset.get("utility"), names[role]) for role, rows in data.utility.items()}
+    size = manifest.get("group_size")  # TOFU: every author's 20 QA are consecutive rows of every split
+    if size:  # (by position in the file, before the study's slice)
+        for role, rows in data.roles().items():
+            for i, r in enumerate(rows):
+                r.setdefault(GROUP, f"{Path(names[role]).stem}/{i // size}")
+    # The study's slice: leading rows (whole authors on TOFU) or chosen rows (k questions per
+    # author: the same positions in forget, forget_eval and holdout); `full` is then forget + that
+    # retain, so a forget author's other questions are in neither fine-tuning set.
+    for role in ("forget", "forget_eval", "holdout", "retain", "retain_eval"):
+        setattr(data, role, _subset(getattr(data, role), subset.get(role), names[role]))
+    data.utility = {role: _subset(rows, subset.get("utility"), names[role]) for role, rows in data.utility.items()}
     kept = _keys(data.forget) | _keys(data.retain)
     data.full = [r for r in data.full if sample_key(r) in kept]
     stray = _keys(data.retain_eval) - _keys(data.retain)
     if stray:
         raise DataError(f"{len(stray)} sample(s) of {names['retain_eval']} are not in the study's "
                         f"{names['retain']} (raise data.tofu.retain_authors or lower data.retain_eval_size)")
-    size = manifest.get("group_size")  # TOFU: every author's 20 QA are consecutive rows of every split
-    if size:
-        for role, rows in data.roles().items():
-            for i, r in enumerate(rows):
-                r.setdefault(GROUP, f"{Path(names[role]).stem}/{i // size}")
     prefix = int(manifest.get("text_prefix_tokens", 0))
     if kind == "text":
         for rows in data.roles().values():

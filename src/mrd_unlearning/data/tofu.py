@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
+
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
 AUTHOR_QA = 20  # TOFU: 200 authors x 20 QA pairs, grouped by author in every split
 
@@ -26,6 +28,23 @@ def split_names(forget_split: str) -> dict[str, str]:
         "real_authors": "real_authors_perturbed",
         "world_facts": "world_facts_perturbed",
     }
+
+
+def n_authors(forget_split: str) -> int:
+    """forgetNN holds NN% of TOFU's 200 authors."""
+    split_names(forget_split)
+    return 2 * int(forget_split[len("forget"):])
+
+
+def questions_per_author(forget_split: str, k: int, seed: int) -> list[int]:
+    """Row positions of k questions drawn from each author of the forget split (a seeded choice,
+    so every replicate and every rerun forgets the same questions): many authors at the cost of
+    few questions, so that intervals can speak about authors."""
+    if not 1 <= k <= AUTHOR_QA:
+        raise ValueError(f"config key 'data.tofu.per_author': {k}; allowed: 1 to {AUTHOR_QA} questions per author")
+    rng = np.random.default_rng(seed)
+    return [int(a * AUTHOR_QA + q) for a in range(n_authors(forget_split))
+            for q in np.sort(rng.choice(AUTHOR_QA, size=k, replace=False))]
 
 
 def sha256(path: Path) -> str:

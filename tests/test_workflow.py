@@ -309,6 +309,7 @@ def test_end_to_end_on_a_slice_of_real_tofu(tmp_path):
     mrd = validation[(validation.replicate == "pooled") & (validation.score == "mrd")]
     assert set(mrd.resampling) == {"group sign-flip"} and (mrd.n_groups == 10).all()
     assert "within these 10" not in report
+    assert "2 questions of each of its 10 authors" in report and "never saw a forget author" in report
 
 
 def test_budget_pilot_times_uniform_runs_on_the_studys_own_models(smoke_run):

@@ -78,6 +78,7 @@ def run_snakemake(work: Path, *args: str, check: bool = True) -> subprocess.Comp
     return done
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
 def pytest_collection_modifyitems(items):
     """Under pytest-xdist (`make test`), every test that reads the smoke run goes to one worker,
     so the run happens once and its project folder has one user at a time."""

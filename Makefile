@@ -66,13 +66,13 @@ pull: $(VENV)/.installed
 	$(BIN)/dvc status --quiet || (echo "artifacts differ from dvc.lock: see '$(BIN)/dvc status'" && exit 1)
 	$(BIN)/snakemake --cores 1 --touch --quiet
 
-# Two workers (pytest-xdist): the tests that read the shared smoke run stay on one of them.
+# One pytest-xdist worker per core (each runs the shared smoke study once for its tests).
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n $(CORES) --dist loadgroup
+	$(BIN)/python -m pytest -n $(CORES)
 
 # The inner loop: everything but the end-to-end runs (workflow, DVC, subprocesses).
 test-fast: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n $(CORES) --dist loadgroup -m "not e2e"
+	$(BIN)/python -m pytest -n $(CORES) -m "not e2e"
 
 clean-venv:
 	rm -rf $(VENV)

@@ -78,20 +78,11 @@ def run_snakemake(work: Path, *args: str, check: bool = True) -> subprocess.Comp
     return done
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups off the items
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (`make test`), every test that reads the smoke run goes to one worker,
-    so the run happens once and its project folder has one user at a time."""
-    for item in items:
-        if "smoke_run" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("smoke"))
-
-
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
     """One run of config/smoke.yaml (2 replicates, every stage) that every end-to-end test which
-    only reads its outputs or dry-runs against it shares. Returns (project folder, results folder,
-    the run's console output)."""
+    only reads its outputs or dry-runs against it shares (one per pytest-xdist worker). Returns
+    (project folder, results folder, the run's console output)."""
     work = copy_project(tmp_path_factory.mktemp("project"))
     done = run_snakemake(work)
     return work, work / "results" / "smoke", done.stdout + done.stderr

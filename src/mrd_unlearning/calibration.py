@@ -355,10 +355,10 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
     cfg = {"min_groups": MIN_GROUPS, **cfg, "bootstrap_resamples": min(cfg["bootstrap_resamples"], PLAN_RESAMPLES)}
     threshold, rho = cfg["spread_threshold"], cfg["smallest_rho"]
     rho_grid = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
-    plan = [("C1", f"spread {threshold:g}", _c1, threshold, [threshold * f for f in (1.25, 1.5, 2, 3, 5)], "spread"),
+    planted = cfg["calibration"]["c1_planted_spread"]
+    plan = [("C1", f"spread {planted:g}", _c1, threshold, [threshold * f for f in (1.25, 1.5, 2, 3, 5)], "spread"),
             ("C2", f"rho {rho:g}", _c2, 0.0, rho_grid, "rho"),
             ("C3", f"rho {rho:g} (one characteristic)", _c3, 0.0, rho_grid, "rho")]
-    plan[0] = ("C1", f"spread {cfg['calibration']['c1_planted_spread']:g}", *plan[0][2:])
     if design.weighted and design.algorithms:
         plan.append(("C4", "the paper's gains", _c4, False, (1, 3, 10, 30, 100), "x the paper's gains"))
     bar = tqdm(total=simulations * sum(1 + len(p[4]) for p in plan), desc="power plan", disable=not progress,

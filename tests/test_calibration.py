@@ -85,3 +85,62 @@ def test_c4s_exact_bound_is_the_union_bound_of_the_sign_flip_tests_first_holm_st
     assert cal.c4_exact_bound(design, 0.05) == pytest.approx(12 * 2 / 512)
     few = _design(2, 20, 2, seeds=2, algorithms=("ga", "npo"), weighted=("mrd",))
     assert cal.c4_exact_bound(few, 0.05) == 0.0  # 4 pairs: no p below 0.05 / 4 is attainable
+
+
+# --- C4's unit: run pairs or groups -----------------------------------------------------------------
+
+def test_the_group_unit_errs_at_its_level_only_when_run_pairs_share_nothing():
+    """Groups of one run pair share that run's noise: at share 0 the group-level sign-flip test
+    rejects at about its level (2000 studies: 25 expected at 0.0125, a binomial band), at share
+    0.3 several times as often; the run pair stays at or below the level whatever the share."""
+    level = 0.0125
+    calm = cal.unit_rejections(8, 10, 0.0, 0.0, level, np.random.default_rng(0))
+    shared = cal.unit_rejections(8, 10, 0.3, 0.0, level, np.random.default_rng(1))
+    low, high = stats.binom.ppf([0.001, 0.999], 2000, level) / 2000
+    assert low <= calm["group"] <= high
+    assert shared["group"] > 5 * level
+    assert calm["pair"] <= high and shared["pair"] <= high  # 8 pairs: floor 2/256 < level
+    planted = cal.unit_rejections(4, 10, 0.0, 0.5, level, np.random.default_rng(2))
+    assert planted["pair"] == 0.0 and planted["group"] > 0.3  # 4 pairs: floor 1/8, nothing detectable
+
+
+def test_the_run_share_recovers_a_planted_share():
+    rng = np.random.default_rng(3)
+    rows = []
+    for share in (0.0, 0.5):
+        for pair in range(40):
+            run = rng.normal()
+            for g in range(10):
+                rows.append({"comparison": f"mrd/ga{share}", "algorithm": "ga", "replicate": pair, "seed": 0,
+                             "group": f"a{g}", "planted": share,
+                             "difference": 0.2 + np.sqrt(share) * run + np.sqrt(1 - share) * rng.normal()})
+    import pandas as pd
+    frame = pd.DataFrame(rows)
+    for share, part in frame.groupby("planted"):
+        part = part.assign(centred=part.difference - part.difference.mean())
+        res = cal.run_share(part)
+        assert res["run_share_ci_low"] <= share <= res["run_share_ci_high"]
+        assert res["run_share_ci_high"] - res["run_share_ci_low"] < 0.5
+
+
+def test_group_differences_pair_each_group_of_a_run_with_its_uniform_run():
+    import pandas as pd
+    outcomes = pd.DataFrame([{"replicate": r, "algorithm": "ga", "sampler": s, "seed": seed, "group": g,
+                              "metric": "truth_ratio_gap", "outcome": (1.0 if s == "mrd" else 0.0) + r + 10 * seed}
+                             for r in (0, 1) for s in ("uniform", "mrd") for seed in (0, 1) for g in ("a", "b")])
+    diffs = cal.group_differences(outcomes)
+    assert len(diffs) == 8 and (diffs.difference == 1.0).all() and (diffs.centred == 0.0).all()
+    assert set(diffs.comparison) == {"mrd/ga"}
+
+
+def test_c4_takes_the_group_as_unit_only_where_it_is_valid_and_more_powerful():
+    design = cal.Design(groups=np.repeat(np.arange(10), 4).astype(str), replicates=2, seeds=2, algorithms=("ga", "npo"),
+                        weighted=("mrd",))
+    unit = lambda high: cal.c4_unit(design, {"alpha": 0.05}, {"run_share": high / 2, "run_share_ci_low": 0.0,  # noqa: E731
+                                                                 "run_share_ci_high": high})
+    independent, shared = unit(0.0), unit(0.2)
+    assert independent.set_index("unit").chosen.to_dict() == {"pair": False, "group": True}
+    assert shared.set_index("unit").chosen.to_dict() == {"pair": True, "group": False}
+    assert (shared.level == 0.05 / 4).all() and shared.set_index("unit").n_units.to_dict() == {"pair": 4, "group": 10}
+    default = cal.c4_unit(design, {"alpha": 0.05})
+    assert (default.run_share_assumed == cal.DEFAULT_RUN_SHARE).all() and default.run_share_source.str.startswith("default").all()

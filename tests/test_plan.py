@@ -184,4 +184,19 @@ def test_make_plan_prints_the_power_of_the_design():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "## Power of smoke" in done.stdout and "within these 2 groups" in done.stdout
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(summary["power"]["smoke"]) == {"C1", "C2", "C3", "C4"}
+    assert set(summary["power"]["smoke"]) == {"C1", "C2", "C3", "C4", "C4 unit"}
+    # 2 people cannot be C4's unit (their test's floor is 2/4): the plan pairs runs and says why
+    assert summary["power"]["smoke"]["C4 unit"] == "pair" and "C4's unit: run pairs. With the group" in done.stdout
+
+
+def test_units_needed_are_the_fewest_that_reach_the_power_even_where_scipy_gives_nan():
+    """At alpha 0.05 / 20 the noncentral t's tail is NaN for some sizes (128 units at 0.5 SD): the
+    search must still return the first size that reaches 80%, and rise as the effect shrinks."""
+    from mrd_unlearning.calibration import _units_needed
+    from mrd_unlearning.statistics import t_test_power
+
+    level = 0.05 / 20
+    needed = [_units_needed(1 / ratio, level, 0.8) for ratio in (0.5, 1, 2, 3, 5)]
+    assert needed == sorted(needed) and needed[0] == 10  # 2 / 2^10 is the first floor below 0.0025 (2 SD: the t-test needs fewer)
+    for ratio, n in zip((2, 3, 5), needed[2:]):
+        assert t_test_power(1 / ratio, n, level) >= 0.8 > t_test_power(1 / ratio, n - 1, level)

@@ -249,3 +249,23 @@ def test_the_within_group_inference_is_calibrated_at_moderate_group_counts():
         assert res["scheme"] == "within"
         rejected.append(res["p_value"] < 0.05)
     assert 0.01 <= np.mean(rejected) <= 0.09
+
+
+def test_the_batched_sign_flip_p_is_the_tests_p():
+    from mrd_unlearning.statistics import sign_flip_p
+    rng = np.random.default_rng(4)
+    for n in (3, 7, 10):
+        d = rng.normal(0.3, 1.0, size=(6, n))
+        assert np.allclose(sign_flip_p(d), [sign_flip_test(row)["p_value"] for row in d])
+
+
+def test_t_test_power_is_statsmodels_where_it_is_defined_and_monotone_where_it_is_not():
+    """statsmodels' (scipy's) noncentral t gives NaN at high power and small alpha (0.5 SD, 128
+    units, alpha 0.0025); the power must stay defined and rise with the units there."""
+    from statsmodels.stats.power import TTestPower
+
+    from mrd_unlearning.statistics import t_test_power
+    for n in (5, 20, 64, 100):
+        assert t_test_power(0.5, n, 0.0025) == pytest.approx(TTestPower().power(0.5, nobs=n, alpha=0.0025))
+    powers = [t_test_power(0.5, n, 0.0025) for n in range(60, 520, 20)]
+    assert np.isfinite(powers).all() and np.all(np.diff(powers) >= 0) and powers[-1] > 0.999

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -77,6 +78,20 @@ def test_outputs_follow_the_contract(smoke_run):
     for column in ("forget_quality_diff", "forget_quality_p_holm", "model_utility_mde", "model_utility_mde_ratio",
                    "p_floor", "holm_family_size", "level_n_pairs", "level_model_utility_diff", "forget_auc_ci_low"):
         assert column in comparison
+    authors = pd.read_csv(out / "tables/author_outcomes.csv", dtype={"group": str})
+    groups = pd.read_csv(out / "mrd/scores.csv", dtype={"group": str})
+    groups = groups[groups.replicate == 0].set_index("sample_id").group
+    assert len(authors) == len(runs) * groups.nunique() and (authors.metric == "truth_ratio_gap").all()
+    first = authors.iloc[0]  # by hand: mean |log R - log R_retain| over the group's forget questions
+    run_dir = out / f"unlearning/rep{first.replicate}/{first.algorithm}/{first.sampler}/seed{first.seed}"
+    unlearned = pd.read_csv(run_dir / "eval_budget_samples.csv").query("split == 'forget'").set_index("sample_id")
+    retain = pd.read_csv(out / f"eval/rep{first.replicate}/retain_samples.csv").query("split == 'forget'")
+    ids = groups[groups == first.group].index
+    gap = np.abs(np.log(unlearned.truth_ratio[ids]) - np.log(retain.set_index("sample_id").truth_ratio[ids]))
+    assert first.outcome == pytest.approx(gap.mean())
+    unit = pd.read_csv(out / "tables/c4_unit.csv")
+    assert list(unit.unit) == ["pair", "group"] and unit.chosen.sum() == 1 and unit.run_share_ci_high.notna().all()
+    assert unit.n_units.tolist() == [4, groups.nunique()]
     calibration = pd.read_csv(out / "tables/calibration.csv")
     assert list(calibration.claim) == ["C1", "C1", "C2", "C2", "C3", "C3", "C4", "C4"]
     assert (calibration.simulations == 20).all() and calibration.false_verdict_upper95.dropna().between(0, 1).all()
@@ -95,6 +110,7 @@ def test_outputs_follow_the_contract(smoke_run):
     assert metrics["verdict_C2_scope"] == "within these 2 people"
     assert "rho_mrd_update_count" in metrics and metrics["replicates"] == 2
     assert "## MRD against the field" in report and "| 1 | " in report  # the ranking of the scores
+    assert "**C4's unit: run pairs or people?**" in report
     ranking = metrics["score_ranking_update_count_frac"]  # the primary ground truth: the fractional step
     assert "rho_mrd_update_count_frac" in metrics
     assert ranking[0] in validation.score.values and {"mrd", "memorization", "entanglement"} <= set(ranking)
@@ -266,15 +282,15 @@ def test_lint_is_clean_and_snakefiles_are_formatted():
 
 
 def test_slurm_profile_plans_the_paper_matrix(tmp_path):
-    """No cluster needed: a dry run through the SLURM executor plans 3 forget splits x 3 replicates
+    """No cluster needed: a dry run through the SLURM executor plans 3 forget splits x 4 replicates
     x (2 models, MRD, 2 ground truths, 5 algorithms x 3 samplers, each job running the 5 seeds)."""
     copy_project(tmp_path)
     done = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile",
                            "config/paper.yaml", "-n"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     jobs = dry_run_jobs(done.stdout + done.stderr)
-    assert jobs["unlearn"] == 3 * 3 * 5 * 3
-    assert jobs["finetune"] == 18 and jobs["ground_truth"] == 18 and jobs["mrd"] == 9 and jobs["report"] == 3
+    assert jobs["unlearn"] == 3 * 4 * 5 * 3
+    assert jobs["finetune"] == 24 and jobs["ground_truth"] == 24 and jobs["mrd"] == 12 and jobs["report"] == 3
     out = done.stdout + done.stderr
     assert "results/paper_forget10/report.md" in out
     # fine-tuning on 4 GPUs (FSDP), its host memory and time limit from the plan (plan.job_resources)
@@ -419,6 +435,9 @@ def test_text_smoke_study_end_to_end(tmp_path):
     assert target["data_kind"] == "text" and "forget_quality" not in target and target["model_utility_parts"] == 2
     runs = pd.read_csv(out / "tables/unlearning.csv")
     assert len(runs) == 8 and runs.forget_quality.isna().all() and runs.forget_rouge.notna().all()
+    authors = pd.read_csv(out / "tables/author_outcomes.csv")  # text: each group's verbatim ROUGE-L
+    assert (authors.metric == "forget_rouge").all() and authors.outcome.between(0, 1).all()
+    assert len(authors) == len(runs) * pd.read_csv(out / "mrd/scores.csv").group.nunique()
     report = (out / "report.md").read_text()
     assert "as plain-text rows" in report and "VerbMem" in report and "no forget quality" in report
     openunlearning = json.loads((out / "unlearning/rep0/ga/mrd/seed0/eval_budget_TOFU_EVAL.json").read_text())

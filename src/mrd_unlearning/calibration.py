@@ -23,7 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import claims
-from .statistics import MIN_GROUPS, binomial_upper, holm, sign_flip_floor
+from .statistics import MIN_GROUPS, binomial_upper, holm, sign_flip_floor, sign_flip_p, t_test_power
 from .validation import family_association, rank_association
 
 Z90 = 1.2815515655446004  # the 90th percentile of the standard normal
@@ -270,8 +270,97 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
     return table
 
 
+# --- C4's unit: replicate x seed pairs, or groups (authors)? --------------------------------------
+
+UNIT_PLANTED_SD = 0.5   # the planted effect of the unit comparison, in SDs of one group's paired difference
+DEFAULT_RUN_SHARE = 0.3  # the run pair's share of a group's paired difference, before a study has measured it
+UNIT_SIMULATIONS = 2000
+
+
+def group_differences(outcomes: pd.DataFrame) -> pd.DataFrame:
+    """Per weighted sampler (paper family) x algorithm x replicate x seed x group: weighted -
+    uniform of `tables/author_outcomes.csv`'s outcome, centred per comparison (so that what is
+    left is noise around each comparison's own effect)."""
+    pairs = [(arm, versus) for arm, versus, fam in claims.comparisons(list(dict.fromkeys(outcomes.sampler)))
+             if fam == "paper"] if len(outcomes) else []
+    keys = ["algorithm", "replicate", "seed", "group"]
+    parts = []
+    for arm, versus in pairs:
+        merged = outcomes[outcomes.sampler == arm].merge(outcomes[outcomes.sampler == versus], on=keys,
+                                                         suffixes=("", "_versus"))
+        merged["difference"] = merged.outcome - merged.outcome_versus
+        merged["comparison"] = arm + "/" + merged.algorithm
+        parts.append(merged[["comparison", *keys, "difference"]])
+    frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=["comparison", *keys, "difference"])
+    frame["centred"] = frame.difference - frame.groupby("comparison").difference.transform("mean")
+    return frame
+
+
+def run_share(differences: pd.DataFrame, alpha: float = 0.05) -> dict:
+    """The share of a group's paired difference that every group of the same run pair shares
+    (one run forgetting more overall moves them all): ICC(1) of the centred differences by run
+    pair, with its interval. 0: groups are independent units; above 0 their signs move together."""
+    if differences.empty or differences.group.nunique() < 2:
+        return {"run_share": float("nan"), "run_share_ci_low": float("nan"), "run_share_ci_high": float("nan")}
+    pair = (differences.comparison + "|" + differences.replicate.astype(str) + "|" + differences.seed.astype(str))
+    res = claims.icc1(differences.centred.to_numpy(float), pair.to_numpy())
+    return {"run_share": res["icc"], "run_share_ci_low": res["icc_ci_low"], "run_share_ci_high": res["icc_ci_high"]}
+
+
+def unit_rejections(n_pairs: int, n_groups: int, share: float, effect: float, level: float, rng,
+                    simulations: int = UNIT_SIMULATIONS) -> dict[str, float]:
+    """Simulated paired differences, one per (run pair, group), SD 1, a share `share` of their
+    variance common to the run pair, mean `effect`; the sign-flip test's rejection rate at
+    `level` with the run pair as the unit (its groups averaged) and with the group as the unit
+    (its run pairs averaged)."""
+    share = float(np.clip(share, 0.0, 1.0))
+    run = rng.normal(size=(simulations, n_pairs, 1))
+    own = rng.normal(size=(simulations, n_pairs, n_groups))
+    d = effect + math.sqrt(share) * run + math.sqrt(1 - share) * own
+    return {"pair": float((sign_flip_p(d.mean(axis=2)) < level).mean()),
+            "group": float((sign_flip_p(d.mean(axis=1)) < level).mean())}
+
+
+def c4_unit(design: Design, cfg: dict, share: dict | None = None, *, simulations: int = UNIT_SIMULATIONS,
+            seed: int = 0) -> pd.DataFrame:
+    """Which unit gives C4 the most power at a correct error rate? Both analyses simulated on this
+    design at Holm's first level (alpha over C4's tests): under no effect at the run share's upper
+    bound (`run_share`, or DEFAULT_RUN_SHARE before a study measured it), and with an effect of
+    UNIT_PLANTED_SD planted. The group is the unit only where its false rejections are not above
+    the level (one-sided binomial test at alpha) and it has more power; otherwise the run pair,
+    whose runs are independent whatever the groups share."""
+    from scipy.stats import binomtest
+
+    n_pairs, n_groups = design.replicates * design.seeds, len(set(design.groups.tolist()))
+    tests = max(2 * len(design.algorithms) * len(design.weighted), 1)
+    level = cfg["alpha"] / tests
+    share = share or {}
+    measured = np.isfinite(share.get("run_share_ci_high", np.nan))
+    assumed = float(np.clip(share["run_share_ci_high"], 0.0, 1.0)) if measured else DEFAULT_RUN_SHARE
+    rng = np.random.default_rng(seed)
+    null = unit_rejections(n_pairs, n_groups, assumed, 0.0, level, rng, simulations)
+    planted = unit_rejections(n_pairs, n_groups, assumed, UNIT_PLANTED_SD, level, rng, simulations)
+    rows = []
+    for unit, n_units in (("pair", n_pairs), ("group", n_groups)):
+        false = round(null[unit] * simulations)
+        above = binomtest(false, simulations, level, alternative="greater").pvalue
+        rows.append({"above_level_p": float(above), "unit": unit, "n_units": n_units, "level": level, "simulations": simulations,
+                     "run_share": share.get("run_share", np.nan), "run_share_ci_low": share.get("run_share_ci_low", np.nan),
+                     "run_share_ci_high": share.get("run_share_ci_high", np.nan), "run_share_assumed": assumed,
+                     "run_share_source": "the study's groups (upper bound of its interval)" if measured
+                     else f"default {DEFAULT_RUN_SHARE:g} (no measurement yet)",
+                     "false_rejection_rate": null[unit], "false_rejection_upper95": binomial_upper(false, simulations),
+                     "power": planted[unit], "planted_sd": UNIT_PLANTED_SD})
+    table = pd.DataFrame(rows)
+    group_valid = table.above_level_p.iloc[1] >= cfg["alpha"]
+    chosen = "group" if group_valid and table.power.iloc[1] > table.power.iloc[0] else "pair"
+    table["chosen"] = table.unit == chosen
+    return table
+
+
 # --- power before compute (`make plan`) -----------------------------------------------------------
 
+SD_RATIOS = (1, 3, 10)  # a paired difference's SD over the paper's gain: C4's pairs needed at each, in the plan
 SYNTHETIC_KNOWN_FACTORS = 4  # the synthetic generator's numeric factors in factors.csv (tested)
 PLAN_RESAMPLES = 400  # bootstrap resamples per simulated study in the plan (the study uses its own)
 
@@ -330,14 +419,17 @@ def _interpolated_mde(grid, powers, target: float) -> float:
 
 def _units_needed(effect_size: float, alpha: float, power: float) -> int:
     """The fewest paired units whose one-sample t-test at `alpha` reaches `power` for a mean
-    difference of `effect_size` SDs (statsmodels' power, searched over whole units)."""
-    from statsmodels.stats.power import TTestPower
-
-    reaches = lambda n: TTestPower().power(effect_size, nobs=n, alpha=alpha) >= power  # noqa: E731
-    high = 2
+    difference of `effect_size` SDs (`statistics.t_test_power`, searched over whole units), and no
+    fewer than the sign-flip test needs to reach `alpha` at all."""
+    reaches = lambda n: t_test_power(effect_size, n, alpha) >= power  # noqa: E731
+    fewest = 2  # and enough for the sign-flip test's floor (2 / 2^n) to lie below alpha
+    while sign_flip_floor(fewest) >= alpha:
+        fewest += 1
+    if reaches(fewest):
+        return fewest
+    low, high = fewest, 2 * fewest
     while not reaches(high):
-        high *= 2
-    low = high // 2
+        low, high = high, 2 * high
     while high - low > 1:
         middle = (low + high) // 2
         low, high = (low, middle) if reaches(middle) else (middle, high)
@@ -390,12 +482,15 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
                 needed[metric] = _units_needed(gain / sd, cfg["alpha"] / m, cfg["power"])
             row["units"] = design.replicates * design.seeds
             row["units_needed"] = ", ".join(f"{k}: {v}" for k, v in needed.items())
+            row["units_needed_by_sd"] = ", ".join(f"{ratio:g}x: {_units_needed(1 / ratio, cfg['alpha'] / m, cfg['power'])}"
+                                                  for ratio in SD_RATIOS)
         rows.append(row)
     bar.close()
     return pd.DataFrame(rows)
 
 
-def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict) -> str:
+def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict,
+                      unit: pd.DataFrame | None = None) -> str:
     """The plan's power section (markdown)."""
     n_groups = len(set(design.groups.tolist()))
     inference = ("over groups (the sign-flip test over groups; other intervals resample whole groups)"
@@ -424,5 +519,16 @@ def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict
         lines += ["", f"C4 pairs {int(r.units)} replicate x seed units per comparison; a gain of the paper's size "
                   f"would need about {r.units_needed} units at 80% power (SD of a paired difference: "
                   + ", ".join(f"{m}: {design.sources.get(f'{m}_sd', 'default, 1 x the gain')}"
-                              for m in smallest_effects(cfg, design.completeness)) + ")."]
+                              for m in smallest_effects(cfg, design.completeness)) + "). Where that SD is 1x, 3x or 10x "
+                  f"the gain, it needs {r.units_needed_by_sd} pairs: the pairs a budget buys decide C4 only if the "
+                  "runs vary little against the gain."]
+    if unit is not None and len(unit):
+        pair, group = (unit[unit.unit == u].iloc[0] for u in ("pair", "group"))
+        chosen = "run pairs" if bool(pair.chosen) else "groups"
+        lines += ["", f"C4's unit: {chosen}. With the group as the unit (n = {group.n_units:.0f}) the sign-flip test "
+                  f"rejects {group.false_rejection_rate:.1%} of no-effect studies at Holm's first level "
+                  f"{group.level:.3g} and has {group.power:.0%} power at {group.planted_sd:g} SD; with the run pair "
+                  f"(n = {pair.n_units:.0f}), {pair.false_rejection_rate:.1%} and {pair.power:.0%} (run share "
+                  f"{group.run_share_assumed:.2f}: {group.run_share_source}). Groups are independent units only "
+                  "when a run's overall forgetting does not move them together."]
     return "\n".join(lines)

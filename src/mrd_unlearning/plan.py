@@ -426,7 +426,14 @@ def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
                "`make calibration` measures its design.", {}
     table = calibration.power_plan(design, cfg["statistics"], simulations=simulations, seed=cfg["seed"])
     detectable = {r.claim: (None if not math.isfinite(r.mde) else round(float(r.mde), 4)) for r in table.itertuples()}
-    return calibration.render_power_plan(study, design, table, cfg["statistics"]), detectable
+    unit = None
+    if design.weighted and design.algorithms:
+        measured = tables / "c4_unit.csv"
+        share = pd.read_csv(measured).iloc[0][["run_share", "run_share_ci_low", "run_share_ci_high"]].to_dict() \
+            if previous is not None and measured.is_file() else None
+        unit = calibration.c4_unit(design, cfg["statistics"], share, seed=cfg["seed"])
+        detectable["C4 unit"] = str(unit[unit.chosen].unit.iloc[0])
+    return calibration.render_power_plan(study, design, table, cfg["statistics"], unit), detectable
 
 
 if __name__ == "__main__":

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from . import figures
 from .claims import compare_samplers, completeness_metric
 from .data.loader import forget_groups, load_study_data
 from .difficulty import difficulty_table
-from .calibration import calibrate, design_from_study, smallest_effects
+from .calibration import c4_unit, calibrate, design_from_study, group_differences, run_share, smallest_effects
 from .io import read_json, write_csv
 from .mrd import mrd_from_drop
 from .validation import replicate_stability, sigma_sweep_table, validation_table, variant_column
@@ -113,6 +114,42 @@ def unlearning_table(run_dirs: list[str], out_csv: str, curves_csv: str) -> None
     write_csv(curves_csv, pd.concat(curves, ignore_index=True)[columns].sort_values(keys + ["step"]))
 
 
+def truth_ratio_gap(unlearned_truth_ratios, retain_model_truth_ratios) -> np.ndarray:
+    """|log R - log R_retain| per question: how far the unlearned model's truth ratio lies from the
+    model never trained on the question (0 = as if never trained). Forget quality compares the two
+    distributions over the whole forget set; this is its per-question ingredient, so it averages
+    over any subset (an author's questions)."""
+    return np.abs(np.log(np.asarray(unlearned_truth_ratios, dtype=float))
+                  - np.log(np.asarray(retain_model_truth_ratios, dtype=float)))
+
+
+def author_outcomes(run_dirs: list[str], retain_samples_csvs: dict[str, str], data_dir: str, out_csv: str) -> None:
+    """tables/author_outcomes.csv: per run (replicate x algorithm x sampler x seed) and group of the
+    forget set (an author, a person), completeness averaged over the group's samples after the
+    budget: on QA data the truth-ratio gap to the retain model (`metrics.truth_ratio_gap`, lower is
+    more complete), on text data verbatim ROUGE-L. What decides C4's unit
+    (`calibration.c4_unit`): are groups independent units of a sampler comparison?"""
+    groups = forget_groups(load_study_data(data_dir))
+    rows = []
+    for run_dir in run_dirs:
+        for folder in sorted(Path(run_dir).glob("seed*")):
+            run = read_json(folder / "run.json")
+            samples = pd.read_csv(folder / "eval_budget_samples.csv")
+            samples = samples[samples.split == "forget"].set_index("sample_id")
+            if "truth_ratio" in samples and samples.truth_ratio.notna().any():
+                retain = pd.read_csv(retain_samples_csvs[str(run["replicate"])])
+                retain = retain[retain.split == "forget"].set_index("sample_id").truth_ratio
+                outcome, name = truth_ratio_gap(samples.truth_ratio, retain.reindex(samples.index)), "truth_ratio_gap"
+            else:
+                outcome, name = samples.rouge_l.to_numpy(float), "forget_rouge"
+            frame = pd.DataFrame({"group": [groups[i] for i in samples.index], "outcome": outcome})
+            for group, value in frame.groupby("group", sort=False).outcome.mean().items():
+                rows.append({**{k: run[k] for k in ("replicate", "algorithm", "sampler", "seed")},
+                             "group": group, "metric": name, "outcome": value})
+    columns = ["replicate", "algorithm", "sampler", "seed", "group", "metric", "outcome"]
+    write_csv(out_csv, pd.DataFrame(rows, columns=columns).sort_values(columns[:5]))
+
+
 def comparison_table(unlearning_csv: str, out_csv: str, *, statistics_cfg: dict) -> None:
     """tables/comparison.csv: weighted - uniform, paired by (replicate, seed), for every
     algorithm x weighted sampler; pooled over replicates and per replicate (see
@@ -124,11 +161,12 @@ def comparison_table(unlearning_csv: str, out_csv: str, *, statistics_cfg: dict)
                                         completeness=completeness))
 
 
-def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, validation_csv: str, out_csv: str, *,
-                statistics_cfg: dict) -> None:
+def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, validation_csv: str, authors_csv: str,
+                out_csv: str, unit_csv: str, *, statistics_cfg: dict) -> None:
     """tables/calibration.csv: each claim's verdict rule on studies simulated in this study's
     design (`calibration.calibrate`): its false-verdict rate under no effect and its power at the
-    smallest interesting effect."""
+    smallest interesting effect. tables/c4_unit.csv: run pairs or groups as C4's unit
+    (`calibration.c4_unit`), at the run share measured on the study's per-group outcomes."""
     runs = pd.read_csv(unlearning_csv)
     completeness = completeness_metric(runs)
     design = design_from_study(pd.read_csv(scores_csv), runs, pd.read_csv(comparison_csv, dtype={"replicate": str}),
@@ -136,6 +174,8 @@ def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, valid
     cal = statistics_cfg["calibration"]
     write_csv(out_csv, calibrate(design, statistics_cfg, simulations=cal["simulations"],
                                  power_simulations=cal["power_simulations"], seed=cal["seed"]))
+    share = run_share(group_differences(pd.read_csv(authors_csv, dtype={"group": str})), statistics_cfg["alpha"])
+    write_csv(unit_csv, c4_unit(design, statistics_cfg, share, seed=cal["seed"]))
 
 
 def mrd_figures(scores_csv: str, validation_csv: str, stability_csv: str, sweep_csv: str,

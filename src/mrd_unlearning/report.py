@@ -323,6 +323,33 @@ def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFram
             "pairs": rows}
 
 
+def _c4_unit(table: pd.DataFrame, groups: str) -> str:
+    """Why C4's paired unit is the run pair (or not): `calibration.c4_unit`'s simulation on this
+    design, in words."""
+    if table.empty:
+        return ""
+    pair, group = (table[table.unit == u].iloc[0] for u in ("pair", "group"))
+    one = groups[:-1] if groups.endswith("s") else groups
+    share = (f"share {ci(pair.run_share, pair.run_share_ci_low, pair.run_share_ci_high, 2)} of the variance of their "
+             f"paired differences within a run pair, measured on each {one}'s completeness (the truth-ratio gap to the "
+             f"retain model, or forget ROUGE-L on text) per run" if np.isfinite(pair.run_share)
+             else "have no measured run share here")
+    if bool(group.chosen):
+        use = (f"the {one} would be the better unit here (valid and more powerful); this version's C4 verdicts still "
+               f"pair runs")
+    elif group.above_level_p < 0.05:
+        use = (f"C4 pairs runs: the {groups} of one run pair are not independent units (under no effect their test "
+               f"rejects above its level)")
+    else:
+        use = f"C4 pairs runs: the {one} as the unit would be valid here but gains no power"
+    return (f"**C4's unit: run pairs or {groups}?** The {groups} {share}. Simulated at {pair.run_share_assumed:.2f} "
+            f"({pair.run_share_source}) and Holm's first level {pair.level:.3g}, with {pair.simulations:.0f} studies "
+            f"each: with the {one} as the unit (n = {group.n_units:.0f}) the sign-flip test rejects "
+            f"{group.false_rejection_rate:.1%} of the time under no effect and {group.power:.0%} of the time at an "
+            f"effect of {group.planted_sd:g} SD of one {one}'s paired difference; with the run pair (n = "
+            f"{pair.n_units:.0f}), {pair.false_rejection_rate:.1%} and {pair.power:.0%}. {use}.")
+
+
 def _detection(pooled: pd.DataFrame, smallest: dict, completeness: str, alpha: float) -> str:
     """Could effects of the smallest interesting size have been detected here? Per metric, the
     pairs whose minimum detectable effect at Holm's first level is at most that size, and the floor
@@ -412,7 +439,8 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
         "c1": _c1(scores, replicate_stability, statistics_cfg, unit),
         "ties": _ties(scores),
         "variants": _variants(stability, sweep, shown, truths),
-        "c4": _c4(runs, comparison, statistics_cfg, completeness),
+        "c4": {**_c4(runs, comparison, statistics_cfg, completeness),
+               "unit": _c4_unit(pd.read_csv(paths["c4_unit"]), unit)},
         "field": _field(shown, comparison, runs, statistics_cfg["alpha"],
                         {f"{role} model": [v[f"{role}_eval"] for v in replicates.values()]
                          for role in ("target", "retain")}, completeness,

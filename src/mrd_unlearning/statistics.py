@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import gc
+import math
 from typing import Callable
 
 import numpy as np
@@ -285,6 +286,17 @@ def _sign_patterns(n: int, seed: int = 0, n_random: int = 20000) -> tuple[np.nda
     return np.vstack([np.ones((1, n)), signs]), False
 
 
+def sign_flip_p(differences: np.ndarray) -> np.ndarray:
+    """The two-sided sign-flip p-value of each row of `differences` (studies x units), at once:
+    what simulations of the test need (exact up to 16 units, as `sign_flip_test`)."""
+    d = np.atleast_2d(np.asarray(differences, dtype=float))
+    signs, _ = _sign_patterns(d.shape[1])
+    observed = np.abs(d.mean(axis=1))
+    flipped = np.abs(d @ signs.T / d.shape[1])
+    scale = np.abs(d).max(axis=1, keepdims=True)
+    return (flipped >= observed[:, None] - 1e-12 * scale).mean(axis=1)
+
+
 def sign_flip_test(differences, *, alpha: float = 0.05, seed: int = 0) -> dict:
     """Paired differences: the randomization (sign-flip) test of 'no difference' (under it each
     difference is as likely negative as positive), exact over all 2^n sign patterns up to
@@ -372,15 +384,10 @@ def _standardized_mde(n_units: int, alpha: float, power: float) -> float:
         d = TTestPower().solve_power(effect_size=None, nobs=n_units, alpha=alpha, power=power,
                                      alternative="two-sided")
         return float(np.atleast_1d(d)[0])
-    signs, _ = _sign_patterns(n_units)
     noise = np.random.default_rng(0).normal(size=(4000, n_units))
 
     def detected(effect: float) -> float:
-        d = noise + effect
-        observed = np.abs(d.mean(axis=1))
-        flipped = np.abs(d @ signs.T / n_units)
-        p = (flipped >= observed[:, None] - 1e-12).mean(axis=1)
-        return float((p < alpha).mean())
+        return float((sign_flip_p(noise + effect) < alpha).mean())
 
     low, high = 0.0, 1.0
     while detected(high) < power:
@@ -389,6 +396,19 @@ def _standardized_mde(n_units: int, alpha: float, power: float) -> float:
         middle = (low + high) / 2
         low, high = (middle, high) if detected(middle) < power else (low, middle)
     return high
+
+
+def t_test_power(effect_size: float, n_units: int, alpha: float) -> float:
+    """Power of the two-sided one-sample t-test on `n_units` units for a mean of `effect_size` SDs:
+    the noncentral t (statsmodels' formula). Where scipy's noncentral t tail comes back NaN (power
+    near 1 at small alpha; statsmodels passes the NaN on), its normal approximation, which is
+    accurate there."""
+    df, nc = n_units - 1, effect_size * math.sqrt(n_units)
+    critical = stats.t.isf(alpha / 2, df)
+    power = stats.nct.sf(critical, df, nc) + stats.nct.cdf(-critical, df, nc)
+    if not np.isfinite(power):
+        power = stats.norm.sf(critical - nc) + stats.norm.cdf(-critical - nc)
+    return float(power)
 
 
 def binomial_upper(successes: int, trials: int, confidence: float = 0.95) -> float:

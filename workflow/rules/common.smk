@@ -195,6 +195,12 @@ def run_groups(wc):
     ]
 
 
+def retain_samples_of_every_replicate(wc):
+    """The retain model's per-sample evaluation of every replicate: what an unlearned model's
+    forget set is compared with."""
+    return [in_study(wc, f"eval/rep{r}/retain_samples.csv") for r in REPLICATES]
+
+
 def report_inputs(wc):
     """Per replicate: what the report reads of the fine-tuned models and of MRD."""
     files = {
@@ -284,7 +290,9 @@ CODE = {
         pkg.difficulty,
         pkg.baselines,
     ),
-    "unlearning_table": source_digest(pooled.unlearning_table),
+    "unlearning_table": source_digest(
+        pooled.unlearning_table, pooled.author_outcomes, pooled.truth_ratio_gap
+    ),
     "comparison_table": source_digest(
         pooled.comparison_table, pkg.claims, pkg.statistics
     ),

@@ -4,6 +4,8 @@
 rule unlearning_table:
     input:
         runs=run_groups,
+        retain_samples=retain_samples_of_every_replicate,
+        data=f"{R}/data",
     output:
         table=report(
             f"{R}/tables/unlearning.csv",
@@ -11,6 +13,7 @@ rule unlearning_table:
             category="Unlearning",
         ),
         curves=f"{R}/tables/curves.csv",
+        authors=f"{R}/tables/author_outcomes.csv",
     log:
         log_file("unlearning_table"),
     benchmark:
@@ -61,12 +64,14 @@ rule calibration:
         unlearning_csv=f"{R}/tables/unlearning.csv",
         comparison_csv=f"{R}/tables/comparison.csv",
         validation_csv=f"{R}/tables/mrd_validation.csv",
+        authors_csv=f"{R}/tables/author_outcomes.csv",
     output:
-        report(
+        out_csv=report(
             f"{R}/tables/calibration.csv",
             caption="../report/calibration.rst",
             category="Claims",
         ),
+        unit_csv=f"{R}/tables/c4_unit.csv",
     log:
         log_file("calibration"),
     benchmark:
@@ -134,6 +139,7 @@ rule report:
         unlearning=f"{R}/tables/unlearning.csv",
         comparison=f"{R}/tables/comparison.csv",
         calibration=f"{R}/tables/calibration.csv",
+        c4_unit=f"{R}/tables/c4_unit.csv",
         difficulty_figure=f"{R}/figures/difficulty.png",
         mrd_figure=f"{R}/figures/mrd_validation.png",
         factors_figure=f"{R}/figures/factors.png",

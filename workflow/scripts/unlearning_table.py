@@ -1,7 +1,10 @@
-"""Rule unlearning_table: one row per run (replicate, algorithm, sampler, seed), and every curve."""
+"""Rule unlearning_table: one row per run (replicate, algorithm, sampler, seed), every curve, and
+each run's completeness per group of the forget set."""
 from mrd_unlearning.jobs import job_log
-from mrd_unlearning.pooled import unlearning_table
+from mrd_unlearning.pooled import author_outcomes, unlearning_table
 
 sm = snakemake  # noqa: F821
 with job_log(sm.log[0]):
     unlearning_table(list(sm.input.runs), sm.output.table, sm.output.curves)
+    retain = {path.split("/eval/rep")[1].split("/")[0]: path for path in sm.input.retain_samples}
+    author_outcomes(list(sm.input.runs), retain, sm.input.data, sm.output.authors)

@@ -269,3 +269,20 @@ def test_t_test_power_is_statsmodels_where_it_is_defined_and_monotone_where_it_i
         assert t_test_power(0.5, n, 0.0025) == pytest.approx(TTestPower().power(0.5, nobs=n, alpha=0.0025))
     powers = [t_test_power(0.5, n, 0.0025) for n in range(60, 520, 20)]
     assert np.isfinite(powers).all() and np.all(np.diff(powers) >= 0) and powers[-1] > 0.999
+
+
+def test_t_test_power_keeps_the_near_tail_where_only_the_far_one_is_nan():
+    """At alpha 5e-4 the far tail is NaN while the near one is exact: the power is that tail
+    (0.760 at 1.55 SD and 13 units, not the normal approximation's 0.808), and rises with n."""
+    from mrd_unlearning.statistics import t_test_power
+    critical = stats.t.isf(5e-4 / 2, 12)
+    assert t_test_power(1.55, 13, 5e-4) == pytest.approx(stats.nct.sf(critical, 12, 1.55 * np.sqrt(13)), abs=1e-6)
+    assert t_test_power(1.55, 13, 5e-4) == pytest.approx(0.760, abs=0.005)
+    powers = [t_test_power(2.69, n, 1e-4) for n in range(4, 40)]
+    assert np.isfinite(powers).all() and np.all(np.diff(powers) >= 0)
+
+
+def test_a_study_with_a_missing_difference_gets_no_sign_flip_p():
+    from mrd_unlearning.statistics import sign_flip_p
+    p = sign_flip_p(np.array([[1.0, 2.0, 3.0], [1.0, np.nan, 3.0]]))
+    assert p[0] == pytest.approx(0.25) and np.isnan(p[1])

@@ -432,7 +432,7 @@ def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
         share = pd.read_csv(measured).iloc[0][["run_share", "run_share_ci_low", "run_share_ci_high"]].to_dict() \
             if previous is not None and measured.is_file() else None
         unit = calibration.c4_unit(design, cfg["statistics"], share, seed=cfg["seed"])
-        detectable["C4 unit"] = str(unit[unit.chosen].unit.iloc[0])
+        detectable["C4 unit"] = "pair" if bool(unit.chosen.iloc[0]) else "pair (groups would qualify)"
     return calibration.render_power_plan(study, design, table, cfg["statistics"], unit), detectable
 
 

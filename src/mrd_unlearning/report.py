@@ -324,24 +324,25 @@ def _field(validation: pd.DataFrame, comparison: pd.DataFrame, runs: pd.DataFram
 
 
 def _c4_unit(table: pd.DataFrame, groups: str) -> str:
-    """Why C4's paired unit is the run pair (or not): `calibration.c4_unit`'s simulation on this
-    design, in words."""
+    """Why C4's paired unit is the run pair: `calibration.c4_unit`'s simulation on this design,
+    in words."""
     if table.empty:
         return ""
     pair, group = (table[table.unit == u].iloc[0] for u in ("pair", "group"))
     one = groups[:-1] if groups.endswith("s") else groups
     share = (f"share {ci(pair.run_share, pair.run_share_ci_low, pair.run_share_ci_high, 2)} of the variance of their "
-             f"paired differences within a run pair, measured on each {one}'s completeness (the truth-ratio gap to the "
-             f"retain model, or forget ROUGE-L on text) per run" if np.isfinite(pair.run_share)
+             f"paired differences within a run pair, measured on each {one}'s completeness per run (the truth-ratio "
+             f"gap to the retain model, or forget ROUGE-L on text: a per-question proxy, since forget quality is a "
+             f"test over the whole forget set)" if np.isfinite(pair.run_share)
              else "have no measured run share here")
     if bool(group.chosen):
-        use = (f"the {one} would be the better unit here (valid and more powerful); this version's C4 verdicts still "
-               f"pair runs")
-    elif group.above_level_p < 0.05:
-        use = (f"C4 pairs runs: the {groups} of one run pair are not independent units (under no effect their test "
-               f"rejects above its level)")
+        use = (f"The {one} qualifies here (its false rejections not detectably above the level in the simulation, "
+               f"its power higher); C4's verdicts still pair runs")
+    elif not bool(group.within_level):
+        use = (f"C4 pairs runs: the {groups} cannot be shown to be independent units (at the upper end of the share's "
+               f"interval their test rejects above its level)")
     else:
-        use = f"C4 pairs runs: the {one} as the unit would be valid here but gains no power"
+        use = f"C4 pairs runs: the {one} as the unit would gain no power here"
     return (f"**C4's unit: run pairs or {groups}?** The {groups} {share}. Simulated at {pair.run_share_assumed:.2f} "
             f"({pair.run_share_source}) and Holm's first level {pair.level:.3g}, with {pair.simulations:.0f} studies "
             f"each: with the {one} as the unit (n = {group.n_units:.0f}) the sign-flip test rejects "

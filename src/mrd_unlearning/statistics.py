@@ -294,7 +294,8 @@ def sign_flip_p(differences: np.ndarray) -> np.ndarray:
     observed = np.abs(d.mean(axis=1))
     flipped = np.abs(d @ signs.T / d.shape[1])
     scale = np.abs(d).max(axis=1, keepdims=True)
-    return (flipped >= observed[:, None] - 1e-12 * scale).mean(axis=1)
+    p = (flipped >= observed[:, None] - 1e-12 * scale).mean(axis=1)
+    return np.where(np.isnan(d).any(axis=1), np.nan, p)  # a study with a missing difference: no p
 
 
 def sign_flip_test(differences, *, alpha: float = 0.05, seed: int = 0) -> dict:
@@ -400,15 +401,16 @@ def _standardized_mde(n_units: int, alpha: float, power: float) -> float:
 
 def t_test_power(effect_size: float, n_units: int, alpha: float) -> float:
     """Power of the two-sided one-sample t-test on `n_units` units for a mean of `effect_size` SDs:
-    the noncentral t (statsmodels' formula). Where scipy's noncentral t tail comes back NaN (power
-    near 1 at small alpha; statsmodels passes the NaN on), its normal approximation, which is
-    accurate there."""
+    the noncentral t (statsmodels' formula). scipy's noncentral t gives NaN for the far tail on the
+    other side at small alpha and high power (statsmodels passes the NaN on); that tail is
+    negligible there and counts as 0. Only if the near tail itself were NaN, the normal
+    approximation."""
     df, nc = n_units - 1, effect_size * math.sqrt(n_units)
     critical = stats.t.isf(alpha / 2, df)
-    power = stats.nct.sf(critical, df, nc) + stats.nct.cdf(-critical, df, nc)
-    if not np.isfinite(power):
-        power = stats.norm.sf(critical - nc) + stats.norm.cdf(-critical - nc)
-    return float(power)
+    near, far = stats.nct.sf(critical, df, nc), stats.nct.cdf(-critical, df, nc)
+    if not np.isfinite(near):
+        near = stats.norm.sf(critical - nc)
+    return float(near + (far if np.isfinite(far) else 0.0))
 
 
 def binomial_upper(successes: int, trials: int, confidence: float = 0.95) -> float:

@@ -299,11 +299,9 @@ def run_share(differences: pd.DataFrame, alpha: float = 0.05) -> dict:
     nested in the comparisons (each comparison's own mean is its effect, not shared noise, so
     the between-pair mean square has sum(pairs - 1) degrees of freedom), with its F interval.
     0: groups are independent units; above 0 their signs move together."""
-    from scipy import stats
-
-    nan = float("nan")
+    keys = ("run_share", "run_share_ci_low", "run_share_ci_high")
     if differences.empty or differences.group.nunique() < 2:
-        return {"run_share": nan, "run_share_ci_low": nan, "run_share_ci_high": nan}
+        return dict.fromkeys(keys, float("nan"))
     d = differences.assign(pair=differences.replicate.astype(str) + "|" + differences.seed.astype(str))
     cells = d.groupby(["comparison", "pair"]).difference
     pair_mean, size = cells.transform("mean"), cells.transform("size")
@@ -312,15 +310,12 @@ def run_share(differences: pd.DataFrame, alpha: float = 0.05) -> dict:
     df_between, df_within = n_pairs - d.comparison.nunique(), n - n_pairs
     within = float(((d.difference - pair_mean) ** 2).sum())
     if df_between < 1 or df_within < 1 or within == 0:
-        return {"run_share": nan, "run_share_ci_low": nan, "run_share_ci_high": nan}
+        return dict.fromkeys(keys, float("nan"))
     # each observation carries its cell's deviation once: the cell's size times its squared deviation in all
     between = float(((pair_mean - comparison_mean) ** 2).sum())
     F = (between / df_between) / (within / df_within)
-    k0 = float(size.mean())  # groups per run pair (equal when every run has every group)
-    to_icc = lambda f: (f - 1) / (f + k0 - 1)  # noqa: E731
-    bounds = F / stats.f.ppf(1 - alpha / 2, df_between, df_within), F / stats.f.ppf(alpha / 2, df_between, df_within)
-    return {"run_share": float(to_icc(F)), "run_share_ci_low": float(to_icc(bounds[0])),
-            "run_share_ci_high": float(to_icc(bounds[1]))}
+    # groups per run pair (equal when every run has every group)
+    return dict(zip(keys, claims.icc_from_f(F, df_between, df_within, float(size.mean()), alpha)))
 
 
 def unit_rejections(n_pairs: int, n_groups: int, share: float, effect: float, level: float, rng,

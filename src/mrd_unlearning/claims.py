@@ -160,13 +160,23 @@ def icc1(values: np.ndarray, groups: np.ndarray, alpha: float = 0.05) -> dict:
         return {"icc": float("nan"), "icc_ci_low": float("nan"), "icc_ci_high": float("nan"),
                 "eta_squared": float("nan"), "eta_squared_no_effect": (G - 1) / (n - 1), "anova_p": float("nan")}
     F, p = stats.f_oneway(*by)
-    df1, df2 = G - 1, n - G
-    to_icc = lambda f: 1.0 if np.isinf(f) else (f - 1) / (f + k0 - 1)  # noqa: E731 (no spread within groups: 1)
-    f_low, f_high = F / stats.f.ppf(1 - alpha / 2, df1, df2), F / stats.f.ppf(alpha / 2, df1, df2)
+    icc, low, high = icc_from_f(F, G - 1, n - G, k0, alpha)
     total = ((values - values.mean()) ** 2).sum()
     between = sum(len(b) * (b.mean() - values.mean()) ** 2 for b in by)
-    return {"icc": float(to_icc(F)), "icc_ci_low": float(to_icc(f_low)), "icc_ci_high": float(to_icc(f_high)),
+    return {"icc": icc, "icc_ci_low": low, "icc_ci_high": high,
             "eta_squared": float(between / total), "eta_squared_no_effect": (G - 1) / (n - 1), "anova_p": float(p)}
+
+
+def icc_from_f(F: float, df_between: int, df_within: int, group_size: float, alpha: float = 0.05
+               ) -> tuple[float, float, float]:
+    """ICC(1) from a one-way ANOVA's F ratio and its F-based interval (Searle's): (icc, low, high).
+    Infinite F (no spread within groups): 1."""
+    from scipy import stats
+
+    to_icc = lambda f: 1.0 if np.isinf(f) else (f - 1) / (f + group_size - 1)  # noqa: E731
+    low = F / stats.f.ppf(1 - alpha / 2, df_between, df_within)
+    high = F / stats.f.ppf(alpha / 2, df_between, df_within)
+    return float(to_icc(F)), float(to_icc(low)), float(to_icc(high))
 
 
 def difficulty_by_group(scores: pd.DataFrame, alpha: float = 0.05) -> pd.DataFrame:

@@ -195,12 +195,6 @@ def run_groups(wc):
     ]
 
 
-def retain_samples_of_every_replicate(wc):
-    """The retain model's per-sample evaluation of every replicate: what an unlearned model's
-    forget set is compared with."""
-    return [in_study(wc, f"eval/rep{r}/retain_samples.csv") for r in REPLICATES]
-
-
 def report_inputs(wc):
     """Per replicate: what the report reads of the fine-tuned models and of MRD."""
     files = {
@@ -215,6 +209,12 @@ def report_inputs(wc):
 
 def retain_summaries(wc):
     return per_replicate(wc, {"retain": "eval/rep{r}/retain.json"})
+
+
+def retain_samples(wc):
+    """The retain model's per-sample evaluation of every replicate: what an unlearned model's
+    forget set is compared with."""
+    return per_replicate(wc, {"retain_samples": "eval/rep{r}/retain_samples.csv"})
 
 
 # What each rule's results depend on in the package: a digest of that source, passed as a param,

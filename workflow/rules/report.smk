@@ -3,8 +3,8 @@
 
 rule unlearning_table:
     input:
+        unpack(retain_samples),
         runs=run_groups,
-        retain_samples=retain_samples_of_every_replicate,
         data=f"{R}/data",
     output:
         table=report(

@@ -1,10 +1,11 @@
 """Rule unlearning_table: one row per run (replicate, algorithm, sampler, seed), every curve, and
 each run's completeness per group of the forget set."""
-from mrd_unlearning.jobs import job_log
+from mrd_unlearning.jobs import job_log, replicate_inputs
 from mrd_unlearning.pooled import author_outcomes, unlearning_table
 
 sm = snakemake  # noqa: F821
+per_replicate, _ = replicate_inputs(sm)
 with job_log(sm.log[0]):
     unlearning_table(list(sm.input.runs), sm.output.table, sm.output.curves)
-    retain = {path.split("/eval/rep")[1].split("/")[0]: path for path in sm.input.retain_samples}
+    retain = {r: files["retain_samples"] for r, files in per_replicate.items()}
     author_outcomes(list(sm.input.runs), retain, sm.input.data, sm.output.authors)

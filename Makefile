@@ -7,7 +7,7 @@ CORES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test test-fast dry-run plan budget calibration html-report timing dvc-repro pull clean-venv
+.PHONY: reproduce test test-fast dry-run plan budget calibration html-report timing snapshot docs dvc-repro pull clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,15 @@ calibration: $(VENV)/.installed
 # Wall time and peak memory per rule, from the benchmark files of the last run.
 timing: $(VENV)/.installed
 	$(BIN)/python -m mrd_unlearning.timing --config $(CONFIG)
+
+# A finished study's snapshot (docs/results/<study>/: verdicts, metrics, calibration, timing, machine),
+# then the README's results table and docs/results/<study>.md rendered from the snapshots.
+snapshot: $(VENV)/.installed
+	$(BIN)/python -m mrd_unlearning.snapshot --config $(CONFIG)
+
+# The documentation site, offline, into site/ (not committed); --strict fails on a broken link.
+docs: $(VENV)/.installed-dev
+	$(BIN)/mkdocs build --strict --site-dir site
 
 html-report: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html

@@ -1,14 +1,16 @@
 """Shared fixtures: a synthetic data folder, its tokenizer and a ~20k-parameter Llama; and the
-smoke study, run once per session for the end-to-end tests."""
+smoke study, run once per test session (across pytest-xdist workers) for the end-to-end tests."""
 from __future__ import annotations
 
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from filelock import FileLock
 
 from mrd_unlearning.data.loader import load_study_data
 from mrd_unlearning.models import build_model, encode_qa
@@ -79,10 +81,24 @@ def run_snakemake(work: Path, *args: str, check: bool = True) -> subprocess.Comp
 
 
 @pytest.fixture(scope="session")
-def smoke_run(tmp_path_factory):
+def smoke_run(tmp_path_factory, worker_id):
     """One run of config/smoke.yaml (2 replicates, every stage) that every end-to-end test which
-    only reads its outputs or dry-runs against it shares (one per pytest-xdist worker). Returns
+    only reads its outputs or plans against it shares: the first pytest-xdist worker to ask runs
+    it under a file lock, and each worker gets its own copy (modification times and Snakemake's
+    records kept, so the copy is up to date), since tests write into the project. Returns
     (project folder, results folder, the run's console output)."""
-    work = copy_project(tmp_path_factory.mktemp("project"))
-    done = run_snakemake(work)
-    return work, work / "results" / "smoke", done.stdout + done.stderr
+    root = tmp_path_factory.getbasetemp()
+    shared = root if worker_id == "master" else root.parent  # the session's folder, above the workers'
+    finished = shared / "smoke_project"
+    with FileLock(str(shared / "smoke_project.lock")):
+        if not (finished / "console.txt").is_file():
+            work = copy_project(Path(tempfile.mkdtemp(prefix="smoke_project.", dir=shared)))
+            done = run_snakemake(work, check=False)
+            (work / "returncode.txt").write_text(str(done.returncode))
+            (work / "console.txt").write_text(done.stdout + done.stderr)
+            work.rename(finished)
+    console = (finished / "console.txt").read_text()
+    assert (finished / "returncode.txt").read_text() == "0", console[-6000:]
+    work = tmp_path_factory.mktemp("project")
+    shutil.copytree(finished, work, symlinks=True, dirs_exist_ok=True)
+    return work, work / "results" / "smoke", console

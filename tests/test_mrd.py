@@ -72,7 +72,7 @@ def curvature_model(tokenizer, forget_encoded):
 
 @pytest.mark.parametrize("K", [200, 2000])
 def test_monte_carlo_drop_matches_hessian_trace(curvature_model, tokenizer, forget_encoded, K):
-    """E[D] = -(sigma^2 / 2) tr(H) to second order (STUDY 3.1); the tolerance is 4 Monte Carlo
+    """E[D] = -(sigma^2 / 2) tr(H) to second order; the tolerance is 4 Monte Carlo
     standard errors (shrinking as 1/sqrt(K)) plus 5% for higher-order terms."""
     model, traces = curvature_model
     sigma = 0.01

@@ -111,6 +111,15 @@ def test_outputs_follow_the_contract(smoke_run):
     assert "rho_mrd_update_count" in metrics and metrics["replicates"] == 2
     assert "## MRD against the field" in report and "| 1 | " in report  # the ranking of the scores
     assert "**C4's unit: run pairs or people?**" in report
+    verdicts = pd.read_csv(out / "tables/verdicts.csv")  # the answers, as the report's closing table gives them
+    assert list(verdicts.claim) == ["C1", "C2", "C3", "C4"]
+    assert [metrics[f"verdict_{c}"] for c in verdicts.claim] == list(verdicts.verdict)
+    pooled_mrd = validation[(validation.replicate == "pooled") & (validation.score == "mrd")
+                            & (validation.ground_truth == "update_count_frac")].iloc[0]
+    assert verdicts.estimate[1] == pytest.approx(pooled_mrd.spearman_rho)
+    assert verdicts.estimate[0] == pytest.approx(metrics["update_count_frac_p90_over_p10"])
+    assert (verdicts.ci_low <= verdicts.estimate).all() and (verdicts.estimate <= verdicts.ci_high).all()
+    assert verdicts.false_verdict_upper95.tolist() == [metrics[f"C{i}_false_verdict_upper95"] for i in range(1, 5)]
     ranking = metrics["score_ranking_update_count_frac"]  # the primary ground truth: the fractional step
     assert "rho_mrd_update_count_frac" in metrics
     assert ranking[0] in validation.score.values and {"mrd", "memorization", "entanglement"} <= set(ranking)
@@ -266,7 +275,7 @@ def test_html_report_has_every_figure_and_table_with_its_caption(smoke_run):
     run_snakemake(work, "--report", "report.html")
     html = (work / "report.html").read_text()
     captions = sorted((ROOT / "workflow" / "report").glob("*.rst"))
-    assert len(captions) == 14
+    assert len(captions) == 15
     for caption in captions:
         first_words = " ".join(caption.read_text().split()[:4])
         assert first_words in html, caption.name
@@ -336,7 +345,7 @@ def test_budget_pilot_times_uniform_runs_on_the_studys_own_models(smoke_run):
     model's level or the cap; T = the smallest multiple of 5 at least 1.15 x the latest crossing."""
     from mrd_unlearning.budget import suggested_budget
 
-    assert [suggested_budget([c]) for c in (26.2, 27.1, 39.8)] == [35, 35, 50]  # the README's budgets
+    assert [suggested_budget([c]) for c in (26.2, 27.1, 39.8)] == [35, 35, 50]  # the default study's budgets (pilot crossings)
     work, _, _ = smoke_run
     done = subprocess.run([sys.executable, "-m", "mrd_unlearning.budget", "--config", "config/smoke.yaml",
                            "--algorithms", "ga", "idknll", "--cap", "6"], cwd=work, capture_output=True, text=True)

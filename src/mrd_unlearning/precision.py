@@ -6,7 +6,7 @@ precision): an AdamW update at lr 1e-5 is below half the bf16 spacing of a typic
 bf16 weights updated in place barely move ("bf16" keeps that behaviour, for comparison only).
 Frozen models (NPO/KL's reference, a job that only evaluates) may hold bf16 weights. Likelihoods
 that MRD, the ground truth's stopping rule and the curves read are computed with the weights'
-own dtype, outside autocast, and reduced in float64 (STUDY 3)."""
+own dtype, outside autocast, and reduced in float64."""
 from __future__ import annotations
 
 import contextlib

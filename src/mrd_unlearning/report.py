@@ -229,7 +229,7 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
     comparison = comparison[comparison.family == "paper"] if "family" in comparison else comparison
     if comparison.empty:
         return {"verdict": claims.c4_verdict([]), "per_replicate": {}, "summary": summary, "pairs": comparison,
-                "smallest": smallest}
+                "smallest": smallest, "completeness": completeness}
     comparison = comparison.assign(verdict=[claims.pair_verdict(r, alpha, completeness, smallest)
                                             for _, r in comparison.iterrows()])
     pooled = comparison[comparison.replicate == "pooled"]
@@ -261,7 +261,7 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
     return {"verdict": claims.c4_verdict(list(pooled.verdict)), "per_replicate": verdicts, "summary": summary,
             "scope": f"for these {n_models} fine-tuned model{'s' if n_models > 1 else ''}",
             "headline": headline, "efficiency": efficiency, "equal": equal, "mde": mde, "per_replicate_table": per_rep,
-            "gains": stats_cfg["paper_gains"], "smallest": smallest, "pairs": pooled,
+            "gains": stats_cfg["paper_gains"], "smallest": smallest, "pairs": pooled, "completeness": completeness,
             "detection": _detection(pooled, smallest, completeness, alpha)}
 
 
@@ -398,7 +398,7 @@ def _calibration(table: pd.DataFrame) -> dict[str, str]:
 
 
 def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, evaluation_cfg: dict, level_cap: float,
-          out_md: str, out_metrics: str) -> None:
+          out_md: str, out_metrics: str, out_verdicts: str) -> None:
     """`paths`: the study's tables, figures and data folder, and per replicate (`replicates`: r ->
     {target_eval, retain_eval, target_finetune, retain_finetune, mrd_meta})."""
     replicates = {int(r): {k: read_json(p) for k, p in v.items()} for r, v in paths["replicates"].items()}
@@ -459,13 +459,16 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
         part["agreement"] = claims.agreement(part["verdict"], part["per_replicate"]) if part["per_replicate"] else ""
         part["calibration"] = lines.get(claim.upper(), "not calibrated (nothing to compare)")
         part.setdefault("scope", "")
-    context["claim_rows"] = _claim_rows(context, calibration)
+    verdicts = verdict_table(context, shown, calibration)
+    context["claim_rows"] = _claim_rows(verdicts)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     env.filters.update(table=md_table, ci=ci)
     with atomic_path(out_md) as tmp:
         tmp.write_text(env.get_template(TEMPLATE.name).render(**context))
     write_json(out_metrics, headline_metrics({**context, "truths": every_truth}, validation, primary))
+    with atomic_path(out_verdicts) as tmp:
+        verdicts.to_csv(tmp, index=False)
 
 
 CLAIMS = {"C1": "C1 difficulty varies from sample to sample", "C2": "C2 MRD predicts the required updates",
@@ -473,21 +476,79 @@ CLAIMS = {"C1": "C1 difficulty varies from sample to sample", "C2": "C2 MRD pred
           "C4": "C4 MRD-weighted sampling improves completeness and utility"}
 
 
-def _claim_rows(context: dict, calibration: pd.DataFrame) -> list[dict]:
+def verdict_table(context: dict, validation: pd.DataFrame, calibration: pd.DataFrame) -> pd.DataFrame:
+    """tables/verdicts.csv, the study's answers in one place: per claim the pooled verdict, its
+    scope and agreement across replicates, the statistic the verdict reads with its CI, and the
+    rule's calibration on this design. Snapshots, the README and the docs render from it."""
+    pooled = validation[validation.replicate == "pooled"]
+    rows = []
+    c1 = context["c1"]
+    spread = c1["spread"]
+    r = spread[(spread.replicate == "pooled") & (spread.ground_truth == c1["primary"])].iloc[0]
+    rows.append({"claim": "C1", "short": "spread", "statistic": f"90th/10th percentile ratio of {c1['primary']}",
+                 "estimate": r.spread, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_holm": np.nan})
+    primary = context["c2"]["primary"]
+    r = pooled[(pooled.score == "mrd") & (pooled.ground_truth == primary)].iloc[0]
+    rows.append({"claim": "C2", "short": "rho of MRD", "statistic": f"Spearman rho of MRD with {primary}",
+                 "estimate": r.spearman_rho, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_holm": np.nan})
+    factors = context["c3"]["table"]
+    factors = factors[factors.ground_truth == primary]
+    if len(factors):
+        r = factors.loc[factors.p_value.fillna(1).idxmin()]  # the smallest p (Holm keeps the order)
+        rows.append({"claim": "C3", "short": f"rho of {r.score}",
+                     "statistic": f"Spearman rho of {r.score} with {primary} (smallest p of {len(factors)}, Holm-adjusted)",
+                     "estimate": r.spearman_rho, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_holm": r.p_holm})
+    else:
+        rows.append({"claim": "C3", "short": "", "statistic": "no characteristics", "estimate": np.nan, "ci_low": np.nan,
+                     "ci_high": np.nan, "p_holm": np.nan})
+    pairs, completeness = context["c4"]["pairs"], context["c4"]["completeness"]
+    tests = [(r[f"{m}_p_holm"], i, m) for i, r in pairs.iterrows() for m in (completeness, "model_utility")
+             if f"{m}_p_holm" in r and np.isfinite(r[f"{m}_p_holm"])]
+    if tests:
+        p, i, m = min(tests, key=lambda t: t[0])
+        r = pairs.loc[i]
+        rows.append({"claim": "C4", "short": f"{r.algorithm} {r.sampler} - uniform, {m}",
+                     "statistic": f"{m} difference, {r.algorithm} {r.sampler} - uniform, over "
+                                                 f"{int(r.n_units)} run pairs (smallest Holm p of {len(tests)})",
+                     "estimate": r[f"{m}_diff"], "ci_low": r[f"{m}_ci_low"], "ci_high": r[f"{m}_ci_high"],
+                     "p_holm": p})
+    else:
+        rows.append({"claim": "C4", "short": "", "statistic": "no paired comparison", "estimate": np.nan, "ci_low": np.nan,
+                     "ci_high": np.nan, "p_holm": np.nan})
+    for row in rows:
+        part, cal = context[row["claim"].lower()], calibration[calibration.claim == row["claim"]]
+        null, planted = cal[cal.condition == "no effect"], cal[cal.condition == "smallest effect"]
+        exact = null.false_verdict_exact_bound.iloc[0] if len(null) and "false_verdict_exact_bound" in null \
+            else np.nan
+        row.update({"claim_text": CLAIMS[row["claim"]], "verdict": part["verdict"], "scope": part["scope"],
+                    "per_replicate": part["agreement"],
+                    "false_verdict_rate": null.false_verdict_rate.iloc[0] if len(null) else np.nan,
+                    "false_verdict_upper95": null.false_verdict_upper95.iloc[0] if len(null) else np.nan,
+                    "false_verdict_exact_bound": exact,
+                    "power": planted.power.iloc[0] if len(planted) else np.nan,
+                    "smallest_effect": planted.effect.iloc[0] if len(planted) else ""})
+    columns = ["claim", "claim_text", "verdict", "scope", "per_replicate", "short", "statistic", "estimate", "ci_low", "ci_high",
+               "p_holm", "false_verdict_rate", "false_verdict_upper95", "false_verdict_exact_bound", "power",
+               "smallest_effect"]
+    return pd.DataFrame(rows)[columns]
+
+
+CLAIMS = {"C1": "C1 difficulty varies from sample to sample", "C2": "C2 MRD predicts the required updates",
+          "C3": "C3 hard and easy samples differ in known characteristics",
+          "C4": "C4 MRD-weighted sampling improves completeness and utility"}
+
+
+def _claim_rows(verdicts: pd.DataFrame) -> list[dict]:
     """The closing table: each claim's pooled verdict, its scope, the replicates, and its rule's
     calibration on this design."""
     rows = []
-    for claim, label in CLAIMS.items():
-        part, cal = context[claim.lower()], calibration[calibration.claim == claim]
-        null, planted = cal[cal.condition == "no effect"], cal[cal.condition == "smallest effect"]
-        rows.append({"label": label, "verdict": part["verdict"] + (f" ({part['scope']})" if part["scope"] else ""),
-                     "agreement": part["agreement"],
-                     "false": (f"{null.false_verdict_rate.iloc[0]:.1%} [{null.false_verdict_upper95.iloc[0]:.1%}]"
-                               + (f", exactly ≤ {null.false_verdict_exact_bound.iloc[0]:.1%}"
-                                  if "false_verdict_exact_bound" in null and
-                                  np.isfinite(null.false_verdict_exact_bound.iloc[0]) else "")
-                               if len(null) else ""),
-                     "power": f"{planted.power.iloc[0]:.0%}" if len(planted) else ""})
+    for r in verdicts.itertuples():
+        false = "" if np.isnan(r.false_verdict_rate) else \
+            f"{r.false_verdict_rate:.1%} [{r.false_verdict_upper95:.1%}]" + \
+            (f", exactly ≤ {r.false_verdict_exact_bound:.1%}" if np.isfinite(r.false_verdict_exact_bound) else "")
+        rows.append({"label": r.claim_text, "verdict": r.verdict + (f" ({r.scope})" if r.scope else ""),
+                     "agreement": r.per_replicate, "false": false,
+                     "power": "" if np.isnan(r.power) else f"{r.power:.0%}"})
     return rows
 
 

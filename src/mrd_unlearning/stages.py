@@ -1,6 +1,6 @@
 """Pipeline stages: what each Snakemake rule calls. Each takes paths and the config sections it
 depends on (so Snakemake reruns exactly what a changed parameter touches), seeds and sizes its
-threads, and writes its outputs atomically. Replicates (STUDY 6) share the data; everything a
+threads, and writes its outputs atomically. Replicates share the data; everything a
 model touches lives under the replicate's own folder, and the tables pool across them."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Does MRD earn its place (STUDY 3.5, 4)? Rank correlation of every difficulty score with each
+"""Does MRD earn its place? Rank correlation of every difficulty score with each
 ground truth (Spearman, bootstrap 95% CI) per replicate and pooled over replicates, MRD's partial
 correlation beyond the cheap baselines, how MRD compares with each score, whether difficulty
 survives a new training run, and the test-retest stability of every MRD variant."""
@@ -331,7 +331,7 @@ def estimator_study(scorer: PerturbationScorer, main: Estimator, variants: dict[
 def sigma_sweep_table(scores: pd.DataFrame, variant_drops: pd.DataFrame, stability: pd.DataFrame,
                       eps: float) -> pd.DataFrame:
     """Along the sigma grid: stability, curvature share, and what D tracks (ground truths,
-    gradient norm, loss). At small sigma |d| is the gradient norm in disguise (STUDY 3.2)."""
+    gradient norm, loss). At small sigma |d| is the gradient norm in disguise."""
     sweep = stability[stability.sweep == "sigma"]
     scores = scores.sort_values("sample_id")
     columns = [c for c in [*GROUND_TRUTHS, "grad_norm", "loss"] if c in scores]

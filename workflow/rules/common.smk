@@ -118,7 +118,7 @@ def planned(name, key, default):
     )[key]
 
 
-# Ground truths of difficulty (STUDY 4): the unlearning runs' optimizer and learning rate, and
+# Ground truths of difficulty: the unlearning runs' optimizer and learning rate, and
 # plain SGD beside it (difficulty is only defined together with an optimizer).
 GROUND_TRUTHS = {
     "update_count": {

@@ -151,6 +151,11 @@ rule report:
     output:
         md=f"{R}/report.md",
         metrics=f"{R}/metrics.json",
+        verdicts=report(
+            f"{R}/tables/verdicts.csv",
+            caption="../report/verdicts.rst",
+            category="Verdicts",
+        ),
     log:
         log_file("report"),
     benchmark:

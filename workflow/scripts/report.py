@@ -1,4 +1,4 @@
-"""Rule report: report.md and metrics.json."""
+"""Rule report: report.md, metrics.json and tables/verdicts.csv."""
 from mrd_unlearning import report
 from mrd_unlearning.jobs import job_log, replicate_inputs
 
@@ -11,4 +11,5 @@ with job_log(sm.log[0]):
     report.write(name=sm.params.name, model_cfg=sm.params.model_cfg, statistics_cfg=sm.params.statistics_cfg,
                  evaluation_cfg=sm.params.evaluation_cfg, level_cap=sm.params.level_cap,
                  paths={**paths, "replicates": per_replicate},
-                 out_md=sm.output.md, out_metrics=sm.output.metrics)
+                 out_md=sm.output.md, out_metrics=sm.output.metrics,
+                 out_verdicts=sm.output.verdicts)

@@ -1,0 +1,287 @@
+"""Committed snapshots of finished studies, and everything the README and the docs render from them.
+
+    python -m mrd_unlearning.snapshot --config config/tofu_smollm2.yaml   # make snapshot CONFIG=...
+    python -m mrd_unlearning.snapshot --render                             # README + docs, from the snapshots
+
+A snapshot, docs/results/<study>/, is a few kilobytes taken from a finished run: its verdicts
+(tables/verdicts.csv), metrics.json, the calibration and C4-unit tables, what the design can detect
+(the power plan, with the run's own variance components), the time per rule (`make timing`'s
+table), the run's wall time per replicate, and the machine. The README's results table and each
+docs/results/<study>.md are rendered from snapshots alone, so a number in them is one a run
+produced; `tests/test_snapshot.py` renders them again and fails on any difference.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .config import ConfigError, study_config, study_data_configs
+from .io import atomic_path, write_json
+from .timing import benchmark_table
+
+SNAPSHOTS = Path("docs/results")
+README = Path("README.md")
+COPIED = {"metrics.json": "metrics.json", "tables/verdicts.csv": "verdicts.csv",
+          "tables/calibration.csv": "calibration.csv", "tables/c4_unit.csv": "c4_unit.csv"}
+# The README's results table, between these markers, is rewritten by --render and checked by the tests.
+BEGIN = "<!-- results: rendered from docs/results/ by `make snapshot`; edits here are overwritten -->"
+END = "<!-- end of results -->"
+README_STUDIES = ("default", "tofu_smollm2")  # the studies the README's table shows, in its order (--readme-studies)
+
+
+# --- taking a snapshot -------------------------------------------------------------------------------
+
+def run_times(results_dir: str | Path) -> dict:
+    """The run's wall time, from its benchmark files: each job ran from (file time - its seconds)
+    to the file time; the study's wall time is the union of those intervals, so a later rerun of
+    a few pooled jobs adds only their own seconds, not the hours between."""
+    root = Path(results_dir) / "benchmarks"
+    jobs = []
+    for path in sorted(root.rglob("*.tsv")):
+        seconds = float(pd.read_csv(path, sep="\t").s.iloc[-1])
+        match = re.search(r"rep(\d+)", path.relative_to(root).as_posix())
+        jobs.append((path.stat().st_mtime - seconds, path.stat().st_mtime, int(match[1]) if match else None))
+    if not jobs:
+        raise FileNotFoundError(f"no benchmark files under {root}: has the study run?")
+
+    def union(intervals) -> float:
+        total, end = 0.0, -np.inf
+        for lo, hi in sorted(intervals):
+            if hi > end:
+                total += hi - max(lo, end)
+                end = hi
+        return total
+
+    replicates = sorted({r for *_, r in jobs if r is not None})
+    wall = union([(lo, hi) for lo, hi, _ in jobs])
+    return {"wall_s": round(wall, 1), "replicates": len(replicates),
+            "wall_s_per_replicate": round(wall / max(len(replicates), 1), 1),
+            "job_s_per_replicate": {str(r): round(sum(hi - lo for lo, hi, rep in jobs if rep == r), 1)
+                                    for r in replicates},
+            "job_s_shared": round(sum(hi - lo for lo, hi, rep in jobs if rep is None), 1)}
+
+
+def machine() -> dict:
+    """Where the snapshot was taken (with `make snapshot` on the machine that ran the study, the
+    study's machine)."""
+    import torch
+
+    cpu = platform.processor()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else None
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "memory_gib": round(memory, 1) if memory else None, "gpus": gpus, "system": platform.system(),
+            "python": platform.python_version(), "torch": torch.__version__,
+            "date": datetime.date.today().isoformat()}
+
+
+def take(config: str | Path, study: str, data_cfg: dict, *, results: str | Path = "results",
+         out: str | Path = SNAPSHOTS, simulations: int = 40) -> Path:
+    """Snapshot results/<study> into out/<study>/ (replaced whole, atomically)."""
+    from .plan import power_section
+
+    source = Path(results) / study
+    missing = [name for name in (*COPIED, "benchmarks") if not (source / name).exists()]
+    if missing:
+        raise ConfigError(f"{source}: no {', '.join(missing)}; run the study first (make reproduce CONFIG={config})")
+    cfg = study_config(config)
+    _, detectable = power_section(cfg, study, data_cfg, simulations=simulations, results=results)
+    with atomic_path(Path(out) / study) as tmp:
+        tmp.mkdir()
+        for name, target in COPIED.items():
+            shutil.copy(source / name, tmp / target)
+        benchmark_table(source).to_csv(tmp / "timing.csv", index=False, float_format="%.1f")
+        write_json(tmp / "run.json", {"study": study, "config": str(config), **run_times(source),
+                                      "detectable": detectable, "plan_simulations": simulations,
+                                      "machine": machine()})
+    return Path(out) / study
+
+
+# --- rendering ---------------------------------------------------------------------------------------
+
+def load(folder: str | Path) -> dict:
+    folder = Path(folder)
+    return {"study": folder.name, "verdicts": pd.read_csv(folder / "verdicts.csv"),
+            "calibration": pd.read_csv(folder / "calibration.csv"), "c4_unit": pd.read_csv(folder / "c4_unit.csv"),
+            "timing": pd.read_csv(folder / "timing.csv"), "run": json.loads((folder / "run.json").read_text()),
+            "metrics": json.loads((folder / "metrics.json").read_text())}
+
+
+def _num(value: float, digits: int = 2) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "n/a"
+    if np.isinf(value):
+        return "unbounded"
+    return f"{value:.{digits}f}" if abs(value) >= 0.01 or value == 0 else f"{value:.2g}"
+
+
+def _estimate(r) -> str:
+    """'rho of MRD 0.01 [-0.22, 0.25]', with Holm's p where the claim tests a family."""
+    short = r.short if isinstance(r.short, str) else ""  # an empty CSV cell reads as NaN
+    text = f"{short} {_num(r.estimate)} [{_num(r.ci_low)}, {_num(r.ci_high)}]" if short else r.statistic
+    return text + (f", Holm p {r.p_holm:.2g}" if np.isfinite(r.p_holm) else "")
+
+
+def _detectable(snap: dict, claim: str) -> str:
+    """The plan's smallest effect detected with 80% power, in the claim's own unit."""
+    value = snap["run"]["detectable"].get(claim)
+    if value is None:
+        return "none within the plan's grid"
+    return {"C1": f"spread {value:.2g}", "C2": f"rho {value:.2g}", "C3": f"rho {value:.2g}"}.get(
+        claim, f"{value:g} x the paper's gains")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def readme_table(snaps: list[dict]) -> str:
+    """The README's results: each claim's pooled verdict per study with the statistic it reads,
+    its 95% CI and the effect the design could detect (80% power at Holm's level)."""
+    head = "| claim | " + " | ".join(f"`{s['study']}`" for s in snaps) + " |\n|---|" + "---|" * len(snaps) + "\n"
+    rows = []
+    for claim in ("C1", "C2", "C3", "C4"):
+        cells = []
+        for s in snaps:
+            r = s["verdicts"].set_index("claim").loc[claim]
+            scope = f" ({r.scope})" if isinstance(r.scope, str) and r.scope else ""
+            cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}; detectable {_detectable(s, claim)}")
+        rows.append(f"| {r.claim_text} | " + " | ".join(cells) + " |")
+    runs = "; ".join(f"`{s['study']}`: {s['run']['replicates']} replicates, {_minutes(s['run']['wall_s_per_replicate'])}"
+                     f" per replicate on {s['run']['machine']['cores']} cores ({s['run']['machine']['cpu']})"
+                     for s in snaps)
+    return (head + "\n".join(rows) + "\n\n"
+            f"Each cell: the pooled verdict, the statistic it reads with its 95% CI, and the smallest effect the "
+            f"design detects with 80% power (`make plan`). Wall time: {runs}.\n")
+
+
+def study_page(snap: dict) -> str:
+    """docs/results/<study>.md."""
+    verdicts, run = snap["verdicts"], snap["run"]
+    lines = [f"# Results: `{snap['study']}`", "",
+             f"Rendered from the snapshot in `docs/results/{snap['study']}/` (taken by `make snapshot "
+             f"CONFIG={run['config']}` from the finished run); the full report is the run's `results/{snap['study']}/"
+             "report.md`.", "", "## Verdicts", "",
+             "| claim | verdict | per replicate | statistic | estimate [95% CI] | Holm p | false verdicts under no "
+             "effect [95% upper] | power at the smallest effect | detectable (80% power) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in verdicts.itertuples():
+        scope = f" ({r.scope})" if isinstance(r.scope, str) and r.scope else ""
+        false = f"{r.false_verdict_rate:.1%} [{r.false_verdict_upper95:.1%}]" if np.isfinite(r.false_verdict_rate) else ""
+        power = f"{r.power:.0%} ({r.smallest_effect})" if np.isfinite(r.power) else ""
+        holm = f"{r.p_holm:.2g}" if np.isfinite(r.p_holm) else ""
+        lines.append(f"| {r.claim_text} | **{r.verdict}**{scope} | {r.per_replicate} | {r.statistic} | "
+                     f"{_num(r.estimate)} [{_num(r.ci_low)}, {_num(r.ci_high)}] | {holm} | {false} | {power} | "
+                     f"{_detectable(snap, r.claim)} |")
+    unit = snap["c4_unit"]
+    chosen = unit[unit.chosen.astype(bool)].iloc[0]
+    lines += ["", "## C4's unit", "",
+              f"The run pairs' share of the groups' paired differences: {_num(chosen.run_share)} "
+              f"[{_num(chosen.run_share_ci_low)}, {_num(chosen.run_share_ci_high)}]. Simulated at "
+              f"{_num(chosen.run_share_assumed)} ({chosen.run_share_source}), at Holm's level {chosen.level:.3g}:", "",
+              "| unit | units | false rejections [95% upper] | power | chosen |", "|---|---|---|---|---|"]
+    for r in unit.itertuples():
+        lines.append(f"| {r.unit} | {r.n_units} | {r.false_rejection_rate:.1%} [{r.false_rejection_upper95:.1%}] | "
+                     f"{r.power:.0%} | {'yes' if r.chosen else ''} |")
+    cal = snap["calibration"]
+    lines += ["", "## Calibration of the verdict rules on this design", "", f"Design: {cal.design.iloc[0]}.", "",
+              "| claim | condition | effect | simulations | false verdicts [95% upper] | power |",
+              "|---|---|---|---|---|---|"]
+    for r in cal.itertuples():
+        false = f"{r.false_verdict_rate:.1%} [{r.false_verdict_upper95:.1%}]" if np.isfinite(r.false_verdict_rate) else ""
+        power = f"{r.power:.0%}" if np.isfinite(r.power) else ""
+        lines.append(f"| {r.claim} | {r.condition} | {r.effect} | {r.simulations} | {false} | {power} |")
+    m = run["machine"]
+    per_rep = ", ".join(f"replicate {k}: {_minutes(v)}" for k, v in run["job_s_per_replicate"].items())
+    lines += ["", "## Cost", "",
+              f"Wall time {_minutes(run['wall_s'])} for {run['replicates']} replicates, "
+              f"{_minutes(run['wall_s_per_replicate'])} per replicate (the time in which any job ran, from the "
+              f"benchmark files). Job time: {per_rep}; pooled stages {_minutes(run['job_s_shared'])}. Machine: "
+              f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB"
+              + (f", {', '.join(m['gpus'])}" if m["gpus"] else ", no GPU")
+              + f"; Python {m['python']}, torch {m['torch']}; snapshot of {m['date']}.", "",
+              "| rule | jobs | total s | longest s | peak memory MB |", "|---|---|---|---|---|"]
+    for r in snap["timing"].itertuples():
+        lines.append(f"| {r.rule} | {r.jobs} | {r.total_s:.0f} | {r.max_s:.0f} | "
+                     f"{'' if np.isnan(r.max_rss) else f'{r.max_rss:.0f}'} |")
+    return "\n".join(lines) + "\n"
+
+
+def snapshots(root: str | Path = SNAPSHOTS) -> dict[str, dict]:
+    return {folder.name: load(folder) for folder in sorted(Path(root).iterdir())
+            if folder.is_dir() and (folder / "run.json").is_file()} if Path(root).is_dir() else {}
+
+
+def readme_block(snaps: dict[str, dict], studies: tuple[str, ...] = README_STUDIES) -> str:
+    shown = [snaps[s] for s in studies if s in snaps]
+    return f"{BEGIN}\n{readme_table(shown) if shown else 'No snapshot yet: `make snapshot`.'}{END}"
+
+
+def render(root: str | Path = SNAPSHOTS, readme: str | Path = README,
+           studies: tuple[str, ...] = README_STUDIES) -> list[Path]:
+    """Rewrite the README's results table and every docs/results/<study>.md from the snapshots."""
+    snaps, written = snapshots(root), []
+    for study, snap in snaps.items():
+        page = Path(root) / f"{study}.md"
+        with atomic_path(page) as tmp:
+            tmp.write_text(study_page(snap))
+        written.append(page)
+    readme = Path(readme)
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise ConfigError(f"{readme}: no results markers ({BEGIN} ... {END})")
+    before, rest = text.split(BEGIN, 1)
+    with atomic_path(readme) as tmp:
+        tmp.write_text(before + readme_block(snaps, studies) + rest.split(END, 1)[1])
+    return [*written, readme]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Snapshot finished studies into docs/results/ and render the "
+                                                 "README's results table and the docs' results pages from them.")
+    parser.add_argument("--config", help="the study configuration whose finished results to snapshot")
+    parser.add_argument("--results", default="results", help="where the studies' results are (default: results)")
+    parser.add_argument("--out", default=str(SNAPSHOTS), help="the snapshots' folder (default: docs/results)")
+    parser.add_argument("--readme", default=str(README), help="the README to render into (default: README.md)")
+    parser.add_argument("--simulations", type=int, default=40,
+                        help="simulated studies per point of the power plan's curves (default 40, as make plan)")
+    parser.add_argument("--readme-studies", default=",".join(README_STUDIES),
+                        help=f"the studies the README's table shows, in order (default: {','.join(README_STUDIES)})")
+    parser.add_argument("--render", action="store_true", help="only render, from the snapshots already there")
+    args = parser.parse_args(argv)
+    if not args.config and not args.render:
+        parser.error("name --config (take snapshots, then render) or --render")
+    if args.simulations < 1:
+        parser.error("--simulations: must be at least 1")
+    try:
+        if args.config:
+            cfg = study_config(args.config)
+            for study, data_cfg in study_data_configs(cfg).items():
+                folder = take(args.config, study, data_cfg, results=args.results, out=args.out,
+                              simulations=args.simulations)
+                print(f"snapshot: {folder}")
+        for path in render(args.out, args.readme, tuple(args.readme_studies.split(","))):
+            print(f"rendered: {path}")
+    except (ConfigError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Snapshots and what renders from them: the README's results table and the docs' results pages
+are exactly what the committed snapshots give; `make snapshot` works on a finished study; the
+documentation site builds strictly, offline."""
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from mrd_unlearning import snapshot
+
+from .conftest import ROOT
+
+
+def test_the_readme_and_the_results_pages_are_rendered_from_the_committed_snapshots():
+    """After a new snapshot, `python -m mrd_unlearning.snapshot --render` brings them in line."""
+    snaps = snapshot.snapshots(ROOT / "docs" / "results")
+    assert {"default", "tofu_smollm2"} <= set(snaps)
+    for study, snap in snaps.items():
+        assert (ROOT / "docs" / "results" / f"{study}.md").read_text() == snapshot.study_page(snap), study
+        assert list(snap["verdicts"].claim) == ["C1", "C2", "C3", "C4"]
+        assert snap["metrics"]["verdict_C2"] == snap["verdicts"].verdict[1]  # one run's files, not two
+    readme = (ROOT / "README.md").read_text()
+    assert snapshot.readme_block(snaps) in readme
+    for study in ("default", "tofu_smollm2"):  # every verdict and interval of the table is in the README
+        for r in snaps[study]["verdicts"].itertuples():
+            assert f"**{r.verdict}**" in readme and snapshot._estimate(r) in readme
+
+
+def test_wall_time_is_the_union_of_the_jobs_intervals(tmp_path):
+    """Two replicates' jobs overlap; a pooled job rerun an hour later adds its own seconds only."""
+    bench = tmp_path / "benchmarks"
+    jobs = {"finetune/rep0_target.tsv": (100, 160), "finetune/rep1_target.tsv": (130, 200),
+            "unlearn/rep0_ga_mrd.tsv": (200, 260), "report.tsv": (3860, 3870)}
+    for name, (start, end) in jobs.items():
+        path = bench / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"s": [end - start], "max_rss": [1.0]}).to_csv(path, sep="\t", index=False)
+        os.utime(path, (end, end))
+    times = snapshot.run_times(tmp_path)
+    assert times["wall_s"] == pytest.approx(100 + 60 + 10)  # [100, 200] + [200, 260] + [3860, 3870]
+    assert times["replicates"] == 2 and times["wall_s_per_replicate"] == pytest.approx(85)
+    assert times["job_s_per_replicate"] == {"0": 120.0, "1": 70.0} and times["job_s_shared"] == 10.0
+
+
+def test_a_study_that_has_not_run_gets_a_one_line_error(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "mrd_unlearning.snapshot", "--config", str(ROOT / "config/smoke.yaml"),
+                           "--results", str(tmp_path), "--out", str(tmp_path / "snap")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().count("\n") == 0 and str(tmp_path / "smoke") in done.stderr
+    assert not (tmp_path / "snap").exists()
+
+
+@pytest.mark.e2e
+def test_make_snapshot_on_a_finished_study(smoke_run, tmp_path):
+    work, out, _ = smoke_run
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# A\n\n{snapshot.BEGIN}\nold\n{snapshot.END}\n\nrest\n")
+    done = subprocess.run([sys.executable, "-m", "mrd_unlearning.snapshot", "--config", "config/smoke.yaml",
+                           "--out", str(tmp_path / "snap"), "--readme", str(readme), "--simulations", "4",
+                           "--readme-studies", "smoke"],
+                          capture_output=True, text=True, cwd=work)
+    assert done.returncode == 0, done.stderr[-3000:]
+    snap = tmp_path / "snap" / "smoke"
+    assert (snap / "verdicts.csv").read_bytes() == (out / "tables/verdicts.csv").read_bytes()
+    assert (snap / "metrics.json").read_bytes() == (out / "metrics.json").read_bytes()
+    run = json.loads((snap / "run.json").read_text())
+    assert run["replicates"] == 2 and set(run["detectable"]) >= {"C1", "C2", "C3", "C4"}
+    assert 0 < run["wall_s"] <= sum(run["job_s_per_replicate"].values()) + run["job_s_shared"] + 1
+    assert run["machine"]["cores"] >= 1 and run["machine"]["torch"]
+    timing = pd.read_csv(snap / "timing.csv")
+    assert timing.rule.iloc[-1] == "total" and timing.jobs.iloc[-1] == len(list((out / "benchmarks").rglob("*.tsv")))
+    page = (tmp_path / "snap" / "smoke.md").read_text()
+    text = readme.read_text()
+    assert text.startswith("# A\n\n") and text.endswith("\n\nrest\n") and "old" not in text
+    for claim, verdict in pd.read_csv(snap / "verdicts.csv")[["claim", "verdict"]].itertuples(index=False):
+        assert f"**{verdict}**" in page and f"**{verdict}**" in text, claim
+
+
+@pytest.mark.e2e
+def test_the_documentation_builds_strictly_offline(tmp_path):
+    """A broken link, a page outside the nav or an API reference that does not resolve fails."""
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          capture_output=True, text=True, cwd=ROOT, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for page in ("index.html", "method/index.html", "results/default/index.html", "api/index.html",
+                 "configuration/index.html"):
+        assert (tmp_path / "site" / page).is_file(), page
+    assert "score_mrd" in (tmp_path / "site" / "api" / "index.html").read_text()
+    assert "mrd.sigma" in (tmp_path / "site" / "configuration" / "index.html").read_text()

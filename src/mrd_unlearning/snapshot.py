@@ -143,7 +143,7 @@ def _detectable(snap: dict, claim: str) -> str:
     if value is None:
         return "none within the plan's grid"
     return {"C1": f"spread {value:.2g}", "C2": f"rho {value:.2g}", "C3": f"rho {value:.2g}"}.get(
-        claim, f"{value:g} x the paper's gains")
+        claim, f"{value:.3g} x the paper's gains")
 
 
 def _minutes(seconds: float) -> str:

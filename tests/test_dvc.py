@@ -73,9 +73,9 @@ def test_a_parameter_sweep_runs_as_a_dvc_experiment(author):
     """`dvc exp run -S` changes a parameter and reruns what it touches (here the statistics: the
     pooled stages, not the models); `dvc exp show` lists the experiment beside the workspace, with
     its parameter and metrics."""
-    sh(author, "dvc", "exp", "run", "-n", "stricter-alpha", "-S", "config/config.yaml:statistics.alpha=0.01")
+    sh(author, "dvc", "exp", "run", "-n", "more-resamples", "-S", "config/config.yaml:statistics.bootstrap_resamples=300")
     shown = sh(author, "dvc", "exp", "show", "--no-pager", "--csv")
     header, *rows = shown.strip().splitlines()
-    assert "statistics.alpha" in header and "verdict_C4" in header
-    experiment = [row for row in rows if "stricter-alpha" in row]
-    assert len(experiment) == 1 and "0.01" in experiment[0]
+    assert "statistics.bootstrap_resamples" in header and "verdict_C4" in header
+    experiment = [row for row in rows if "more-resamples" in row]
+    assert len(experiment) == 1 and "300" in experiment[0]

@@ -211,7 +211,7 @@ def study_page(snap: dict) -> str:
     lines += ["", "## Cost", "",
               f"Wall time {_minutes(run['wall_s'])} for {run['replicates']} replicates, "
               f"{_minutes(run['wall_s_per_replicate'])} per replicate (the time in which any job ran, from the "
-              f"benchmark files). Job time: {per_rep}; pooled stages {_minutes(run['job_s_shared'])}. Machine: "
+              f"benchmark files). Summed job time (jobs ran side by side): {per_rep}; pooled stages {_minutes(run['job_s_shared'])}. Machine: "
               f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB"
               + (f", {', '.join(m['gpus'])}" if m["gpus"] else ", no GPU")
               + f"; Python {m['python']}, torch {m['torch']}; snapshot of {m['date']}.", "",

@@ -533,11 +533,6 @@ def verdict_table(context: dict, validation: pd.DataFrame, calibration: pd.DataF
     return pd.DataFrame(rows)[columns]
 
 
-CLAIMS = {"C1": "C1 difficulty varies from sample to sample", "C2": "C2 MRD predicts the required updates",
-          "C3": "C3 hard and easy samples differ in known characteristics",
-          "C4": "C4 MRD-weighted sampling improves completeness and utility"}
-
-
 def _claim_rows(verdicts: pd.DataFrame) -> list[dict]:
     """The closing table: each claim's pooled verdict, its scope, the replicates, and its rule's
     calibration on this design."""

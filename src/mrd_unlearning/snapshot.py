@@ -90,16 +90,16 @@ def machine() -> dict:
             "date": datetime.date.today().isoformat()}
 
 
-def take(config: str | Path, study: str, data_cfg: dict, *, results: str | Path = "results",
+def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: str | Path = "results",
          out: str | Path = SNAPSHOTS, simulations: int = 40) -> Path:
-    """Snapshot results/<study> into out/<study>/ (replaced whole, atomically)."""
+    """Snapshot results/<study> into out/<study>/ (replaced whole, atomically); `cfg` is the
+    validated configuration read from `config`."""
     from .plan import power_section
 
     source = Path(results) / study
     missing = [name for name in (*COPIED, "benchmarks") if not (source / name).exists()]
     if missing:
         raise ConfigError(f"{source}: no {', '.join(missing)}; run the study first (make reproduce CONFIG={config})")
-    cfg = study_config(config)
     _, detectable = power_section(cfg, study, data_cfg, simulations=simulations, results=results)
     with atomic_path(Path(out) / study) as tmp:
         tmp.mkdir()
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.config:
             cfg = study_config(args.config)
             for study, data_cfg in study_data_configs(cfg).items():
-                folder = take(args.config, study, data_cfg, results=args.results, out=args.out,
+                folder = take(args.config, cfg, study, data_cfg, results=args.results, out=args.out,
                               simulations=args.simulations)
                 print(f"snapshot: {folder}")
         for path in render(args.out, args.readme, tuple(args.readme_studies.split(","))):

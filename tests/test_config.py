@@ -44,6 +44,35 @@ def test_config_readme_is_current():
     assert (ROOT / "config" / "README.md").read_text() == schema_markdown()
 
 
+SCHEMA_KEYWORDS = {"$ref", "additionalProperties", "default", "description", "enum", "exclusiveMaximum",
+                   "exclusiveMinimum", "items", "maximum", "minItems", "minLength", "minimum", "oneOf", "pattern",
+                   "properties", "required", "type", "uniqueItems"}
+
+
+def test_every_schema_description_is_a_whole_sentence():
+    """An unquoted comma in a YAML flow mapping cuts a description short (the rest becomes stray
+    keys): every property holds JSON Schema keywords only, and every description ends a sentence."""
+    import yaml
+    from importlib.resources import files
+
+    schema = yaml.safe_load(files("mrd_unlearning").joinpath("config.schema.yaml").read_text())
+    checked = 0
+
+    def walk(node: dict, path: str) -> None:
+        nonlocal checked
+        for key, prop in node.get("properties", {}).items():
+            where = f"{path}{key}"
+            assert set(prop) <= SCHEMA_KEYWORDS, (where, set(prop) - SCHEMA_KEYWORDS)
+            if "description" in prop:
+                assert isinstance(prop["description"], str) and prop["description"].rstrip().endswith((".", ")")), where
+                checked += 1
+            walk(prop, f"{where}.")
+            walk(prop.get("items", {}), f"{where}[].")
+
+    walk(schema, "")
+    assert checked > 100
+
+
 def test_defaults_fill_nested_sections():
     cfg = validate_config({"name": "x"})
     assert cfg["mrd"]["sigma"] == "auto" and cfg["data"]["synthetic"]["n_people"] == 40

@@ -200,3 +200,35 @@ def test_units_needed_are_the_fewest_that_reach_the_power_even_where_scipy_gives
     assert needed == sorted(needed) and needed[0] == 10  # 2 / 2^10 is the first floor below 0.0025 (2 SD: the t-test needs fewer)
     for ratio, n in zip((2, 3, 5), needed[2:]):
         assert t_test_power(1 / ratio, n, level) >= 0.8 > t_test_power(1 / ratio, n - 1, level)
+
+
+def test_plan_of_a_local_folder_counts_its_files_and_ends_with_its_total(data_dir, tmp_path, capsys):
+    """`make plan` on data.source local: the rows of the folder's own files (not TOFU's split
+    sizes), a grand total line before the JSON, and a remedy beside every job that does not fit."""
+    import yaml
+
+    from mrd_unlearning.plan import data_sizes, main
+
+    splits = {"forget": "forget25.json", "retain": "retain75.json", "holdout": "holdout25.json",
+              "forget_eval": "forget25_perturbed.json", "retain_eval": "retain_perturbed.json"}
+    local = {"name": "mine", "data": {"source": "local", "retain_eval_size": 5,
+                                      "local": {"path": str(data_dir), "splits": splits}}}
+    cfg = validate_config(local)
+    rows = {role: sum(1 for line in (data_dir / name).read_text().splitlines() if line.strip())
+            for role, name in splits.items()}
+    wrong = len(json.loads((data_dir / splits["forget_eval"]).read_text().splitlines()[0])["perturbed_answer"])
+    assert data_sizes(cfg["data"]) == {"full": rows["forget"] + rows["retain"], "forget": rows["forget"],
+                                       "retain": rows["retain"], "retain_eval": 5, "utility": 0, "wrong_answers": wrong}
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({**local, "resources": {"gpu_mem_gb": 0.001}}))
+    main(["--config", str(tmp_path / "mine.yaml"), "--simulations", "0"])
+    *table, total, last = capsys.readouterr().out.strip().splitlines()
+    summary = json.loads(last)
+    assert total == (f"Total: {summary['jobs']} model jobs in 1 study(ies), {summary['gpu_hours']:.2f} GPU-hours, "
+                     f"peak {summary['max_gpu_mem_gb']:.2f} GB per GPU of {summary['usable_gb']:.2f} usable (does NOT "
+                     f"fit: see the remedies above), {summary['disk_gb']:.2f} GB of checkpoints on disk")
+    unfit = [line for line in table if line.startswith("- ")]
+    assert len(unfit) == sum(line.count("| NO |") for line in table if line.startswith("| ") and "**study**" not in line)
+    assert any(line.startswith("- finetune") and "finetune.strategy fsdp" in line for line in unfit)
+    assert all("resources.gpu_mem_gb (now 0.001)" in line for line in unfit)
+    with pytest.raises(Exception, match=r"config key 'data.local.splits.forget': no file .*missing/forget25.json"):
+        data_sizes({**cfg["data"], "local": {**cfg["data"]["local"], "path": str(tmp_path / "missing")}})

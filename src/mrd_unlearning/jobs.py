@@ -3,6 +3,7 @@ code it runs (so a change to the package reruns exactly what it touches), and it
 Light on purpose: the rules import it, and so does every job before it does any work."""
 from __future__ import annotations
 
+import ast
 import contextlib
 import hashlib
 import inspect
@@ -12,12 +13,69 @@ import traceback
 from pathlib import Path
 
 
-def source_digest(*objects) -> str:
-    """A short hash of the source of modules, functions or files (templates): a rule that passes
-    it as a param reruns when the code it calls changes (compared by content)."""
+# The package code each rule's results depend on: modules ("mrd"), their top-level functions
+# ("stages.prepare_data") and files ("templates/report.md.j2"). The Snakefile passes each rule its
+# digest as a param, so that a change to the package reruns exactly the rules whose code it touches.
+RULE_CODE: dict[str, tuple[str, ...]] = {
+    "prepare_data": ("stages.prepare_data", "data.synthetic", "data.loader"),
+    "tokenizer": ("stages.build_tokenizer", "models.train_tokenizer"),
+    "check_lengths": ("stages.check_lengths", "data.loader", "models"),
+    "base_model": ("stages.convert_base_model", "models.convert_gguf"),
+    "finetune": ("stages.finetune_model", "stages._finetune_process", "stages._base_model", "models", "training"),
+    "evaluate": ("stages.evaluate_model", "evaluation", "metrics", "models", "baselines"),
+    "mrd": ("stages.score_forget_set", "mrd", "models", "sampling.mrd_weights"),
+    "mrd_variants": ("stages.mrd_variants", "mrd", "variants.estimator_study", "models"),
+    "baselines": ("stages.baseline_scores", "stages._base_model", "baselines", "difficulty", "mrd", "models"),
+    "ground_truth": ("stages.ground_truth", "ground_truth", "training", "unlearning.gradient_ascent", "models"),
+    "scores": ("pooled.collect_scores", "pooled._replicate_scores", "difficulty"),
+    "mrd_validation": ("pooled.mrd_validation", "validation", "statistics", "difficulty"),
+    "mrd_figures": ("pooled.mrd_figures", "figures"),
+    "unlearn": ("stages.unlearn_runs", "stages.unlearning_steps", "unlearning", "sampling", "training", "mrd",
+                "models", "evaluation", "metrics", "difficulty", "baselines"),
+    "unlearning_table": ("pooled.unlearning_table", "pooled.author_outcomes", "pooled.truth_ratio_gap"),
+    "comparison_table": ("pooled.comparison_table", "claims", "statistics"),
+    "calibration": ("pooled.calibration", "calibration", "claims", "statistics", "validation"),
+    "unlearning_figures": ("pooled.unlearning_figures", "figures"),
+    "report": ("report", "templates/report.md.j2", "claims", "statistics"),
+}
+PACKAGE = Path(__file__).resolve().parent
+
+
+def source_text(name: str) -> str:
+    """The source of a package module ("data.loader"), of one of its top-level functions or
+    classes ("stages.prepare_data"), or the text of a package file ("templates/report.md.j2"),
+    exactly as `inspect.getsource` gives it, but read from the files: planning a study
+    (`snakemake -n`, every DVC stage) then never imports torch."""
+    if "/" in name:
+        return (PACKAGE / name).read_text()
+    parts = name.split(".")
+    for cut in range(len(parts), 0, -1):
+        folder = PACKAGE.joinpath(*parts[:cut])
+        for path in (folder.with_suffix(".py"), folder / "__init__.py"):
+            if path.is_file():
+                return _definition(path, parts[cut:], name)
+    raise ValueError(f"{name}: no such module in {PACKAGE}")
+
+
+def _definition(path: Path, names: list[str], name: str) -> str:
+    text = path.read_text()
+    if not names:
+        return text
+    if len(names) > 1:
+        raise ValueError(f"{name}: only a module's top-level functions and classes have a digest")
+    for node in ast.parse(text).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == names[0]:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            return "".join(inspect.getblock(text.splitlines(keepends=True)[first - 1:]))
+    raise ValueError(f"{name}: {path.name} defines no top-level function or class {names[0]!r}")
+
+
+def source_digest(*names: str) -> str:
+    """A short hash of the source of package code (see `source_text`): a rule that passes it as a
+    param reruns when the code it calls changes (compared by content)."""
     digest = hashlib.sha256()
-    for obj in objects:
-        digest.update(obj.read_bytes() if isinstance(obj, Path) else inspect.getsource(obj).encode())
+    for name in names:
+        digest.update(source_text(name).encode())
     return digest.hexdigest()[:16]
 
 

@@ -133,7 +133,8 @@ def architecture(model_cfg: dict, vocab_size: int | None = None) -> Architecture
 
 
 def data_sizes(data_cfg: dict) -> dict[str, int]:
-    """Rows per split, from the configuration alone (TOFU's published split sizes)."""
+    """Rows per split: the synthetic generator's and TOFU's from the configuration (TOFU's
+    published split sizes), a local folder's counted in its files."""
     if data_cfg["source"] == "synthetic":
         syn = data_cfg["synthetic"]
         n_forget_people = max(1, round(syn["n_people"] * data_cfg["forget_percent"] / 100))
@@ -141,6 +142,8 @@ def data_sizes(data_cfg: dict) -> dict[str, int]:
         forget = n_forget_people * syn["attributes_per_person"]
         return {"full": full, "forget": forget, "retain": full - forget, "retain_eval": data_cfg["retain_eval_size"],
                 "utility": 0, "wrong_answers": syn["n_wrong_answers"]}
+    if data_cfg["source"] == "local":
+        return _local_sizes(data_cfg)
     cfg = data_cfg["tofu"]
     split = TOFU_ROWS[cfg["forget_split"]]
     forget = split if cfg.get("per_author") is None else tofu.n_authors(cfg["forget_split"]) * cfg["per_author"]
@@ -150,6 +153,31 @@ def data_sizes(data_cfg: dict) -> dict[str, int]:
             "retain_eval": data_cfg["retain_eval_size"] or TOFU_ROWS["retain_eval"],
             "utility": 2 * utility if utility else TOFU_ROWS["real_authors"] + TOFU_ROWS["world_facts"],
             "wrong_answers": TOFU_WRONG_ANSWERS}
+
+
+def _local_sizes(data_cfg: dict) -> dict[str, int]:
+    """A local folder's rows, counted (one JSON object per non-empty line), and the wrong answers
+    of its first forget-evaluation row; a missing file is named by its config key."""
+    from .config import ConfigError
+
+    local = data_cfg["local"]
+    root = Path(local["path"])
+    rows: dict[str, int] = {}
+    for role, name in local["splits"].items():
+        if not name:
+            continue
+        path = root / name
+        if not path.is_file():
+            raise ConfigError(f"config key 'data.local.splits.{role}': no file {path}")
+        with path.open(encoding="utf-8") as fh:
+            rows[role] = sum(1 for line in fh if line.strip())
+    with (root / local["splits"]["forget_eval"]).open(encoding="utf-8") as fh:
+        first = json.loads(next(line for line in fh if line.strip()))
+    cap = data_cfg["retain_eval_size"]
+    return {"full": rows.get("full", rows["forget"] + rows["retain"]), "forget": rows["forget"],
+            "retain": rows["retain"], "retain_eval": min(cap, rows["retain_eval"]) if cap else rows["retain_eval"],
+            "utility": rows.get("real_authors", 0) + rows.get("world_facts", 0),
+            "wrong_answers": len(first.get("perturbed_answer", []))}
 
 
 class _Costs:
@@ -332,6 +360,24 @@ def job_resources(plan: dict[str, list[JobPlan]], study: str, rule: str, variant
     return {"mem_mb": job.host_mem_mb, "runtime": math.ceil(2 * job.wall_minutes + 15)}
 
 
+TRAINING_RULES = ("finetune", "ground_truth", "unlearn")
+
+
+def remedies(cfg: dict, job: JobPlan) -> list[str]:
+    """What would make a job that does not fit its GPU fit, most effective first."""
+    found = []
+    if job.rule == "finetune":
+        found.append("finetune.strategy fsdp with more finetune.processes (GPUs) shards weights, gradients and AdamW "
+                     "state")
+    if job.rule in TRAINING_RULES:
+        found += ["model.lora.r > 0 (LoRA) trains adapters only: no full gradients or AdamW state",
+                  "model.gradient_checkpointing: true, or smaller batch sizes, cut the activations"]
+    else:
+        found.append("smaller mrd.batch_size / evaluation.batch_size, or model.precision bf16, cut what scoring holds")
+    found.append(f"GPUs with more memory: resources.gpu_mem_gb (now {cfg['resources']['gpu_mem_gb']:g})")
+    return found
+
+
 def refuse_unfit(cfg: dict, plan: dict[str, list[JobPlan]]) -> None:
     """Raise, naming every job that does not fit and what would make it fit."""
     unfit = [(study, job) for study, jobs in plan.items() for job in jobs if not job.fits]
@@ -339,14 +385,7 @@ def refuse_unfit(cfg: dict, plan: dict[str, list[JobPlan]]) -> None:
         return
     lines = [f"  {study}: {job.rule} {job.variant} needs {job.peak_gb:.1f} GB per GPU "
              f"({', '.join(f'{k} {v:.1f}' for k, v in job.memory_gb.items())})" for study, job in unfit]
-    advice = []
-    rules = {job.rule for _, job in unfit}
-    if "finetune" in rules:
-        advice.append("fine-tuning: finetune.strategy 'fsdp' with more finetune.processes (GPUs) shards weights, "
-                      "gradients and AdamW state")
-    advice += ["model.lora.r > 0 (LoRA) trains adapters only: no full gradients or AdamW state",
-               "model.gradient_checkpointing: true, or smaller batch sizes, cut the activations",
-               f"GPUs with more memory: resources.gpu_mem_gb (now {cfg['resources']['gpu_mem_gb']:g})"]
+    advice = list(dict.fromkeys(a for _, job in unfit for a in remedies(cfg, job)))
     raise PlanError(f"the memory plan does not fit {usable_gb(cfg):.1f} GB per GPU (resources.gpu_mem_gb x "
                     f"resources.usable_fraction); refused before any job runs:\n" + "\n".join(lines)
                     + "\nTo fit:\n" + "\n".join(f"  - {a}" for a in advice)
@@ -381,7 +420,20 @@ def render(cfg: dict, plan: dict[str, list[JobPlan]], arch: Architecture) -> str
         lines.append(f"| **study** | | {sum(j.jobs for j in jobs)} | | {max(j.peak_gb for j in jobs):.2f} | | "
                      f"{'yes' if all(j.fits for j in jobs) else 'NO'} | | {sum(j.gpu_hours * j.jobs for j in jobs):.2f} | "
                      f"{sum(j.disk_gb * j.jobs for j in jobs):.2f} |")
+        unfit = [j for j in jobs if not j.fits]
+        if unfit:
+            lines += ["", f"Jobs that do not fit {usable_gb(cfg):.1f} GB per GPU, and what would make them fit:"]
+            lines += [f"- {j.rule} {j.variant}".rstrip() + f" ({j.peak_gb:.1f} GB): " + "; ".join(remedies(cfg, j))
+                      for j in unfit]
     return "\n".join(lines)
+
+
+def total_line(summary: dict) -> str:
+    """The grand total, the line to read first."""
+    return (f"Total: {summary['jobs']} model jobs in {len(summary['studies'])} study(ies), "
+            f"{summary['gpu_hours']:.2f} GPU-hours, peak {summary['max_gpu_mem_gb']:.2f} GB per GPU of "
+            f"{summary['usable_gb']:.2f} usable ({'fits' if summary['fits'] else 'does NOT fit: see the remedies above'}), "
+            f"{summary['disk_gb']:.2f} GB of checkpoints on disk")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -399,7 +451,9 @@ def main(argv: list[str] | None = None) -> None:
         for study, data_cfg in study_data_configs(cfg).items():
             section, power[study] = power_section(cfg, study, data_cfg, simulations=args.simulations)
             print(section, flush=True)
-    print(json.dumps({**summary(cfg, plan), "power": power}))
+    totals = summary(cfg, plan)
+    print("\n" + total_line(totals))
+    print(json.dumps({**totals, "power": power}))
 
 
 def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,

@@ -14,7 +14,6 @@ from .data.loader import forget_groups, load_study_data
 from .difficulty import difficulty_table
 from .calibration import c4_unit, calibrate, design_from_study, group_differences, run_share, smallest_effects
 from .io import read_json, write_csv
-from .mrd import mrd_from_drop
 from .validation import replicate_stability, sigma_sweep_table, validation_table, variant_column
 
 EVALUATED = ("forget_quality", "forget_ks", "model_utility", "forget_prob", "forget_rouge", "forget_truth_ratio",
@@ -40,6 +39,8 @@ def _replicate_scores(replicate: str, mrd_csv: str, counts_csvs: dict[str, str],
         scores = scores.merge(counts.rename(columns={"update_count": truth, "censored": f"censored{suffix}",
                                                      "update_count_frac": f"{truth}_frac"}), on="sample_id")
     if variants_csv:
+        from .mrd import mrd_from_drop  # here, so that the other pooled jobs load no torch
+
         variants = pd.read_csv(variants_csv)
         named = variants[~variants.variant.str.startswith("sigma_sweep/") & (variants.variant != "main")]
         for name, group in named.groupby("variant", sort=False):

@@ -30,7 +30,7 @@ from .sampling import drive_by, parse_arm
 from .unlearning import NEEDS_IDK, NEEDS_REFERENCE, idk_answers, unlearn
 from .precision import resolve_precision
 from . import distributed
-from .validation import estimator_study
+from .variants import estimator_study
 
 
 def setup(threads: int, seed: int = 0) -> None:

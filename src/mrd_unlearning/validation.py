@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .mrd import Estimator, MRDResult, PerturbationScorer, difficulty_drop, mrd_from_drop
 from .difficulty import CHARACTERISTICS, MRD_SCORE, SCORES, in_c3
 from .statistics import (MIN_GROUPS, group_blocks, holm, pooled_bootstrap, resampling_scheme, sample_groups,
                          sign_flip_test)
@@ -296,37 +295,7 @@ def replicate_stability(scores: pd.DataFrame, columns: list[str], *, seed: int =
                                        "ci_high", "p_value"])
 
 
-# --- the estimator itself: variants, test-retest, sigma sweep ---------------------------------
-
-def estimator_study(scorer: PerturbationScorer, main: Estimator, variants: dict[str, Estimator], *, seed: int,
-                    retest_seed: int, sigma_grid: list[float], positive_share: float, K_grid: list[int],
-                    sigma_sweep: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-sample D of every variant (seed `seed`), and the stability table: the Spearman rho
-    between D from two independent perturbation sets (`seed`, `retest_seed`), for each variant
-    at each K, and, for the main estimator's statistics, at each grid sigma."""
-    drops, stability = [], []
-
-    def study(name: str, est: Estimator, sweep: str, Ks: list[int]) -> None:
-        first = scorer.estimate(est, seed=seed, sigma_grid=sigma_grid, positive_share=positive_share)
-        retest = scorer.estimate(est.with_overrides({"sigma": first.sigma}), seed=retest_seed)
-        for K in Ks:
-            a = MRDResult(first.loglik, first.drops[:K], first.sigma, float((first.drops[:K] > 0).mean()))
-            b = MRDResult(retest.loglik, retest.drops[:K], retest.sigma, 0.0)
-            Da, Db = (difficulty_drop(r, est.statistic, est.normalize) for r in (a, b))
-            stability.append({"variant": name, "sweep": sweep, **est.describe(), "sigma": first.sigma, "K": K,
-                              "positive_share": a.positive_share, "retest_rho": float(_spearman(Da, Db))})
-        D = difficulty_drop(first, est.statistic, est.normalize)
-        drops.extend({"variant": name, "sample_id": i, "drop": d} for i, d in enumerate(D))
-
-    for name, est in {"main": main, **variants}.items():
-        study(name, est, "K", sorted({k for k in K_grid if k < est.K} | {est.K}))
-    if sigma_sweep:
-        for sigma in sorted(sigma_grid):
-            for statistic in ("signed", "abs"):
-                est = main.with_overrides({"sigma": sigma, "statistic": statistic})
-                study(f"sigma_sweep/{statistic}/{sigma:g}", est, "sigma", [main.K])
-    return pd.DataFrame(drops), pd.DataFrame(stability)
-
+# --- the estimator itself: the sigma sweep (the variants are measured in variants.py) ------------
 
 def sigma_sweep_table(scores: pd.DataFrame, variant_drops: pd.DataFrame, stability: pd.DataFrame,
                       eps: float) -> pd.DataFrame:
@@ -335,6 +304,8 @@ def sigma_sweep_table(scores: pd.DataFrame, variant_drops: pd.DataFrame, stabili
     sweep = stability[stability.sweep == "sigma"]
     scores = scores.sort_values("sample_id")
     columns = [c for c in [*GROUND_TRUTHS, "grad_norm", "loss"] if c in scores]
+    from .mrd import mrd_from_drop  # here, so that the pooled jobs that never call it load no torch
+
     rows = []  # empty (with its columns) when the sweep is off: mrd.validation.sigma_sweep false
     for r in sweep.itertuples():
         D = variant_drops[variant_drops.variant == r.variant].sort_values("sample_id")["drop"].to_numpy()

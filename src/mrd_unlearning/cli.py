@@ -37,8 +37,8 @@ Beside it, <out>.json records the sigma used, the share of positive drops (sigma
 the smallest grid value where at least 90% of the drops are positive), K, the seed and the cost.
 Warnings (stderr) when the model has not learned the rows (mean log-likelihood per token below
 ln 0.1 = -2.30), when sigma auto stops at the top of its grid, and for negative drops. Before
-scoring, one unperturbed pass is timed and the most the run can take is printed; a progress bar
-runs for each sigma tried.
+scoring, one pass and one perturbation are timed and the most the run can take is printed; a
+progress bar runs for each sigma tried.
 
 The data file is JSON Lines, one sample per line: question-answer rows
   {"question": "...", "answer": "..."}   (the answer is scored, after the model's prompt)
@@ -145,7 +145,7 @@ def _run_score(args: argparse.Namespace) -> int:
     from .data.loader import DataError, PREFIX, numbered_rows
     from .io import write_csv, write_json
     from .models import encode_sample, load_checkpoint, resolve_device, sequence_lengths
-    from .mrd import score_loglik, score_mrd
+    from .mrd import perturbation_drops, score_loglik, score_mrd
     from .precision import resolve_precision
 
     torch.set_num_threads(args.threads)
@@ -180,14 +180,17 @@ def _run_score(args: argparse.Namespace) -> int:
         raise CommandError(f"{len(too_long)} sample(s) longer than --max-length {max_length}: " + "; ".join(too_long[:5]))
     encoded = [encode_sample(tokenizer, row, max_length) for _, row in numbered]
     grid = sorted(args.sigma_grid or _default_sigma_grid())
-    if not args.quiet:  # the most the run can take, from one timed pass
+    if not args.quiet:  # the most the run can take, from one timed pass and one timed perturbation
+        kw = dict(batch_size=args.batch_size, pad_id=tokenizer.pad_token_id, device=device)
         start = time.perf_counter()
-        score_loglik(model, encoded, args.batch_size, tokenizer.pad_token_id, device)
+        base = score_loglik(model, encoded, **kw)
         one = time.perf_counter() - start
+        perturbation_drops(model, encoded, K=1, sigma=grid[0], seed=args.seed, sigma_mode="absolute", base=base, **kw)
+        each = time.perf_counter() - start - one  # noise on every weight, a pass, the weights restored
         sigmas = len(grid) if args.sigma == "auto" else 1
-        passes = args.K * sigmas + 1
-        print(f"{len(encoded)} rows, one pass over them {one:.1f} s: K {args.K} x up to {sigmas} sigma value(s) = "
-              f"at most {passes} passes, about {_duration(one * passes)} (a bar per sigma below)", file=sys.stderr)
+        print(f"{len(encoded)} rows: a pass {one:.1f} s, a perturbation {each:.1f} s; K {args.K} x up to {sigmas} "
+              f"sigma value(s) = at most {args.K * sigmas} perturbations, about {_duration(one + each * args.K * sigmas)} "
+              f"(a bar per sigma below)", file=sys.stderr)
     settings = {"K": args.K, "sigma": args.sigma, "seed": args.seed, "batch_size": args.batch_size,
                 "statistic": args.statistic, "sigma_grid": grid}
     scores, info = score_mrd(model, tokenizer, encoded, max_length=max_length, device=device, tau=args.tau,

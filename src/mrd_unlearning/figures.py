@@ -18,6 +18,23 @@ from .statistics import mean_ci  # noqa: E402
 
 SAMPLER_COLORS = {"uniform": "#4c72b0", "mrd": "#dd8452", "mrd_curriculum": "#55a868", "mrd_inverse": "#c44e52",
                   "mrd_refresh": "#8172b3", "sorted": "#937860", "rum": "#da8bc3"}
+# for arms beyond those (a sampler driven by another score, `mrd@loss`): colours chosen one by one to
+# lie as far (in RGB) from the samplers' and each other's as they can
+SPARE_COLORS = ("#000000", "#ff00ff", "#00bfff", "#e6e600", "#000080", "#800000", "#00ff7f", "#ff1493", "#006d6f",
+                "#98df8a", "#aec7e8", "#556b2f")
+MARKERS = "osD^vP*Xph<>H8d"
+
+
+def arm_styles(arms) -> dict[str, dict]:
+    """A distinct colour and marker for every sampler arm: the sampler's own colour for a plain
+    sampler, a spare one for a sampler driven by another score, so that no two arms of a figure
+    look alike (matplotlib's default cycle gives `mrd@loss` uniform's blue)."""
+    arms = sorted(set(arms), key=lambda a: (a not in SAMPLER_COLORS, a))
+    spare = iter(c for c in SPARE_COLORS if c not in {SAMPLER_COLORS[a] for a in arms if a in SAMPLER_COLORS})
+    if len(arms) > len(SAMPLER_COLORS) + len(SPARE_COLORS) or len(arms) > len(MARKERS):
+        raise ValueError(f"{len(arms)} sampler arms: more than the figures can tell apart")
+    return {arm: {"color": SAMPLER_COLORS[arm] if arm in SAMPLER_COLORS else next(spare), "marker": MARKERS[i]}
+            for i, arm in enumerate(arms)}
 
 
 def _save(fig, path: str) -> None:
@@ -40,10 +57,10 @@ def difficulty_figure(scores: pd.DataFrame, replicate_stability: pd.DataFrame, p
     relate, and whether a sample keeps its difficulty in another training run."""
     truths = [t for t in ("update_count", "update_count_sgd") if t in scores]
     fig, axes = plt.subplots(1, len(truths) + 2, figsize=(4.3 * (len(truths) + 2), 3.6))
+    n, reps = int(scores.groupby("replicate").size().max()), scores.replicate.nunique()
     for ax, truth in zip(axes, truths):
-        q10, q90 = np.percentile(scores[truth], [10, 90])
         censored = scores[truth.replace("update_count", "censored")]
-        _censored_hist(ax, scores[truth], censored, f"{truth}: p90/p10 = {q90 / max(q10, 1):.1f}")
+        _censored_hist(ax, scores[truth], censored, f"{truth}\n{reps} replicate(s) x {n} samples, pooled")
     ax = axes[len(truths)]
     if len(truths) == 2:
         rho = stats.spearmanr(scores[truths[0]], scores[truths[1]])[0]
@@ -89,18 +106,21 @@ def mrd_validation_figure(scores: pd.DataFrame, validation: pd.DataFrame, path: 
     fig, axes = plt.subplots(1, 2, figsize=(13, max(4.0, 0.32 * len(order) + 1.2)),
                              gridspec_kw={"width_ratios": [1, 1.3]})
     ax = axes[0]
-    for r, part in scores.groupby("replicate"):
+    censored_any = False
+    for (r, part), marker in zip(scores.groupby("replicate"), itertools.cycle(MARKERS)):
+        # each replicate's own sigma sets its MRD scale: its rank within the replicate compares across them
+        rank = part.mrd.rank(pct=True)
         censored = part[censored_of].astype(bool)
-        ax.scatter(part.mrd[~censored], part[primary][~censored], s=16, alpha=0.7, label=f"replicate {r}")
-        ax.scatter(part.mrd[censored], part[primary][censored], s=22, marker="^", color="k", alpha=0.6)
-    if (scores.mrd > 0).all():
-        ax.set_xscale("log")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+        censored_any |= bool(censored.any())
+        ax.scatter(rank[~censored], part[primary][~censored], s=16, alpha=0.7, marker=marker, label=f"replicate {r}")
+        ax.scatter(rank[censored], part[primary][censored], s=30, marker=marker, facecolors="none", edgecolors="k",
+                   alpha=0.8)
+    if censored_any:
+        ax.scatter([], [], s=30, marker="o", facecolors="none", edgecolors="k", label="censored at the cap (open)")
     rho = pooled[(pooled.score == "mrd") & (pooled.ground_truth == primary)].spearman_rho
-    ax.set(xlabel="MRD = 1 / D (log scale)", ylabel=f"required updates ({primary})",
+    ax.set(xlabel="MRD rank within its replicate (0 = easiest, 1 = hardest)", ylabel=f"required updates ({primary})",
            title=f"MRD vs required updates: pooled Spearman {float(rho.iloc[0]) if len(rho) else np.nan:.2f}")
-    ax.legend(fontsize=7, title="triangles: censored", title_fontsize=7)
+    ax.legend(fontsize=7)
     ax = axes[1]
     y = np.arange(len(order))
     for j, truth in enumerate(truths):
@@ -123,12 +143,14 @@ def mrd_validation_figure(scores: pd.DataFrame, validation: pd.DataFrame, path: 
     _save(fig, path)
 
 
-def factors_figure(scores: pd.DataFrame, factors: list[str], path: str) -> None:
-    """C3: known factors of the easiest vs the hardest third of forget samples."""
-    factors = factors or [c for c in ("answer_tokens", "loss") if c in scores]
+def factors_figure(scores: pd.DataFrame, factors: list[str], truth: str, path: str) -> None:
+    """C3: what its verdict reads, its family of known factors and characteristics, in the
+    easiest vs the hardest third of forget samples by its ground truth (each sample's mean over
+    replicates)."""
+    factors = [f for f in factors if f in scores] or [c for c in ("answer_tokens", "loss") if c in scores]
     scores = scores.groupby("sample_id").mean(numeric_only=True)  # a sample's mean over replicates
-    low, high = np.percentile(scores.update_count, [100 / 3, 200 / 3])
-    easy, hard = scores[scores.update_count <= low], scores[scores.update_count >= high]
+    low, high = np.percentile(scores[truth], [100 / 3, 200 / 3])
+    easy, hard = scores[scores[truth] <= low], scores[scores[truth] >= high]
     cols = min(4, max(1, len(factors)))
     rows = int(np.ceil(len(factors) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.2 * rows), squeeze=False)
@@ -140,10 +162,11 @@ def factors_figure(scores: pd.DataFrame, factors: list[str], path: str) -> None:
         for i, d in enumerate(data, start=1):
             ax.scatter(i + rng.uniform(-0.12, 0.12, len(d)), d, s=10, alpha=0.6, color=["#55a868", "#c44e52"][i - 1])
         p = stats.mannwhitneyu(*data).pvalue if all(len(d) and np.ptp(np.concatenate(data)) > 0 for d in data) else np.nan
-        ax.set(title=f"{factor}\nMann-Whitney p = {p:.2g}", ylabel=factor)
+        ax.set(title=f"{factor}\nMann-Whitney p = {p:.2g} (uncorrected)", ylabel=factor)
     for ax in list(axes.flat)[len(factors):]:
         ax.axis("off")
-    fig.suptitle(f"C3: easy (<= {low:.0f} updates, n={len(easy)}) vs hard (>= {high:.0f}, n={len(hard)}) samples", y=1.02)
+    fig.suptitle(f"C3: easiest (<= {low:.3g} {truth}, n={len(easy)}) vs hardest (>= {high:.3g}, n={len(hard)}) third "
+                 f"of the forget samples, mean over replicates", y=1.02)
     fig.tight_layout()
     _save(fig, path)
 
@@ -180,7 +203,8 @@ def stability_figure(stability: pd.DataFrame, sweep: pd.DataFrame, chosen_sigma:
         ax.axvline(chosen_sigma, color="#c44e52", lw=1, label=f"chosen sigma {chosen_sigma:g}")
     ax.set_xscale("log")
     ax.axhline(0, color="k", lw=0.6)
-    ax.set(xlabel="sigma", ylim=(-1.05, 1.05), title="along the sigma grid")
+    ax.set(xlabel="sigma (perturbation scale)", ylabel="Spearman rho, or share of positive drops",
+           ylim=(-1.05, 1.05), title="along the sigma grid")
     ax.legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     _save(fig, path)
@@ -211,16 +235,17 @@ def unlearning_curves_figure(curves: pd.DataFrame, levels: dict[int, float], bud
         curves.loc[run.index, "progress"] = forgetting_progress(run.forget_loglik.to_numpy(), levels[int(key[0])])
     curves["run"] = curves.replicate.astype(str) + "/" + curves.seed.astype(str)
     algorithms = sorted(curves.algorithm.unique())
+    styles = arm_styles(curves.sampler)
     fig, axes = plt.subplots(2, len(algorithms), figsize=(4.4 * len(algorithms), 6.4), squeeze=False, sharex="col")
     for col, algorithm in enumerate(algorithms):
-        for row, (column, label) in enumerate((("progress", "forgetting progress"),
-                                               ("retain_loglik", "retain mean L(z)"))):
+        for row, (column, label) in enumerate((("progress", "forgetting progress\n(L0 - Lt) / (L0 - L_retain); 1 = retain"),
+                                               ("retain_loglik", "retain set: mean answer\nlog-likelihood per token (nats)"))):
             ax = axes[row][col]
             for sampler, group in curves[curves.algorithm == algorithm].groupby("sampler"):
                 mean, low, high = _mean_band(group.pivot_table(index="step", columns="run", values=column))
-                color = SAMPLER_COLORS.get(sampler)
-                ax.plot(mean.index, mean, label=sampler, color=color)
-                ax.fill_between(mean.index, low, high, alpha=0.2, color=color)
+                style = styles[sampler]
+                ax.plot(mean.index, mean, label=sampler, **style, ms=4, markevery=max(1, len(mean) // 6))
+                ax.fill_between(mean.index, low, high, alpha=0.2, color=style["color"])
             if row == 0:
                 ax.axhline(1.0, color="k", ls=":", lw=1, label="retain model's level")
                 ax.set_title(algorithm)
@@ -231,21 +256,22 @@ def unlearning_curves_figure(curves: pd.DataFrame, levels: dict[int, float], bud
     _save(fig, path)
 
 
-def _errorbar(ax, table: pd.DataFrame, x: str, y: str, markers: dict) -> None:
+def _errorbar(ax, table: pd.DataFrame, x: str, y: str, markers: dict, colors: dict) -> None:
     for (algorithm, sampler), group in table.groupby(["algorithm", "sampler"]):
         (xm, xlo, xhi), (ym, ylo, yhi) = (_interval(group[c]) for c in (x, y))
         ax.errorbar(xm, ym, xerr=[[xm - xlo], [xhi - xm]], yerr=[[ym - ylo], [yhi - ym]], fmt=markers[algorithm],
-                    color=SAMPLER_COLORS.get(sampler, "k"), ms=6, capsize=2, label=f"{algorithm} / {sampler}")
+                    color=colors[sampler], ms=6, capsize=2, label=f"{algorithm} / {sampler}")
 
 
 def unlearning_tradeoff_figure(table: pd.DataFrame, path: str) -> None:
     """C4: forget quality vs model utility after the budget and at equal forgetting, per algorithm
     (marker) x sampler (colour), mean and 95% CI over replicates x seeds."""
-    markers = dict(zip(sorted(table.algorithm.unique()), itertools.cycle("osD^vP*Xph<>")))  # any number of algorithms
+    markers = dict(zip(sorted(table.algorithm.unique()), itertools.cycle(MARKERS)))  # any number of algorithms
+    colors = {arm: style["color"] for arm, style in arm_styles(table.sampler).items()}
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.4))
-    _errorbar(axes[0], table, "model_utility", "forget_quality", markers)
+    _errorbar(axes[0], table, "model_utility", "forget_quality", markers, colors)
     axes[0].set(xlabel="model utility", ylabel="forget quality (KS p-value)", title="after the budget")
-    _errorbar(axes[1], table, "level_model_utility", "level_forget_quality", markers)
+    _errorbar(axes[1], table, "level_model_utility", "level_forget_quality", markers, colors)
     axes[1].set(xlabel="model utility", ylabel="forget quality (KS p-value)",
                 title="at equal forgetting (retain model's level, or the cap)")
     axes[1].legend(fontsize=6, ncol=1, loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -257,6 +283,7 @@ def efficiency_figure(table: pd.DataFrame, path: str) -> None:
     """C4 efficiency: Kaplan-Meier curves (scipy) of the steps until the forget set reaches the
     retain model's level, censored at the budget: the share of runs not there yet."""
     algorithms = sorted(table.algorithm.unique())
+    styles = arm_styles(table.sampler)
     fig, axes = plt.subplots(1, len(algorithms), figsize=(4.4 * len(algorithms), 3.6), squeeze=False)
     for ax, algorithm in zip(axes[0], algorithms):
         runs = table[table.algorithm == algorithm]
@@ -266,11 +293,46 @@ def efficiency_figure(table: pd.DataFrame, path: str) -> None:
             sf = stats.ecdf(data).sf
             t = np.concatenate([[0.0], sf.quantiles, [float(group.steps.max())]])
             ax.step(t, np.concatenate([[1.0], sf.probabilities, [sf.probabilities[-1]]]), where="post",
-                    color=SAMPLER_COLORS.get(sampler), label=f"{sampler} ({(~group.steps_censored.astype(bool)).sum()}"
+                    **styles[sampler], ms=4, markevery=(1, 2), label=f"{sampler} ({(~group.steps_censored.astype(bool)).sum()}"
                                                            f"/{len(group)} reached)")
         ax.set(xlabel="unlearning step", ylabel="runs not yet at the retain level", ylim=(-0.03, 1.03),
                title=f"{algorithm}: budget {int(runs.steps.max())} steps")
         ax.legend(fontsize=7)
     fig.suptitle("C4: steps to forget (Kaplan-Meier, censored at the budget)", y=1.02)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def c4_forest_figure(comparison: pd.DataFrame, completeness: str, gains: dict[str, float], path: str) -> None:
+    """C4 in one picture: per algorithm x weighted sampler, the pooled paired difference from
+    uniform (95% CI) after the budget and at equal forgetting, per metric the verdict reads; the
+    band the design could detect (+/- the minimum detectable effect at Holm's first level) and
+    the paper's gain (the smallest effect of interest) marked."""
+    pairs = comparison[(comparison.replicate.astype(str) == "pooled") & (comparison.family == "paper")]
+    metrics = [completeness, "model_utility"]
+    fig, axes = plt.subplots(1, 2, figsize=(12, max(2.6, 0.5 * len(pairs) + 1.6)), squeeze=False)
+    labels = [f"{r.algorithm} {r.sampler}" for r in pairs.itertuples()]
+    y = np.arange(len(pairs))
+    for ax, metric in zip(axes[0], metrics):
+        gain = gains[metric] * (-1 if metric == "forget_rouge" else 1)  # ROUGE: lower is more forgotten
+        mde = pairs[f"{metric}_mde"].to_numpy(float)
+        ax.barh(y, 2 * mde, left=-mde, height=0.7, color="#dddddd", label="detectable (80% power): +/- MDE")
+        for shift, prefix, marker, name in ((-0.15, "", "o", "after the budget"),
+                                            (0.15, "level_", "s", "at equal forgetting")):
+            column = f"{prefix}{metric}"
+            if f"{column}_diff" not in pairs or pairs[f"{column}_diff"].isna().all():
+                continue
+            diff = pairs[f"{column}_diff"].to_numpy(float)
+            low, high = pairs[f"{column}_ci_low"].to_numpy(float), pairs[f"{column}_ci_high"].to_numpy(float)
+            ax.errorbar(diff, y + shift, xerr=[diff - low, high - diff], fmt=marker, color="#4c72b0" if not prefix
+                        else "#dd8452", ms=5, capsize=2, label=f"{name}: difference, 95% CI")
+        ax.axvline(0, color="k", lw=0.8)
+        ax.axvline(gain, color="#55a868", ls="--", lw=1.2, label="the paper's gain")
+        ax.set_yticks(y, labels, fontsize=8)
+        ax.invert_yaxis()
+        better = "lower is better" if metric == "forget_rouge" else "higher is better"
+        ax.set(xlabel=f"{metric}: weighted - uniform ({better})", title=f"{metric} (the paper's gain: {gain:+g})")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("C4: MRD-weighted sampling against uniform, paired over replicates x seeds (pooled)", y=1.02)
     fig.tight_layout()
     _save(fig, path)

@@ -11,7 +11,7 @@ import pandas as pd
 from . import figures
 from .claims import compare_samplers, completeness_metric
 from .data.loader import forget_groups, load_study_data
-from .difficulty import difficulty_table
+from .difficulty import difficulty_table, in_c3
 from .calibration import c4_unit, calibrate, design_from_study, group_differences, run_share, smallest_effects
 from .io import read_json, write_csv
 from .validation import replicate_stability, sigma_sweep_table, validation_table, variant_column
@@ -151,15 +151,17 @@ def author_outcomes(run_dirs: list[str], retain_samples_csvs: dict[str, str], da
     write_csv(out_csv, pd.DataFrame(rows, columns=columns).sort_values(columns[:5]))
 
 
-def comparison_table(unlearning_csv: str, out_csv: str, *, statistics_cfg: dict) -> None:
+def comparison_table(unlearning_csv: str, out_csv: str, forest_png: str, *, statistics_cfg: dict) -> None:
     """tables/comparison.csv: weighted - uniform, paired by (replicate, seed), for every
     algorithm x weighted sampler; pooled over replicates and per replicate (see
-    `claims.compare_samplers`)."""
+    `claims.compare_samplers`); and its forest plot, figures/c4_forest.png."""
     runs = pd.read_csv(unlearning_csv)
     completeness = completeness_metric(runs)
-    write_csv(out_csv, compare_samplers(runs, alpha=statistics_cfg["alpha"], power=statistics_cfg["power"],
-                                        smallest=smallest_effects(statistics_cfg, completeness),
-                                        completeness=completeness))
+    smallest = smallest_effects(statistics_cfg, completeness)
+    table = compare_samplers(runs, alpha=statistics_cfg["alpha"], power=statistics_cfg["power"], smallest=smallest,
+                             completeness=completeness)
+    write_csv(out_csv, table)
+    figures.c4_forest_figure(table, completeness, smallest, forest_png)
 
 
 def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, validation_csv: str, authors_csv: str,
@@ -182,10 +184,15 @@ def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, valid
 def mrd_figures(scores_csv: str, validation_csv: str, stability_csv: str, sweep_csv: str,
                 replicate_stability_csv: str, data_dir: str, out: dict[str, str]) -> None:
     scores, stability = pd.read_csv(scores_csv), pd.read_csv(stability_csv)
+    validation = pd.read_csv(validation_csv, dtype={"replicate": str})
     main = stability[(stability.variant == "main") & (stability.sweep == "K")]
     figures.difficulty_figure(scores, pd.read_csv(replicate_stability_csv), out["difficulty"])
-    figures.mrd_validation_figure(scores, pd.read_csv(validation_csv), out["validation"])
-    figures.factors_figure(scores, _factor_columns(data_dir), out["factors"])
+    figures.mrd_validation_figure(scores, validation, out["validation"])
+    pooled = validation[validation.replicate == "pooled"]
+    truths = list(dict.fromkeys(pooled.ground_truth))
+    primary = ([t for t in truths if t.endswith("_frac")] or truths)[0]  # what C3's verdict reads, as the report
+    family = list(dict.fromkeys(s for s, k in zip(pooled.score, pooled.kind) if in_c3(s, k)))
+    figures.factors_figure(scores, family, primary, out["factors"])
     figures.stability_figure(stability, pd.read_csv(sweep_csv), float(main.sigma.iloc[0]) if len(main) else None,
                              out["stability"])
 

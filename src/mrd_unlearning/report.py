@@ -460,7 +460,8 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
         part["calibration"] = lines.get(claim.upper(), "not calibrated (nothing to compare)")
         part.setdefault("scope", "")
     verdicts = verdict_table(context, shown, calibration)
-    context["claim_rows"] = _claim_rows(verdicts)
+    context["answers"] = _answers(verdicts)
+    context["abstract"] = _abstract(name, scores, runs, replicates, unit)
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     env.filters.update(table=md_table, ci=ci)
@@ -533,18 +534,42 @@ def verdict_table(context: dict, validation: pd.DataFrame, calibration: pd.DataF
     return pd.DataFrame(rows)[columns]
 
 
-def _claim_rows(verdicts: pd.DataFrame) -> list[dict]:
-    """The closing table: each claim's pooled verdict, its scope, the replicates, and its rule's
-    calibration on this design."""
+SECTIONS = {"C1": "c1", "C2": "c2", "C3": "c3", "C4": "c4"}  # each claim's anchor in the report
+
+
+def _answers(verdicts: pd.DataFrame) -> list[dict]:
+    """The report's first table: each claim's pooled verdict, the number it reads with its CI,
+    the smallest effect of interest with the rule's power there, and its false-verdict rate on
+    this design; the claim links to its section."""
     rows = []
     for r in verdicts.itertuples():
         false = "" if np.isnan(r.false_verdict_rate) else \
             f"{r.false_verdict_rate:.1%} [{r.false_verdict_upper95:.1%}]" + \
             (f", exactly ≤ {r.false_verdict_exact_bound:.1%}" if np.isfinite(r.false_verdict_exact_bound) else "")
-        rows.append({"label": r.claim_text, "verdict": r.verdict + (f" ({r.scope})" if r.scope else ""),
-                     "agreement": r.per_replicate, "false": false,
-                     "power": "" if np.isnan(r.power) else f"{r.power:.0%}"})
+        number = "" if np.isnan(r.estimate) else f"{r.short}: {ci(r.estimate, r.ci_low, r.ci_high)}" + \
+            ("" if np.isnan(r.p_holm) else f", Holm p {r.p_holm:.3g}")
+        rows.append({"label": f"[{r.claim_text}](#{SECTIONS[r.claim]})",
+                     "verdict": f"**{r.verdict}**" + (f" ({r.scope})" if r.scope else ""),
+                     "number": number, "agreement": r.per_replicate,
+                     "power": "" if np.isnan(r.power) else f"{r.power:.0%} at {r.smallest_effect}", "false": false})
     return rows
+
+
+def _abstract(name: str, scores: pd.DataFrame, runs: pd.DataFrame, replicates: dict, unit: str) -> str:
+    """What was run, on what, how big: one paragraph above the answers."""
+    first = replicates[min(replicates)]
+    n = int(scores.groupby("replicate").size().max())
+    groups = int(scores.group.nunique()) if "group" in scores else 0
+    per = runs[runs.replicate == runs.replicate.min()]
+    arms = (f"{per.algorithm.nunique()} algorithm(s) ({', '.join(dict.fromkeys(per.algorithm))}) x "
+            f"{per.sampler.nunique()} sampler(s) ({', '.join(dict.fromkeys(per.sampler))}) x "
+            f"{per.seed.nunique()} seed(s)")
+    meta = first["mrd_meta"]
+    return (f"**What was run.** Study `{name}`: {n} forget samples" + (f" in {groups} {unit}" if groups > 1 else "")
+            + f", {len(replicates)} replicate(s). Each replicate fine-tunes a target model (all data) and a retain "
+            f"model (without the forget set), scores every forget sample with MRD (K {meta['K']}) and the field's "
+            f"difficulty scores, measures both ground truths (updates to forget each sample), and unlearns with "
+            f"{arms} = {len(per)} runs ({len(runs)} in all).")
 
 
 def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> dict:

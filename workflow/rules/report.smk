@@ -35,9 +35,14 @@ rule comparison_table:
     input:
         f"{R}/tables/unlearning.csv",
     output:
-        report(
+        table=report(
             f"{R}/tables/comparison.csv",
             caption="../report/comparison.rst",
+            category="Unlearning",
+        ),
+        forest=report(
+            f"{R}/figures/c4_forest.png",
+            caption="../report/c4_forest.rst",
             category="Unlearning",
         ),
     log:
@@ -147,6 +152,7 @@ rule report:
         curves_figure=f"{R}/figures/unlearning_curves.png",
         tradeoff_figure=f"{R}/figures/unlearning_tradeoff.png",
         efficiency_figure=f"{R}/figures/unlearning_efficiency.png",
+        forest_figure=f"{R}/figures/c4_forest.png",
         data=f"{R}/data",
     output:
         md=f"{R}/report.md",

@@ -46,3 +46,4 @@ rule all:
     input:
         expand(f"{R}/report.md", study=STUDIES),
         expand(f"{R}/metrics.json", study=STUDIES),
+        expand(f"{R}/samples.html", study=STUDIES),

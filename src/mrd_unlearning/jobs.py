@@ -37,6 +37,7 @@ RULE_CODE: dict[str, tuple[str, ...]] = {
     "calibration": ("pooled.calibration", "calibration", "claims", "statistics", "validation"),
     "unlearning_figures": ("pooled.unlearning_figures", "figures"),
     "report": ("report", "templates/report.md.j2", "claims", "statistics"),
+    "samples_page": ("browser", "templates/samples.html.j2"),
 }
 PACKAGE = Path(__file__).resolve().parent
 

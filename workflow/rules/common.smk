@@ -217,6 +217,17 @@ def retain_samples(wc):
     return per_replicate(wc, {"retain_samples": "eval/rep{r}/retain_samples.csv"})
 
 
+def samples_page_inputs(wc):
+    """The first replicate's target and retain evaluations and its runs of every algorithm x
+    sampler (in RUN_GROUPS' order): what the browser shows each model generate."""
+    first = REPLICATES[0]
+    return {
+        "target": in_study(wc, f"eval/rep{first}/target_samples.csv"),
+        "retain": in_study(wc, f"eval/rep{first}/retain_samples.csv"),
+        "runs": [in_study(wc, f"unlearning/rep{first}/{a}/{s}") for a, s in RUN_GROUPS],
+    }
+
+
 # What each rule's results depend on in the package: a digest of that source, passed as a param,
 # so that a change to the package reruns exactly the rules whose code it touches (the rules'
 # scripts are thin adapters; Snakemake's own code trigger covers them). Read from the files, so

@@ -182,3 +182,35 @@ rule report:
         level_cap=UL["level_cap"],
     script:
         "../scripts/report.py"
+
+
+rule samples_page:
+    input:
+        unpack(samples_page_inputs),
+        scores=f"{R}/mrd/scores.csv",
+        data=f"{R}/data",
+    output:
+        report(
+            f"{R}/samples.html",
+            caption="../report/samples.rst",
+            category="Samples",
+        ),
+    log:
+        log_file("samples_page"),
+    benchmark:
+        benchmark_file("samples_page")
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        gpu=0,
+    params:
+        code=CODE["samples_page"],
+        name=lambda wc: wc.study,
+        arms=[f"{a}/{s}" for a, s in RUN_GROUPS],
+        replicate=REPLICATES[0],
+        seed=UL["seeds"][0],
+    script:
+        "../scripts/samples_page.py"

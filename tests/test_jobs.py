@@ -2,6 +2,7 @@
 planning a study imports no torch, must be the digest of exactly the source Python runs."""
 import importlib
 import inspect
+import shutil
 import subprocess
 import sys
 
@@ -37,8 +38,7 @@ def test_a_change_to_one_function_changes_only_the_digests_that_name_it(tmp_path
     for path in PACKAGE.rglob("*.py"):
         (copy / path.relative_to(PACKAGE)).parent.mkdir(parents=True, exist_ok=True)
         (copy / path.relative_to(PACKAGE)).write_text(path.read_text())
-    (copy / "templates").mkdir()
-    (copy / "templates" / "report.md.j2").write_text((PACKAGE / "templates" / "report.md.j2").read_text())
+    shutil.copytree(PACKAGE / "templates", copy / "templates")
     before = {rule: source_digest(*names) for rule, names in RULE_CODE.items()}
     stages = copy / "stages.py"
     stages.write_text(stages.read_text().replace("def prepare_data(", "def prepare_data(  # edited\n", 1))

@@ -132,7 +132,7 @@ def test_every_job_has_a_log_and_a_benchmark_and_the_console_is_snakemakes(smoke
     work, out, console = smoke_run
     logs = sorted(p.relative_to(out / "logs").with_suffix("") for p in (out / "logs").rglob("*.log"))
     benchmarks = sorted(p.relative_to(out / "benchmarks").with_suffix("") for p in (out / "benchmarks").rglob("*.tsv"))
-    assert logs == benchmarks and len(logs) == 47 - 1  # every job but `all`
+    assert logs == benchmarks and len(logs) == 48 - 1  # every job but `all`
     assert "Traceback" not in console and "INFO:snakemake" not in console  # each line once, no root-logger echo
     assert "Loading weights" not in console and "Writing model shards" not in console
     assert "fine-tune target" in (out / "logs/finetune/rep0_target.log").read_text()  # progress stays, in the log
@@ -183,7 +183,7 @@ def dry_run_jobs(out: str) -> dict[str, int]:
             if len(parts) == 2 and parts[1].isdigit()}
 
 
-REPORTING = {"unlearning_table", "comparison_table", "calibration", "unlearning_figures", "report", "all"}
+REPORTING = {"unlearning_table", "comparison_table", "calibration", "unlearning_figures", "report", "samples_page", "all"}
 
 
 def test_changing_an_unlearning_hyperparameter_plans_only_unlearning_and_what_follows(smoke_run):
@@ -211,7 +211,8 @@ def test_changing_mrd_K_plans_mrd_and_weighted_runs_but_not_finetuning_or_unifor
 
 def test_changing_a_validation_variant_does_not_rerun_unlearning(smoke_run):
     jobs = planned_jobs(smoke_run[0], "mrd: {validation: {retest_seed: 5}}\n")
-    assert set(jobs) == {"mrd_variants", "scores", "mrd_validation", "mrd_figures", "calibration", "report", "all"}
+    assert set(jobs) == {"mrd_variants", "scores", "mrd_validation", "mrd_figures", "calibration", "report", "samples_page",
+                         "all"}  # the variants' MRD columns are in scores.csv, which the page shows
 
 
 def test_adding_a_replicate_plans_only_that_replicate_and_the_pooled_tables(smoke_run):
@@ -275,7 +276,7 @@ def test_html_report_has_every_figure_and_table_with_its_caption(smoke_run):
     run_snakemake(work, "--report", "report.html")
     html = (work / "report.html").read_text()
     captions = sorted((ROOT / "workflow" / "report").glob("*.rst"))
-    assert len(captions) == 15
+    assert len(captions) == 17
     for caption in captions:
         first_words = " ".join(caption.read_text().split()[:4])
         assert first_words in html, caption.name

@@ -33,11 +33,11 @@ RULE_CODE: dict[str, tuple[str, ...]] = {
     "unlearn": ("stages.unlearn_runs", "stages.unlearning_steps", "unlearning", "sampling", "training", "mrd",
                 "models", "evaluation", "metrics", "difficulty", "baselines"),
     "unlearning_table": ("pooled.unlearning_table", "pooled.author_outcomes", "pooled.truth_ratio_gap"),
-    "comparison_table": ("pooled.comparison_table", "claims", "statistics"),
+    "comparison_table": ("pooled.comparison_table", "claims", "statistics", "figures"),
     "calibration": ("pooled.calibration", "calibration", "claims", "statistics", "validation"),
     "unlearning_figures": ("pooled.unlearning_figures", "figures"),
     "report": ("report", "templates/report.md.j2", "claims", "statistics"),
-    "samples_page": ("browser", "templates/samples.html.j2"),
+    "samples_page": ("browser", "templates/samples.html.j2", "difficulty"),
 }
 PACKAGE = Path(__file__).resolve().parent
 

@@ -86,11 +86,11 @@ def test_bad_flags_files_and_models_get_one_line_naming_them(case, untrained, da
         expected = f"error: --data {data}: a JSON array; the file must be JSON Lines, one object per line"
     elif case == "no data":
         data = tmp_path / "missing.jsonl"
-        expected = f"error: --data data file not found: {data}"
+        expected = f"error: --data: data file not found: {data}"
     elif case == "malformed line":
         data = tmp_path / "bad.jsonl"
         data.write_text('{"question": "q?", "answer": "a."}\n{"question": \n')
-        expected = f"error: --data {data}:2: malformed JSON"
+        expected = f"error: --data: {data}:2: malformed JSON"
     elif case == "max-length over the positions":
         extra = ["--max-length", 2 * MAX_LENGTH]
         expected = f"error: --max-length {2 * MAX_LENGTH} is more than the model's {MAX_LENGTH} positions"

@@ -154,8 +154,8 @@ def _run_score(args: argparse.Namespace) -> int:
     transformers.utils.logging.disable_progress_bar()  # loading bars; scoring keeps its own
     try:
         numbered = list(numbered_rows(args.data, perturbed=False))
-    except DataError as err:
-        raise CommandError(f"--data {err}") from None
+    except DataError as err:  # the loader names the file (and line)
+        raise CommandError(f"--data: {err}") from None
     if not numbered:
         raise CommandError(f"--data {args.data}: no samples")
     for _, row in numbered:
@@ -175,7 +175,7 @@ def _run_score(args: argparse.Namespace) -> int:
         too_long = [f"{args.data}:{line}: {n} tokens" for line, row in numbered
                     for what, n in sequence_lengths(tokenizer, row) if what in ("answer", "text") and n > max_length]
     except ValueError as err:
-        raise CommandError(f"--data {err}") from None
+        raise CommandError(f"--data: {err}") from None
     if too_long:
         raise CommandError(f"{len(too_long)} sample(s) longer than --max-length {max_length}: " + "; ".join(too_long[:5]))
     encoded = [encode_sample(tokenizer, row, max_length) for _, row in numbered]

@@ -56,9 +56,9 @@ def test_no_warning_for_learned_rows_positive_drops_and_a_sigma_below_the_grids_
     scores = pd.DataFrame({"loglik": [-0.4, -0.8], "drop": [0.2, 0.1], "mrd": [5.0, 10.0],
                            "negative_drop": [False, False]})
     args = type("Args", (), {"sigma": "auto"})
-    assert _warnings(scores, {"sigma": 0.01, "positive_share": 0.95}, args, [0.01, 0.1], __import__("numpy")) == []
+    assert _warnings(scores, {"sigma": 0.01, "positive_share": 0.95}, args, [0.01, 0.1]) == []
     assert len(_warnings(scores.assign(loglik=LEARNED_LOGLIK - 0.01), {"sigma": 0.01, "positive_share": 1},
-                         args, [0.01, 0.1], __import__("numpy"))) == 1
+                         args, [0.01, 0.1])) == 1
 
 
 @pytest.mark.parametrize("case", ["no model", "no tokenizer", "K 0", "sigma big", "grid negative", "JSON array",

@@ -39,6 +39,14 @@ POSITIVE = ("supported", "partly supported", "mixed", "contradicted")
 # C1: the fractional crossing steps first (they rank; the integer counts tie), the optimizer's
 # ground truth before plain SGD's. The first present is the primary one, as for C2 and C3.
 GROUND_TRUTHS = ("update_count_frac", "update_count_sgd_frac", "update_count", "update_count_sgd")
+
+
+def ranked_truths(truths) -> list[str]:
+    """The ground truths the verdicts read, in order (the first is the primary one): the
+    fractional crossing steps where there are any, since they rank and the integer counts tie."""
+    truths = list(dict.fromkeys(truths))
+    return [t for t in truths if t.endswith("_frac")] or truths
+
 # C1 cannot call variation narrow when this share of samples never reached the level: their count
 # is the cap, so the 90th percentile may sit at it.
 CENSORED_LIMIT = 0.10

@@ -138,7 +138,6 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    import numpy as np
     import torch  # heavy imports only once the arguments are known
     import transformers
 
@@ -196,7 +195,7 @@ def _run_score(args: argparse.Namespace) -> int:
     scores, info = score_mrd(model, tokenizer, encoded, max_length=max_length, device=device, tau=args.tau,
                              progress=not args.quiet, **settings)
     scores["negative_drop"] = scores["drop"] < 0
-    for warning in _warnings(scores, info, args, grid, np):
+    for warning in _warnings(scores, info, args, grid):
         print(f"warning: {warning}", file=sys.stderr)
     out = Path(args.out)
     write_csv(out, scores)
@@ -214,7 +213,7 @@ def _default_sigma_grid() -> list[float]:
     return validate_config({"name": "score"})["mrd"]["sigma_grid"]
 
 
-def _warnings(scores, info: dict, args: argparse.Namespace, grid: list[float], np) -> list[str]:
+def _warnings(scores, info: dict, args: argparse.Namespace, grid: list[float]) -> list[str]:
     """When the scores should not be trusted as they stand."""
     found = []
     mean = float(scores.loglik.mean())
@@ -226,7 +225,7 @@ def _warnings(scores, info: dict, args: argparse.Namespace, grid: list[float], n
         found.append(f"sigma auto stopped at the top of its grid ({grid[-1]:g}) with positive share "
                      f"{info['positive_share']:.3f}: the drops may not be curvature-dominated; "
                      f"extend --sigma-grid or check that the model has learned the rows")
-    negative = np.flatnonzero(scores.negative_drop.to_numpy())
+    negative = scores.index[scores.negative_drop.to_numpy()]  # the rows' sample_ids
     if len(negative):
         rows = ", ".join(map(str, negative[:10])) + (", ..." if len(negative) > 10 else "")
         found.append(f"{len(negative)} sample(s) with a negative drop (the perturbations raised their likelihood), "

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from .claims import COMPARED, ranked_truths  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .metrics import forgetting_progress  # noqa: E402
 from .statistics import mean_ci  # noqa: E402
@@ -99,8 +100,7 @@ def mrd_validation_figure(scores: pd.DataFrame, validation: pd.DataFrame, path: 
     validation = validation.astype({"replicate": str})
     pooled = validation[validation.replicate == "pooled"]
     order = list(dict.fromkeys(pooled.score))
-    truths = list(dict.fromkeys(pooled.ground_truth))
-    truths = [t for t in truths if t.endswith("_frac")] or truths  # the ones that rank (as the report)
+    truths = ranked_truths(pooled.ground_truth)
     primary = truths[0]
     censored_of = "censored_sgd" if "sgd" in primary else "censored"
     fig, axes = plt.subplots(1, 2, figsize=(13, max(4.0, 0.32 * len(order) + 1.2)),
@@ -314,7 +314,7 @@ def c4_forest_figure(comparison: pd.DataFrame, completeness: str, gains: dict[st
     labels = [f"{r.algorithm} {r.sampler}" for r in pairs.itertuples()]
     y = np.arange(len(pairs))
     for ax, metric in zip(axes[0], metrics):
-        gain = gains[metric] * (-1 if metric == "forget_rouge" else 1)  # ROUGE: lower is more forgotten
+        gain = gains[metric] * COMPARED[metric]  # the gain in the metric's better direction
         mde = pairs[f"{metric}_mde"].to_numpy(float)
         ax.barh(y, 2 * mde, left=-mde, height=0.7, color="#dddddd", label="detectable (80% power): +/- MDE")
         for shift, prefix, marker, name in ((-0.15, "", "o", "after the budget"),
@@ -330,7 +330,7 @@ def c4_forest_figure(comparison: pd.DataFrame, completeness: str, gains: dict[st
         ax.axvline(gain, color="#55a868", ls="--", lw=1.2, label="the paper's gain")
         ax.set_yticks(y, labels, fontsize=8)
         ax.invert_yaxis()
-        better = "lower is better" if metric == "forget_rouge" else "higher is better"
+        better = "higher is better" if COMPARED[metric] > 0 else "lower is better"
         ax.set(xlabel=f"{metric}: weighted - uniform ({better})", title=f"{metric} (the paper's gain: {gain:+g})")
     axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle("C4: MRD-weighted sampling against uniform, paired over replicates x seeds (pooled)", y=1.02)

@@ -29,15 +29,15 @@ RULE_CODE: dict[str, tuple[str, ...]] = {
     "ground_truth": ("stages.ground_truth", "ground_truth", "training", "unlearning.gradient_ascent", "models"),
     "scores": ("pooled.collect_scores", "pooled._replicate_scores", "difficulty"),
     "mrd_validation": ("pooled.mrd_validation", "validation", "statistics", "difficulty"),
-    "mrd_figures": ("pooled.mrd_figures", "figures"),
+    "mrd_figures": ("pooled.mrd_figures", "figures", "claims"),
     "unlearn": ("stages.unlearn_runs", "stages.unlearning_steps", "unlearning", "sampling", "training", "mrd",
                 "models", "evaluation", "metrics", "difficulty", "baselines"),
     "unlearning_table": ("pooled.unlearning_table", "pooled.author_outcomes", "pooled.truth_ratio_gap"),
     "comparison_table": ("pooled.comparison_table", "claims", "statistics", "figures"),
     "calibration": ("pooled.calibration", "calibration", "claims", "statistics", "validation"),
-    "unlearning_figures": ("pooled.unlearning_figures", "figures"),
+    "unlearning_figures": ("pooled.unlearning_figures", "figures", "claims"),
     "report": ("report", "templates/report.md.j2", "claims", "statistics"),
-    "samples_page": ("browser", "templates/samples.html.j2", "difficulty"),
+    "samples_page": ("browser", "templates/samples.html.j2", "difficulty", "claims"),
 }
 PACKAGE = Path(__file__).resolve().parent
 

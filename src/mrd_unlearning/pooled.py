@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from . import figures
-from .claims import compare_samplers, completeness_metric
+from .claims import compare_samplers, completeness_metric, ranked_truths
 from .data.loader import forget_groups, load_study_data
 from .difficulty import difficulty_table, in_c3
 from .calibration import c4_unit, calibrate, design_from_study, group_differences, run_share, smallest_effects
@@ -182,15 +182,14 @@ def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, valid
 
 
 def mrd_figures(scores_csv: str, validation_csv: str, stability_csv: str, sweep_csv: str,
-                replicate_stability_csv: str, data_dir: str, out: dict[str, str]) -> None:
+                replicate_stability_csv: str, out: dict[str, str]) -> None:
     scores, stability = pd.read_csv(scores_csv), pd.read_csv(stability_csv)
     validation = pd.read_csv(validation_csv, dtype={"replicate": str})
     main = stability[(stability.variant == "main") & (stability.sweep == "K")]
     figures.difficulty_figure(scores, pd.read_csv(replicate_stability_csv), out["difficulty"])
     figures.mrd_validation_figure(scores, validation, out["validation"])
     pooled = validation[validation.replicate == "pooled"]
-    truths = list(dict.fromkeys(pooled.ground_truth))
-    primary = ([t for t in truths if t.endswith("_frac")] or truths)[0]  # what C3's verdict reads, as the report
+    primary = ranked_truths(pooled.ground_truth)[0]  # what C3's verdict reads
     family = list(dict.fromkeys(s for s, k in zip(pooled.score, pooled.kind) if in_c3(s, k)))
     figures.factors_figure(scores, family, primary, out["factors"])
     figures.stability_figure(stability, pd.read_csv(sweep_csv), float(main.sigma.iloc[0]) if len(main) else None,

@@ -412,7 +412,7 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
     comparison = pd.read_csv(paths["comparison"], dtype={"replicate": str})
     rel = {k: os.path.relpath(v, Path(out_md).parent) for k, v in paths.items() if str(v).endswith(".png")}
     every_truth = list(dict.fromkeys(validation.ground_truth))  # metrics.json has them all
-    truths = [t for t in every_truth if t.endswith("_frac")] or every_truth  # the report: the ones that rank
+    truths = claims.ranked_truths(every_truth)
     primary = truths[0]
     shown = validation[validation.ground_truth.isin(truths)]
     kind = first["target_eval"].get("data_kind", "qa")
@@ -534,9 +534,6 @@ def verdict_table(context: dict, validation: pd.DataFrame, calibration: pd.DataF
     return pd.DataFrame(rows)[columns]
 
 
-SECTIONS = {"C1": "c1", "C2": "c2", "C3": "c3", "C4": "c4"}  # each claim's anchor in the report
-
-
 def _answers(verdicts: pd.DataFrame) -> list[dict]:
     """The report's first table: each claim's pooled verdict, the number it reads with its CI,
     the smallest effect of interest with the rule's power there, and its false-verdict rate on
@@ -548,7 +545,7 @@ def _answers(verdicts: pd.DataFrame) -> list[dict]:
             (f", exactly ≤ {r.false_verdict_exact_bound:.1%}" if np.isfinite(r.false_verdict_exact_bound) else "")
         number = "" if np.isnan(r.estimate) else f"{r.short}: {ci(r.estimate, r.ci_low, r.ci_high)}" + \
             ("" if np.isnan(r.p_holm) else f", Holm p {r.p_holm:.3g}")
-        rows.append({"label": f"[{r.claim_text}](#{SECTIONS[r.claim]})",
+        rows.append({"label": f"[{r.claim_text}](#{r.claim.lower()})",
                      "verdict": f"**{r.verdict}**" + (f" ({r.scope})" if r.scope else ""),
                      "number": number, "agreement": r.per_replicate,
                      "power": "" if np.isnan(r.power) else f"{r.power:.0%} at {r.smallest_effect}", "false": false})

@@ -198,7 +198,6 @@ rule mrd_figures:
         stability=f"{R}/tables/mrd_stability.csv",
         sweep=f"{R}/tables/mrd_sigma_sweep.csv",
         replicate_stability=f"{R}/tables/replicate_stability.csv",
-        data=f"{R}/data",
     output:
         difficulty=report(
             f"{R}/figures/difficulty.png",

@@ -5,4 +5,4 @@ from mrd_unlearning.pooled import mrd_figures
 sm = snakemake  # noqa: F821
 with job_log(sm.log[0]):
     mrd_figures(sm.input.scores, sm.input.validation, sm.input.stability, sm.input.sweep, sm.input.replicate_stability,
-                sm.input.data, dict(sm.output.items()))
+                dict(sm.output.items()))

@@ -3,6 +3,7 @@ are exactly what the committed snapshots give; `make snapshot` works on a finish
 documentation site builds strictly, offline."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -27,6 +28,19 @@ def test_the_readme_and_the_results_pages_are_rendered_from_the_committed_snapsh
     for study in ("default", "tofu_smollm2"):  # every verdict and interval of the table is in the README
         for r in snaps[study]["verdicts"].itertuples():
             assert f"**{r.verdict}**" in readme and snapshot._estimate(r) in readme
+
+
+def test_the_repository_stands_on_its_own():
+    """No commit hash in the README and no pointer to a document the repository does not hold:
+    every section the code, configs and docs refer to is here."""
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    texts = [p for p in tracked if p.endswith((".py", ".md", ".yaml", ".smk", ".j2", ".rst", ".toml")) or p == "Snakefile"]
+    assert len(texts) > 50
+    pointers = {p for p in texts if re.search(r"\bSTUDY(\.md|\s+\d)", (ROOT / p).read_text())}
+    assert pointers <= {"tests/test_snapshot.py"}, sorted(pointers)
+    readme = (ROOT / "README.md").read_text()
+    assert not re.search(r"\b(commit|clone of|at) [0-9a-f]{7,40}\b", readme)
+    assert len(readme.splitlines()) <= 250
 
 
 def test_wall_time_is_the_union_of_the_jobs_intervals(tmp_path):

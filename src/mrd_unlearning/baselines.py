@@ -1,5 +1,5 @@
 """The difficulty scores measured on the target model beside MRD: the cheap ones MRD must beat
-(STUDY 3.5: loss, per-sample gradient norm, max-token NLL, answer length) and the field's
+(loss, per-sample gradient norm, max-token NLL, answer length) and the field's
 (entanglement, a third-party reading of MRD), and C3's sample characteristics. Their registry and the scores computed from other
 records (learning events, memorization, the oracle) are in `difficulty`."""
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The difficulty scores MRD is compared with (STUDY 3.5 and the field's): their registry, and
+"""The difficulty scores MRD is compared with (the cheap ones and the field's): their registry, and
 the pure functions that turn recorded quantities into per-sample scores. No model is loaded
 here; `baselines` measures what needs one.
 

@@ -1,4 +1,4 @@
-"""Ground truth of difficulty (STUDY 4): for each forget sample alone, the number of gradient-
+"""Ground truth of difficulty: for each forget sample alone, the number of gradient-
 ascent updates (with the unlearning runs' optimizer and learning rate) until its likelihood
 falls to the level the retain model gives it. Capped at M; capped samples are censored.
 

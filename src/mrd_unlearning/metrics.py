@@ -1,4 +1,4 @@
-"""Metrics of STUDY 6, TOFU / OpenUnlearning conventions. Pure functions on arrays."""
+"""The unlearning metrics, in TOFU's and OpenUnlearning's conventions. Pure functions on arrays."""
 from __future__ import annotations
 
 import functools
@@ -97,7 +97,7 @@ def privleak(auc: float, retain_auc: float) -> float:
     return float((auc - retain_auc) / retain_auc * 100.0)
 
 
-# --- efficiency: how fast the forget set reaches the retain model's level (STUDY 6) -------------
+# --- efficiency: how fast the forget set reaches the retain model's level --------------------
 
 def level_crossing(steps: np.ndarray, values: np.ndarray, level: float, budget: float) -> tuple[float, bool]:
     """The step at which a logged curve first falls to `level`, linearly interpolated between the

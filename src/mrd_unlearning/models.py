@@ -232,7 +232,7 @@ def token_log_probs(model, batch: dict[str, torch.Tensor], with_hits: bool = Fal
     deviation of log p over the vocabulary under p (Min-K%++'s token score).
 
     Log-softmax runs in float64 on the scored positions only: in float32 the small likelihood
-    changes MRD measures vanish for well-memorised samples (STUDY 3).
+    changes MRD measures vanish for well-memorised samples.
     """
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
     targets = batch["labels"][:, 1:]

@@ -1,9 +1,9 @@
-"""Memory Removal Difficulty (STUDY 3): how much a sample's answer likelihood drops when the
+"""Memory Removal Difficulty: how much a sample's answer likelihood drops when the
 weights are perturbed at random. One perturbation per k is applied in place to all trainable
 parameters and every sample is scored under it, so the cost is about K + 1 forward passes over
 the set; the weights are restored bit-exactly from one saved copy.
 
-Every reading of MRD the study reports (STUDY 3.5) is an `Estimator`. Variants that share a
+Every reading of MRD the study reports is an `Estimator`. Variants that share a
 perturbation scale and seed share the drops: `PerturbationScorer` computes each (sigma_mode,
 sigma, seed) once, and a smaller K is the first K perturbations of a larger one."""
 from __future__ import annotations
@@ -161,7 +161,7 @@ class PerturbationScorer:
     def estimate(self, estimator: Estimator, *, seed: int, sigma_grid: list[float] | None = None,
                  positive_share: float = 0.9) -> MRDResult:
         """Drops at the estimator's sigma, or with sigma 'auto' at the smallest grid value whose
-        share of positive drops reaches `positive_share` (the curvature regime, STUDY 3.2)."""
+        share of positive drops reaches `positive_share` (the curvature regime)."""
         kw = dict(sigma_mode=estimator.sigma_mode, seed=seed, K=estimator.K)
         if estimator.sigma != "auto":
             drops = self.drops(sigma=float(estimator.sigma), **kw)

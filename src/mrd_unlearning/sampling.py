@@ -1,4 +1,4 @@
-"""Forget-set samplers (STUDY 5): which forget samples each unlearning step updates on.
+"""Forget-set samplers: which forget samples each unlearning step updates on.
 
 Every sampler draws the same number of samples per step for the same number of steps; they
 differ only in which. The MRD-based ones read D (the mean likelihood drop; large D = easy), so

@@ -287,7 +287,7 @@ def score_forget_set(model_dir: str, data_dir: str, out_csv: str, out_json: str,
 
 def mrd_variants(model_dir: str, data_dir: str, drops_csv: str, stability_csv: str, *, mrd_cfg: dict,
                  max_length: int, device: str, precision: str, threads: int) -> None:
-    """Every variant of STUDY 3.5 on the same perturbations, and its test-retest stability."""
+    """Every variant of MRD on the same perturbations, and its test-retest stability."""
     setup(threads)
     model, tokenizer, encoded, dev, _ = _forget_on_model(model_dir, data_dir, max_length, device, precision)
     scorer = _scorer(model, tokenizer, encoded, dev, mrd_cfg)

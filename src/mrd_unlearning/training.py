@@ -99,7 +99,7 @@ def finetune(model, encoded, *, lr: float, weight_decay: float, batch_size: int,
              eval_batch_size: int = 64, accelerator=None, strategy: str = "ddp",
              precision: Precision | None = None, track: list[int] | None = None) -> list[dict]:
     """Fine-tune until answer-token accuracy on the training data reaches the memorisation
-    criterion (checked after every epoch), not far past it (STUDY 3.4); with no criterion, for
+    criterion (checked after every epoch), not far past it; with no criterion, for
     `max_epochs` (TOFU's recipe). The learning rate warms up over `warmup_epochs` and, with the
     linear schedule, decays to 0 at `max_epochs`: a settling model meets the criterion at a
     reproducible epoch, where a constant rate keeps it hovering just below. One update sees

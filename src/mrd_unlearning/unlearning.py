@@ -1,4 +1,4 @@
-"""Unlearning algorithms as losses plugged into the one training loop (STUDY 5).
+"""Unlearning algorithms as losses plugged into the one training loop.
 
 A loss takes the model, a batch {"forget": ..., "retain": ..., "forget_idk": ...} and the frozen
 reference model (the fine-tuned target; KL, NPO and RMU read it). Adding an algorithm means

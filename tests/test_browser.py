@@ -24,8 +24,11 @@ def test_rows_hold_the_mean_over_replicates_ranks_and_tiers_by_hand():
                            "update_count_frac": [2.0, 9.0, 5.0, 4.0, 7.0, 5.0], "censored": [False] * 5 + [True]})
     forget = [{"question": f"q{i}?", "answer": f"a{i}."} for i in range(3)]
     target = pd.DataFrame({"loglik": [-0.1, -0.2, -0.3], "generation": ["x", "y", "z"]})
-    rows, columns = sample_rows(scores, forget, {"target": target})
+    curves = pd.DataFrame({"sample_id": [1, 0, 0, 0], "updates": [0, 2, 0, 1], "loglik": [-0.2, -1.5, -0.1, -0.9],
+                           "retain_level": [-0.1, -1.0, -1.0, -1.0]})  # sample 2 left out of the run
+    rows, columns = sample_rows(scores, forget, {"target": target}, {"update_count": curves})
     assert columns["primary"] == "update_count_frac" and columns["scores"] == ["mrd", "loss"]
+    assert columns["curves"] == ["update_count"]
     by_id = {r["sample_id"]: r for r in rows}
     assert [by_id[i]["values"]["mrd"] for i in range(3)] == [2.0, 4.0, 1.0]  # means over the two replicates
     assert [by_id[i]["ranks"]["mrd"] for i in range(3)] == [2, 1, 3]  # higher MRD: harder
@@ -34,6 +37,9 @@ def test_rows_hold_the_mean_over_replicates_ranks_and_tiers_by_hand():
     assert [by_id[i]["tier"] for i in range(3)] == ["easy", "hard", "medium"]  # thirds of 3, 8, 5
     assert by_id[2]["censored"] == {"censored": True} and by_id[0]["group"] == "a"
     assert by_id[1]["question"] == "q1?" and by_id[1]["models"]["target"] == {"loglik": -0.2, "generation": "y"}
+    assert by_id[0]["curves"] == {"update_count": {"loglik": [-0.1, -0.9, -1.5], "level": -1.0}}  # in update order
+    assert by_id[1]["curves"]["update_count"] == {"loglik": [-0.2], "level": -0.1}
+    assert by_id[2]["curves"] == {"update_count": None}
 
 
 def _rendered(page, view: str) -> tuple[list[int], str]:
@@ -58,6 +64,13 @@ def test_the_page_in_a_real_browser_sorts_filters_and_shows_the_table(smoke_run,
 
     shown, text = _rendered(page, "sort=mrd&dir=desc")
     assert sorted(shown) == sorted(rows) and f"{len(rows)} of {len(rows)} samples" in text
+    # each row's likelihood curve, one line per ground-truth run, with as many points as the run recorded
+    assert data["columns"]["curves"] == ["update_count", "update_count_sgd"]
+    table = text[text.index("<tbody>"):text.rindex("</tbody>")]
+    drawn = re.findall(r'<polyline class="loglik"[^>]* points="([^"]*)"', table)
+    assert len(drawn) == 2 * len(rows)
+    lengths = sorted(len(r["curves"][t]["loglik"]) for r in rows.values() for t in data["columns"]["curves"])
+    assert sorted(len(points.split()) for points in drawn) == lengths
     expected = sorted(rows, key=lambda i: (-rows[i]["values"]["mrd"], i))
     assert shown == expected
     shown, _ = _rendered(page, "sort=sample_id&dir=asc")

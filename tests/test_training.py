@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mrd_unlearning.ground_truth import required_updates
+from mrd_unlearning.ground_truth import curves_table, fractional_crossing, required_updates
 from mrd_unlearning.models import encode_qa
 from mrd_unlearning.mrd import score_loglik
 from mrd_unlearning.training import finetune, memorization_accuracy
@@ -52,6 +52,29 @@ def test_required_updates_count_is_first_step_at_level(tokenizer, forget_encoded
                               max_steps=50, pad_id=tokenizer.pad_token_id, device="cpu", desc=None)
     n = int(counts.update_count[0])
     assert 0 < n < 50 and not counts.censored[0]
+
+
+def test_the_recorded_curve_gives_back_the_count_and_the_crossing(tokenizer, forget_encoded):
+    """The curves the browser draws are the ones the stopping rule read: the first point is the
+    sample's likelihood before any update, the count is the first update at the level, the
+    fractional crossing and the censoring follow from the table alone."""
+    model = tiny_model(tokenizer)
+    start = score_loglik(model, forget_encoded[:3], 8, tokenizer.pad_token_id, "cpu")
+    level = np.array([start[0] - 0.3, start[1] - 0.6, -1e9])
+    counts = required_updates(model, forget_encoded[:3], level, optimizer="sgd", lr=0.5, max_steps=12,
+                              pad_id=tokenizer.pad_token_id, device="cpu", desc=None)
+    table = curves_table(counts, level)
+    assert list(table.columns) == ["sample_id", "updates", "loglik", "retain_level"]
+    for row in counts.itertuples():
+        mine = table[table.sample_id == row.sample_id].sort_values("updates")
+        assert mine.updates.tolist() == list(range(len(mine)))
+        assert mine.loglik.iloc[0] == pytest.approx(start[row.sample_id], abs=1e-5)
+        assert (mine.retain_level == level[row.sample_id]).all()
+        below = np.flatnonzero(mine.loglik.to_numpy() <= level[row.sample_id])
+        assert row.censored == (len(below) == 0) and len(mine) == row.update_count + 1
+        assert row.update_count == (12 if row.censored else below[0])
+        assert fractional_crossing(mine.loglik.tolist(), level[row.sample_id], 12) == row.update_count_frac
+    assert counts.censored.tolist()[2] and len(table) == counts.update_count.sum() + 3
 
 
 def _run(tokenizer, study_data, forget_encoded, sampler, seed):

@@ -36,6 +36,10 @@ def test_outputs_follow_the_contract(smoke_run):
     for truth, censored in (("update_count", "censored"), ("update_count_sgd", "censored_sgd")):
         frac, count = scores[f"{truth}_frac"], scores[truth]
         assert ((count - 1 < frac) & (frac <= count) | (count == 0) & (frac == 0)).all()
+        for replicate in (0, 1):  # the likelihood curves the counts were read from
+            curves = pd.read_csv(out / f"mrd/rep{replicate}/{truth}_curves.csv")
+            mine = scores[scores.replicate == replicate].set_index("sample_id")
+            assert (curves.groupby("sample_id").updates.max() == mine[truth]).all()
     assert scores.learning_confidence.between(0, 1).all() and (scores.entanglement > 0).all()
     assert scores.groupby("replicate").size().to_dict() == {0: 6, 1: 6}  # 2 forget people x 3 attributes
     assert scores[scores.replicate == 1]["mrd[abs]"].isna().all()  # the variant study runs on the first replicate

@@ -25,10 +25,14 @@ def _ranks(values: pd.Series, higher_is_harder: bool) -> pd.Series:
     return values.rank(ascending=not higher_is_harder, method="min").astype("Int64")
 
 
-def sample_rows(scores: pd.DataFrame, forget: list[dict], models: dict[str, pd.DataFrame]) -> tuple[list[dict], dict]:
+def sample_rows(scores: pd.DataFrame, forget: list[dict], models: dict[str, pd.DataFrame],
+                curves: dict[str, pd.DataFrame] | None = None) -> tuple[list[dict], dict]:
     """One row per forget sample: its text and group, every difficulty score and ground truth
     (mean over replicates) with its rank, its difficulty tier (thirds of the primary ground truth),
-    and, per model, its answer log-likelihood and what the model generates for it."""
+    per model its answer log-likelihood and what the model generates for it, and per ground-truth
+    run (`curves`: the ground_truth rule's long tables) its likelihood after each update and the
+    level it had to reach."""
+    curves = curves or {}
     truths = [t for t in GROUND_TRUTHS if t in scores]
     primary = truths[0]
     score_columns = [s for s in SCORES if s in scores and scores[s].notna().any()]
@@ -51,10 +55,21 @@ def sample_rows(scores: pd.DataFrame, forget: list[dict], models: dict[str, pd.D
             "models": {name: {"loglik": _number(table.loglik.get(sample_id)),
                               "generation": str(table.generation.get(sample_id, ""))}
                        for name, table in models.items()},
+            "curves": {truth: _curve(table, int(sample_id)) for truth, table in curves.items()},
         })
     columns = {"truths": truths, "scores": score_columns, "primary": primary, "models": list(models),
+               "curves": list(curves),
                "tiers": {"easy": f"{primary} <= {low:.3g}", "hard": f"{primary} >= {high:.3g}"}}
     return rows, columns
+
+
+def _curve(table: pd.DataFrame, sample_id: int) -> dict | None:
+    """L after 0, 1, ... updates and the retain level; None for a sample the run left out
+    (ground_truth.max_samples)."""
+    mine = table[table.sample_id == sample_id].sort_values("updates")
+    if mine.empty:
+        return None
+    return {"loglik": [float(v) for v in mine.loglik], "level": float(mine.retain_level.iloc[0])}
 
 
 def _number(value) -> float | None:
@@ -71,13 +86,16 @@ def _forget_samples(path: str) -> pd.DataFrame:
 
 
 def samples_page(scores_csv: str, data_dir: str, target_samples_csv: str, retain_samples_csv: str,
-                 run_dirs: dict[str, str], out_html: str, *, name: str, replicate: int, seed: int) -> None:
+                 run_dirs: dict[str, str], curves_csvs: dict[str, str], out_html: str, *, name: str, replicate: int,
+                 seed: int) -> None:
     """results/<name>/samples.html: the page, its data embedded (the models' outputs of
-    `replicate`, each unlearned model's run with `seed`, after the budget)."""
+    `replicate`, each unlearned model's run with `seed`, after the budget; the likelihood curves
+    of `replicate`'s ground-truth runs, one table per ground truth in `curves_csvs`)."""
     models = {"target": _forget_samples(target_samples_csv), "retain": _forget_samples(retain_samples_csv)}
     for arm, folder in run_dirs.items():
         models[arm] = _forget_samples(str(Path(folder) / f"seed{seed}" / "eval_budget_samples.csv"))
-    rows, columns = sample_rows(pd.read_csv(scores_csv), load_study_data(data_dir).forget, models)
+    curves = {truth: pd.read_csv(path) for truth, path in curves_csvs.items()}
+    rows, columns = sample_rows(pd.read_csv(scores_csv), load_study_data(data_dir).forget, models, curves)
     primary = columns["primary"]
     order = sorted(rows, key=lambda r: -np.inf if r["values"][primary] is None else r["values"][primary])
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), autoescape=True,

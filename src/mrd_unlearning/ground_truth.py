@@ -24,7 +24,9 @@ def required_updates(model, forget, retain_level: np.ndarray, *, optimizer: str,
                      pad_id: int, device, desc: str | None = "ground truth", sample_ids: list[int] | None = None,
                      precision: Precision | None = None, reset_copy: str = "device") -> pd.DataFrame:
     """Update counts of the forget samples `sample_ids` (default: all), with the precision
-    policy's autocast for the updates and the weights' own dtype for the stopping rule."""
+    policy's autocast for the updates and the weights' own dtype for the stopping rule. Each row
+    keeps its likelihood curve (`loglik_curve`: L after 0, 1, ... updates, as the stopping rule
+    measured it) for the per-sample browser; `curves_table` writes it out."""
     if reset_copy not in ("device", "host"):
         raise ValueError(f"config key 'ground_truth.reset_copy': {reset_copy!r}; allowed values: ['device', 'host']")
     home = "cpu" if reset_copy == "host" else None  # None: where each tensor already is
@@ -45,9 +47,18 @@ def required_updates(model, forget, retain_level: np.ndarray, *, optimizer: str,
         steps, done = train(model, lambda _s: {"forget": batch}, gradient_ascent, opt, max_steps, should_stop=reached,
                             precision=precision)
         rows.append({"sample_id": i, "update_count": steps, "censored": not done,
-                     "update_count_frac": fractional_crossing(curve, retain_level[i], max_steps)})
+                     "update_count_frac": fractional_crossing(curve, retain_level[i], max_steps),
+                     "loglik_curve": curve})
     model.load_state_dict(original)
     return pd.DataFrame(rows)
+
+
+def curves_table(counts: pd.DataFrame, retain_level: np.ndarray) -> pd.DataFrame:
+    """The likelihood curves of `required_updates`, one row per (sample, update), beside the level
+    each sample had to reach: a reviewer can recompute every count and crossing from it."""
+    rows = [{"sample_id": r.sample_id, "updates": step, "loglik": value, "retain_level": float(retain_level[r.sample_id])}
+            for r in counts.itertuples() for step, value in enumerate(r.loglik_curve)]
+    return pd.DataFrame(rows, columns=["sample_id", "updates", "loglik", "retain_level"])
 
 
 def fractional_crossing(curve: list[float], level: float, cap: int) -> float:

@@ -18,7 +18,7 @@ from .difficulty import LEARNING_EVENTS, difficulty_table, harder_when_higher, r
 from .data import synthetic, tofu
 from .data.loader import DataError, load_study_data, located_rows, sample_key, write_manifest
 from .evaluation import evaluate, openunlearning_eval
-from .ground_truth import required_updates, subsample
+from .ground_truth import curves_table, required_updates, subsample
 from .io import atomic_path, read_json, write_csv, write_json
 from .metrics import forgetting_auc, level_crossing, progress_at
 from .models import (build_model, convert_gguf, encode_qa, encode_sample, load_checkpoint, load_tokenizer,
@@ -321,19 +321,22 @@ def baseline_scores(model_dir: str, data_dir: str, out_csv: str, *, mrd_cfg: dic
     write_csv(out_csv, cheap.merge(field, on="sample_id").merge(traits, on="sample_id"))
 
 
-def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv: str, *, optimizer: str, lr: float,
-                 max_steps: int, max_length: int, device: str, precision: str, threads: int, seed: int,
-                 max_samples: int | None = None, sample_seed: int = 0, reset_copy: str = "device",
-                 lora: dict | None = None) -> None:
+def ground_truth(model_dir: str, data_dir: str, retain_samples_csv: str, out_csv: str, curves_csv: str, *,
+                 optimizer: str, lr: float, max_steps: int, max_length: int, device: str, precision: str,
+                 threads: int, seed: int, max_samples: int | None = None, sample_seed: int = 0,
+                 reset_copy: str = "device", lora: dict | None = None) -> None:
     """Update counts with the unlearning runs' optimizer, lr and (if any) LoRA adapters, of every
-    forget sample or of a seeded subsample of `max_samples` (seeded by the data seed)."""
+    forget sample or of a seeded subsample of `max_samples` (seeded by the data seed), and each
+    sample's likelihood curve on the way (`curves_csv`)."""
     setup(threads, seed)
     model, tokenizer, encoded, dev, policy = _forget_on_model(model_dir, data_dir, max_length, device, precision)
-    counts = required_updates(with_lora(model, lora or {}), encoded, retain_level(retain_samples_csv), optimizer=optimizer,
+    level = retain_level(retain_samples_csv)
+    counts = required_updates(with_lora(model, lora or {}), encoded, level, optimizer=optimizer,
                               lr=lr, max_steps=max_steps, pad_id=tokenizer.pad_token_id, device=dev,
                               desc=f"ground truth ({optimizer}, lr {lr:g})", precision=policy, reset_copy=reset_copy,
                               sample_ids=subsample(len(encoded), max_samples, sample_seed))
-    write_csv(out_csv, counts.assign(optimizer=optimizer, lr=lr))
+    write_csv(curves_csv, curves_table(counts, level))
+    write_csv(out_csv, counts.drop(columns="loglik_curve").assign(optimizer=optimizer, lr=lr))
 
 
 # --- unlearning -------------------------------------------------------------------------------

@@ -219,12 +219,14 @@ def retain_samples(wc):
 
 def samples_page_inputs(wc):
     """The first replicate's target and retain evaluations and its runs of every algorithm x
-    sampler (in RUN_GROUPS' order): what the browser shows each model generate."""
+    sampler (in RUN_GROUPS' order): what the browser shows each model generate; and its
+    ground-truth runs' likelihood curves (in GROUND_TRUTHS' order)."""
     first = REPLICATES[0]
     return {
         "target": in_study(wc, f"eval/rep{first}/target_samples.csv"),
         "retain": in_study(wc, f"eval/rep{first}/retain_samples.csv"),
         "runs": [in_study(wc, f"unlearning/rep{first}/{a}/{s}") for a, s in RUN_GROUPS],
+        "curves": [in_study(wc, f"mrd/rep{first}/{t}_curves.csv") for t in GROUND_TRUTHS],
     }
 
 

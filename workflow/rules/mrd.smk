@@ -93,7 +93,8 @@ rule ground_truth:
         data=f"{R}/data",
         reference=f"{R}/eval/rep{{replicate}}/retain_samples.csv",
     output:
-        f"{R}/mrd/rep{{replicate}}/{{truth}}.csv",
+        counts=f"{R}/mrd/rep{{replicate}}/{{truth}}.csv",
+        curves=f"{R}/mrd/rep{{replicate}}/{{truth}}_curves.csv",
     log:
         log_file("ground_truth/rep{replicate}_{truth}"),
     benchmark:

@@ -210,6 +210,7 @@ rule samples_page:
         code=CODE["samples_page"],
         name=lambda wc: wc.study,
         arms=[f"{a}/{s}" for a, s in RUN_GROUPS],
+        truths=list(GROUND_TRUTHS),
         replicate=REPLICATES[0],
         seed=UL["seeds"][0],
     script:

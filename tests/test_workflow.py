@@ -136,7 +136,7 @@ def test_every_job_has_a_log_and_a_benchmark_and_the_console_is_snakemakes(smoke
     work, out, console = smoke_run
     logs = sorted(p.relative_to(out / "logs").with_suffix("") for p in (out / "logs").rglob("*.log"))
     benchmarks = sorted(p.relative_to(out / "benchmarks").with_suffix("") for p in (out / "benchmarks").rglob("*.tsv"))
-    assert logs == benchmarks and len(logs) == 48 - 1  # every job but `all`
+    assert logs == benchmarks and len(logs) == 42 - 1  # every job but `all`
     assert "Traceback" not in console and "INFO:snakemake" not in console  # each line once, no root-logger echo
     assert "Loading weights" not in console and "Writing model shards" not in console
     assert "fine-tune target" in (out / "logs/finetune/rep0_target.log").read_text()  # progress stays, in the log
@@ -193,7 +193,7 @@ REPORTING = {"unlearning_table", "comparison_table", "calibration", "unlearning_
 def test_changing_an_unlearning_hyperparameter_plans_only_unlearning_and_what_follows(smoke_run):
     jobs = planned_jobs(smoke_run[0], "unlearning: {steps: 3}\n")
     assert set(jobs) == {"unlearn"} | REPORTING
-    assert jobs["unlearn"] == 18  # 2 replicates x 3 algorithms x 3 samplers
+    assert jobs["unlearn"] == 12  # 2 replicates x 2 algorithms x 3 samplers
 
 
 def test_no_unlearned_checkpoint_is_left_unless_keep_models_says_so(smoke_run):
@@ -203,14 +203,14 @@ def test_no_unlearned_checkpoint_is_left_unless_keep_models_says_so(smoke_run):
     assert not list((out / "unlearning").rglob("model.safetensors"))
     assert not list((out / "unlearning").rglob("config.json"))
     jobs = planned_jobs(smoke_run[0], "unlearning: {keep_models: first_seed}\n")
-    assert set(jobs) == {"unlearn"} | REPORTING and jobs["unlearn"] == 18
+    assert set(jobs) == {"unlearn"} | REPORTING and jobs["unlearn"] == 12
 
 
 def test_changing_mrd_K_plans_mrd_and_weighted_runs_but_not_finetuning_or_uniform_runs(smoke_run):
     jobs = planned_jobs(smoke_run[0], "mrd: {K: 3}\n")
     assert {"mrd", "mrd_variants", "scores", "mrd_validation", "mrd_figures", "unlearn"} <= set(jobs)
     assert not {"prepare_data", "tokenizer", "finetune", "evaluate_finetuned", "ground_truth", "baselines"} & set(jobs)
-    assert jobs["unlearn"] == 12 and jobs["mrd"] == 2  # the MRD-driven runs of 2 replicates; the uniform runs stay
+    assert jobs["unlearn"] == 8 and jobs["mrd"] == 2  # the MRD-driven runs of 2 replicates; the uniform runs stay
 
 
 def test_changing_a_validation_variant_does_not_rerun_unlearning(smoke_run):
@@ -222,7 +222,7 @@ def test_changing_a_validation_variant_does_not_rerun_unlearning(smoke_run):
 def test_adding_a_replicate_plans_only_that_replicate_and_the_pooled_tables(smoke_run):
     jobs = planned_jobs(smoke_run[0], "replicates: [0, 1, 2]\n")
     assert jobs["finetune"] == 2 and jobs["evaluate_finetuned"] == 2 and jobs["mrd"] == 1
-    assert jobs["ground_truth"] == 2 and jobs["unlearn"] == 9 and "mrd_variants" not in jobs
+    assert jobs["ground_truth"] == 2 and jobs["unlearn"] == 6 and "mrd_variants" not in jobs
     assert not {"prepare_data", "tokenizer"} & set(jobs)
 
 

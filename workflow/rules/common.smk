@@ -226,7 +226,9 @@ def samples_page_inputs(wc):
         "target": in_study(wc, f"eval/rep{first}/target_samples.csv"),
         "retain": in_study(wc, f"eval/rep{first}/retain_samples.csv"),
         "runs": [in_study(wc, f"unlearning/rep{first}/{a}/{s}") for a, s in RUN_GROUPS],
-        "curves": [in_study(wc, f"mrd/rep{first}/{t}_curves.csv") for t in GROUND_TRUTHS],
+        "curves": [
+            in_study(wc, f"mrd/rep{first}/{t}_curves.csv") for t in GROUND_TRUTHS
+        ],
     }
 
 

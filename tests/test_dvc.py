@@ -70,12 +70,14 @@ def test_reviewer_gets_every_artifact_without_recomputing(author, tmp_path):
 
 
 def test_a_parameter_sweep_runs_as_a_dvc_experiment(author):
-    """`dvc exp run -S` changes a parameter and reruns what it touches (here the statistics: the
-    pooled stages, not the models); `dvc exp show` lists the experiment beside the workspace, with
-    its parameter and metrics."""
-    sh(author, "dvc", "exp", "run", "-n", "more-resamples", "-S", "config/config.yaml:statistics.bootstrap_resamples=300")
+    """`dvc exp run -S` changes a parameter and reruns what it touches (here the calibration's
+    simulations: the calibration and the report, not the models or the other tables); `dvc exp
+    show` lists the experiment beside the workspace, with its parameter and metrics."""
+    done = sh(author, "dvc", "exp", "run", "-n", "more-simulations", "-S",
+              "config/config.yaml:statistics.calibration.simulations=30")
+    assert "rule calibration" in done and "rule report" in done and "rule mrd_validation" not in done
     shown = sh(author, "dvc", "exp", "show", "--no-pager", "--csv")
     header, *rows = shown.strip().splitlines()
-    assert "statistics.bootstrap_resamples" in header and "verdict_C4" in header
-    experiment = [row for row in rows if "more-resamples" in row]
-    assert len(experiment) == 1 and "300" in experiment[0]
+    assert "statistics.calibration.simulations" in header and "verdict_C4" in header
+    experiment = [row for row in rows if "more-simulations" in row]
+    assert len(experiment) == 1 and ",30," in experiment[0]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import contextlib
 import hashlib
+import importlib.util
 import inspect
 import os
 import sys
@@ -40,6 +41,19 @@ RULE_CODE: dict[str, tuple[str, ...]] = {
     "samples_page": ("browser", "templates/samples.html.j2", "difficulty", "claims"),
 }
 PACKAGE = Path(__file__).resolve().parent
+
+
+def lazy_module(name: str):
+    """The module `name`, loaded on its first attribute access (importlib's LazyLoader): a job
+    that never draws a figure does not pay for importing matplotlib."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    spec.loader = importlib.util.LazyLoader(spec.loader)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def source_text(name: str) -> str:

@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import figures
+from .jobs import lazy_module
 from .claims import compare_samplers, completeness_metric, ranked_truths
 from .data.loader import forget_groups, load_study_data
 from .difficulty import difficulty_table, in_c3
 from .calibration import c4_unit, calibrate, design_from_study, group_differences, run_share, smallest_effects
 from .io import read_json, write_csv
 from .validation import replicate_stability, sigma_sweep_table, validation_table, variant_column
+
+figures = lazy_module("mrd_unlearning.figures")  # matplotlib loads only in the jobs that draw
 
 EVALUATED = ("forget_quality", "forget_ks", "model_utility", "forget_prob", "forget_rouge", "forget_truth_ratio",
              "mia_auc", "mia_loss", "mia_zlib", "mia_min_k_pp", "mia_grad_norm", "mia_reference", "privleak")

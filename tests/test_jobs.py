@@ -40,7 +40,7 @@ def test_a_change_to_one_function_changes_only_the_digests_that_name_it(tmp_path
         (copy / path.relative_to(PACKAGE)).write_text(path.read_text())
     shutil.copytree(PACKAGE / "templates", copy / "templates")
     before = {rule: source_digest(*names) for rule, names in RULE_CODE.items()}
-    stages = copy / "stages.py"
+    stages = copy / "stages" / "data.py"
     stages.write_text(stages.read_text().replace("def prepare_data(", "def prepare_data(  # edited\n", 1))
     monkeypatch.setattr(jobs, "PACKAGE", copy)
     after = {rule: source_digest(*names) for rule, names in RULE_CODE.items()}
@@ -48,8 +48,8 @@ def test_a_change_to_one_function_changes_only_the_digests_that_name_it(tmp_path
 
 
 def test_unknown_names_are_refused():
-    for name, message in [("nosuchmodule", "no such module"), ("stages.no_such_function", "no top-level"),
-                          ("stages.prepare_data.inner", "only a module's top-level")]:
+    for name, message in [("nosuchmodule", "no such module"), ("stages.data.no_such_function", "no top-level"),
+                          ("stages.data.prepare_data.inner", "only a module's top-level")]:
         with pytest.raises(ValueError, match=message):
             source_text(name)
 
@@ -63,3 +63,17 @@ def test_planning_imports_neither_torch_nor_transformers():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_job_imports_only_what_its_stage_needs():
+    """Each rule group's stages are their own module, loaded on first use: the data job starts
+    without the model libraries, fine-tuning without the statistics."""
+    code = ("import sys; from mrd_unlearning.stages import {name}; "
+            "print(sorted(m for m in ('torch', 'transformers', 'scipy.stats', 'matplotlib') if m in sys.modules))")
+    loaded = {}
+    for name in ("prepare_data", "finetune_model", "unlearn_runs"):
+        done = subprocess.run([sys.executable, "-c", code.format(name=name)], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        loaded[name] = done.stdout.strip()
+    assert loaded == {"prepare_data": "[]", "finetune_model": "['torch', 'transformers']",
+                      "unlearn_runs": "['scipy.stats', 'torch', 'transformers']"}

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from mrd_unlearning import stages
+from mrd_unlearning.stages import finetune
 from mrd_unlearning.config import validate_config
 from mrd_unlearning.models import load_checkpoint
 
@@ -38,7 +39,7 @@ def test_failure_while_saving_leaves_no_checkpoint(data_dir, tmp_path, monkeypat
         (path / "config.json").write_text("{}")  # half a checkpoint, then the crash
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(stages, "save_checkpoint", broken_save)
+    monkeypatch.setattr(finetune, "save_checkpoint", broken_save)  # what finetune_model saves with
     kw = dict(model_cfg=MODEL, finetune_cfg=_finetune_cfg(1), seed=0, device="cpu", threads=1)
     with pytest.raises(KeyboardInterrupt):
         stages.finetune_model("target", str(data_dir), str(tokenizer_dir), str(out), **kw)

@@ -193,7 +193,8 @@ def test_keep_models_writes_the_first_seeds_unlearned_checkpoint(tmp_path, data_
     from mrd_unlearning.io import write_json
     from mrd_unlearning.models import load_checkpoint, save_checkpoint
     from mrd_unlearning.mrd import score_loglik
-    from mrd_unlearning.stages import _encode, load_study_data, unlearn_runs
+    from mrd_unlearning.data.loader import load_study_data
+    from mrd_unlearning.stages import _encode, unlearn_runs
 
     model_dir = tmp_path / "target"
     save_checkpoint(tiny_model(tokenizer), tokenizer, model_dir)

@@ -15,24 +15,25 @@ from pathlib import Path
 
 
 # The package code each rule's results depend on: modules ("mrd"), their top-level functions
-# ("stages.prepare_data") and files ("templates/report.md.j2"). The Snakefile passes each rule its
-# digest as a param, so that a change to the package reruns exactly the rules whose code it touches.
+# ("stages.data.prepare_data") and files ("templates/report.md.j2"). The Snakefile passes each rule
+# its digest as a param, so that a change to the package reruns exactly the rules whose code it touches.
 RULE_CODE: dict[str, tuple[str, ...]] = {
-    "prepare_data": ("stages.prepare_data", "data.synthetic", "data.loader"),
-    "tokenizer": ("stages.build_tokenizer", "models.train_tokenizer"),
-    "check_lengths": ("stages.check_lengths", "data.loader", "models"),
-    "base_model": ("stages.convert_base_model", "models.convert_gguf"),
-    "finetune": ("stages.finetune_model", "stages._finetune_process", "stages._base_model", "models", "training"),
-    "evaluate": ("stages.evaluate_model", "evaluation", "metrics", "models", "baselines"),
-    "mrd": ("stages.score_forget_set", "mrd", "models", "sampling.mrd_weights"),
-    "mrd_variants": ("stages.mrd_variants", "mrd", "variants.estimator_study", "models"),
-    "baselines": ("stages.baseline_scores", "stages._base_model", "baselines", "difficulty", "mrd", "models"),
-    "ground_truth": ("stages.ground_truth", "ground_truth", "training", "unlearning.gradient_ascent", "models"),
+    "prepare_data": ("stages.data.prepare_data", "data.synthetic", "data.loader"),
+    "tokenizer": ("stages.tokenizer.build_tokenizer", "models.train_tokenizer"),
+    "check_lengths": ("stages.tokenizer.check_lengths", "data.loader", "models"),
+    "base_model": ("stages.finetune.convert_base_model", "models.convert_gguf"),
+    "finetune": ("stages.finetune.finetune_model", "stages.finetune._finetune_process", "stages.finetune._base_model",
+                 "models", "training"),
+    "evaluate": ("stages.evaluate.evaluate_model", "evaluation", "metrics", "models", "baselines"),
+    "mrd": ("stages.mrd.score_forget_set", "mrd", "models", "sampling.mrd_weights"),
+    "mrd_variants": ("stages.mrd.mrd_variants", "mrd", "variants.estimator_study", "models"),
+    "baselines": ("stages.mrd.baseline_scores", "stages.finetune._base_model", "baselines", "difficulty", "mrd", "models"),
+    "ground_truth": ("stages.mrd.ground_truth", "ground_truth", "training", "unlearning.gradient_ascent", "models"),
     "scores": ("pooled.collect_scores", "pooled._replicate_scores", "difficulty"),
     "mrd_validation": ("pooled.mrd_validation", "validation", "statistics", "difficulty"),
     "mrd_figures": ("pooled.mrd_figures", "figures", "claims"),
-    "unlearn": ("stages.unlearn_runs", "stages.unlearning_steps", "unlearning", "sampling", "training", "mrd",
-                "models", "evaluation", "metrics", "difficulty", "baselines"),
+    "unlearn": ("stages.unlearn.unlearn_runs", "stages.unlearn.unlearning_steps", "unlearning", "sampling", "training",
+                "mrd", "models", "evaluation", "metrics", "difficulty", "baselines"),
     "unlearning_table": ("pooled.unlearning_table", "pooled.author_outcomes", "pooled.truth_ratio_gap"),
     "comparison_table": ("pooled.comparison_table", "claims", "statistics", "figures"),
     "calibration": ("pooled.calibration", "calibration", "claims", "statistics", "validation"),
@@ -58,7 +59,7 @@ def lazy_module(name: str):
 
 def source_text(name: str) -> str:
     """The source of a package module ("data.loader"), of one of its top-level functions or
-    classes ("stages.prepare_data"), or the text of a package file ("templates/report.md.j2"),
+    classes ("stages.data.prepare_data"), or the text of a package file ("templates/report.md.j2"),
     exactly as `inspect.getsource` gives it, but read from the files: planning a study
     (`snakemake -n`, every DVC stage) then never imports torch."""
     if "/" in name:

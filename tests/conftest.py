@@ -61,20 +61,6 @@ def forget_encoded(study_data, tokenizer):
 
 # --- the smoke study, run once per test session --------------------------------------------------
 
-SHARES_THE_SMOKE_RUN = {"smoke_run", "author"}
-
-
-def pytest_collection_modifyitems(config, items):
-    """The tests that share the smoke run alternate with all the others (those that run studies
-    of their own first): pytest-xdist hands out its first tests in turn, so one worker makes the
-    smoke run (a study with stretches of one job at a time) and reads it while the other works
-    through tests that do not wait for it. The order is the same in every worker."""
-    shared = [i for i in items if SHARES_THE_SMOKE_RUN & set(getattr(i, "fixturenames", ()))]
-    rest = [i for i in items if i not in shared]
-    rest.sort(key=lambda i: i.get_closest_marker("e2e") is None)  # stable: studies of their own first
-    ordered = [i for pair in zip(shared, rest) for i in pair]
-    items[:] = ordered + shared[len(rest):] + rest[len(shared):]
-
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/smoke.yaml"]
 

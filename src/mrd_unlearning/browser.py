@@ -18,6 +18,7 @@ from .io import atomic_path
 TEMPLATE = Path(__file__).parent / "templates" / "samples.html.j2"
 TIERS = ("easy", "medium", "hard")
 SHOWN_FIRST = 5  # the hardest and the easiest few, above the table
+CURVE_COLOURS = ("#4c72b0", "#dd8452")  # one per ground-truth run, in the legend and the curves
 
 
 def _ranks(values: pd.Series, higher_is_harder: bool) -> pd.Series:
@@ -32,7 +33,7 @@ def sample_rows(scores: pd.DataFrame, forget: list[dict], models: dict[str, pd.D
     per model its answer log-likelihood and what the model generates for it, and per ground-truth
     run (`curves`: the ground_truth rule's long tables) its likelihood after each update and the
     level it had to reach."""
-    curves = curves or {}
+    curves = {truth: _curves(table) for truth, table in (curves or {}).items()}
     truths = [t for t in GROUND_TRUTHS if t in scores]
     primary = truths[0]
     score_columns = [s for s in SCORES if s in scores and scores[s].notna().any()]
@@ -55,21 +56,19 @@ def sample_rows(scores: pd.DataFrame, forget: list[dict], models: dict[str, pd.D
             "models": {name: {"loglik": _number(table.loglik.get(sample_id)),
                               "generation": str(table.generation.get(sample_id, ""))}
                        for name, table in models.items()},
-            "curves": {truth: _curve(table, int(sample_id)) for truth, table in curves.items()},
+            "curves": {truth: by_sample.get(int(sample_id)) for truth, by_sample in curves.items()},
         })
     columns = {"truths": truths, "scores": score_columns, "primary": primary, "models": list(models),
-               "curves": list(curves),
+               "curves": list(curves), "curve_colours": dict(zip(curves, CURVE_COLOURS)),
                "tiers": {"easy": f"{primary} <= {low:.3g}", "hard": f"{primary} >= {high:.3g}"}}
     return rows, columns
 
 
-def _curve(table: pd.DataFrame, sample_id: int) -> dict | None:
-    """L after 0, 1, ... updates and the retain level; None for a sample the run left out
-    (ground_truth.max_samples)."""
-    mine = table[table.sample_id == sample_id].sort_values("updates")
-    if mine.empty:
-        return None
-    return {"loglik": [float(v) for v in mine.loglik], "level": float(mine.retain_level.iloc[0])}
+def _curves(table: pd.DataFrame) -> dict[int, dict]:
+    """Per sample: L after 0, 1, ... updates and the retain level. A sample the run left out
+    (ground_truth.max_samples) has none."""
+    return {int(sample_id): {"loglik": [float(v) for v in mine.loglik], "level": float(mine.retain_level.iloc[0])}
+            for sample_id, mine in table.sort_values(["sample_id", "updates"]).groupby("sample_id")}
 
 
 def _number(value) -> float | None:

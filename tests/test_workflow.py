@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import ROOT, copy_project, run_snakemake
+from .conftest import ROOT, STUDY_CORES, copy_project, run_snakemake
 from .test_tofu import TOFU, needs_tofu
 
 pytestmark = pytest.mark.e2e
@@ -255,7 +255,7 @@ def test_two_runs_from_scratch_give_identical_results(smoke_run, tmp_path):
     targets = [f"results/smoke/{path}" for path in (
         "eval/rep0/target.json", "eval/rep0/retain.json", "mrd/rep0/update_count.csv", "mrd/rep0/update_count_sgd.csv",
         "unlearning/rep0/ga/uniform", "unlearning/rep0/ga/mrd_refresh")]
-    run_snakemake(fresh, "config/patch.yaml", "--cores", "2", *targets)  # (--cores ends --configfile's list)
+    run_snakemake(fresh, "config/patch.yaml", "--cores", str(STUDY_CORES), *targets)  # (--cores ends --configfile's list)
     second = fresh / "results" / "smoke"
     rerun = sorted(str(p.relative_to(second)) for folder in ("mrd/rep0", "eval/rep0", "unlearning/rep0/ga")
                    for p in (second / folder).rglob("*") if p.suffix in (".csv", ".json"))

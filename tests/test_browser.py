@@ -83,7 +83,7 @@ def test_the_page_in_a_real_browser_sorts_filters_and_shows_the_table(smoke_run,
     assert [rows[i]["values"]["update_count_frac"] for i in shown] == \
         sorted(rows[i]["values"]["update_count_frac"] for i in wanted)
 
-    shot = tmp_path / "samples.png"
+    shot = tmp_path / "samples.png"  # kept with the test's temporary files for a look, out of the shared study
     done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
                            "--window-size=1400,1000", f"--screenshot={shot}", f"file://{page}"],
                           capture_output=True, text=True, timeout=120)
@@ -92,4 +92,3 @@ def test_the_page_in_a_real_browser_sorts_filters_and_shows_the_table(smoke_run,
 
     pixels = imread(shot)
     assert pixels.shape[:2] == (1000, 1400) and np.std(pixels[..., :3]) > 0.05  # drawn, not a blank page
-    shutil.copy(shot, out / "samples_screenshot.png")  # beside the page, for a look

@@ -72,13 +72,8 @@ def forget_encoded(study_data, tokenizer):
 def pytest_collection_modifyitems(items):
     """The end-to-end tests first (each takes seconds to minutes), the many quick ones after: with
     pytest-xdist handing out one test at a time (--maxschedchunk 1), the quick ones then fill
-    whichever core is free at the end instead of one core idling behind a study. The first test
-    that needs the smoke study leads, so one worker runs the study while the others run the
-    end-to-end tests that do not need it."""
-    e2e = [item for item in items if item.get_closest_marker("e2e")]
-    on_smoke = [item for item in e2e if "smoke_run" in item.fixturenames]
-    own = [item for item in e2e if "smoke_run" not in item.fixturenames]
-    items[:] = on_smoke[:1] + own + on_smoke[1:] + [item for item in items if not item.get_closest_marker("e2e")]
+    whichever core is free at the end instead of one core idling behind a study."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
 # --- the smoke study, run once per test session --------------------------------------------------
@@ -117,7 +112,7 @@ def smoke_run(tmp_path_factory, worker_id):
     with FileLock(str(shared / "smoke_project.lock")):
         if not (finished / "console.txt").is_file():
             work = copy_project(Path(tempfile.mkdtemp(prefix="smoke_project.", dir=shared)))
-            done = run_snakemake(work, check=False)
+            done = run_snakemake(work, check=False, cores=os.cpu_count() or 1)  # the other workers wait for it
             (work / "returncode.txt").write_text(str(done.returncode))
             (work / "console.txt").write_text(done.stdout + done.stderr)
             work.rename(finished)

@@ -141,7 +141,8 @@ def write_example(benchmark: str, folder: str | Path, *, n_people: int = 12, see
     rng = np.random.default_rng(seed + 1)
     third = n_people // 3
     forget, retain, holdout = people[:third], people[third:2 * third], people[2 * third:]
-    documents = lambda group: [{"text": " ".join(s)} for _, _, s in group]  # noqa: E731
+    def documents(group):
+        return [{"text": " ".join(sentences)} for _, _, sentences in group]
 
     def questions(group):
         rows = []

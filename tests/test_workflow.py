@@ -242,28 +242,11 @@ def assert_same_numbers(first: Path, second: Path, name: str) -> None:
         assert (first / name).read_text() == (second / name).read_text(), name
 
 
-def test_two_runs_from_scratch_give_identical_results(smoke_run, tmp_path):
-    """Same seed, same machine: same numbers. Every stage that draws random numbers (fine-tuning,
-    MRD's perturbations, the ground truth, evaluation, the samplers and unlearning), rerun from
-    scratch for replicate 0 and GA, writes identical files; the pooled stages that resample or
-    simulate (bootstraps, calibration), rerun on the first run's per-replicate results, identical
-    tables, metrics and report."""
+def test_pooled_stages_rerun_on_the_same_results_give_identical_tables(smoke_run, tmp_path):
+    """Same seed, same machine: same numbers, for the pooled stages that resample or simulate
+    (bootstraps, calibration), rerun on the smoke run's per-replicate results. (The per-replicate
+    stages are rerun from scratch by the local-folder test below.)"""
     work, first, _ = smoke_run
-    (tmp_path / "fresh").mkdir()
-    fresh = copy_project(tmp_path / "fresh")
-    (fresh / "config" / "patch.yaml").write_text("replicates: [0]\nunlearning: {algorithms: [ga]}\n")
-    targets = [f"results/smoke/{path}" for path in (
-        "eval/rep0/target.json", "eval/rep0/retain.json", "mrd/rep0/update_count.csv", "mrd/rep0/update_count_sgd.csv",
-        "unlearning/rep0/ga/uniform", "unlearning/rep0/ga/mrd_refresh")]
-    run_snakemake(fresh, "config/patch.yaml", "--cores", str(STUDY_CORES), *targets)  # (--cores ends --configfile's list)
-    second = fresh / "results" / "smoke"
-    rerun = sorted(str(p.relative_to(second)) for folder in ("mrd/rep0", "eval/rep0", "unlearning/rep0/ga")
-                   for p in (second / folder).rglob("*") if p.suffix in (".csv", ".json"))
-    assert {"mrd/rep0/mrd.csv", "mrd/rep0/update_count.csv", "eval/rep0/target_samples.csv",
-            "unlearning/rep0/ga/mrd_refresh/seed1/eval_budget_samples.csv"} <= set(rerun)
-    for name in rerun:
-        assert_same_numbers(first, second, name)
-
     again = tmp_path / "again"
     shutil.copytree(work, again, symlinks=True)
     done = run_snakemake(again, "--forcerun", "mrd_validation", "comparison_table", "calibration")
@@ -408,11 +391,17 @@ def _local_project(tmp_path, overlay: str):
     splits = ", ".join(f"{k}: {v}" for k, v in LOCAL_SPLITS.items())
     (work / "config" / "local.yaml").write_text(
         f"name: smoke_local\nreplicates: [0]\ndata: {{source: local, local: {{path: {mine}, splits: {{{splits}}}}}}}\n"
-        f"unlearning: {{algorithms: [idknll], samplers: [uniform, mrd]}}\n{overlay}")
+        f"unlearning: {{algorithms: [ga, idknll], samplers: [uniform, mrd_refresh]}}\n{overlay}")
     return work
 
 
-def test_a_local_folder_with_its_own_split_names_runs_the_smoke_study(tmp_path):
+def test_a_local_folder_runs_every_stage_and_reproduces_the_smoke_studys_numbers(smoke_run, tmp_path):
+    """The smoke study's data, as a local folder with its own split names, run from scratch in a
+    fresh project: every stage runs, and every per-replicate stage that draws random numbers
+    (fine-tuning, MRD's perturbations, both ground truths, evaluation, the samplers and
+    unlearning) writes the same numbers, to the last bit, as the smoke study's replicate 0 did:
+    same seed, same machine, same numbers; and the local loader hands the stages the same data
+    as the generator."""
     work = _local_project(tmp_path, "")
     run_snakemake(work, "config/local.yaml")
     out = work / "results" / "smoke_local"
@@ -423,9 +412,18 @@ def test_a_local_folder_with_its_own_split_names_runs_the_smoke_study(tmp_path):
     assert "a local folder (`to_forget.jsonl`" in report and "no real_authors or world_facts splits" in report
     openunlearning = json.loads((out / "eval/rep0/target_TOFU_EVAL.json").read_text())
     assert {"forget_Q_A_Prob", "forget_truth_ratio", "forget_quality", "model_utility"} <= set(openunlearning)
-    assert (out / "unlearning/rep0/idknll/mrd/seed0/eval_budget_TOFU_EVAL.json").is_file()  # refusals as targets
-    assert len(pd.read_csv(out / "tables/unlearning.csv")) == 4
+    assert (out / "unlearning/rep0/idknll/mrd_refresh/seed0/eval_budget_TOFU_EVAL.json").is_file()  # refusals as targets
+    assert len(pd.read_csv(out / "tables/unlearning.csv")) == 8
     assert "Nothing to be done" in run_snakemake(work, "config/local.yaml", "-n").stdout
+
+    first = smoke_run[1]
+    rerun = sorted(str(p.relative_to(out)) for folder in ("mrd/rep0", "eval/rep0", "unlearning/rep0/ga")
+                   for p in (out / folder).rglob("*") if p.suffix in (".csv", ".json"))
+    assert {"mrd/rep0/mrd.csv", "mrd/rep0/update_count.csv", "mrd/rep0/update_count_sgd.csv",
+            "eval/rep0/target_samples.csv", "eval/rep0/retain.json",
+            "unlearning/rep0/ga/mrd_refresh/seed1/eval_budget_samples.csv"} <= set(rerun)
+    for name in rerun:
+        assert_same_numbers(first, out, name)
 
 
 def test_a_sample_too_long_for_the_model_stops_the_study_before_any_training(tmp_path):

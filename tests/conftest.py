@@ -59,6 +59,20 @@ def tiny_model(tokenizer, seed=0, hidden=16):
                        max_length=MAX_LENGTH, seed=seed)
 
 
+def fitted_model(tokenizer, study_data, forget_encoded, hidden=16):
+    """A tiny model fitted to the forget and retain samples, so that there is something to forget."""
+    from mrd_unlearning.models import collate, nll_loss
+    from mrd_unlearning.training import make_optimizer, train
+
+    model = tiny_model(tokenizer, seed=0, hidden=hidden)
+    data = forget_encoded + [encode_qa(tokenizer, r["question"], r["answer"], MAX_LENGTH) for r in study_data.retain]
+    gen = torch.Generator().manual_seed(0)
+    batch_at = lambda step: collate([data[i] for i in torch.randint(len(data), (8,), generator=gen)],  # noqa: E731
+                                    tokenizer.pad_token_id)
+    train(model, batch_at, nll_loss, make_optimizer("adamw", model.parameters(), 1e-2), 60)
+    return model.eval()
+
+
 @pytest.fixture
 def model(tokenizer):
     return tiny_model(tokenizer)

@@ -1,69 +1,166 @@
-"""Bad input fails early with a message that names the problem; an interrupted job leaves no
-checkpoint that looks finished, and rerunning it completes."""
-import signal
-import subprocess
-import sys
-import time
+"""The attacks on forgetting (relearning, quantization) and the recovery they measure, on the tiny
+model: constructed cases with a known answer, and the folds' guarantee that nothing scored is
+relearned."""
+import copy
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
 
-from mrd_unlearning import stages
-from mrd_unlearning.stages import finetune
-from mrd_unlearning.config import validate_config
-from mrd_unlearning.models import load_checkpoint
+from mrd_unlearning.data.loader import forget_groups
+from mrd_unlearning.models import collate, encode_sample
+from mrd_unlearning.recovery import difficulty_correlation, difficulty_tiers, pooled_recovery, recovery, tier_table
+from mrd_unlearning.robustness import measure, quantized, relearn, relearning_attack, relearning_folds
+from mrd_unlearning.training import make_optimizer, train
+from mrd_unlearning.unlearning import gradient_ascent
 
-from .conftest import MAX_LENGTH
+from .conftest import MAX_LENGTH, fitted_model
 
-MODEL = validate_config({"name": "t", "model": {"hidden_size": 16, "num_layers": 1, "num_heads": 2,
-                                                "intermediate_size": 32, "max_length": MAX_LENGTH}})["model"]
-
-
-def _finetune_cfg(max_epochs):
-    """Exactly max_epochs (no memorisation criterion), schema defaults elsewhere."""
-    return validate_config({"name": "t", "finetune": {"lr": 0.01, "batch_size": 4, "max_epochs": max_epochs,
-                                                      "memorization_accuracy": None}})["finetune"]
+MEASURE = dict(max_length=MAX_LENGTH, max_new_tokens=6, batch_size=8, device="cpu", max_wrong_answers=2)
 
 
-def test_model_path_that_does_not_exist(tmp_path):
-    with pytest.raises(FileNotFoundError, match=str(tmp_path / "nope")):
-        load_checkpoint(tmp_path / "nope", "cpu")
+@pytest.fixture(scope="module")
+def target(tokenizer, study_data, forget_encoded):
+    """Fitted, with layers wide enough for int4's groups of 32 weights."""
+    return fitted_model(tokenizer, study_data, forget_encoded, hidden=32)
 
 
-def test_failure_while_saving_leaves_no_checkpoint(data_dir, tmp_path, monkeypatch):
-    tokenizer_dir = tmp_path / "tok"
-    stages.build_tokenizer(str(data_dir), str(tokenizer_dir), vocab_size=400)
-    out = tmp_path / "models" / "target"
-
-    def broken_save(model, tokenizer, path, state_dict=None):
-        path.mkdir(parents=True)
-        (path / "config.json").write_text("{}")  # half a checkpoint, then the crash
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(finetune, "save_checkpoint", broken_save)  # what finetune_model saves with
-    kw = dict(model_cfg=MODEL, finetune_cfg=_finetune_cfg(1), seed=0, device="cpu", threads=1)
-    with pytest.raises(KeyboardInterrupt):
-        stages.finetune_model("target", str(data_dir), str(tokenizer_dir), str(out), **kw)
-    assert not out.exists() and not list(out.parent.iterdir())  # nothing that looks finished, no debris
-    monkeypatch.undo()
-    stages.finetune_model("target", str(data_dir), str(tokenizer_dir), str(out), **kw)
-    load_checkpoint(out, "cpu")
+@pytest.fixture(scope="module")
+def unlearned(target, tokenizer, forget_encoded):
+    """The target after a few gradient-ascent steps on the forget set."""
+    model = copy.deepcopy(target).train()
+    batch = collate(forget_encoded, tokenizer.pad_token_id)
+    train(model, lambda step: batch, lambda m, b: gradient_ascent(m, {"forget": b}),
+          make_optimizer("sgd", model.parameters(), 0.5), 3)
+    return model.eval()
 
 
-@pytest.mark.e2e
-def test_killed_mid_finetune_then_rerun_completes(data_dir, tmp_path):
-    """SIGKILL (no chance to clean up) in the middle of fine-tuning, then the same job again."""
-    tokenizer_dir = tmp_path / "tok"
-    stages.build_tokenizer(str(data_dir), str(tokenizer_dir), vocab_size=400)
-    out = tmp_path / "models" / "target"
-    call = ("from mrd_unlearning import stages; stages.finetune_model('target', {data!r}, {tok!r}, {out!r}, "
-            "model_cfg={model!r}, finetune_cfg={ft!r}, seed=0, device='cpu', threads=1)")
-    args = dict(data=str(data_dir), tok=str(tokenizer_dir), out=str(out), model=MODEL)
-    job = subprocess.Popen([sys.executable, "-c", call.format(ft=_finetune_cfg(100_000), **args)])
-    time.sleep(8)  # well into training
-    assert job.poll() is None, "fine-tuning ended before it could be interrupted"
-    job.send_signal(signal.SIGKILL)
-    job.wait()
-    assert not out.exists()
-    done = subprocess.run([sys.executable, "-c", call.format(ft=_finetune_cfg(2), **args)], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    load_checkpoint(out, "cpu")
+@pytest.mark.parametrize("n_folds", [2, 3])
+def test_the_relearning_set_never_holds_a_sample_it_is_scored_on(n_folds):
+    groups = np.repeat(["a", "b", "c", "d", "e"], [4, 3, 1, 6, 2])
+    folds = relearning_folds(groups, seed=3, n_folds=n_folds)
+    assert len(folds) == n_folds
+    scored = np.concatenate([s for _, s in folds])
+    assert sorted(scored) == list(range(len(groups)))  # every sample scored exactly once
+    for relearned, scored in folds:
+        assert not set(relearned) & set(scored)
+        assert sorted([*relearned, *scored]) == list(range(len(groups)))
+        for g in ("a", "d"):  # a group of 4 or 6: part relearned, part scored, in every fold
+            assert (groups[relearned] == g).any() and (groups[scored] == g).any()
+    again = relearning_folds(groups, seed=3, n_folds=n_folds)
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))  # seeded
+    other = relearning_folds(groups, seed=4, n_folds=n_folds)
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, other))
+    with pytest.raises(ValueError, match="folds must be at least 2"):
+        relearning_folds(groups, seed=0, n_folds=1)
+
+
+def test_recovery_by_hand():
+    before, unlearned = np.array([-1.0, -1.0, -2.0, -0.5]), np.array([-3.0, -2.0, -2.0, -1.5])
+    attacked = np.array([-2.0, -2.0, -1.0, -0.5])
+    r = recovery(before, unlearned, attacked, min_drop=0.1)
+    assert r[0] == 0.5 and r[1] == 0.0 and np.isnan(r[2]) and r[3] == 1.0  # sample 2: unlearning moved nothing
+    assert pooled_recovery(before, unlearned, attacked, min_drop=0.1) == pytest.approx((1 + 0 + 1 + 1) / (2 + 1 + 0 + 1))
+    # changes that cancel out: nothing to pool
+    assert np.isnan(pooled_recovery([0.0, 0.0], [-1.0, 1.0], [0.0, 0.0], min_drop=0.1))
+
+
+def test_recovery_is_0_when_the_attack_changes_nothing_and_1_when_it_restores_the_weights(
+        target, unlearned, tokenizer, study_data):
+    rows = study_data.forget_eval
+    before = measure(target, tokenizer, rows, **MEASURE)
+    after = measure(unlearned, tokenizer, rows, **MEASURE)
+    drop = (before.loglik - after.loglik).to_numpy()
+    assert (drop > 0.05).all()  # unlearning moved every sample
+    kw = dict(steps=0, lr=1e-2, batch_size=4, optimizer="adamw", folds=2, seed=0, device="cpu",
+              max_length=MAX_LENGTH, max_new_tokens=6, max_wrong_answers=2)
+    unchanged = relearning_attack(unlearned, tokenizer, rows, forget_groups(study_data), **kw)
+    for measure_name in ("loglik", "truth_ratio"):
+        r = recovery(before[measure_name], after[measure_name], unchanged[measure_name], min_drop=1e-3)
+        assert np.nanmax(np.abs(r)) < 1e-5  # 0, up to float rounding (folds batch other samples together)
+    restored = measure(target, tokenizer, rows, **MEASURE)  # an "attack" that restores the target's weights
+    r = recovery(before.loglik, after.loglik, restored.loglik, min_drop=1e-3)
+    np.testing.assert_allclose(r, 1.0, atol=1e-9)
+
+
+def test_relearning_brings_back_what_it_relearns_and_restarts_every_fold_from_the_given_weights(
+        target, unlearned, tokenizer, study_data):
+    rows, groups = study_data.forget_eval, forget_groups(study_data)
+    weights = {k: v.clone() for k, v in unlearned.state_dict().items()}
+    kw = dict(steps=20, lr=1e-2, batch_size=4, optimizer="adamw", folds=2, seed=0, device="cpu",
+              max_length=MAX_LENGTH, max_new_tokens=6, max_wrong_answers=2)
+    attacked = relearning_attack(unlearned, tokenizer, rows, groups, **kw)
+    assert all(torch.equal(v, unlearned.state_dict()[k]) for k, v in weights.items())  # left as given
+    assert sorted(attacked.sample_id) == list(range(len(rows))) and set(attacked.fold) == {0, 1}
+    # fold 1 by hand, from the given weights: the same measures as within the attack (a fold that
+    # started from fold 0's relearned weights would differ)
+    relearned, scored = relearning_folds(groups, seed=0, n_folds=2)[1]
+    model = copy.deepcopy(unlearned)
+    relearn(model, [encode_sample(tokenizer, rows[i], MAX_LENGTH) for i in relearned], steps=20, lr=1e-2,
+            batch_size=4, optimizer="adamw", seed=0 + 1, pad_id=tokenizer.pad_token_id, device="cpu")
+    by_hand = measure(model, tokenizer, [rows[i] for i in scored], **MEASURE)
+    within = attacked[attacked.fold == 1].set_index("sample_id").loc[scored]
+    np.testing.assert_allclose(within.loglik.to_numpy(), by_hand.loglik.to_numpy(), rtol=0, atol=1e-5)
+    before = measure(target, tokenizer, rows, **MEASURE)
+    after = measure(unlearned, tokenizer, rows, **MEASURE)
+    r = pooled_recovery(before.loglik, after.loglik, attacked.loglik, min_drop=1e-3)
+    assert r > 0.2  # relearning half of each person's facts brings the other half back
+
+
+def test_8_bit_quantization_barely_changes_the_likelihoods_and_4_bit_changes_them_more(target, tokenizer, study_data):
+    """The sanity check of the quantization attack, on the fitted target: int8 weights move the
+    forget likelihoods by less than 0.02 nats per token, int4 (groups of 32) by clearly more."""
+    rows = study_data.forget_eval
+    full = measure(target, tokenizer, rows, **MEASURE).loglik.to_numpy()
+    change = {bits: np.abs(measure(quantized(target, bits), tokenizer, rows, **MEASURE).loglik.to_numpy() - full).max()
+              for bits in (8, 4)}
+    assert change[8] < 0.02
+    assert change[4] > 2 * change[8] and change[4] > 0.01
+    assert all(p.dtype == torch.float32 for p in target.parameters())  # the model itself is not touched
+    with pytest.raises(ValueError, match="takes \\[8, 4\\]"):
+        quantized(target, 2)
+
+
+def test_tiers_split_each_run_in_thirds_and_their_counts_add_up_to_the_forget_set():
+    rng = np.random.default_rng(0)
+    scores = np.round(rng.random(20), 1)  # ties
+    scores[3] = np.nan
+    tiers = difficulty_tiers(scores, seed=0)
+    assert tiers[3] == -1 and sorted(np.bincount(tiers[tiers >= 0])) == [6, 6, 7]
+    ranked = tiers[np.argsort(scores[~np.isnan(scores)], kind="stable")]  # hardest (highest) in the top tier
+    assert (np.diff(tiers[tiers >= 0][np.argsort(scores[tiers >= 0], kind="stable")]) >= 0).all() and len(ranked) == 19
+    tied = difficulty_tiers(np.zeros(12), seed=1)
+    assert np.bincount(tied).tolist() == [4, 4, 4] and (tied != np.sort(tied)).any()  # ties: at random, not by row
+    samples = pd.DataFrame({"run": np.repeat([0, 1, 2, 3], 20), "arm": np.repeat(["u", "u", "m", "m"], 20),
+                            "attack": "relearn", "recovery": rng.random(80), "mrd": rng.random(80)})
+    samples.loc[samples.index % 7 == 0, "recovery"] = np.nan  # undefined recovery still counts in its tier
+    table = tier_table(samples, ["mrd"])
+    assert (table.groupby("arm").n_samples.sum() == 40).all() and set(table.n_runs) == {2}
+    assert table.groupby("arm").n_defined.sum().sum() == samples.recovery.notna().sum()
+
+
+def _simulated_runs(rng, rho, n_replicates=4, n_seeds=2, n=30):
+    rows = []
+    for replicate in range(n_replicates):
+        difficulty = rng.normal(size=n)
+        for seed in range(n_seeds):
+            for arm in ("uniform", "mrd"):
+                noise = rng.normal(size=n)
+                rows.append(pd.DataFrame({"replicate": replicate, "seed": seed, "arm": arm, "attack": "relearn",
+                                          "mrd": difficulty, "recovery": rho * difficulty + np.sqrt(1 - rho ** 2) * noise}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_difficulty_correlation_keeps_its_level_under_no_effect_and_finds_a_planted_one():
+    """The decision rule on simulated studies (8 replicate x seed units of 30 samples): with no
+    relation between difficulty and recovery it says supported or contradicted in at most a few
+    of 100; with a planted rho of 0.3 it says supported in most."""
+    rng = np.random.default_rng(0)
+    null = [difficulty_correlation(_simulated_runs(rng, 0.0), ["mrd"]).iloc[0].verdict for _ in range(100)]
+    false_rate = np.mean([v in ("supported", "contradicted") for v in null])
+    planted = [difficulty_correlation(_simulated_runs(rng, 0.3), ["mrd"]).iloc[0].verdict for _ in range(100)]
+    assert false_rate <= 0.08
+    assert np.mean([v == "supported" for v in planted]) >= 0.8
+    table = difficulty_correlation(_simulated_runs(rng, 0.3), ["mrd"])
+    assert list(table.arm) == ["all", "uniform", "mrd"] and (table.verdict[table.arm != "all"] == "").all()

@@ -7,13 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
-from mrd_unlearning.models import IGNORE, collate, encode_qa, nll_loss, token_log_probs
+from mrd_unlearning.models import IGNORE, collate, encode_qa, token_log_probs
 from mrd_unlearning.mrd import Estimator
-from mrd_unlearning.training import make_optimizer, train
 from mrd_unlearning.unlearning import (ALGORITHMS, REFUSALS, RMU_ALPHA, RMU_STEER, SIMNPO_BETA, SIMNPO_GAMMA, WGA_BETA,
                                        _control_direction, idk_answers, npo_loss, rmu_layer, unlearn)
 
-from .conftest import MAX_LENGTH, tiny_model
+from .conftest import MAX_LENGTH, fitted_model, tiny_model
 
 
 @pytest.fixture
@@ -27,14 +26,7 @@ def batches(tokenizer, study_data, forget_encoded):
 
 @pytest.fixture(scope="module")
 def trained(tokenizer, study_data, forget_encoded):
-    """A tiny model fitted to the forget and retain samples, so that there is something to forget."""
-    model = tiny_model(tokenizer, seed=0)
-    data = forget_encoded + [encode_qa(tokenizer, r["question"], r["answer"], MAX_LENGTH) for r in study_data.retain]
-    gen = torch.Generator().manual_seed(0)
-    batch_at = lambda step: collate([data[i] for i in torch.randint(len(data), (8,), generator=gen)],  # noqa: E731
-                                    tokenizer.pad_token_id)
-    train(model, batch_at, nll_loss, make_optimizer("adamw", model.parameters(), 1e-2), 60)
-    return model.eval()
+    return fitted_model(tokenizer, study_data, forget_encoded)
 
 
 def _hidden_np(model, batch, layer):

@@ -1,0 +1,117 @@
+"""How much of what unlearning removed an attack brings back, per sample, per run and by
+difficulty tier; and whether harder samples recover more. Tables only: the attacks themselves are
+in `robustness`."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, effect_verdict
+from .statistics import holm, mean_ci, sign_flip_test
+
+TIER_NAMES = ("easy", "medium", "hard")
+
+
+def recovery(before, unlearned, attacked, *, min_drop: float) -> np.ndarray:
+    """Per sample: (attacked - unlearned) / (before - unlearned), the share of unlearning's change
+    that the attack undoes: 0 where the attack leaves the sample as unlearning left it, 1 where it
+    restores the value before unlearning, above 1 past it, below 0 where the attack pushes
+    forgetting further. Undefined (NaN) where unlearning changed the sample by less than
+    `min_drop`: there is nothing to recover, and the ratio would only amplify noise."""
+    before, unlearned, attacked = (np.asarray(x, dtype=float) for x in (before, unlearned, attacked))
+    drop = before - unlearned
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.abs(drop) >= min_drop, (attacked - unlearned) / drop, np.nan)
+
+
+def pooled_recovery(before, unlearned, attacked, *, min_drop: float) -> float:
+    """One run's recovery: what came back, summed over samples, over what unlearning removed,
+    summed (a ratio of sums, so samples that barely moved weigh little instead of being dropped).
+    NaN where the summed change is below n x `min_drop` (changes that cancel out)."""
+    before, unlearned, attacked = (np.asarray(x, dtype=float) for x in (before, unlearned, attacked))
+    ok = ~(np.isnan(before) | np.isnan(unlearned) | np.isnan(attacked))
+    drop = float((before - unlearned)[ok].sum())
+    if ok.sum() == 0 or abs(drop) < ok.sum() * min_drop:
+        return float("nan")
+    return float((attacked - unlearned)[ok].sum()) / drop
+
+
+def difficulty_tiers(scores, *, n_tiers: int = 3, seed: int = 0) -> np.ndarray:
+    """Each sample's tier, 0 (easiest) to n_tiers - 1 (hardest), by rank of `scores` (higher =
+    harder) in near-equal parts; ties are broken at random with `seed`, not by row order (which
+    would put one author's tied samples in one tier). Samples without a score get -1."""
+    scores = np.asarray(scores, dtype=float)
+    tiers = np.full(len(scores), -1)
+    ok = np.flatnonzero(~np.isnan(scores))
+    if ok.size == 0:
+        return tiers
+    jitter = np.random.default_rng(seed).random(ok.size)
+    order = np.lexsort((jitter, scores[ok]))  # by score, ties in random order
+    tiers[ok[order]] = np.arange(ok.size) * n_tiers // ok.size
+    return tiers
+
+
+def tier_table(samples: pd.DataFrame, scores: list[str], *, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+    """Recovery by difficulty tier. `samples` has one row per (run, sample): `run` (the unlearned
+    model), `arm`, `attack`, `recovery` and a column per difficulty score in `scores`. Tiers are
+    formed per run (its own replicate's scores); each run's mean recovery per tier is one value,
+    and the interval is a t-interval over runs (samples of one run share its model). `n_samples`
+    counts every sample with a score, recovery defined or not, so the tiers add up to the forget
+    set."""
+    rows = []
+    for score in scores:
+        for (arm, attack), part in samples.groupby(["arm", "attack"], sort=False):
+            per_run = []
+            for run, one in part.groupby("run", sort=False):
+                tiers = difficulty_tiers(one[score].to_numpy(), n_tiers=len(TIER_NAMES), seed=seed)
+                per_run.append(pd.DataFrame({"run": run, "tier": tiers, "recovery": one["recovery"].to_numpy()}))
+            tiers = pd.concat(per_run)
+            tiers = tiers[tiers.tier >= 0]
+            for t, name in enumerate(TIER_NAMES):
+                in_tier = tiers[tiers.tier == t]
+                means = in_tier.groupby("run").recovery.mean()
+                mean, low, high = mean_ci(means.to_numpy(), 1 - alpha)
+                rows.append({"score": score, "arm": arm, "attack": attack, "tier": name, "n_runs": int(means.notna().sum()),
+                             "n_samples": len(in_tier), "n_defined": int(in_tier.recovery.notna().sum()),
+                             "recovery": mean, "ci_low": low, "ci_high": high})
+    return pd.DataFrame(rows)
+
+
+def difficulty_correlation(samples: pd.DataFrame, scores: list[str], *, alpha: float = 0.05, smallest_rho: float = 0.1,
+                           seed: int = 0) -> pd.DataFrame:
+    """Do harder samples recover more? Per run, Spearman's rho between a difficulty score and
+    recovery. Runs of one replicate and seed share their model and samples, so the unit of
+    inference is (replicate, seed), with rho averaged over its arms; over units, the sign-flip
+    test of rho = 0 and its interval, Holm-corrected over every attack x score, and the four words
+    against `smallest_rho`. Per-arm rows (unit means of that arm alone) are descriptive."""
+    rows = []
+    for score in scores:
+        for attack, part in samples.groupby("attack", sort=False):
+            per_run = []
+            for (replicate, seed_, arm), one in part.groupby(["replicate", "seed", "arm"], sort=False):
+                ok = one[score].notna() & one.recovery.notna()
+                rho = stats.spearmanr(one[score][ok], one.recovery[ok]).statistic if ok.sum() > 2 else np.nan
+                per_run.append({"replicate": replicate, "seed": seed_, "arm": arm, "rho": rho})
+            per_run = pd.DataFrame(per_run)
+            units = per_run.groupby(["replicate", "seed"]).rho.mean().dropna()
+            test = sign_flip_test(units.to_numpy(), alpha=alpha, seed=seed)
+            rows.append({"score": score, "attack": attack, "arm": "all", "n_units": test["n_units"], "rho": test["mean"],
+                         "ci_low": test["ci_low"], "ci_high": test["ci_high"], "p_value": test["p_value"],
+                         "p_floor": test["p_floor"]})
+            for arm, one in per_run.groupby("arm", sort=False):
+                mean, low, high = mean_ci(one.rho.to_numpy(), 1 - alpha)
+                rows.append({"score": score, "attack": attack, "arm": arm, "n_units": int(one.rho.notna().sum()),
+                             "rho": mean, "ci_low": low, "ci_high": high, "p_value": np.nan, "p_floor": np.nan})
+    table = pd.DataFrame(rows)
+    tested = table.arm == "all"
+    table["p_holm"] = np.nan
+    table.loc[tested, "p_holm"] = holm(table.loc[tested, "p_value"].to_numpy())
+    table["verdict"] = ""
+    for i in table.index[tested]:
+        row = table.loc[i]
+        word = effect_verdict(row.ci_low, row.ci_high, smallest_rho, direction=1)
+        if word in (SUPPORTED, CONTRADICTED) and not row.p_holm < alpha:
+            word = INCONCLUSIVE  # the unadjusted interval excludes 0, the family's correction does not
+        table.loc[i, "verdict"] = word
+    return table

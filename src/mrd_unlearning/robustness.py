@@ -1,0 +1,121 @@
+"""Attacks on forgetting: does an unlearned model's forgetting hold when someone fine-tunes it a
+little on related data (relearning), or loads its weights at lower precision (quantization)? Both
+act on the model in memory, so the process that unlearned it can attack it without writing a
+checkpoint; each forget sample is then measured again by the evaluation's own code."""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pandas as pd
+import torch
+
+from . import evaluation
+from .models import EncodedQA, collate, encode_sample, nll_loss
+from .precision import Precision
+from .training import make_optimizer, train
+
+QUANTIZATION_BITS = (8, 4)
+
+
+def relearning_folds(groups, *, seed: int, n_folds: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(relearned, scored) sample positions per fold. `groups` holds one label per sample (data
+    without groups: the same label for all). Each group's samples (an author's questions) are shuffled with `seed` and dealt into `n_folds` parts;
+    fold k scores part k after relearning every other part. So the attacker relearns facts
+    *related* to the ones scored (the same authors), never the scored ones themselves: what comes
+    back is knowledge the unlearned model still holds, not knowledge retaught. Every sample is
+    scored exactly once."""
+    if n_folds < 2:
+        raise ValueError(f"robustness.relearning.folds must be at least 2, got {n_folds}")
+    labels = np.asarray(groups)
+    rng = np.random.default_rng(seed)
+    part = np.empty(len(labels), dtype=int)
+    for g in dict.fromkeys(labels.tolist()):
+        members = rng.permutation(np.flatnonzero(labels == g))
+        part[members] = (np.arange(len(members)) + rng.integers(n_folds)) % n_folds  # the group's first part: random
+    positions = np.arange(len(labels))
+    return [(positions[part != k], positions[part == k]) for k in range(n_folds)]
+
+
+def relearn(model, encoded: list[EncodedQA], *, steps: int, lr: float, batch_size: int, optimizer: str, seed: int,
+            pad_id: int, device, precision: Precision | None = None) -> None:
+    """`steps` updates of the answers' NLL on `encoded` (the one training loop), batches drawn in
+    a seeded order that cycles through the relearning set; the model is left in eval mode."""
+    generator = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+
+    def batch_at(step: int) -> dict:
+        nonlocal order
+        if len(order) < batch_size:
+            order += torch.randperm(len(encoded), generator=generator).tolist()
+        picks, order = order[:min(batch_size, len(encoded))], order[min(batch_size, len(encoded)):]
+        return collate([encoded[i] for i in picks], pad_id, device)
+
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    train(model, batch_at, nll_loss, make_optimizer(optimizer, trainable, lr), steps, precision=precision)
+    model.zero_grad(set_to_none=True)
+    model.eval()
+
+
+def quantized(model, bits: int, *, group_size: int = 32):
+    """A copy of `model` with its linear layers' weights quantized by torchao (weight-only; the
+    activations stay in the model's dtype): int8 per output channel, or int4 in symmetric groups
+    of `group_size` input weights. The output head is kept, as quantized LLMs are usually served.
+    The copy is what a user who loads the unlearned weights at lower precision would run."""
+    from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
+    from torchao.quantization.granularity import PerGroup
+
+    if bits == 8:
+        config = Int8WeightOnlyConfig()
+    elif bits == 4:
+        config = IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size))
+    else:
+        raise ValueError(f"robustness.quantization.bits takes {list(QUANTIZATION_BITS)}, got {bits}")
+    out = copy.deepcopy(model).eval()
+    head = out.get_output_embeddings()
+    quantize_(out, config, filter_fn=lambda module, fqn: isinstance(module, torch.nn.Linear) and module is not head)
+    return out
+
+
+def measure(model, tokenizer, rows: list[dict], *, max_length: int, max_new_tokens: int, batch_size: int, device,
+            max_wrong_answers: int | None = None) -> pd.DataFrame:
+    """The evaluation's own per-sample measures of `rows` (forget samples): likelihood, ROUGE-L of
+    the greedy generation and, for QA rows, the truth ratio; no membership scores."""
+    frame = evaluation._split_frame(model, tokenizer, rows, "attacked", max_new_tokens=max_new_tokens,
+                                    max_wrong=max_wrong_answers, max_length=max_length, batch_size=batch_size,
+                                    device=device)
+    return frame.drop(columns=["split"])
+
+
+def relearning_attack(model, tokenizer, rows: list[dict], groups, *, steps: int, lr: float, batch_size: int,
+                      optimizer: str, folds: int, seed: int, device, max_length: int, max_new_tokens: int,
+                      max_wrong_answers: int | None = None, precision: Precision | None = None) -> pd.DataFrame:
+    """Every fold from the same starting weights (the model as given, restored after each fold):
+    relearn one part of each group's samples, measure the others. Returns the measures of every
+    sample (sample_id = its position in `rows`), each from the one fold that scored it."""
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    encoded = [encode_sample(tokenizer, r, max_length) for r in rows]
+    frames = []
+    for k, (relearned, scored) in enumerate(relearning_folds(groups, seed=seed, n_folds=folds)):
+        if len(scored) == 0:
+            continue
+        if len(relearned):
+            relearn(model, [encoded[i] for i in relearned], steps=steps, lr=lr, batch_size=batch_size,
+                    optimizer=optimizer, seed=seed + k, pad_id=tokenizer.pad_token_id, device=device,
+                    precision=precision)
+        part = measure(model, tokenizer, [rows[i] for i in scored], max_length=max_length,
+                       max_new_tokens=max_new_tokens, batch_size=batch_size, device=device,
+                       max_wrong_answers=max_wrong_answers)
+        frames.append(part.assign(sample_id=scored, fold=k))
+        model.load_state_dict(start)
+    return pd.concat(frames, ignore_index=True).sort_values("sample_id", ignore_index=True)
+
+
+def quantization_attack(model, tokenizer, rows: list[dict], bits: int, *, group_size: int, **measure_kw
+                        ) -> pd.DataFrame:
+    """The measures of every sample on the model quantized to `bits`."""
+    small = quantized(model, bits, group_size=group_size)
+    try:
+        return measure(small, tokenizer, rows, **measure_kw)
+    finally:
+        del small

@@ -10,8 +10,10 @@ import torch
 
 from mrd_unlearning.data.loader import forget_groups
 from mrd_unlearning.models import collate, encode_sample
-from mrd_unlearning.recovery import difficulty_correlation, difficulty_tiers, pooled_recovery, recovery, tier_table
-from mrd_unlearning.robustness import measure, quantized, relearn, relearning_attack, relearning_folds
+from mrd_unlearning.recovery import (difficulty_correlation, difficulty_tiers, pooled_recovery, recovery,
+                                    robustness_comparison, robustness_verdict, run_recovery, sample_recovery,
+                                    tier_table)
+from mrd_unlearning.robustness import attack, measure, quantized, relearn, relearning_attack, relearning_folds
 from mrd_unlearning.training import make_optimizer, train
 from mrd_unlearning.unlearning import gradient_ascent
 
@@ -164,3 +166,66 @@ def test_difficulty_correlation_keeps_its_level_under_no_effect_and_finds_a_plan
     assert np.mean([v == "supported" for v in planted]) >= 0.8
     table = difficulty_correlation(_simulated_runs(rng, 0.3), ["mrd"])
     assert list(table.arm) == ["all", "uniform", "mrd"] and (table.verdict[table.arm != "all"] == "").all()
+
+
+def test_every_attack_on_a_model_in_memory_gives_each_sample_its_recovery(target, unlearned, tokenizer, study_data):
+    rows = study_data.forget_eval
+    weights = {k: v.clone() for k, v in unlearned.state_dict().items()}
+    attacked = attack(unlearned, tokenizer, rows, forget_groups(study_data), seed=0, device="cpu",
+                      relearning={"steps": 20, "lr": 1e-2, "batch_size": 4, "optimizer": "adamw", "folds": 2},
+                      quantization={"bits": [8, 4], "group_size": 32}, max_length=MAX_LENGTH, max_new_tokens=6,
+                      max_wrong_answers=2)
+    assert all(torch.equal(v, unlearned.state_dict()[k]) for k, v in weights.items())
+    assert attacked.attack.value_counts().to_dict() == {"relearn": len(rows), "int8": len(rows), "int4": len(rows)}
+    before = measure(target, tokenizer, rows, **MEASURE).assign(sample_id=range(len(rows)))
+    after = measure(unlearned, tokenizer, rows, **MEASURE).assign(sample_id=range(len(rows)))
+    samples = sample_recovery(before, after, attacked, min_drop=1e-3)
+    assert len(samples) == 3 * 3 * len(rows) and set(samples.measure) == {"loglik", "truth_ratio", "rouge_l"}
+    one = samples[(samples.attack == "relearn") & (samples.measure == "loglik")].set_index("sample_id")
+    by_hand = (one.attacked - one.unlearned) / (one.before - one.unlearned)
+    np.testing.assert_allclose(one.recovery, by_hand)
+    runs = run_recovery(samples, min_drop=1e-3).set_index(["attack", "measure"]).recovery
+    assert runs["relearn", "loglik"] > 0.2 and abs(runs["int8", "loglik"]) < 0.05  # int8 keeps the forgetting
+
+
+def _simulated_pairs(rng, effect, n_replicates=4, n_seeds=2):
+    rows = []
+    for replicate in range(n_replicates):
+        for seed in range(n_seeds):
+            shared = rng.normal(0.4, 0.1)  # the pair's model and sample order
+            for sampler in ("uniform", "mrd"):
+                for attack_name in ("relearn", "int8", "int4"):
+                    rows.append({"replicate": replicate, "seed": seed, "algorithm": "ga", "sampler": sampler,
+                                 "attack": attack_name, "recovery": shared + rng.normal(0, 0.05)
+                                 + (effect if sampler == "mrd" else 0.0)})
+    return pd.DataFrame(rows)
+
+
+def test_the_robustness_comparison_keeps_its_level_under_no_effect_and_finds_a_planted_one():
+    """C4, robustly, on simulated studies of 8 pairs and 3 attacks (Holm over the 3): with no
+    difference between MRD weighting and uniform it names one in at most a few of 100 studies;
+    with MRD runs recovering 0.15 more it says `less robust` on every attack in most."""
+    rng = np.random.default_rng(0)
+    null = [robustness_comparison(_simulated_pairs(rng, 0.0)) for _ in range(100)]
+    false_rate = np.mean([robustness_verdict(t.word) in ("supported", "contradicted", "mixed") for t in null])
+    assert false_rate <= 0.08
+    assert set(null[0].holm_family_size) == {3} and np.isfinite(null[0].mde).all()
+    planted = [robustness_comparison(_simulated_pairs(rng, 0.15)) for _ in range(100)]
+    assert np.mean([(t.word == "less robust").all() for t in planted]) >= 0.8
+    assert np.mean([robustness_verdict(t.word) == "supported" for t in planted]) >= 0.8
+    assert robustness_verdict(["less robust", "more robust"]) == "mixed"
+    assert robustness_verdict(["equivalent"] * 3) == "no effect of interesting size"
+    assert robustness_verdict(["equivalent", "unclear"]) == "inconclusive"
+
+
+def test_the_recovery_figure_draws_every_attack(tmp_path):
+    from mrd_unlearning.figures import recovery_tiers_figure
+
+    rng = np.random.default_rng(1)
+    samples = pd.concat([pd.DataFrame({"run": run, "arm": arm, "attack": attack, "recovery": rng.random(12),
+                                       "mrd": rng.random(12)})
+                         for run, arm in enumerate(["ga/uniform", "ga/uniform", "ga/mrd", "ga/mrd"])
+                         for attack in ("relearn", "int4")], ignore_index=True)
+    path = tmp_path / "tiers.png"
+    recovery_tiers_figure(tier_table(samples, ["mrd"]), "mrd", str(path))
+    assert path.read_bytes()[:4] == b"\x89PNG"

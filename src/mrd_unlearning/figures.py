@@ -336,3 +336,33 @@ def c4_forest_figure(comparison: pd.DataFrame, completeness: str, gains: dict[st
     fig.suptitle("C4: MRD-weighted sampling against uniform, paired over replicates x seeds (pooled)", y=1.02)
     fig.tight_layout()
     _save(fig, path)
+
+
+def recovery_tiers_figure(tiers: pd.DataFrame, score: str, path: str) -> None:
+    """Does forgetting hold for the hard samples? Mean recovery (95% CI over runs) per difficulty
+    tier of `score` (`recovery.tier_table`), one panel per attack; colour = sampler, marker and
+    line style = algorithm (arms are "algorithm/sampler"). 0 = the attack brings nothing back,
+    1 = all that unlearning removed."""
+    tiers = tiers[tiers.score == score]
+    attacks, arms, order = (list(dict.fromkeys(tiers[c])) for c in ("attack", "arm", "tier"))
+    algorithms = list(dict.fromkeys(a.split("/")[0] for a in arms))
+    colors = {arm: style["color"] for arm, style in arm_styles([a.split("/")[-1] for a in arms]).items()}
+    markers = dict(zip(algorithms, MARKERS))
+    lines = dict(zip(algorithms, itertools.cycle(["-", "--", ":", "-."])))
+    fig, axes = plt.subplots(1, len(attacks), figsize=(4.2 * len(attacks), 3.6), squeeze=False, sharey=True)
+    for ax, attack in zip(axes[0], attacks):
+        for i, arm in enumerate(arms):
+            algorithm, sampler = arm.split("/")[0], arm.split("/")[-1]
+            part = tiers[(tiers.attack == attack) & (tiers.arm == arm)].set_index("tier").reindex(order)
+            x = np.arange(len(order)) + (i - 0.5 * (len(arms) - 1)) * 0.05
+            ax.errorbar(x, part.recovery, yerr=[part.recovery - part.ci_low, part.ci_high - part.recovery],
+                        marker=markers[algorithm], ls=lines[algorithm], color=colors[sampler], ms=5, capsize=2,
+                        label=arm)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set_xticks(np.arange(len(order)), order)
+        ax.set(xlabel=f"difficulty tier ({score})", title=attack)
+    axes[0][0].set_ylabel("recovery (share of the drop)")
+    axes[0][-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.suptitle("Recovery after each attack, by difficulty tier (mean over runs, 95% CI)", y=1.02)
+    fig.tight_layout()
+    _save(fig, path)

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, effect_verdict
-from .statistics import holm, mean_ci, sign_flip_test
+from .claims import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED, comparisons, effect_verdict
+from .statistics import holm, mean_ci, minimum_detectable_effect, sign_flip_test
 
 TIER_NAMES = ("easy", "medium", "hard")
 
@@ -54,7 +54,7 @@ def difficulty_tiers(scores, *, n_tiers: int = 3, seed: int = 0) -> np.ndarray:
 
 def tier_table(samples: pd.DataFrame, scores: list[str], *, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """Recovery by difficulty tier. `samples` has one row per (run, sample): `run` (the unlearned
-    model), `arm`, `attack`, `recovery` and a column per difficulty score in `scores`. Tiers are
+    model), `arm` ("algorithm/sampler"), `attack`, `recovery` and a column per difficulty score in `scores`. Tiers are
     formed per run (its own replicate's scores); each run's mean recovery per tier is one value,
     and the interval is a t-interval over runs (samples of one run share its model). `n_samples`
     counts every sample with a score, recovery defined or not, so the tiers add up to the forget
@@ -115,3 +115,93 @@ def difficulty_correlation(samples: pd.DataFrame, scores: list[str], *, alpha: f
             word = INCONCLUSIVE  # the unadjusted interval excludes 0, the family's correction does not
         table.loc[i, "verdict"] = word
     return table
+
+
+MEASURES = ("loglik", "truth_ratio", "rouge_l")  # what unlearning lowers and an attack may bring back
+
+
+def sample_recovery(before: pd.DataFrame, unlearned: pd.DataFrame, attacked: pd.DataFrame, *,
+                    min_drop: float) -> pd.DataFrame:
+    """Per (attack, forget sample, measure): its value on the model before unlearning (the
+    target), after unlearning and after the attack, and the recovery. `before` and `unlearned` are
+    the evaluation's forget rows (sample_id and the measures); `attacked` is `robustness.attack`'s
+    frame."""
+    measures = [m for m in MEASURES if m in attacked and m in before and m in unlearned]
+    base = before.set_index("sample_id")[measures]
+    after = unlearned.set_index("sample_id")[measures]
+    rows = []
+    for name, part in attacked.groupby("attack", sort=False):
+        part = part.set_index("sample_id")
+        for m in measures:
+            b, u, a = base[m].reindex(part.index), after[m].reindex(part.index), part[m]
+            rows.append(pd.DataFrame({"attack": name, "sample_id": part.index, "measure": m, "before": b.to_numpy(),
+                                      "unlearned": u.to_numpy(), "attacked": a.to_numpy(),
+                                      "recovery": recovery(b, u, a, min_drop=min_drop)}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def run_recovery(samples: pd.DataFrame, *, min_drop: float) -> pd.DataFrame:
+    """One run's pooled recovery per (attack, measure), from `sample_recovery`'s frame."""
+    return pd.DataFrame([{"attack": attack, "measure": measure,
+                          "recovery": pooled_recovery(part.before, part.unlearned, part.attacked, min_drop=min_drop)}
+                         for (attack, measure), part in samples.groupby(["attack", "measure"], sort=False)])
+
+
+LESS_ROBUST, MORE_ROBUST, EQUIVALENT, UNCLEAR = "less robust", "more robust", "equivalent", "unclear"
+
+
+def robustness_comparison(runs: pd.DataFrame, *, alpha: float = 0.05, power: float = 0.8,
+                          smallest: float = 0.1) -> pd.DataFrame:
+    """Does MRD weighting leave forgetting less robust? `runs` has one row per (run, attack):
+    replicate, seed, algorithm, sampler, attack and the run's pooled `recovery`. Each MRD-weighted
+    sampler is paired with uniform on the same replicate and seed, as C4 pairs them; per
+    (algorithm, sampler, attack) the paired differences (weighted - uniform) get the sign-flip
+    test and its interval. Holm's correction spans every row (a family of its own: joined to
+    C4's, its size would push every p beyond the floor that C4's few pairs allow), and `mde` is
+    the difference the design detects with `power` at Holm's first level. Words: `less robust`
+    (more comes back under MRD weighting, Holm p < alpha), `more robust`, `equivalent` (interval
+    within +/- `smallest`), else `unclear`."""
+    rows = []
+    pairs = [(arm, versus) for arm, versus, family in comparisons(list(dict.fromkeys(runs.sampler)))
+             if family == "paper"]
+    for (algorithm, attack), block in runs.groupby(["algorithm", "attack"], sort=False):
+        for arm, versus in pairs:
+            paired = block[block.sampler == arm].merge(block[block.sampler == versus], on=["replicate", "seed"],
+                                                       suffixes=("", "_versus"))
+            if not len(paired):
+                continue
+            d = (paired.recovery - paired.recovery_versus).to_numpy(dtype=float)
+            test = sign_flip_test(d, alpha=alpha)
+            rows.append({"algorithm": algorithm, "sampler": arm, "versus": versus, "attack": attack,
+                         "n_pairs": test["n_units"], "diff": test["mean"], "ci_low": test["ci_low"],
+                         "ci_high": test["ci_high"], "p": test["p_value"], "p_floor": test["p_floor"],
+                         "sd": float(np.nanstd(d, ddof=1)) if np.isfinite(d).sum() > 1 else np.nan})
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["p_holm"] = holm(table.p.to_numpy())
+    family = int(table.p.notna().sum())
+    table["holm_family_size"] = family
+    table["mde"] = [minimum_detectable_effect(sd, int(n), alpha=alpha / max(family, 1), power=power)
+                    for sd, n in zip(table.sd, table.n_pairs)]
+    table["word"] = [LESS_ROBUST if p < alpha and diff > 0 else MORE_ROBUST if p < alpha and diff < 0
+                     else EQUIVALENT if -smallest < low and high < smallest else UNCLEAR
+                     for p, diff, low, high in zip(table.p_holm.fillna(1.0), table["diff"], table.ci_low, table.ci_high)]
+    return table
+
+
+def robustness_verdict(words) -> str:
+    """The claim "MRD weighting leaves forgetting less robust", over every row's word."""
+    words = list(words)
+    less, more = LESS_ROBUST in words, MORE_ROBUST in words
+    if not words:
+        return "not tested (no weighted sampler or no attack)"
+    if less and more:
+        return "mixed"
+    if less:
+        return SUPPORTED
+    if more:
+        return CONTRADICTED
+    if all(w == EQUIVALENT for w in words):
+        return NO_EFFECT
+    return INCONCLUSIVE

@@ -119,3 +119,22 @@ def quantization_attack(model, tokenizer, rows: list[dict], bits: int, *, group_
         return measure(small, tokenizer, rows, **measure_kw)
     finally:
         del small
+
+
+def attack(model, tokenizer, rows: list[dict], groups, *, relearning: dict, quantization: dict, seed: int, device,
+           max_length: int, max_new_tokens: int, max_wrong_answers: int | None = None,
+           precision: Precision | None = None) -> pd.DataFrame:
+    """Every attack on `model` as unlearning left it, in one long frame (attack, sample_id, the
+    measures): `relearn` with `relearning`'s steps, lr, batch_size, optimizer and folds, then
+    `int<bits>` for each of `quantization`'s bits (groups of its group_size). The model's weights
+    are as given afterwards."""
+    measure_kw = dict(max_length=max_length, max_new_tokens=max_new_tokens, batch_size=relearning["batch_size"],
+                      device=device, max_wrong_answers=max_wrong_answers)
+    frames = [relearning_attack(model, tokenizer, rows, groups, steps=relearning["steps"], lr=relearning["lr"],
+                                optimizer=relearning["optimizer"], folds=relearning["folds"], seed=seed,
+                                precision=precision, **measure_kw).drop(columns="fold").assign(attack="relearn")]
+    for bits in quantization["bits"]:
+        part = quantization_attack(model, tokenizer, rows, bits, group_size=quantization["group_size"], **measure_kw)
+        frames.append(part.assign(attack=f"int{bits}"))
+    out = pd.concat(frames, ignore_index=True)
+    return out[["attack", *[c for c in out.columns if c != "attack"]]]

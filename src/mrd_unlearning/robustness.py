@@ -114,11 +114,7 @@ def relearning_attack(model, tokenizer, rows: list[dict], groups, *, steps: int,
 def quantization_attack(model, tokenizer, rows: list[dict], bits: int, *, group_size: int, **measure_kw
                         ) -> pd.DataFrame:
     """The measures of every sample on the model quantized to `bits`."""
-    small = quantized(model, bits, group_size=group_size)
-    try:
-        return measure(small, tokenizer, rows, **measure_kw)
-    finally:
-        del small
+    return measure(quantized(model, bits, group_size=group_size), tokenizer, rows, **measure_kw)
 
 
 def attack(model, tokenizer, rows: list[dict], groups, *, relearning: dict, quantization: dict, seed: int, device,

@@ -8,6 +8,7 @@ import pandas as pd
 from scipy import stats
 
 from .claims import CONTRADICTED, INCONCLUSIVE, NO_EFFECT, SUPPORTED, comparisons, effect_verdict
+from .claims import _pair_metric as pair_metric
 from .statistics import holm, mean_ci, minimum_detectable_effect, sign_flip_test
 
 TIER_NAMES = ("easy", "medium", "hard")
@@ -54,8 +55,9 @@ def difficulty_tiers(scores, *, n_tiers: int = 3, seed: int = 0) -> np.ndarray:
 
 def tier_table(samples: pd.DataFrame, scores: list[str], *, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
     """Recovery by difficulty tier. `samples` has one row per (run, sample): `run` (the unlearned
-    model), `arm` ("algorithm/sampler"), `attack`, `recovery` and a column per difficulty score in `scores`. Tiers are
-    formed per run (its own replicate's scores); each run's mean recovery per tier is one value,
+    model), `arm` ("algorithm/sampler"), `attack`, `recovery` and a column per difficulty score in
+    `scores`. Tiers are formed per run (its own replicate's scores); each run's mean recovery per
+    tier is one value,
     and the interval is a t-interval over runs (samples of one run share its model). `n_samples`
     counts every sample with a score, recovery defined or not, so the tiers add up to the forget
     set."""
@@ -66,10 +68,9 @@ def tier_table(samples: pd.DataFrame, scores: list[str], *, alpha: float = 0.05,
             for run, one in part.groupby("run", sort=False):
                 tiers = difficulty_tiers(one[score].to_numpy(), n_tiers=len(TIER_NAMES), seed=seed)
                 per_run.append(pd.DataFrame({"run": run, "tier": tiers, "recovery": one["recovery"].to_numpy()}))
-            tiers = pd.concat(per_run)
-            tiers = tiers[tiers.tier >= 0]
+            ranked = pd.concat(per_run)
             for t, name in enumerate(TIER_NAMES):
-                in_tier = tiers[tiers.tier == t]
+                in_tier = ranked[ranked.tier == t]
                 means = in_tier.groupby("run").recovery.mean()
                 mean, low, high = mean_ci(means.to_numpy(), 1 - alpha)
                 rows.append({"score": score, "arm": arm, "attack": attack, "tier": name, "n_runs": int(means.notna().sum()),
@@ -170,12 +171,11 @@ def robustness_comparison(runs: pd.DataFrame, *, alpha: float = 0.05, power: flo
                                                        suffixes=("", "_versus"))
             if not len(paired):
                 continue
-            d = (paired.recovery - paired.recovery_versus).to_numpy(dtype=float)
-            test = sign_flip_test(d, alpha=alpha)
+            test = pair_metric(paired, "recovery", alpha)  # C4's paired test, on this metric
             rows.append({"algorithm": algorithm, "sampler": arm, "versus": versus, "attack": attack,
                          "n_pairs": test["n_units"], "diff": test["mean"], "ci_low": test["ci_low"],
                          "ci_high": test["ci_high"], "p": test["p_value"], "p_floor": test["p_floor"],
-                         "sd": float(np.nanstd(d, ddof=1)) if np.isfinite(d).sum() > 1 else np.nan})
+                         "sd": test["sd"]})
     table = pd.DataFrame(rows)
     if table.empty:
         return table

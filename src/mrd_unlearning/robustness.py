@@ -20,8 +20,9 @@ QUANTIZATION_BITS = (8, 4)
 
 def relearning_folds(groups, *, seed: int, n_folds: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
     """(relearned, scored) sample positions per fold. `groups` holds one label per sample (data
-    without groups: the same label for all). Each group's samples (an author's questions) are shuffled with `seed` and dealt into `n_folds` parts;
-    fold k scores part k after relearning every other part. So the attacker relearns facts
+    without groups: the same label for all). Each group's samples (an author's questions) are
+    shuffled with `seed` and dealt into `n_folds` parts; fold k scores part k after relearning
+    every other part. So the attacker relearns facts
     *related* to the ones scored (the same authors), never the scored ones themselves: what comes
     back is knowledge the unlearned model still holds, not knowledge retaught. Every sample is
     scored exactly once."""
@@ -42,13 +43,14 @@ def relearn(model, encoded: list[EncodedQA], *, steps: int, lr: float, batch_siz
     """`steps` updates of the answers' NLL on `encoded` (the one training loop), batches drawn in
     a seeded order that cycles through the relearning set; the model is left in eval mode."""
     generator = torch.Generator().manual_seed(seed)
+    size = min(batch_size, len(encoded))
     order: list[int] = []
 
     def batch_at(step: int) -> dict:
         nonlocal order
-        if len(order) < batch_size:
+        if len(order) < size:
             order += torch.randperm(len(encoded), generator=generator).tolist()
-        picks, order = order[:min(batch_size, len(encoded))], order[min(batch_size, len(encoded)):]
+        picks, order = order[:size], order[size:]
         return collate([encoded[i] for i in picks], pad_id, device)
 
     trainable = [p for p in model.parameters() if p.requires_grad]

@@ -2,12 +2,14 @@
 smoke study, run once per test session (across pytest-xdist workers) for the end-to-end tests."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -19,9 +21,11 @@ if WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # read when torch is first imported, just below
 STUDY_CORES = max(1, (os.cpu_count() or 1) // WORKERS)
 
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from filelock import FileLock
 
+from mrd_unlearning import warm
 from mrd_unlearning.data.loader import load_study_data
 from mrd_unlearning.models import build_model, encode_qa
 from mrd_unlearning.stages import build_tokenizer, prepare_data
@@ -90,6 +94,45 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
+# --- a warm interpreter for the studies' jobs ---------------------------------------------------
+
+@pytest.fixture(scope="session", autouse=True)
+def warm_interpreter(request, tmp_path_factory, worker_id):
+    """Where the session runs studies, each worker serves their jobs from one interpreter that has
+    imported torch and transformers once (mrd_unlearning.warm): each job then starts in a fork of
+    it in a fraction of a second instead of several. Every process the tests start inherits
+    MRD_WARM_SOCKET; the server logs each job it ran to warm-<worker>.log in the session's folder.
+    Gives its socket, the folder of every worker's log and the environment it started in (a job
+    with another environment runs in its own process), or None in a session without studies."""
+    if not any(item.get_closest_marker("e2e") for item in request.session.items):
+        yield None
+        return
+    root = tmp_path_factory.getbasetemp()
+    logs = root if worker_id == "master" else root.parent
+    log = logs / f"warm-{worker_id}.log"
+    folder = tempfile.mkdtemp(prefix="mrd-warm-")  # short: a Unix socket's path has at most 107 bytes
+    socket_path = os.path.join(folder, "jobs.sock")
+    server = warm.start_server(socket_path, threads=1, log=str(log))  # the test studies' `threads`
+    os.environ[warm.ENV] = socket_path
+    yield SimpleNamespace(socket=socket_path, logs=logs, env=dict(os.environ))
+    os.environ.pop(warm.ENV, None)
+    server.terminate()
+    server.wait(timeout=60)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def environment_kept():
+    """What a test, or a library it calls, sets in os.environ (torch's elastic launcher does)
+    is undone after it: the processes of later tests then start with the session's environment,
+    and their studies' jobs with the warm interpreter's, instead of running on their own."""
+    before = dict(os.environ)
+    yield
+    if os.environ != before:
+        os.environ.clear()
+        os.environ.update(before)
+
+
 # --- the smoke study, run once per test session --------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +178,22 @@ def smoke_run(tmp_path_factory, worker_id):
     work = tmp_path_factory.mktemp("project")
     shutil.copytree(finished, work, symlinks=True, dirs_exist_ok=True)
     return work, work / "results" / "smoke", console
+
+
+# --- comparing two runs' outputs ------------------------------------------------------------------
+
+TIMING = {"wall_s", "refresh_s", "eval_s", "wall_total_s"}
+
+
+def assert_same_numbers(first: Path, second: Path, name: str) -> None:
+    """One output file of two runs: equal to the last bit, timings aside."""
+    if name.endswith(".csv"):
+        a, b = (pd.read_csv(root / name) for root in (first, second))
+        pd.testing.assert_frame_equal(a.drop(columns=list(TIMING), errors="ignore"),
+                                      b.drop(columns=list(TIMING), errors="ignore"), check_exact=True, obj=name)
+    elif name.endswith(".json"):
+        a, b = ({k: v for k, v in json.loads((root / name).read_text()).items() if k not in TIMING}
+                for root in (first, second))
+        assert a == b, name
+    else:
+        assert (first / name).read_text() == (second / name).read_text(), name

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from .conftest import ROOT, STUDY_CORES, copy_project, run_snakemake
+from .conftest import ROOT, STUDY_CORES, assert_same_numbers, copy_project, run_snakemake
 from .test_tofu import TOFU, needs_tofu
 
 pytestmark = pytest.mark.e2e
@@ -223,23 +223,6 @@ def test_adding_a_replicate_plans_only_that_replicate_and_the_pooled_tables(smok
     assert jobs["finetune"] == 2 and jobs["evaluate_finetuned"] == 2 and jobs["mrd"] == 1
     assert jobs["ground_truth"] == 2 and jobs["unlearn"] == 4 and "mrd_variants" not in jobs
     assert not {"prepare_data", "tokenizer"} & set(jobs)
-
-
-TIMING = {"wall_s", "refresh_s", "eval_s", "wall_total_s"}
-
-
-def assert_same_numbers(first: Path, second: Path, name: str) -> None:
-    """One output file of two runs: equal to the last bit, timings aside."""
-    if name.endswith(".csv"):
-        a, b = (pd.read_csv(root / name) for root in (first, second))
-        pd.testing.assert_frame_equal(a.drop(columns=list(TIMING), errors="ignore"),
-                                      b.drop(columns=list(TIMING), errors="ignore"), check_exact=True, obj=name)
-    elif name.endswith(".json"):
-        a, b = ({k: v for k, v in json.loads((root / name).read_text()).items() if k not in TIMING}
-                for root in (first, second))
-        assert a == b, name
-    else:
-        assert (first / name).read_text() == (second / name).read_text(), name
 
 
 def test_pooled_stages_rerun_on_the_same_results_give_identical_tables(smoke_run, tmp_path):

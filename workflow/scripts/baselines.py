@@ -1,5 +1,9 @@
 """Rule baselines: the cheap scores (loss, gradient norm, max-token NLL, answer length) and the
 field's (entanglement, the third-party MRD reading) and C3's sample characteristics of each forget sample."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.jobs import job_log, stage_params
 from mrd_unlearning.stages import baseline_scores
 

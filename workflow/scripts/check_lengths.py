@@ -1,4 +1,8 @@
 """Rule check_lengths: every row of the study against model.max_length, before any training."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.jobs import job_log
 from mrd_unlearning.stages import check_lengths
 

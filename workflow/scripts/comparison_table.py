@@ -1,5 +1,9 @@
 """Rule comparison_table: paired weighted - uniform differences, pooled and per replicate, and
 their forest plot."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.jobs import job_log, stage_params
 from mrd_unlearning.pooled import comparison_table
 

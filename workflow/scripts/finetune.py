@@ -1,4 +1,8 @@
 """Rule finetune: the target (role=target) or retain (role=retain) model of one replicate."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.jobs import job_log, stage_params
 from mrd_unlearning.stages import finetune_model
 

@@ -1,4 +1,8 @@
 """Rule ground_truth: required gradient-ascent updates per forget sample, and the likelihood curves."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.jobs import job_log, stage_params
 from mrd_unlearning.stages import ground_truth
 

@@ -1,4 +1,8 @@
 """Rule mrd: MRD of every forget sample on one replicate's target model."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.jobs import job_log, stage_params
 from mrd_unlearning.stages import score_forget_set
 

@@ -1,5 +1,9 @@
 """Rule mrd_validation: how well each difficulty score predicts each ground truth, per replicate
 and pooled; the variants' stability, the sigma sweep, and difficulty across replicates."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.jobs import job_log, replicate_inputs, stage_params
 from mrd_unlearning.pooled import mrd_validation
 

@@ -1,4 +1,8 @@
 """Rule report: report.md, metrics.json and tables/verdicts.csv."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning import report
 from mrd_unlearning.jobs import job_log, replicate_inputs
 

@@ -1,4 +1,8 @@
 """Rule samples_page: results/<name>/samples.html, every forget sample on one offline page."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.browser import samples_page
 from mrd_unlearning.jobs import job_log
 

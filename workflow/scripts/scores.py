@@ -1,6 +1,10 @@
 """Rule scores: mrd/scores.csv (per replicate and sample: MRD, ground truths, variants, and every
 other difficulty score: baselines, the field's, learning events, memorization, oracle, known
 factors)."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from pathlib import Path
 
 from mrd_unlearning.jobs import job_log, replicate_inputs

@@ -1,5 +1,9 @@
 """Rule unlearn: every seed of one (algorithm, sampler) on one replicate's target model, evaluated
 after the budget and at equal forgetting."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.jobs import job_log, stage_params
 from mrd_unlearning.stages import unlearn_runs
 

@@ -1,4 +1,8 @@
 """Rule unlearning_figures: curves, trade-off and steps-to-forget figures."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.jobs import job_log, replicate_inputs
 from mrd_unlearning.pooled import unlearning_figures
 

@@ -1,5 +1,9 @@
 """Rule unlearning_table: one row per run (replicate, algorithm, sampler, seed), every curve, and
 each run's completeness per group of the forget set."""
+from mrd_unlearning.warm import hand_off
+
+hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
+
 from mrd_unlearning.jobs import job_log, replicate_inputs
 from mrd_unlearning.pooled import author_outcomes, unlearning_table
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from mrd_unlearning import snapshot
+from mrd_unlearning.jobs import RULE_CODE
 
 from .conftest import ROOT
 
@@ -28,6 +29,32 @@ def test_the_readme_and_the_results_pages_are_rendered_from_the_committed_snapsh
     for study in ("default", "tofu_smollm2"):  # every verdict and interval of the table is in the README
         for r in snaps[study]["verdicts"].itertuples():
             assert f"**{r.verdict}**" in readme and snapshot._estimate(r) in readme
+
+
+def test_a_page_says_which_rules_changed_since_its_snapshot():
+    """The digests a snapshot recorded against the checkout's: a change to the code a rule runs is
+    named on the page and in the README's table until the study is rerun and snapshotted."""
+    snap = snapshot.load(ROOT / "docs" / "results" / "default")
+    current = snapshot.code_digests()
+    assert set(current) == set(RULE_CODE) and all(len(d) == 16 for d in current.values())
+    snap["run"]["code"] = dict(current)
+    assert snapshot.changed_rules(snap) == [] and "on the current code" in snapshot.study_page(snap)
+    snap["run"]["code"].update(report="0" * 16, mrd=current["mrd"][::-1])
+    assert snapshot.changed_rules(snap) == ["mrd", "report"]
+    assert "code changed since in mrd, report" in snapshot.study_page(snap)
+    assert "code changed since in mrd, report" in snapshot.readme_table([snap])
+    del snap["run"]["code"]["unlearn"]  # a rule the snapshot's code did not have
+    assert snapshot.changed_rules(snap) == ["mrd", "report", "unlearn"]
+    del snap["run"]["code"]
+    assert snapshot.changed_rules(snap) is None and "code digests not recorded" in snapshot.study_page(snap)
+
+
+def test_dry_run_job_counts_are_read_from_snakemakes_table():
+    out = ("Building DAG of jobs...\nJob stats:\njob          count\n---------  -------\nall              1\n"
+           "report           2\nunlearn          8\ntotal           11\n\nReasons: ...")
+    assert snapshot.dry_run_jobs(out) == {"all": 1, "report": 2, "unlearn": 8}
+    nothing = "Building DAG of jobs...\nNothing to be done (all requested files are present)."
+    assert snapshot.dry_run_jobs(nothing) == {}
 
 
 def test_the_repository_stands_on_its_own():
@@ -85,6 +112,7 @@ def test_make_snapshot_on_a_finished_study(smoke_run, tmp_path):
     assert run["replicates"] == 2 and set(run["detectable"]) >= {"C1", "C2", "C3", "C4"}
     assert 0 < run["wall_s"] <= sum(run["job_s_per_replicate"].values()) + run["job_s_shared"] + 1
     assert run["machine"]["cores"] >= 1 and run["machine"]["torch"]
+    assert run["code"] == snapshot.code_digests()
     timing = pd.read_csv(snap / "timing.csv")
     assert timing.rule.iloc[-1] == "total" and timing.jobs.iloc[-1] == len(list((out / "benchmarks").rglob("*.tsv")))
     page = (tmp_path / "snap" / "smoke.md").read_text()
@@ -106,3 +134,19 @@ def test_the_documentation_builds_strictly_offline(tmp_path):
         assert (site / page).is_file(), page
     assert "score_mrd" in (site / "api.html").read_text()
     assert "mrd.sigma" in (site / "configuration.html").read_text()
+
+
+@pytest.mark.e2e
+def test_no_snapshot_of_results_the_checkout_would_rerun(smoke_run, tmp_path):
+    """Results of another configuration (or older code) than the checkout's are refused with the
+    jobs Snakemake would run, and nothing is written."""
+    work = smoke_run[0]
+    text = (work / "config" / "smoke.yaml").read_text()
+    assert "steps: 4," in text
+    (work / "config" / "stale.yaml").write_text(text.replace("steps: 4,", "steps: 3,"))
+    done = subprocess.run([sys.executable, "-m", "mrd_unlearning.snapshot", "--config", "config/stale.yaml",
+                           "--out", str(tmp_path / "snap"), "--readme", str(tmp_path / "README.md"),
+                           "--simulations", "4"], capture_output=True, text=True, cwd=work)
+    assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0
+    assert "Snakemake would still run" in done.stderr and "unlearn (8)" in done.stderr and "all (" not in done.stderr
+    assert not (tmp_path / "snap").exists()

@@ -12,6 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from mrd_unlearning.snapshot import dry_run_jobs
+
 from .conftest import ROOT, STUDY_CORES, assert_same_numbers, copy_project, run_snakemake
 from .test_tofu import TOFU, needs_tofu
 
@@ -177,13 +179,7 @@ def planned_jobs(work: Path, patch: str | None = None) -> dict[str, int]:
         args = ["config/patch.yaml"]  # --configfile takes several files; later ones win
     done = run_snakemake(work, *args, "--dry-run")
     out = done.stdout + done.stderr
-    return {} if "Nothing to be done" in out else dry_run_jobs(out)
-
-
-def dry_run_jobs(out: str) -> dict[str, int]:
-    table = out.split("Job stats:")[1].split("total")[0].splitlines()
-    return {parts[0]: int(parts[1]) for parts in (line.split() for line in table)
-            if len(parts) == 2 and parts[1].isdigit()}
+    return dry_run_jobs(out)
 
 
 REPORTING = {"unlearning_table", "comparison_table", "calibration", "unlearning_figures", "report", "samples_page", "all"}

@@ -6,9 +6,12 @@
 A snapshot, docs/results/<study>/, is a few kilobytes taken from a finished run: its verdicts
 (tables/verdicts.csv), metrics.json, the calibration and C4-unit tables, what the design can detect
 (the power plan, with the run's own variance components), the time per rule (`make timing`'s
-table), the run's wall time per replicate, and the machine. The README's results table and each
-docs/results/<study>.md are rendered from snapshots alone, so a number in them is one a run
-produced; `tests/test_snapshot.py` renders them again and fails on any difference.
+table), the run's wall time per replicate, the machine, and the digest of the code each rule ran.
+A snapshot is taken only of results the checkout's code produced (Snakemake plans no job for the
+study); rendering compares its digests with the code's, so a page says which rules changed since.
+The README's results table and each docs/results/<study>.md are rendered from snapshots alone,
+so a number in them is one a run produced; `tests/test_snapshot.py` renders them again and fails
+on any difference.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import os
 import platform
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +31,7 @@ import pandas as pd
 
 from .config import ConfigError, study_config, study_data_configs
 from .io import atomic_path, write_json
+from .jobs import RULE_CODE, source_digest
 from .timing import benchmark_table
 
 SNAPSHOTS = Path("docs/results")
@@ -71,6 +76,41 @@ def run_times(results_dir: str | Path) -> dict:
             "job_s_shared": round(sum(hi - lo for lo, hi, rep in jobs if rep is None), 1)}
 
 
+def code_digests() -> dict[str, str]:
+    """The digest of the package code each rule runs, as the workflow passes it to the rule."""
+    return {rule: source_digest(*names) for rule, names in RULE_CODE.items()}
+
+
+def changed_rules(snap: dict) -> list[str] | None:
+    """The rules whose code differs from the code the snapshot's run used (None: not recorded)."""
+    recorded = snap["run"].get("code")
+    if recorded is None:
+        return None
+    current = code_digests()
+    return sorted(rule for rule in set(recorded) | set(current) if recorded.get(rule) != current.get(rule))
+
+
+def pending_jobs(config: str | Path) -> dict[str, int]:
+    """Rule -> jobs Snakemake would still run for the study (a dry run): none when its results are
+    those of the checkout's code, configuration and inputs."""
+    done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", str(config), "--dry-run", "--cores", "1"],
+                          capture_output=True, text=True)
+    out = done.stdout + done.stderr
+    if done.returncode != 0:
+        last = out.strip().splitlines()[-1] if out.strip() else f"exit status {done.returncode}"
+        raise ConfigError(f"{config}: snakemake --dry-run failed: {last}")
+    return dry_run_jobs(out)
+
+
+def dry_run_jobs(out: str) -> dict[str, int]:
+    """Rule -> job count from a Snakemake dry run's console output (its "Job stats" table)."""
+    if "Nothing to be done" in out or "Job stats:" not in out:
+        return {}
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0].splitlines()
+    return {parts[0]: int(parts[1]) for parts in (line.split() for line in table)
+            if len(parts) == 2 and parts[1].isdigit()}
+
+
 def machine() -> dict:
     """Where the snapshot was taken (with `make snapshot` on the machine that ran the study, the
     study's machine)."""
@@ -91,15 +131,24 @@ def machine() -> dict:
 
 
 def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: str | Path = "results",
-         out: str | Path = SNAPSHOTS, simulations: int = 40) -> Path:
+         out: str | Path = SNAPSHOTS, simulations: int = 40, check_current: bool = True) -> Path:
     """Snapshot results/<study> into out/<study>/ (replaced whole, atomically); `cfg` is the
-    validated configuration read from `config`."""
+    validated configuration read from `config`. Refused while Snakemake would still run a job of
+    the study (`check_current`; the dry run plans the workflow's own results/ folder)."""
     from .plan import power_section
 
     source = Path(results) / study
     missing = [name for name in (*COPIED, "benchmarks") if not (source / name).exists()]
     if missing:
         raise ConfigError(f"{source}: no {', '.join(missing)}; run the study first (make reproduce CONFIG={config})")
+    if check_current and Path(results).resolve() != Path("results").resolve():
+        raise ConfigError(f"--results {results}: Snakemake can tell whether results are current only in the "
+                          "workflow's own results/; add --no-check-current to snapshot them anyway")
+    pending = pending_jobs(config) if check_current else {}
+    if pending:
+        jobs = ", ".join(f"{rule} ({n})" for rule, n in pending.items() if rule != "all")
+        raise ConfigError(f"{source}: not the results of this checkout; Snakemake would still run {jobs}: "
+                          f"run the study first (make reproduce CONFIG={config})")
     _, detectable = power_section(cfg, study, data_cfg, simulations=simulations, results=results)
     with atomic_path(Path(out) / study) as tmp:
         tmp.mkdir()
@@ -108,7 +157,7 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
         benchmark_table(source).to_csv(tmp / "timing.csv", index=False, float_format="%.1f")
         write_json(tmp / "run.json", {"study": study, "config": str(config), **run_times(source),
                                       "detectable": detectable, "plan_simulations": simulations,
-                                      "machine": machine()})
+                                      "machine": machine(), "code": code_digests()})
     return Path(out) / study
 
 
@@ -150,6 +199,16 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
+def code_status(snap: dict) -> str:
+    """Whether the snapshot's run used the code of this checkout, rule by rule."""
+    changed = changed_rules(snap)
+    if changed is None:
+        return "code digests not recorded"
+    if not changed:
+        return "on the current code"
+    return f"code changed since in {', '.join(changed)}: rerun and `make snapshot`"
+
+
 def readme_table(snaps: list[dict]) -> str:
     """The README's results: each claim's pooled verdict per study with the statistic it reads,
     its 95% CI and the effect the design could detect (80% power at Holm's level)."""
@@ -163,8 +222,8 @@ def readme_table(snaps: list[dict]) -> str:
             cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}; detectable {_detectable(s, claim)}")
         rows.append(f"| {r.claim_text} | " + " | ".join(cells) + " |")
     runs = "; ".join(f"`{s['study']}`: {s['run']['replicates']} replicates, {_minutes(s['run']['wall_s_per_replicate'])}"
-                     f" per replicate on {s['run']['machine']['cores']} cores ({s['run']['machine']['cpu']})"
-                     for s in snaps)
+                     f" per replicate on {s['run']['machine']['cores']} cores ({s['run']['machine']['cpu']}), "
+                     f"{code_status(s)}" for s in snaps)
     return (head + "\n".join(rows) + "\n\n"
             f"Each cell: the pooled verdict, the statistic it reads with its 95% CI, and the smallest effect the "
             f"design detects with 80% power (`make plan`). Wall time: {runs}.\n")
@@ -214,7 +273,7 @@ def study_page(snap: dict) -> str:
               f"benchmark files). Summed job time (jobs ran side by side): {per_rep}; pooled stages {_minutes(run['job_s_shared'])}. Machine: "
               f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB"
               + (f", {', '.join(m['gpus'])}" if m["gpus"] else ", no GPU")
-              + f"; Python {m['python']}, torch {m['torch']}; snapshot of {m['date']}.", "",
+              + f"; Python {m['python']}, torch {m['torch']}; snapshot of {m['date']}, {code_status(snap)}.", "",
               "| rule | jobs | total s | longest s | peak memory MB |", "|---|---|---|---|---|"]
     for r in snap["timing"].itertuples():
         lines.append(f"| {r.rule} | {r.jobs} | {r.total_s:.0f} | {r.max_s:.0f} | "
@@ -263,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme-studies", default=",".join(README_STUDIES),
                         help=f"the studies the README's table shows, in order (default: {','.join(README_STUDIES)})")
     parser.add_argument("--render", action="store_true", help="only render, from the snapshots already there")
+    parser.add_argument("--no-check-current", dest="check_current", action="store_false",
+                        help="snapshot even if Snakemake would still run jobs of the study (e.g. with --results "
+                             "elsewhere than the workflow's own results/)")
     args = parser.parse_args(argv)
     if not args.config and not args.render:
         parser.error("name --config (take snapshots, then render) or --render")
@@ -273,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = study_config(args.config)
             for study, data_cfg in study_data_configs(cfg).items():
                 folder = take(args.config, cfg, study, data_cfg, results=args.results, out=args.out,
-                              simulations=args.simulations)
+                              simulations=args.simulations, check_current=args.check_current)
                 print(f"snapshot: {folder}")
         for path in render(args.out, args.readme, tuple(args.readme_studies.split(","))):
             print(f"rendered: {path}")

@@ -4,6 +4,7 @@ documentation site builds strictly, offline."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -38,15 +39,15 @@ def test_a_page_says_which_rules_changed_since_its_snapshot():
     current = snapshot.code_digests()
     assert set(current) == set(RULE_CODE) and all(len(d) == 16 for d in current.values())
     snap["run"]["code"] = dict(current)
-    assert snapshot.changed_rules(snap) == [] and "on the current code" in snapshot.study_page(snap)
+    assert snapshot.changed_rules(snap) == [] and "The run ran the current code." in snapshot.study_page(snap)
     snap["run"]["code"].update(report="0" * 16, mrd=current["mrd"][::-1])
     assert snapshot.changed_rules(snap) == ["mrd", "report"]
-    assert "code changed since in mrd, report" in snapshot.study_page(snap)
-    assert "code changed since in mrd, report" in snapshot.readme_table([snap])
+    refresh = "ran older code of mrd, report (rerun, then `make snapshot CONFIG=config/config.yaml`)"
+    assert refresh in snapshot.study_page(snap) and f"Code: `default` {refresh}." in snapshot.readme_table([snap])
     del snap["run"]["code"]["unlearn"]  # a rule the snapshot's code did not have
     assert snapshot.changed_rules(snap) == ["mrd", "report", "unlearn"]
     del snap["run"]["code"]
-    assert snapshot.changed_rules(snap) is None and "code digests not recorded" in snapshot.study_page(snap)
+    assert snapshot.changed_rules(snap) is None and "code of its run is not recorded" in snapshot.study_page(snap)
 
 
 def test_dry_run_job_counts_are_read_from_snakemakes_table():
@@ -55,6 +56,8 @@ def test_dry_run_job_counts_are_read_from_snakemakes_table():
     assert snapshot.dry_run_jobs(out) == {"all": 1, "report": 2, "unlearn": 8}
     nothing = "Building DAG of jobs...\nNothing to be done (all requested files are present)."
     assert snapshot.dry_run_jobs(nothing) == {}
+    with pytest.raises(snapshot.ConfigError, match="neither a job table"):  # e.g. --quiet: not "up to date"
+        snapshot.dry_run_jobs("Building DAG of jobs...")
 
 
 def test_the_repository_stands_on_its_own():
@@ -139,8 +142,10 @@ def test_the_documentation_builds_strictly_offline(tmp_path):
 @pytest.mark.e2e
 def test_no_snapshot_of_results_the_checkout_would_rerun(smoke_run, tmp_path):
     """Results of another configuration (or older code) than the checkout's are refused with the
-    jobs Snakemake would run, and nothing is written."""
-    work = smoke_run[0]
+    jobs Snakemake would run, and nothing is written; so are outputs without Snakemake's record of
+    the code that made them."""
+    work = tmp_path / "project"  # its own copy (times kept): the smoke run's is shared by the session's tests
+    shutil.copytree(smoke_run[0], work, symlinks=True)
     text = (work / "config" / "smoke.yaml").read_text()
     assert "steps: 4," in text
     (work / "config" / "stale.yaml").write_text(text.replace("steps: 4,", "steps: 3,"))
@@ -149,4 +154,11 @@ def test_no_snapshot_of_results_the_checkout_would_rerun(smoke_run, tmp_path):
                            "--simulations", "4"], capture_output=True, text=True, cwd=work)
     assert done.returncode == 2 and "Traceback" not in done.stderr and done.stderr.strip().count("\n") == 0
     assert "Snakemake would still run" in done.stderr and "unlearn (8)" in done.stderr and "all (" not in done.stderr
+    assert not (tmp_path / "snap").exists()
+    shutil.rmtree(work / ".snakemake" / "metadata")  # outputs without Snakemake's record of their code
+    done = subprocess.run([sys.executable, "-m", "mrd_unlearning.snapshot", "--config", "config/smoke.yaml",
+                           "--out", str(tmp_path / "snap"), "--readme", str(tmp_path / "README.md"),
+                           "--simulations", "4"], capture_output=True, text=True, cwd=work)
+    assert done.returncode == 2 and "has no record of the code" in done.stderr, done.stderr[-2000:]
+    assert "Rules with missing metadata:" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "snap").exists()

@@ -77,7 +77,8 @@ def run_times(results_dir: str | Path) -> dict:
 
 
 def code_digests() -> dict[str, str]:
-    """The digest of the package code each rule runs, as the workflow passes it to the rule."""
+    """The digest of the package code behind each rule (by its name in jobs.RULE_CODE), as the
+    workflow passes it to the rule's jobs."""
     return {rule: source_digest(*names) for rule, names in RULE_CODE.items()}
 
 
@@ -90,22 +91,37 @@ def changed_rules(snap: dict) -> list[str] | None:
     return sorted(rule for rule in set(recorded) | set(current) if recorded.get(rule) != current.get(rule))
 
 
-def pending_jobs(config: str | Path) -> dict[str, int]:
-    """Rule -> jobs Snakemake would still run for the study (a dry run): none when its results are
-    those of the checkout's code, configuration and inputs."""
-    done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", str(config), "--dry-run", "--cores", "1"],
-                          capture_output=True, text=True)
+# What the workflow's `all` asks of each study; a snapshot needs every one current.
+STUDY_TARGETS = ("report.md", "metrics.json", "samples.html")
+UNRECORDED = ("missing provenance/metadata", "outdated provenance/metadata")
+
+
+def pending_jobs(config: str | Path, study: str) -> dict[str, int]:
+    """Rule -> jobs Snakemake would still run for the study's outputs (a dry run): none when they
+    are those of the checkout's code, configuration and inputs. Outputs Snakemake has no record of
+    (copied in, or a record from an older Snakemake) cannot be checked, so they are refused too."""
+    targets = [f"results/{study}/{name}" for name in STUDY_TARGETS]
+    done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", str(config), "--cores", "1",
+                           "--dry-run", *targets], capture_output=True, text=True)
     out = done.stdout + done.stderr
     if done.returncode != 0:
         last = out.strip().splitlines()[-1] if out.strip() else f"exit status {done.returncode}"
         raise ConfigError(f"{config}: snakemake --dry-run failed: {last}")
+    unrecorded = [line for line in out.splitlines() if line.startswith("Rules with ") and "metadata:" in line]
+    if any(marker in out for marker in UNRECORDED):
+        raise ConfigError(f"results/{study}: Snakemake has no record of the code and params of some outputs "
+                          f"({'; '.join(unrecorded) or 'see snakemake --dry-run'}), so it cannot tell whether they "
+                          f"are current; rerun the study, or add --no-check-current")
     return dry_run_jobs(out)
 
 
 def dry_run_jobs(out: str) -> dict[str, int]:
     """Rule -> job count from a Snakemake dry run's console output (its "Job stats" table)."""
-    if "Nothing to be done" in out or "Job stats:" not in out:
+    if "Nothing to be done" in out:
         return {}
+    if "Job stats:" not in out:
+        raise ConfigError("a Snakemake dry run printed neither a job table nor 'Nothing to be done': "
+                          "run it without --quiet")
     table = out.split("Job stats:", 1)[1].split("total", 1)[0].splitlines()
     return {parts[0]: int(parts[1]) for parts in (line.split() for line in table)
             if len(parts) == 2 and parts[1].isdigit()}
@@ -144,9 +160,9 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
     if check_current and Path(results).resolve() != Path("results").resolve():
         raise ConfigError(f"--results {results}: Snakemake can tell whether results are current only in the "
                           "workflow's own results/; add --no-check-current to snapshot them anyway")
-    pending = pending_jobs(config) if check_current else {}
+    pending = pending_jobs(config, study) if check_current else {}
     if pending:
-        jobs = ", ".join(f"{rule} ({n})" for rule, n in pending.items() if rule != "all")
+        jobs = ", ".join(f"{rule} ({n})" for rule, n in pending.items() if rule != "all") or "its final jobs"
         raise ConfigError(f"{source}: not the results of this checkout; Snakemake would still run {jobs}: "
                           f"run the study first (make reproduce CONFIG={config})")
     _, detectable = power_section(cfg, study, data_cfg, simulations=simulations, results=results)
@@ -200,13 +216,14 @@ def _minutes(seconds: float) -> str:
 
 
 def code_status(snap: dict) -> str:
-    """Whether the snapshot's run used the code of this checkout, rule by rule."""
+    """Whether the snapshot's run used the code of this checkout; if not, which rules' code (by
+    their names in jobs.RULE_CODE) changed since and what refreshes it."""
     changed = changed_rules(snap)
     if changed is None:
-        return "code digests not recorded"
+        return "the code of its run is not recorded"
     if not changed:
-        return "on the current code"
-    return f"code changed since in {', '.join(changed)}: rerun and `make snapshot`"
+        return "ran the current code"
+    return (f"ran older code of {', '.join(changed)} (rerun, then `make snapshot CONFIG={snap['run']['config']}`)")
 
 
 def readme_table(snaps: list[dict]) -> str:
@@ -222,11 +239,12 @@ def readme_table(snaps: list[dict]) -> str:
             cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}; detectable {_detectable(s, claim)}")
         rows.append(f"| {r.claim_text} | " + " | ".join(cells) + " |")
     runs = "; ".join(f"`{s['study']}`: {s['run']['replicates']} replicates, {_minutes(s['run']['wall_s_per_replicate'])}"
-                     f" per replicate on {s['run']['machine']['cores']} cores ({s['run']['machine']['cpu']}), "
-                     f"{code_status(s)}" for s in snaps)
+                     f" per replicate on {s['run']['machine']['cores']} cores ({s['run']['machine']['cpu']})"
+                     for s in snaps)
+    code = "; ".join(f"`{s['study']}` {code_status(s)}" for s in snaps)
     return (head + "\n".join(rows) + "\n\n"
             f"Each cell: the pooled verdict, the statistic it reads with its 95% CI, and the smallest effect the "
-            f"design detects with 80% power (`make plan`). Wall time: {runs}.\n")
+            f"design detects with 80% power (`make plan`). Wall time: {runs}. Code: {code}.\n")
 
 
 def study_page(snap: dict) -> str:
@@ -273,7 +291,7 @@ def study_page(snap: dict) -> str:
               f"benchmark files). Summed job time (jobs ran side by side): {per_rep}; pooled stages {_minutes(run['job_s_shared'])}. Machine: "
               f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB"
               + (f", {', '.join(m['gpus'])}" if m["gpus"] else ", no GPU")
-              + f"; Python {m['python']}, torch {m['torch']}; snapshot of {m['date']}, {code_status(snap)}.", "",
+              + f"; Python {m['python']}, torch {m['torch']}; snapshot of {m['date']}. The run {code_status(snap)}.", "",
               "| rule | jobs | total s | longest s | peak memory MB |", "|---|---|---|---|---|"]
     for r in snap["timing"].itertuples():
         lines.append(f"| {r.rule} | {r.jobs} | {r.total_s:.0f} | {r.max_s:.0f} | "

@@ -3,6 +3,7 @@
 from snakemake.utils import min_version
 
 from mrd_unlearning.config import study_data_configs, validate_config
+from mrd_unlearning.jobs import STUDY_OUTPUTS
 from mrd_unlearning.plan import job_resources, refuse_unfit, study_plan
 
 min_version("9.0")
@@ -44,6 +45,4 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        expand(f"{R}/report.md", study=STUDIES),
-        expand(f"{R}/metrics.json", study=STUDIES),
-        expand(f"{R}/samples.html", study=STUDIES),
+        expand(f"{R}/{{output}}", study=STUDIES, output=STUDY_OUTPUTS),

@@ -42,6 +42,9 @@ RULE_CODE: dict[str, tuple[str, ...]] = {
     "samples_page": ("browser", "templates/samples.html.j2", "difficulty", "claims"),
 }
 PACKAGE = Path(__file__).resolve().parent
+# What a finished study is: the files the workflow's `all` asks of each results/<study>/ (and what a
+# snapshot checks are current).
+STUDY_OUTPUTS = ("report.md", "metrics.json", "samples.html")
 
 
 def lazy_module(name: str):

@@ -31,7 +31,7 @@ import pandas as pd
 
 from .config import ConfigError, study_config, study_data_configs
 from .io import atomic_path, write_json
-from .jobs import RULE_CODE, source_digest
+from .jobs import RULE_CODE, STUDY_OUTPUTS, source_digest
 from .timing import benchmark_table
 
 SNAPSHOTS = Path("docs/results")
@@ -91,8 +91,6 @@ def changed_rules(snap: dict) -> list[str] | None:
     return sorted(rule for rule in set(recorded) | set(current) if recorded.get(rule) != current.get(rule))
 
 
-# What the workflow's `all` asks of each study; a snapshot needs every one current.
-STUDY_TARGETS = ("report.md", "metrics.json", "samples.html")
 UNRECORDED = ("missing provenance/metadata", "outdated provenance/metadata")
 
 
@@ -100,15 +98,15 @@ def pending_jobs(config: str | Path, study: str) -> dict[str, int]:
     """Rule -> jobs Snakemake would still run for the study's outputs (a dry run): none when they
     are those of the checkout's code, configuration and inputs. Outputs Snakemake has no record of
     (copied in, or a record from an older Snakemake) cannot be checked, so they are refused too."""
-    targets = [f"results/{study}/{name}" for name in STUDY_TARGETS]
+    targets = [f"results/{study}/{name}" for name in STUDY_OUTPUTS]
     done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", str(config), "--cores", "1",
                            "--dry-run", *targets], capture_output=True, text=True)
     out = done.stdout + done.stderr
     if done.returncode != 0:
         last = out.strip().splitlines()[-1] if out.strip() else f"exit status {done.returncode}"
         raise ConfigError(f"{config}: snakemake --dry-run failed: {last}")
-    unrecorded = [line for line in out.splitlines() if line.startswith("Rules with ") and "metadata:" in line]
     if any(marker in out for marker in UNRECORDED):
+        unrecorded = [line for line in out.splitlines() if line.startswith("Rules with ") and "metadata:" in line]
         raise ConfigError(f"results/{study}: Snakemake has no record of the code and params of some outputs "
                           f"({'; '.join(unrecorded) or 'see snakemake --dry-run'}), so it cannot tell whether they "
                           f"are current; rerun the study, or add --no-check-current")

@@ -51,13 +51,15 @@ calibration: $(VENV)/.installed
 timing: $(VENV)/.installed
 	$(BIN)/python -m mrd_unlearning.timing --config $(CONFIG)
 
-# A finished study's snapshot (docs/results/<study>/: verdicts, metrics, calibration, timing, machine),
+# A finished study's snapshot (docs/results/<study>/: verdicts, metrics, calibration, timing, run record),
 # then the README's results table and docs/results/<study>.md rendered from the snapshots.
 snapshot: $(VENV)/.installed
 	$(BIN)/python -m mrd_unlearning.snapshot --config $(CONFIG)
 
-# The documentation site, offline, into site/ (not committed); --strict fails on a broken link.
+# The documentation site, offline, into site/ (not committed); --strict fails on a broken link. First
+# a warning for each results snapshot whose run trails the code (the rules changed since).
 docs: $(VENV)/.installed-dev
+	$(BIN)/python -m mrd_unlearning.snapshot --check
 	$(BIN)/mkdocs build --strict --site-dir site
 
 html-report: $(VENV)/.installed

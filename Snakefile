@@ -5,6 +5,7 @@ from snakemake.utils import min_version
 from mrd_unlearning.config import study_data_configs, validate_config
 from mrd_unlearning.jobs import STUDY_OUTPUTS
 from mrd_unlearning.plan import job_resources, refuse_unfit, study_plan
+from mrd_unlearning.provenance import config_hash, rule_identities
 
 min_version("9.0")
 
@@ -31,6 +32,12 @@ wildcard_constraints:
     algorithm="|".join(UL["algorithms"]),
     sampler="|".join(UL["samplers"]),
     truth="update_count|update_count_sgd",
+
+
+# Each rule's code identity (its definition, its script and the package code that reaches), passed
+# to its jobs as the param `code`: an edit reruns exactly the jobs whose code it changes, and a
+# comment, docstring or layout edit none (profiles/default turns off the script-mtime trigger).
+CODE = rule_identities(workflow.basedir)
 
 
 include: "workflow/rules/common.smk"

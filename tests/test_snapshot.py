@@ -11,8 +11,7 @@ import sys
 import pandas as pd
 import pytest
 
-from mrd_unlearning import snapshot
-from mrd_unlearning.jobs import RULE_CODE
+from mrd_unlearning import provenance, snapshot
 
 from .conftest import ROOT
 
@@ -32,22 +31,33 @@ def test_the_readme_and_the_results_pages_are_rendered_from_the_committed_snapsh
             assert f"**{r.verdict}**" in readme and snapshot._estimate(r) in readme
 
 
-def test_a_page_says_which_rules_changed_since_its_snapshot():
-    """The digests a snapshot recorded against the checkout's: a change to the code a rule runs is
-    named on the page and in the README's table until the study is rerun and snapshotted."""
+def test_pages_state_frozen_facts_and_the_check_names_stale_rules(tmp_path, monkeypatch):
+    """A page says what ran, where and when, whatever the code is now; `--check` compares the run's
+    code identities with the checkout's and names the rules changed since."""
     snap = snapshot.load(ROOT / "docs" / "results" / "default")
-    current = snapshot.code_digests()
-    assert set(current) == set(RULE_CODE) and all(len(d) == 16 for d in current.values())
-    snap["run"]["code"] = dict(current)
-    assert snapshot.changed_rules(snap) == [] and "The run ran the current code." in snapshot.study_page(snap)
-    snap["run"]["code"].update(report="0" * 16, mrd=current["mrd"][::-1])
-    assert snapshot.changed_rules(snap) == ["mrd", "report"]
-    refresh = "ran older code of mrd, report (rerun, then `make snapshot CONFIG=config/config.yaml`)"
-    assert refresh in snapshot.study_page(snap) and f"Code: `default` {refresh}." in snapshot.readme_table([snap])
-    del snap["run"]["code"]["unlearn"]  # a rule the snapshot's code did not have
-    assert snapshot.changed_rules(snap) == ["mrd", "report", "unlearn"]
-    del snap["run"]["code"]
-    assert snapshot.changed_rules(snap) is None and "code of its run is not recorded" in snapshot.study_page(snap)
+    current = provenance.rule_identities(ROOT)
+    snap["run"]["record"] = {"recorded": "2026-12-05T10:00:00+00:00", "commit": "0123456789abcdef", "dirty": True,
+                             "config_files": ["config/config.yaml"], "config_hash": "cafe", "jobs": 3,
+                             "code": dict(current), "job_commits": {},
+                             "machines": [{"cpu": "CPU X", "cores": 2, "memory_gib": 8.0, "gpus": [], "python": "3.11.7",
+                                           "torch": "2.13.0", "jobs": 3}]}
+    page = snapshot.study_page(snap)
+    assert ("Run record of 2026-12-05: commit `0123456789ab` with uncommitted changes, configuration config/config.yaml "
+            "(content hash `cafe`), 3 jobs on: CPU X, 2 cores, 8.0 GiB, no GPU, Python 3.11.7, torch 2.13.0 (3 jobs).") in page
+    assert "run of 2026-12-05" in snapshot.readme_table([snap])
+    monkeypatch.setattr(snapshot, "rule_identities", lambda *_: {**current, "mrd": "0" * 16})
+    assert snapshot.study_page(snap) == page  # the page does not depend on today's code
+    assert snapshot.stale_rules(snap) == ["mrd"]
+    folder = tmp_path / "default"
+    shutil.copytree(ROOT / "docs" / "results" / "default", folder)
+    run = json.loads((folder / "run.json").read_text())
+    (folder / "run.json").write_text(json.dumps({**run, "record": snap["run"]["record"]}))
+    assert snapshot.check(tmp_path) == [f"{folder}: the code of 1 rule(s) changed since its run: mrd (rerun, then "
+                                        "`make snapshot CONFIG=config/config.yaml`)"]
+    monkeypatch.setattr(snapshot, "rule_identities", lambda *_: current)
+    assert snapshot.check(tmp_path) == []
+    del snap["run"]["record"]
+    assert snapshot.stale_rules(snap) is None and "taken before studies kept a run record" in snapshot.study_page(snap)
 
 
 def test_dry_run_job_counts_are_read_from_snakemakes_table():
@@ -114,8 +124,8 @@ def test_make_snapshot_on_a_finished_study(smoke_run, tmp_path):
     run = json.loads((snap / "run.json").read_text())
     assert run["replicates"] == 2 and set(run["detectable"]) >= {"C1", "C2", "C3", "C4"}
     assert 0 < run["wall_s"] <= sum(run["job_s_per_replicate"].values()) + run["job_s_shared"] + 1
-    assert run["machine"]["cores"] >= 1 and run["machine"]["torch"]
-    assert run["code"] == snapshot.code_digests()
+    assert run["record"] == json.loads((out / "run.json").read_text())
+    assert run["record"]["code"] == provenance.rule_identities(work)
     timing = pd.read_csv(snap / "timing.csv")
     assert timing.rule.iloc[-1] == "total" and timing.jobs.iloc[-1] == len(list((out / "benchmarks").rglob("*.tsv")))
     page = (tmp_path / "snap" / "smoke.md").read_text()

@@ -3,23 +3,23 @@
     python -m mrd_unlearning.snapshot --config config/tofu_smollm2.yaml   # make snapshot CONFIG=...
     python -m mrd_unlearning.snapshot --render                             # README + docs, from the snapshots
 
+    python -m mrd_unlearning.snapshot --check                              # which snapshots trail the code
+
 A snapshot, docs/results/<study>/, is a few kilobytes taken from a finished run: its verdicts
 (tables/verdicts.csv), metrics.json, the calibration and C4-unit tables, what the design can detect
 (the power plan, with the run's own variance components), the time per rule (`make timing`'s
-table), the run's wall time per replicate, the machine, and the digest of the code each rule ran.
-A snapshot is taken only of results the checkout's code produced (Snakemake plans no job for the
-study); rendering compares its digests with the code's, so a page says which rules changed since.
-The README's results table and each docs/results/<study>.md are rendered from snapshots alone,
-so a number in them is one a run produced; `tests/test_snapshot.py` renders them again and fails
-on any difference.
+table), the run's wall time per replicate, and the study's run record (results/<study>/run.json:
+commit, config hash, each rule's code identity as run, the jobs' machines and libraries). A
+snapshot is taken only of results the checkout's code produced (Snakemake plans no job for the
+study). The README's results table and each docs/results/<study>.md are rendered from snapshots
+alone and state frozen facts (what ran, when, where, at which commit), so they do not change
+when the code does; whether a snapshot trails the code is computed by `--check` (and `make
+docs`), which names the rules whose code identity changed since its run.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import re
 import shutil
 import subprocess
@@ -30,8 +30,9 @@ import numpy as np
 import pandas as pd
 
 from .config import ConfigError, study_config, study_data_configs
-from .io import atomic_path, write_json
-from .jobs import RULE_CODE, STUDY_OUTPUTS, source_digest
+from .io import atomic_path, read_json, write_json
+from .jobs import STUDY_OUTPUTS
+from .provenance import rule_identities
 from .timing import benchmark_table
 
 SNAPSHOTS = Path("docs/results")
@@ -76,21 +77,6 @@ def run_times(results_dir: str | Path) -> dict:
             "job_s_shared": round(sum(hi - lo for lo, hi, rep in jobs if rep is None), 1)}
 
 
-def code_digests() -> dict[str, str]:
-    """The digest of the package code behind each rule (by its name in jobs.RULE_CODE), as the
-    workflow passes it to the rule's jobs."""
-    return {rule: source_digest(*names) for rule, names in RULE_CODE.items()}
-
-
-def changed_rules(snap: dict) -> list[str] | None:
-    """The rules whose code differs from the code the snapshot's run used (None: not recorded)."""
-    recorded = snap["run"].get("code")
-    if recorded is None:
-        return None
-    current = code_digests()
-    return sorted(rule for rule in set(recorded) | set(current) if recorded.get(rule) != current.get(rule))
-
-
 UNRECORDED = ("missing provenance/metadata", "outdated provenance/metadata")
 
 
@@ -125,25 +111,6 @@ def dry_run_jobs(out: str) -> dict[str, int]:
             if len(parts) == 2 and parts[1].isdigit()}
 
 
-def machine() -> dict:
-    """Where the snapshot was taken (with `make snapshot` on the machine that ran the study, the
-    study's machine)."""
-    import torch
-
-    cpu = platform.processor()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        names = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                 if line.startswith("model name")]
-        cpu = names[0] if names else cpu
-    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30 if hasattr(os, "sysconf") else None
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    return {"cpu": cpu, "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-            "memory_gib": round(memory, 1) if memory else None, "gpus": gpus, "system": platform.system(),
-            "python": platform.python_version(), "torch": torch.__version__,
-            "date": datetime.date.today().isoformat()}
-
-
 def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: str | Path = "results",
          out: str | Path = SNAPSHOTS, simulations: int = 40, check_current: bool = True) -> Path:
     """Snapshot results/<study> into out/<study>/ (replaced whole, atomically); `cfg` is the
@@ -152,7 +119,7 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
     from .plan import power_section
 
     source = Path(results) / study
-    missing = [name for name in (*COPIED, "benchmarks") if not (source / name).exists()]
+    missing = [name for name in (*COPIED, "run.json", "benchmarks") if not (source / name).exists()]
     if missing:
         raise ConfigError(f"{source}: no {', '.join(missing)}; run the study first (make reproduce CONFIG={config})")
     if check_current and Path(results).resolve() != Path("results").resolve():
@@ -171,7 +138,7 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
         benchmark_table(source).to_csv(tmp / "timing.csv", index=False, float_format="%.1f")
         write_json(tmp / "run.json", {"study": study, "config": str(config), **run_times(source),
                                       "detectable": detectable, "plan_simulations": simulations,
-                                      "machine": machine(), "code": code_digests()})
+                                      "record": read_json(source / "run.json")})
     return Path(out) / study
 
 
@@ -213,15 +180,57 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
 
 
-def code_status(snap: dict) -> str:
-    """Whether the snapshot's run used the code of this checkout; if not, which rules' code (by
-    their names in jobs.RULE_CODE) changed since and what refreshes it."""
-    changed = changed_rules(snap)
-    if changed is None:
-        return "the code of its run is not recorded"
-    if not changed:
-        return "ran the current code"
-    return (f"ran older code of {', '.join(changed)} (rerun, then `make snapshot CONFIG={snap['run']['config']}`)")
+def stale_rules(snap: dict, workflow_dir: str | Path = ".") -> list[str] | None:
+    """The rules whose code identity now differs from the one the snapshot's run recorded (every
+    rule feeds a snapshot's files: its verdicts come from the whole DAG); None where the run
+    recorded none (a snapshot taken before run records)."""
+    recorded = snap["run"].get("record", {}).get("code")
+    if recorded is None:
+        return None
+    current = rule_identities(workflow_dir)
+    return sorted(rule for rule in set(recorded) | set(current) if recorded.get(rule) != current.get(rule))
+
+
+def check(root: str | Path = SNAPSHOTS, workflow_dir: str | Path = ".") -> list[str]:
+    """A warning per snapshot that trails the code, naming the rules changed since its run."""
+    warnings = []
+    for study, snap in snapshots(root).items():
+        stale = stale_rules(snap, workflow_dir)
+        refresh = f"rerun, then `make snapshot CONFIG={snap['run']['config']}`"
+        if stale is None:
+            warnings.append(f"{Path(root) / study}: taken before run records, so every rule counts as changed since its run "
+                            f"({refresh})")
+        elif stale:
+            warnings.append(f"{Path(root) / study}: the code of {len(stale)} rule(s) changed since its run: "
+                            f"{', '.join(stale)} ({refresh})")
+    return warnings
+
+
+def _machines(run: dict) -> list[dict]:
+    """The machines the jobs ran on (the run record's); a snapshot taken before run records has
+    only the machine where the snapshot was taken."""
+    return run["record"]["machines"] if "record" in run else [run["machine"]]
+
+
+def _when(run: dict) -> str:
+    return run["record"]["recorded"][:10] if "record" in run else run["machine"]["date"]
+
+
+def run_facts(run: dict) -> str:
+    """What ran, when, where, at which commit: facts frozen with the snapshot."""
+    machines = "; ".join(f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB"
+                         + (f", {', '.join(m['gpus'])}" if m["gpus"] else ", no GPU")
+                         + f", Python {m['python']}, torch {m['torch']}" + (f" ({m['jobs']} jobs)" if "jobs" in m else "")
+                         for m in _machines(run))
+    if "record" not in run:
+        return (f"Snapshot of {_when(run)}, taken before studies kept a run record: the commit, the configuration's "
+                f"hash and the jobs' own machines were not recorded; the machine is where the snapshot was taken: "
+                f"{machines}.")
+    r = run["record"]
+    tree = {True: " with uncommitted changes", False: "", None: ""}[r["dirty"]]
+    commit = f"commit `{r['commit'][:12]}`{tree}" if r["commit"] else "a tree outside git"
+    return (f"Run record of {_when(run)}: {commit}, configuration {', '.join(r['config_files'])} (content hash "
+            f"`{r['config_hash']}`), {r['jobs']} jobs on: {machines}.")
 
 
 def readme_table(snaps: list[dict]) -> str:
@@ -237,12 +246,11 @@ def readme_table(snaps: list[dict]) -> str:
             cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}; detectable {_detectable(s, claim)}")
         rows.append(f"| {r.claim_text} | " + " | ".join(cells) + " |")
     runs = "; ".join(f"`{s['study']}`: {s['run']['replicates']} replicates, {_minutes(s['run']['wall_s_per_replicate'])}"
-                     f" per replicate on {s['run']['machine']['cores']} cores ({s['run']['machine']['cpu']})"
-                     for s in snaps)
-    code = "; ".join(f"`{s['study']}` {code_status(s)}" for s in snaps)
+                     f" per replicate on {_machines(s['run'])[0]['cores']} cores ({_machines(s['run'])[0]['cpu']}), "
+                     f"run of {_when(s['run'])}" for s in snaps)
     return (head + "\n".join(rows) + "\n\n"
             f"Each cell: the pooled verdict, the statistic it reads with its 95% CI, and the smallest effect the "
-            f"design detects with 80% power (`make plan`). Wall time: {runs}. Code: {code}.\n")
+            f"design detects with 80% power (`make plan`). Wall time: {runs}. Each study's page says what ran.\n")
 
 
 def study_page(snap: dict) -> str:
@@ -281,15 +289,12 @@ def study_page(snap: dict) -> str:
         false = f"{r.false_verdict_rate:.1%} [{r.false_verdict_upper95:.1%}]" if np.isfinite(r.false_verdict_rate) else ""
         power = f"{r.power:.0%}" if np.isfinite(r.power) else ""
         lines.append(f"| {r.claim} | {r.condition} | {r.effect} | {r.simulations} | {false} | {power} |")
-    m = run["machine"]
     per_rep = ", ".join(f"replicate {k}: {_minutes(v)}" for k, v in run["job_s_per_replicate"].items())
     lines += ["", "## Cost", "",
               f"Wall time {_minutes(run['wall_s'])} for {run['replicates']} replicates, "
               f"{_minutes(run['wall_s_per_replicate'])} per replicate (the time in which any job ran, from the "
-              f"benchmark files). Summed job time (jobs ran side by side): {per_rep}; pooled stages {_minutes(run['job_s_shared'])}. Machine: "
-              f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB"
-              + (f", {', '.join(m['gpus'])}" if m["gpus"] else ", no GPU")
-              + f"; Python {m['python']}, torch {m['torch']}; snapshot of {m['date']}. The run {code_status(snap)}.", "",
+              f"benchmark files). Summed job time (jobs ran side by side): {per_rep}; pooled stages {_minutes(run['job_s_shared'])}. "
+              + run_facts(run), "",
               "| rule | jobs | total s | longest s | peak memory MB |", "|---|---|---|---|---|"]
     for r in snap["timing"].itertuples():
         lines.append(f"| {r.rule} | {r.jobs} | {r.total_s:.0f} | {r.max_s:.0f} | "
@@ -338,12 +343,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--readme-studies", default=",".join(README_STUDIES),
                         help=f"the studies the README's table shows, in order (default: {','.join(README_STUDIES)})")
     parser.add_argument("--render", action="store_true", help="only render, from the snapshots already there")
+    parser.add_argument("--check", action="store_true",
+                        help="only warn about snapshots whose run recorded other code identities than the checkout's "
+                             "(naming the rules changed since); exits 0")
     parser.add_argument("--no-check-current", dest="check_current", action="store_false",
                         help="snapshot even if Snakemake would still run jobs of the study (e.g. with --results "
                              "elsewhere than the workflow's own results/)")
     args = parser.parse_args(argv)
+    if args.check:
+        for warning in check(args.out):
+            print(f"warning: {warning}", file=sys.stderr)
+        return 0
     if not args.config and not args.render:
-        parser.error("name --config (take snapshots, then render) or --render")
+        parser.error("name --config (take snapshots, then render), --render or --check")
     if args.simulations < 1:
         parser.error("--simulations: must be at least 1")
     try:

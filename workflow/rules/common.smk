@@ -230,12 +230,3 @@ def samples_page_inputs(wc):
             in_study(wc, f"mrd/rep{first}/{t}_curves.csv") for t in GROUND_TRUTHS
         ],
     }
-
-
-# What each rule's results depend on in the package: a digest of that source, passed as a param,
-# so that a change to the package reruns exactly the rules whose code it touches (the rules'
-# scripts are thin adapters; Snakemake's own code trigger covers them). Read from the files, so
-# planning imports no torch.
-from mrd_unlearning.jobs import RULE_CODE, source_digest
-
-CODE = {rule: source_digest(*names) for rule, names in RULE_CODE.items()}

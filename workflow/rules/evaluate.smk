@@ -29,7 +29,7 @@ rule evaluate_finetuned:
         gpu=GPUS,
     params:
         **model_settings(),
-        code=CODE["evaluate"],
+        code=CODE["evaluate_finetuned"],
         eval_cfg=config["evaluation"],
     script:
         "../scripts/evaluate.py"

@@ -215,3 +215,36 @@ rule samples_page:
         seed=UL["seeds"][0],
     script:
         "../scripts/samples_page.py"
+
+
+rule run_record:
+    """run.json: what this study's results ran (commit, config content, each rule's code
+    identity, the jobs' machines and libraries); after every other output, so the identities
+    recorded are those every job ran."""
+    input:
+        expand(
+            f"{R}/{{output}}",
+            output=[o for o in STUDY_OUTPUTS if o != "run.json"],
+            allow_missing=True,
+        ),
+    output:
+        f"{R}/run.json",
+    log:
+        log_file("run_record"),
+    benchmark:
+        benchmark_file("run_record")
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+        gpu=0,
+    params:
+        code=CODE["run_record"],
+        identities=CODE,
+        config_files=[os.path.relpath(path) for path in workflow.configfiles],
+        config_hash=config_hash(config),
+        name=lambda wc: wc.study,
+    script:
+        "../scripts/run_record.py"

@@ -4,7 +4,7 @@ from mrd_unlearning.warm import hand_off
 hand_off()  # with MRD_WARM_SOCKET set, the job runs in a fork of a warm interpreter
 
 from mrd_unlearning.jobs import job_log, stage_params
-from mrd_unlearning.stages import score_forget_set
+from mrd_unlearning.stages.mrd import score_forget_set
 
 sm = snakemake  # noqa: F821
 with job_log(sm.log[0]):

@@ -7,7 +7,7 @@ CORES ?= 2
 TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 
-.PHONY: reproduce test test-fast dry-run plan budget calibration html-report timing snapshot docs dvc-repro pull clean-venv
+.PHONY: reproduce test test-fast dry-run plan budget calibration html-report timing snapshot docs dvc-repro pull neutral clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -61,6 +61,13 @@ snapshot: $(VENV)/.installed
 docs: $(VENV)/.installed-dev
 	$(BIN)/python -m mrd_unlearning.snapshot --check
 	$(BIN)/mkdocs build --strict --site-dir site
+
+# Proof that a change is neutral: the smoke study at BASE and at the work tree, on this machine,
+# every output compared (exit status 1 and the differing files if any differ).
+BASE ?= HEAD
+NEUTRAL_CONFIG ?= config/smoke.yaml
+neutral: $(VENV)/.installed
+	$(BIN)/python -m mrd_unlearning.neutral --base $(BASE) --config $(NEUTRAL_CONFIG) --cores $(CORES)
 
 html-report: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --report results/report.html

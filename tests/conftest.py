@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,15 +21,24 @@ WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 if WORKERS > 1:
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # read when torch is first imported, just below
 STUDY_CORES = max(1, (os.cpu_count() or 1) // WORKERS)
+# pyarrow (which pandas imports) starts jemalloc's background thread; the warm interpreter forks only
+# from a single-threaded process, so this session (and every process it starts) keeps jemalloc to
+# one thread. It changes how Arrow frees memory, not what any job computes.
+os.environ.setdefault("JE_ARROW_MALLOC_CONF", "background_thread:false")
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from filelock import FileLock
 
-from mrd_unlearning import warm
 from mrd_unlearning.data.loader import load_study_data
 from mrd_unlearning.models import build_model, encode_qa
 from mrd_unlearning.stages import build_tokenizer, prepare_data
+
+# The warm interpreter's folder (tests/warm): on sys.path for this process, and on PYTHONPATH for every
+# process the tests start, where its sitecustomize hands Snakemake jobs to the server.
+WARM = Path(__file__).resolve().parent / "warm"
+sys.path.insert(0, str(WARM))
+import warm_server as warm  # noqa: E402
 
 TINY_DATA = {"source": "synthetic", "forget_percent": 25, "retain_eval_size": 8,
              "synthetic": {"n_people": 8, "attributes_per_person": 3, "values_per_attribute": 6,
@@ -99,11 +109,13 @@ def pytest_collection_modifyitems(items):
 @pytest.fixture(scope="session", autouse=True)
 def warm_interpreter(request, tmp_path_factory, worker_id):
     """Where the session runs studies, each worker serves their jobs from one interpreter that has
-    imported torch and transformers once (mrd_unlearning.warm): each job then starts in a fork of
-    it in a fraction of a second instead of several. Every process the tests start inherits
-    MRD_WARM_SOCKET; the server logs each job it ran to warm-<worker>.log in the session's folder.
-    Gives its socket, the folder of every worker's log and the environment it started in (a job
-    with another environment runs in its own process), or None in a session without studies."""
+    imported torch, transformers and the stages once (tests/warm/warm_server.py): each job then
+    starts in a fork of it in a fraction of a second instead of several. Every process the tests
+    start inherits MRD_WARM_SOCKET and tests/warm on PYTHONPATH; the server logs each job it ran
+    to warm-<worker>.log in the session's folder. Gives its socket, the folder of every worker's
+    log and the environment it started in (a job with another environment runs in its own
+    process), or None in a session without studies (or where the server refused to serve: then
+    every job runs in its own process, as `make reproduce` runs them)."""
     if not any(item.get_closest_marker("e2e") for item in request.session.items):
         yield None
         return
@@ -112,7 +124,13 @@ def warm_interpreter(request, tmp_path_factory, worker_id):
     log = logs / f"warm-{worker_id}.log"
     folder = tempfile.mkdtemp(prefix="mrd-warm-")  # short: a Unix socket's path has at most 107 bytes
     socket_path = os.path.join(folder, "jobs.sock")
-    server = warm.start_server(socket_path, threads=1, log=str(log))  # the test studies' `threads`
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(WARM), os.environ.get("PYTHONPATH")]))
+    try:
+        server = warm.start_server(socket_path, str(ROOT), threads=1, log=str(log))  # the test studies' `threads`
+    except RuntimeError as refused:
+        warnings.warn(f"no warm interpreter, every job runs in its own process: {refused}")
+        yield None
+        return
     os.environ[warm.ENV] = socket_path
     yield SimpleNamespace(socket=socket_path, logs=logs, env=dict(os.environ))
     os.environ.pop(warm.ENV, None)
@@ -147,10 +165,14 @@ def copy_project(work: Path) -> Path:
     return work
 
 
-def run_snakemake(work: Path, *args: str, check: bool = True, cores: int = STUDY_CORES) -> subprocess.CompletedProcess:
+def run_snakemake(work: Path, *args: str, check: bool = True, cores: int = STUDY_CORES,
+                  warm_jobs: bool = True) -> subprocess.CompletedProcess:
     """Snakemake on config/smoke.yaml and the config files that lead `args` (later ones win); a
-    target after them needs a flag in between (`--cores` ends the list)."""
-    done = subprocess.run([*SNAKEMAKE, *args, "--cores", str(cores)], cwd=work, capture_output=True, text=True)
+    target after them needs a flag in between (`--cores` ends the list). `warm_jobs` False: each
+    job in a process of its own, as `make reproduce` runs them."""
+    env = None if warm_jobs else {k: v for k, v in os.environ.items() if k != warm.ENV}
+    done = subprocess.run([*SNAKEMAKE, *args, "--cores", str(cores)], cwd=work, capture_output=True, text=True,
+                          env=env)
     if check:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -161,15 +183,17 @@ def smoke_run(tmp_path_factory, worker_id):
     """One run of config/smoke.yaml (2 replicates, every stage) that every end-to-end test which
     only reads its outputs or plans against it shares: the first pytest-xdist worker to ask runs
     it under a file lock, and each worker gets its own copy (modification times and Snakemake's
-    records kept, so the copy is up to date), since tests write into the project. Returns
-    (project folder, results folder, the run's console output)."""
+    records kept, so the copy is up to date), since tests write into the project. It runs cold,
+    each job in a process of its own, as `make reproduce` runs a study: the whole DAG on that path
+    once in every test session. Returns (project folder, results folder, the run's console
+    output)."""
     root = tmp_path_factory.getbasetemp()
     shared = root if worker_id == "master" else root.parent  # the session's folder, above the workers'
     finished = shared / "smoke_project"
     with FileLock(str(shared / "smoke_project.lock")):
         if not (finished / "console.txt").is_file():
             work = copy_project(Path(tempfile.mkdtemp(prefix="smoke_project.", dir=shared)))
-            done = run_snakemake(work, check=False, cores=os.cpu_count() or 1)  # the other workers wait for it
+            done = run_snakemake(work, check=False, cores=os.cpu_count() or 1, warm_jobs=False)  # others wait
             (work / "returncode.txt").write_text(str(done.returncode))
             (work / "console.txt").write_text(done.stdout + done.stderr)
             work.rename(finished)

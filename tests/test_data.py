@@ -171,9 +171,9 @@ def test_a_sample_longer_than_max_length_is_named_by_file_line_and_length(data_d
     out = tmp_path / "lengths.json"
     with pytest.raises(DataError, match=r"(?s)1 sequence\(s\) longer than model.max_length=96.*never_seen\.jsonl:5 \(holdout, "
                                         r"answer\): \d{3} tokens"):
-        check_lengths(str(tmp_path / "prepared"), str(out), tokenizer_source=str(tok_dir), max_length=96)
+        check_lengths(str(tmp_path / "prepared"), str(out), base=str(tok_dir), max_length=96)
     assert not out.exists()
-    check_lengths(str(tmp_path / "prepared"), str(out), tokenizer_source=str(tok_dir), max_length=4096)
+    check_lengths(str(tmp_path / "prepared"), str(out), base=str(tok_dir), max_length=4096)
     lengths = json.loads(out.read_text())
     assert lengths["longest"]["holdout"] > 200 and lengths["rows"]["forget"] == 6
 

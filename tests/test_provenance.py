@@ -86,9 +86,13 @@ EDITS = [
     ("stages.mrd", "_forget_on_model", {"baselines", "ground_truth", "mrd", "mrd_variants"}),
     ("stages.unlearn", "idk_targets", {"unlearn"}),
     ("pooled", "_factor_columns", {"mrd_validation"}),
-    ("calibration", "smallest_effects", {"calibration", "comparison_table", "report"}),
-    ("difficulty", "in_c3", {"calibration", "mrd_figures", "mrd_validation", "report"}),
+    ("calibration", "smallest_effects", {"calibration", "comparison_table", "verdicts", "report"}),
+    ("difficulty", "in_c3", {"calibration", "mrd_figures", "mrd_validation", "verdicts", "report"}),
     ("figures", "c4_forest_figure", {"comparison_table"}),
+    ("report", "verdict_table", {"verdicts"}),
+    # the report's wording and layout: a verdict neither changes nor goes stale
+    ("report", "_answers", {"report"}),
+    ("report", "md_table", {"report"}),
     ("models", "encode_text", MODEL_RULES),
 ]
 
@@ -141,7 +145,7 @@ def test_the_run_record_gathers_the_jobs_records(tmp_path):
     for name in ("a", "b/rep0"):
         (logs / name).parent.mkdir(parents=True, exist_ok=True)
         provenance.write_job_record(logs / f"{name}.log", started=0.0)
-    provenance.write_run_record(logs, tmp_path / "run.json", study="s", code={"b": "2", "a": "1"},
+    provenance.write_run_record(logs, tmp_path / "run.json", study="s", code_identities={"b": "2", "a": "1"},
                                 config_files=["c.yaml"], config_digest="h")
     record = json.loads((tmp_path / "run.json").read_text())
     assert record["jobs"] == 2 and list(record["code"]) == ["a", "b"] and record["config_hash"] == "h"

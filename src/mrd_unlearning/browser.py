@@ -85,15 +85,16 @@ def _forget_samples(path: str) -> pd.DataFrame:
 
 
 def samples_page(scores_csv: str, data_dir: str, target_samples_csv: str, retain_samples_csv: str,
-                 run_dirs: dict[str, str], curves_csvs: dict[str, str], out_html: str, *, name: str, replicate: int,
-                 seed: int) -> None:
+                 run_dirs: list[str], curves_csvs: list[str], out_html: str, *, name: str, replicate: int,
+                 seed: int, arms: list[str], truths: list[str]) -> None:
     """results/<name>/samples.html: the page, its data embedded (the models' outputs of
-    `replicate`, each unlearned model's run with `seed`, after the budget; the likelihood curves
-    of `replicate`'s ground-truth runs, one table per ground truth in `curves_csvs`)."""
+    `replicate`, each unlearned model's run with `seed`, after the budget: one folder of
+    `run_dirs` per arm of `arms`; the likelihood curves of `replicate`'s ground-truth runs, one
+    table of `curves_csvs` per ground truth of `truths`)."""
     models = {"target": _forget_samples(target_samples_csv), "retain": _forget_samples(retain_samples_csv)}
-    for arm, folder in run_dirs.items():
+    for arm, folder in zip(arms, run_dirs, strict=True):
         models[arm] = _forget_samples(str(Path(folder) / f"seed{seed}" / "eval_budget_samples.csv"))
-    curves = {truth: pd.read_csv(path) for truth, path in curves_csvs.items()}
+    curves = {truth: pd.read_csv(path) for truth, path in zip(truths, curves_csvs, strict=True)}
     rows, columns = sample_rows(pd.read_csv(scores_csv), load_study_data(data_dir).forget, models, curves)
     primary = columns["primary"]
     order = sorted(rows, key=lambda r: -np.inf if r["values"][primary] is None else r["values"][primary])

@@ -4,7 +4,9 @@ each rule runs is derived in provenance.py.)"""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import time
@@ -30,23 +32,62 @@ def lazy_module(name: str):
     return module
 
 
-def stage_params(snakemake) -> dict:
-    """A rule's params as keyword arguments for its stage, less its code identity."""
-    return {k: v for k, v in snakemake.params.items() if k != "code"}
+# Params every rule has that its stage does not take: which function it runs, and that
+# function's code identity (both read by provenance.py from the rule's definition).
+RULE_PARAMS = ("stage", "code")
+# An input named after_<x> only orders the job after <x> (the stage does not read it).
+ORDER_ONLY = "after_"
 
 
-def replicate_inputs(snakemake) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
-    """An aggregate rule's inputs, as the Snakefile's `per_replicate` names them (`<key>_<r>`):
-    ({replicate: {key: path}}, the other named inputs)."""
-    per_replicate: dict[str, dict[str, str]] = {}
-    shared: dict[str, str] = {}
+def stage_function(stage: str):
+    """ "stages.mrd:score_forget_set" -> that function of this package, imported."""
+    module, _, name = stage.partition(":")
+    return getattr(importlib.import_module(f"{__package__}.{module}"), name)
+
+
+def stage_arguments(function, snakemake) -> dict:
+    """A job's keyword arguments for its stage function, by name: each named input and output,
+    the params (less RULE_PARAMS), and the job's `threads` and wildcards where the function takes
+    them. Two names gather: `replicates` takes the inputs named <key>_<replicate> as {replicate:
+    {key: path}}, `out` takes every output as {name: path}. A parameter without a value here is
+    None when it allows None (an optional input this configuration lacks); anything given that
+    the function does not take is an error, so a rule and its stage cannot drift apart."""
+    accepted = inspect.signature(function).parameters
+    given, replicates = {}, {}
     for name, path in snakemake.input.items():
         key, _, replicate = name.rpartition("_")
-        if key and replicate.isdigit():
-            per_replicate.setdefault(replicate, {})[key] = path
-        else:
-            shared[name] = path
-    return per_replicate, shared
+        if "replicates" in accepted and key and replicate.isdigit():
+            replicates.setdefault(replicate, {})[key] = path
+        elif not name.startswith(ORDER_ONLY):  # a list of files stays a list; an empty one is None
+            given[name] = (list(path) or None) if isinstance(path, list) else path
+    if replicates:
+        given["replicates"] = replicates
+    outputs = dict(snakemake.output.items())
+    given.update({"out": outputs} if "out" in accepted else outputs)
+    given.update({k: v for k, v in snakemake.params.items() if k not in RULE_PARAMS})
+    extra = {"threads": snakemake.threads, **dict(snakemake.wildcards.items())}
+    for name, value in extra.items():  # a wildcard is a string; an int where the function says so
+        if name in accepted and name not in given:
+            given[name] = int(value) if str(accepted[name].annotation) in ("int", "<class 'int'>") else value
+    keywords = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepted.values())
+    unknown = sorted(set(given) - set(accepted))
+    if unknown and not keywords:
+        raise TypeError(f"rule {snakemake.rule}: {function.__name__} takes no {', '.join(unknown)}")
+    for name, parameter in accepted.items():
+        if name not in given and parameter.default is inspect.Parameter.empty and parameter.kind not in (
+                inspect.Parameter.VAR_KEYWORD, inspect.Parameter.VAR_POSITIONAL):
+            if "None" not in str(parameter.annotation):
+                raise TypeError(f"rule {snakemake.rule}: nothing gives {function.__name__}'s {name!r}")
+            given[name] = None
+    return given
+
+
+def run_stage(snakemake) -> None:
+    """What every rule's script does: run the stage function the rule names, with the job's
+    inputs, outputs, params and threads (see `stage_arguments`), its output sent to its log."""
+    with job_log(snakemake.log[0] if snakemake.log else None):
+        function = stage_function(snakemake.params.stage)
+        function(**stage_arguments(function, snakemake))
 
 
 @contextlib.contextmanager

@@ -11,7 +11,7 @@ import pandas as pd
 from .jobs import lazy_module
 from .claims import compare_samplers, completeness_metric, ranked_truths
 from .data.loader import forget_groups, load_study_data
-from .difficulty import difficulty_table, in_c3
+from .difficulty import LEARNING_EVENTS, difficulty_table, in_c3
 from .calibration import c4_unit, calibrate, design_from_study, group_differences, run_share, smallest_effects
 from .io import read_json, write_csv
 from .validation import replicate_stability, sigma_sweep_table, validation_table, variant_column
@@ -51,13 +51,17 @@ def _replicate_scores(replicate: str, mrd_csv: str, counts_csvs: dict[str, str],
     return scores
 
 
-def collect_scores(per_replicate: dict[str, dict], data_dir: str, out_csv: str, *, eps: float) -> None:
+def collect_scores(replicates: dict[str, dict[str, str]], data_dir: str, out_csv: str, *, eps: float,
+                   truths: list[str]) -> None:
     """mrd/scores.csv: one row per (replicate, forget sample): MRD, every ground truth, the
     variants (where measured), every other difficulty score (`difficulty.SCORES`), the sample's
     group (an author, a person; `data.loader.forget_groups`) and the known factors.
-    `per_replicate`: replicate -> the keyword paths of `_replicate_scores`."""
-    scores = pd.concat([_replicate_scores(r, eps=eps, **paths) for r, paths in per_replicate.items()],
-                       ignore_index=True)
+    `replicates`: r -> {mrd, baselines, retain (its per-sample evaluation), target (the model
+    folder, with its learning events), each of `truths`, and variants where measured}."""
+    scores = pd.concat([_replicate_scores(r, files["mrd"], {t: files[t] for t in truths}, files["baselines"],
+                                          files["retain"], files.get("variants"), eps,
+                                          str(Path(files["target"]) / LEARNING_EVENTS))
+                        for r, files in replicates.items()], ignore_index=True)
     groups = forget_groups(load_study_data(data_dir))
     scores.insert(2, "group", [groups[i] for i in scores.sample_id])
     factors = Path(data_dir) / "factors.csv"
@@ -73,11 +77,14 @@ def _concat(paths: dict[str, str]) -> pd.DataFrame:
     return table[["replicate", *[c for c in table.columns if c != "replicate"]]]
 
 
-def mrd_validation(scores_csv: str, variants_csvs: dict[str, str], stability_csvs: dict[str, str], data_dir: str, *,
-                   out: dict[str, str], eps: float, statistics_cfg: dict) -> None:
+def mrd_validation(scores_csv: str, replicates: dict[str, dict[str, str]], data_dir: str, *, out: dict[str, str],
+                   eps: float, statistics_cfg: dict) -> None:
     """tables/mrd_validation.csv (per replicate and pooled), tables/mrd_stability.csv and
-    tables/mrd_sigma_sweep.csv (the replicates that ran the variant study), and
-    tables/replicate_stability.csv (does a sample keep its difficulty in a new training run?)."""
+    tables/mrd_sigma_sweep.csv (the replicates that ran the variant study: `replicates`, r ->
+    {variants, stability}), and tables/replicate_stability.csv (does a sample keep its difficulty
+    in a new training run?)."""
+    variants_csvs = {r: files["variants"] for r, files in replicates.items()}
+    stability_csvs = {r: files["stability"] for r, files in replicates.items()}
     scores = pd.read_csv(scores_csv)
     kw = dict(n_resamples=statistics_cfg["bootstrap_resamples"], alpha=statistics_cfg["alpha"],
               min_groups=statistics_cfg["min_groups"])
@@ -93,6 +100,14 @@ def mrd_validation(scores_csv: str, variants_csvs: dict[str, str], stability_csv
                               "loss", "grad_norm", "mrd_thirdparty",
                               "memorization", "entanglement", "learning_confidence") if c in scores]
     write_csv(out["replicate_stability"], replicate_stability(scores, quantities, **kw))
+
+
+def unlearning_tables(run_dirs: list[str], replicates: dict[str, dict[str, str]], data_dir: str, table_csv: str,
+                      curves_csv: str, authors_csv: str) -> None:
+    """The unlearning runs' tables: `unlearning_table` and `author_outcomes` (`replicates`: r ->
+    {retain_samples})."""
+    unlearning_table(run_dirs, table_csv, curves_csv)
+    author_outcomes(run_dirs, {r: files["retain_samples"] for r, files in replicates.items()}, data_dir, authors_csv)
 
 
 def unlearning_table(run_dirs: list[str], out_csv: str, curves_csv: str) -> None:
@@ -198,9 +213,10 @@ def mrd_figures(scores_csv: str, validation_csv: str, stability_csv: str, sweep_
                              out["stability"])
 
 
-def unlearning_figures(unlearning_csv: str, curves_csv: str, retain_summary_jsons: dict[str, str],
+def unlearning_figures(unlearning_csv: str, curves_csv: str, replicates: dict[str, dict[str, str]],
                        out: dict[str, str]) -> None:
-    levels = {int(r): read_json(path)["forget_loglik"] for r, path in retain_summary_jsons.items()}
+    """`replicates`: r -> {retain: the retain model's evaluation summary} (the level to reach)."""
+    levels = {int(r): read_json(files["retain"])["forget_loglik"] for r, files in replicates.items()}
     runs = pd.read_csv(unlearning_csv)
     budgets = runs.groupby("algorithm").steps.max().to_dict()
     figures.unlearning_curves_figure(pd.read_csv(curves_csv), levels, budgets, out["curves"])

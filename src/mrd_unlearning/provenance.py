@@ -271,8 +271,12 @@ def _rule_tokens(text: str) -> str:
     return " ".join(out)
 
 
-def rule_definitions(workflow_dir: str | Path) -> dict[str, tuple[str, Path | None]]:
-    """Rule -> (its normalized definition, its script) for every rule in workflow/rules/*.smk."""
+STAGE = re.compile(r"""^\s+stage=["']([\w.]+):(\w+)["']""", re.M)
+
+
+def rule_definitions(workflow_dir: str | Path) -> dict[str, tuple[str, Path | None, tuple[str, str] | None]]:
+    """Rule -> (its normalized definition, its script, the (module, function) its `stage` param
+    names) for every rule in workflow/rules/*.smk."""
     workflow_dir = Path(workflow_dir)
     rules = {}
     for smk in sorted((workflow_dir / "workflow" / "rules").glob("*.smk")):
@@ -288,16 +292,21 @@ def rule_definitions(workflow_dir: str | Path) -> dict[str, tuple[str, Path | No
                 block.append(line)
             body = "".join(block)
             script = re.search(r"^\s+script:\s*\n?\s*[\"']([^\"']+)[\"']", body, re.M)
-            rules[name] = (_rule_tokens(body), (smk.parent / script[1]).resolve() if script else None)
+            stage = STAGE.search(body)
+            rules[name] = (_rule_tokens(body), (smk.parent / script[1]).resolve() if script else None,
+                           (stage[1], stage[2]) if stage else None)
     return rules
 
 
 def rule_code(workflow_dir: str | Path, package_root: str | Path = PACKAGE) -> dict[str, dict[str, str]]:
-    """Rule -> every piece of code its jobs run, by key (see `closure`), its definition first."""
+    """Rule -> every piece of code its jobs run, by key (see `closure`): its definition, its script
+    and what the script reaches, and the stage function it names and what that reaches (the
+    script imports the stage by its name, which the closure cannot follow by itself)."""
     package = Package(Path(package_root))
     code = {}
-    for rule, (definition, script) in rule_definitions(workflow_dir).items():
-        code[rule] = {"rule": definition, **(script_code(script, package) if script else {})}
+    for rule, (definition, script, stage) in rule_definitions(workflow_dir).items():
+        code[rule] = {"rule": definition, **(script_code(script, package) if script else {}),
+                      **(closure([stage], package) if stage else {})}
     return code
 
 
@@ -384,7 +393,7 @@ def config_hash(config: dict) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def write_run_record(logs_dir: str | Path, out_json: str | Path, *, study: str, code: dict[str, str],
+def write_run_record(logs_dir: str, out_json: str, *, study: str, code_identities: dict[str, str],
                      config_files: list[str], config_digest: str) -> None:
     """results/<study>/run.json: the commit now and whether the tree was dirty, the config's
     content hash, each rule's code identity as run (every job's `code` param equals it, or
@@ -401,6 +410,7 @@ def write_run_record(logs_dir: str | Path, out_json: str | Path, *, study: str, 
     commits = collections.Counter(f"{j['commit'] or 'outside git'}{' (dirty)' if j['dirty'] else ''}" for j in jobs)
     write_json(out_json, {
         "study": study, "recorded": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        **commit(), "config_files": list(config_files), "config_hash": config_digest, "code": dict(sorted(code.items())),
+        **commit(), "config_files": list(config_files), "config_hash": config_digest,
+        "code": dict(sorted(code_identities.items())),
         "jobs": len(jobs), "job_commits": dict(commits.most_common()),
         "machines": [{**json.loads(m), "jobs": n} for m, n in machines.most_common()]})

@@ -1,6 +1,7 @@
-"""report.md (tables, figures, claim-by-claim verdicts, pooled and per replicate) and
-metrics.json (headline numbers and the pooled verdicts). The verdicts come from `claims`; this
-module gathers what each claim's section shows and renders templates/report.md.j2."""
+"""The study's answers and its report: `decide` writes tables/verdicts.csv and metrics.json
+(headline numbers and the pooled verdicts, which come from `claims`); `write` renders report.md
+(tables, figures, claim-by-claim sections, pooled and per replicate) from templates/report.md.j2,
+its answers read from verdicts.csv."""
 from __future__ import annotations
 
 import os
@@ -397,20 +398,17 @@ def _calibration(table: pd.DataFrame) -> dict[str, str]:
     return lines
 
 
-def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, evaluation_cfg: dict, level_cap: float,
-          out_md: str, out_metrics: str, out_verdicts: str) -> None:
-    """`paths`: the study's tables, figures and data folder, and per replicate (`replicates`: r ->
-    {target_eval, retain_eval, target_finetune, retain_finetune, mrd_meta})."""
-    replicates = {int(r): {k: read_json(p) for k, p in v.items()} for r, v in paths["replicates"].items()}
-    first = replicates[min(replicates)]
+def _analysis(replicates: dict, statistics_cfg: dict, paths: dict) -> dict:
+    """What the verdicts rest on, per claim (pooled and per replicate), and what the report shows
+    beside them: computed alike by the verdicts rule and the report rule, from the same files."""
+    loaded = {int(r): {k: read_json(Path(p) / "finetune.json" if k.endswith("_finetune") else p)
+                       for k, p in v.items()} for r, v in replicates.items()}
+    first = loaded[min(loaded)]
     scores = pd.read_csv(paths["scores"])
     validation = pd.read_csv(paths["validation"], dtype={"replicate": str})
-    stability = pd.read_csv(paths["stability"])
-    sweep = pd.read_csv(paths["sweep"])
     replicate_stability = pd.read_csv(paths["replicate_stability"], dtype={"replicate_a": str, "replicate_b": str})
     runs = pd.read_csv(paths["unlearning"])
     comparison = pd.read_csv(paths["comparison"], dtype={"replicate": str})
-    rel = {k: os.path.relpath(v, Path(out_md).parent) for k, v in paths.items() if str(v).endswith(".png")}
     every_truth = list(dict.fromkeys(validation.ground_truth))  # metrics.json has them all
     truths = claims.ranked_truths(every_truth)
     primary = truths[0]
@@ -419,36 +417,22 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
     completeness = claims.COMPLETENESS[kind]
     calibration = pd.read_csv(paths["calibration"])
     unit = _group_unit(paths["data"])
-
     context = {
-        "name": name, "replicates": sorted(replicates), "figures": rel, "truths": truths, "alpha": statistics_cfg["alpha"],
-        "resamples": statistics_cfg["bootstrap_resamples"], "power": statistics_cfg["power"],
-        "threshold": statistics_cfg["spread_threshold"],
-        "setup": _setup(paths["data"], model_cfg, first["target_finetune"], first["retain_finetune"], first["target_eval"]),
-        "memorisation": _memorisation({(r, role): v[f"{role}_finetune"] for r, v in replicates.items()
-                                       for role in ("target", "retain")},
-                                      {(r, role): v[f"{role}_eval"] for r, v in replicates.items()
-                                       for role in ("target", "retain")}),
+        "loaded": loaded, "first": first, "scores": scores, "validation": validation, "shown": shown, "runs": runs,
+        "every_truth": every_truth, "truths": truths, "primary": primary, "kind": kind, "unit": unit,
+        "completeness": completeness, "calibration_table": calibration, "replicates": sorted(loaded),
         "mrd_meta": pd.DataFrame([{"replicate": r, **{k: v["mrd_meta"][k] for k in
                                                       ("statistic", "normalize", "sigma_mode", "K", "sigma",
                                                        "positive_share", "n_samples", "forward_passes")}}
-                                  for r, v in sorted(replicates.items())]),
-        "evaluation": evaluation_cfg, "level_cap": level_cap, "data_kind": kind, "text_note": _text_note(kind),
-        "generation": _generation(evaluation_cfg, first["target_eval"]),
-        # ground_truth.max_samples: the ground truths, and every correlation with them, on a subsample
-        "truth_samples": (int(scores.groupby("replicate").size().max()), int(first["mrd_meta"]["n_samples"])),
+                                  for r, v in sorted(loaded.items())]),
         "c1": _c1(scores, replicate_stability, statistics_cfg, unit),
-        "ties": _ties(scores),
-        "variants": _variants(stability, sweep, shown, truths),
         "c4": {**_c4(runs, comparison, statistics_cfg, completeness),
                "unit": _c4_unit(pd.read_csv(paths["c4_unit"]), unit)},
         "field": _field(shown, comparison, runs, statistics_cfg["alpha"],
-                        {f"{role} model": [v[f"{role}_eval"] for v in replicates.values()]
+                        {f"{role} model": [v[f"{role}_eval"] for v in loaded.values()]
                          for role in ("target", "retain")}, completeness,
                         smallest_effects(statistics_cfg, completeness)),
-        "smallest_rho": statistics_cfg["smallest_rho"], "min_groups": statistics_cfg["min_groups"],
         "calibration": calibration.drop(columns=["design"]), "calibration_design": calibration.design.iloc[0],
-        "meanings": claims.MEANINGS,
     }
     where = context["c1"]["scope"]
     context["c2"] = _c2(shown, primary, statistics_cfg["smallest_rho"], where)
@@ -459,17 +443,59 @@ def write(*, name: str, paths: dict, model_cfg: dict, statistics_cfg: dict, eval
         part["agreement"] = claims.agreement(part["verdict"], part["per_replicate"]) if part["per_replicate"] else ""
         part["calibration"] = lines.get(claim.upper(), "not calibrated (nothing to compare)")
         part.setdefault("scope", "")
-    verdicts = verdict_table(context, shown, calibration)
-    context["answers"] = _answers(verdicts)
-    context["abstract"] = _abstract(name, scores, runs, replicates, unit)
+    return context
+
+
+def decide(*, replicates: dict, statistics_cfg: dict, out_metrics: str, out_verdicts: str, **paths: str) -> None:
+    """tables/verdicts.csv and metrics.json: the study's answers, decided in a rule of their own
+    (the report only renders them, so no edit to its wording or figures can change a verdict).
+    `paths`: the study's tables and data folder by name; `replicates`: r -> {target_eval,
+    retain_eval, mrd_meta}."""
+    context = _analysis(replicates, statistics_cfg, paths)
+    verdicts = verdict_table(context, context["shown"], context["calibration_table"])
+    write_json(out_metrics, headline_metrics({**context, "truths": context["every_truth"]}, context["validation"],
+                                             context["primary"]))
+    with atomic_path(out_verdicts) as tmp:
+        verdicts.to_csv(tmp, index=False)
+
+
+def write(*, name: str, replicates: dict, model_cfg: dict, statistics_cfg: dict, evaluation_cfg: dict,
+          level_cap: float, verdicts: str, out_md: str, **paths: str) -> None:
+    """report.md: the answers (from the verdicts rule's `verdicts` table), then every claim's
+    section with its tables and figures. `paths`: the study's tables, figures and data folder by
+    name; `replicates`: r -> {target_eval, retain_eval, target_finetune, retain_finetune (the model
+    folders), mrd_meta}."""
+    context = _analysis(replicates, statistics_cfg, paths)
+    loaded, first, scores, runs = context["loaded"], context["first"], context["scores"], context["runs"]
+    kind = context["kind"]
+    context.update({
+        "name": name, "figures": {k: os.path.relpath(v, Path(out_md).parent) for k, v in paths.items()
+                                  if str(v).endswith(".png")},
+        "alpha": statistics_cfg["alpha"], "resamples": statistics_cfg["bootstrap_resamples"],
+        "power": statistics_cfg["power"], "threshold": statistics_cfg["spread_threshold"],
+        "setup": _setup(paths["data"], model_cfg, first["target_finetune"], first["retain_finetune"], first["target_eval"]),
+        "memorisation": _memorisation({(r, role): v[f"{role}_finetune"] for r, v in loaded.items()
+                                       for role in ("target", "retain")},
+                                      {(r, role): v[f"{role}_eval"] for r, v in loaded.items()
+                                       for role in ("target", "retain")}),
+        "evaluation": evaluation_cfg, "level_cap": level_cap, "data_kind": kind, "text_note": _text_note(kind),
+        "generation": _generation(evaluation_cfg, first["target_eval"]),
+        # ground_truth.max_samples: the ground truths, and every correlation with them, on a subsample
+        "truth_samples": (int(scores.groupby("replicate").size().max()), int(first["mrd_meta"]["n_samples"])),
+        "ties": _ties(scores),
+        "variants": _variants(pd.read_csv(paths["stability"]), pd.read_csv(paths["sweep"]), context["shown"],
+                              context["truths"]),
+        "smallest_rho": statistics_cfg["smallest_rho"], "min_groups": statistics_cfg["min_groups"],
+        "meanings": claims.MEANINGS,
+        "answers": _answers(pd.read_csv(verdicts).fillna({c: "" for c in ("scope", "short", "per_replicate",
+                                                                            "smallest_effect")})),
+        "abstract": _abstract(name, scores, runs, loaded, context["unit"]),
+    })
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     env.filters.update(table=md_table, ci=ci)
     with atomic_path(out_md) as tmp:
         tmp.write_text(env.get_template(TEMPLATE.name).render(**context))
-    write_json(out_metrics, headline_metrics({**context, "truths": every_truth}, validation, primary))
-    with atomic_path(out_verdicts) as tmp:
-        verdicts.to_csv(tmp, index=False)
 
 
 CLAIMS = {"C1": "C1 difficulty varies from sample to sample", "C2": "C2 MRD predicts the required updates",

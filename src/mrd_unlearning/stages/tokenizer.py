@@ -7,12 +7,14 @@ from ..io import atomic_path, write_json
 from ..models import load_tokenizer, sequence_lengths, train_tokenizer
 
 
-def check_lengths(data_dir: str, out_json: str, *, tokenizer_source: str, max_length: int) -> None:
+def check_lengths(data_dir: str, out_json: str, *, max_length: int, base: str | None = None,
+                  name_or_path: str | None = None) -> None:
     """Every sequence any stage builds from the study's rows (samples, paraphrases, wrong
-    answers, text) against model.max_length, with the model's own tokenizer and prompt format,
-    before any model trains: a too-long row is named by file, line and length."""
+    answers, text) against model.max_length, with the model's own tokenizer and prompt format
+    (from the `base` folder fine-tuning starts from, else the model's `name_or_path`), before any
+    model trains: a too-long row is named by file, line and length."""
     data = load_study_data(data_dir)
-    tokenizer = load_tokenizer(tokenizer_source)
+    tokenizer = load_tokenizer(base or name_or_path)
     longest: dict[str, int] = {}
     too_long = []
     for role, where, row in located_rows(data):

@@ -50,7 +50,7 @@ def test_every_rule_with_a_script_passes_its_own_identity(identities):
     """A rule that named another rule's identity would rerun on the wrong edits."""
     definitions = provenance.rule_definitions(ROOT)
     assert set(identities) == set(definitions) and len(identities) >= 20
-    for rule, (text, script) in definitions.items():
+    for rule, (text, script, _) in definitions.items():
         assert script is not None and script.is_file(), rule
         assert f'code = CODE [ "{rule}" ]' in text, rule
 

@@ -19,16 +19,19 @@ def test_the_comparison_finds_a_changed_number_a_changed_key_and_a_missing_file(
         (side / "logs").mkdir()
         pd.DataFrame({"x": [0.1, 0.2], "wall_s": [1.0, 2.0]}).to_csv(side / "tables" / "a.csv", index=False)
         (side / "m.json").write_text(json.dumps({"rho": 0.5, "wall_s": 3}))
+        (side / "rows.json").write_text('{"q": 1}\n{"q": 2}\n')  # JSON lines: compared byte for byte
         (side / "logs" / "job.log").write_text(f"{side.name}\n")  # logs describe the run: not compared
     pd.DataFrame({"x": [0.1, 0.2], "wall_s": [9.0, 9.0]}).to_csv(work / "tables" / "a.csv", index=False)
-    assert neutral.compare(base, work) == (2, [])  # timings aside, the same
+    assert neutral.compare(base, work) == (3, [])  # timings aside, the same
     pd.DataFrame({"x": [0.1, 0.2000000001], "wall_s": [1.0, 2.0]}).to_csv(work / "tables" / "a.csv", index=False)
     (work / "m.json").write_text(json.dumps({"rho": 0.51, "wall_s": 3}))
     (work / "new.csv").write_text("y\n1\n")
+    (work / "rows.json").write_text('{"q": 1}\n{"q": 3}\n')
     compared, differences = neutral.compare(base, work)
-    assert compared == 2 and len(differences) == 3
+    assert compared == 3 and len(differences) == 4
     assert differences[0] == "new.csv: only in the work tree's run"
-    assert differences[1] == "m.json: keys differ: rho" and differences[2].startswith("tables/a.csv")
+    assert differences[1] == "m.json: keys differ: rho" and differences[2] == "rows.json: bytes differ"
+    assert differences[3].startswith("tables/a.csv")
 
 
 @pytest.mark.e2e

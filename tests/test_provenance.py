@@ -110,10 +110,14 @@ def test_edits_to_a_rule_or_its_script_flag_that_rule(tmp_path, identities):
     smk = work / "workflow" / "rules" / "mrd.smk"
     smk.write_text(smk.read_text().replace("runtime=planned(\"mrd_variants\", \"runtime\", 120)",
                                            "runtime=planned(\"mrd_variants\", \"runtime\", 121)"))
-    script = work / "workflow" / "scripts" / "scores.py"
-    script.write_text(script.read_text().replace("eps=sm.params.eps", "eps=2 * sm.params.eps"))
+    smk.write_text(smk.read_text().replace('eps=config["mrd"]["eps"],\n        truths',
+                                           'eps=2 * config["mrd"]["eps"],\n        truths'))
     after = provenance.rule_identities(work)
     assert {rule for rule in identities if after[rule] != identities[rule]} == {"mrd_variants", "scores"}
+    script = work / "workflow" / "scripts" / "stage.py"
+    script.write_text(script.read_text() + "\nSTAGE_SCRIPT_EDITED = True\n")
+    edited = provenance.rule_identities(work)
+    assert {rule for rule in identities if edited[rule] != after[rule]} == set(identities)
 
 
 def test_a_name_the_closure_cannot_follow_is_an_error(tmp_path):
@@ -188,7 +192,7 @@ def test_snakemake_plans_exactly_the_jobs_an_edit_reaches(smoke_run, tmp_path):
     _edit_function(package, "pooled", "_factor_columns")
     jobs, changed = _planned(run_snakemake(work, "--dry-run").stdout)
     assert changed - {"run_record"} == {"mrd_validation"}
-    assert set(jobs) == {"mrd_validation", "mrd_figures", "calibration", "report", "run_record", "all"}
+    assert set(jobs) == {"mrd_validation", "mrd_figures", "calibration", "verdicts", "report", "run_record", "all"}
     _edit_function(package, "stages.unlearn", "idk_targets")
     jobs, changed = _planned(run_snakemake(work, "--dry-run").stdout)
     assert changed - {"run_record"} == {"mrd_validation", "unlearn"} and jobs["unlearn"] == 8

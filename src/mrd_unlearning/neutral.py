@@ -29,6 +29,15 @@ TIMING = frozenset({"wall_s", "refresh_s", "eval_s", "wall_total_s", "seconds"})
 NOT_RESULTS = ("logs/", "benchmarks/", "run.json")
 
 
+def _json_object(path: Path) -> dict | None:
+    """The file's JSON object; None for anything else (JSON lines, arrays): compared byte for byte."""
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return None
+    return document if isinstance(document, dict) else None
+
+
 def difference(first: Path, second: Path, name: str) -> str | None:
     """How file `name` differs between two runs' folders (None: the same, timings aside)."""
     a_path, b_path = Path(first) / name, Path(second) / name
@@ -40,8 +49,9 @@ def difference(first: Path, second: Path, name: str) -> str | None:
         except AssertionError as differ:
             return str(differ).strip().splitlines()[0] if str(differ).strip() else f"{name}: differs"
         return None
-    if name.endswith(".json"):
-        a, b = ({k: v for k, v in json.loads(p.read_text()).items() if k not in TIMING} for p in (a_path, b_path))
+    documents = [_json_object(p) for p in (a_path, b_path)] if name.endswith(".json") else [None]
+    if None not in documents:
+        a, b = ({k: v for k, v in d.items() if k not in TIMING} for d in documents)
         if a == b:
             return None
         keys = sorted(k for k in {*a, *b} if a.get(k) != b.get(k))

@@ -48,11 +48,15 @@ def test_pages_state_frozen_facts_and_the_check_names_stale_rules(tmp_path, monk
     monkeypatch.setattr(snapshot, "rule_identities", lambda *_: {**current, "mrd": "0" * 16})
     assert snapshot.study_page(snap) == page  # the page does not depend on today's code
     assert snapshot.stale_rules(snap) == ["mrd"]
+    snap["run"]["feeds"] = sorted(set(current) - {"report", "mrd_figures"})  # a report edit stales no verdict
+    monkeypatch.setattr(snapshot, "rule_identities", lambda *_: {**current, "mrd": "0" * 16, "report": "1" * 16,
+                                                                "mrd_figures": "2" * 16})
+    assert snapshot.stale_rules(snap) == ["mrd"]
     folder = tmp_path / "default"
     shutil.copytree(ROOT / "docs" / "results" / "default", folder)
     run = json.loads((folder / "run.json").read_text())
-    (folder / "run.json").write_text(json.dumps({**run, "record": snap["run"]["record"]}))
-    assert snapshot.check(tmp_path) == [f"{folder}: the code of 1 rule(s) changed since its run: mrd (rerun, then "
+    (folder / "run.json").write_text(json.dumps({**run, "record": snap["run"]["record"], "feeds": snap["run"]["feeds"]}))
+    assert snapshot.check(tmp_path) == [f"{folder}: the code of 1 rule(s) feeding it changed since its run: mrd (rerun, then "
                                         "`make snapshot CONFIG=config/config.yaml`)"]
     monkeypatch.setattr(snapshot, "rule_identities", lambda *_: current)
     assert snapshot.check(tmp_path) == []
@@ -126,6 +130,8 @@ def test_make_snapshot_on_a_finished_study(smoke_run, tmp_path):
     assert 0 < run["wall_s"] <= sum(run["job_s_per_replicate"].values()) + run["job_s_shared"] + 1
     assert run["record"] == json.loads((out / "run.json").read_text())
     assert run["record"]["code"] == provenance.rule_identities(work)
+    assert {"unlearn", "mrd", "ground_truth", "verdicts", "calibration"} <= set(run["feeds"])  # the verdicts' DAG
+    assert not {"report", "samples_page", "run_record", "all"} & set(run["feeds"])  # rendering only
     timing = pd.read_csv(snap / "timing.csv")
     assert timing.rule.iloc[-1] == "total" and timing.jobs.iloc[-1] == len(list((out / "benchmarks").rglob("*.tsv")))
     page = (tmp_path / "snap" / "smoke.md").read_text()

@@ -8,13 +8,14 @@
 A snapshot, docs/results/<study>/, is a few kilobytes taken from a finished run: its verdicts
 (tables/verdicts.csv), metrics.json, the calibration and C4-unit tables, what the design can detect
 (the power plan, with the run's own variance components), the time per rule (`make timing`'s
-table), the run's wall time per replicate, and the study's run record (results/<study>/run.json:
+table), the run's wall time per replicate, the rules that feed the copied files, and the study's run record (results/<study>/run.json:
 commit, config hash, each rule's code identity as run, the jobs' machines and libraries). A
 snapshot is taken only of results the checkout's code produced (Snakemake plans no job for the
 study). The README's results table and each docs/results/<study>.md are rendered from snapshots
 alone and state frozen facts (what ran, when, where, at which commit), so they do not change
 when the code does; whether a snapshot trails the code is computed by `--check` (and `make
-docs`), which names the rules whose code identity changed since its run.
+docs`), which names the rules feeding the snapshot's files (recorded when it is taken) whose code
+identity changed since its run: an edit to the report's wording or its figures stales none.
 """
 from __future__ import annotations
 
@@ -84,19 +85,32 @@ def pending_jobs(config: str | Path, study: str) -> dict[str, int]:
     """Rule -> jobs Snakemake would still run for the study's outputs (a dry run): none when they
     are those of the checkout's code, configuration and inputs. Outputs Snakemake has no record of
     (copied in, or a record from an older Snakemake) cannot be checked, so they are refused too."""
-    targets = [f"results/{study}/{name}" for name in STUDY_OUTPUTS]
-    done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", str(config), "--cores", "1",
-                           "--dry-run", *targets], capture_output=True, text=True)
-    out = done.stdout + done.stderr
-    if done.returncode != 0:
-        last = out.strip().splitlines()[-1] if out.strip() else f"exit status {done.returncode}"
-        raise ConfigError(f"{config}: snakemake --dry-run failed: {last}")
+    out = _dry_run(config, [f"results/{study}/{name}" for name in STUDY_OUTPUTS])
     if any(marker in out for marker in UNRECORDED):
         unrecorded = [line for line in out.splitlines() if line.startswith("Rules with ") and "metadata:" in line]
         raise ConfigError(f"results/{study}: Snakemake has no record of the code and params of some outputs "
                           f"({'; '.join(unrecorded) or 'see snakemake --dry-run'}), so it cannot tell whether they "
                           f"are current; rerun the study, or add --no-check-current")
     return dry_run_jobs(out)
+
+
+def feeding_rules(config: str | Path, study: str) -> list[str]:
+    """The rules whose jobs make the files a snapshot copies (a dry run that forces every job
+    upstream of them): the ones whose code can make a snapshot trail it. The report, its figures
+    and the samples page render from those files and change none of them."""
+    out = _dry_run(config, [f"results/{study}/{name}" for name in COPIED], "--forceall")
+    return sorted(dry_run_jobs(out))
+
+
+def _dry_run(config: str | Path, targets: list[str], *flags: str) -> str:
+    """A Snakemake dry run's console output for `targets`, or a one-line error."""
+    done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", str(config), "--cores", "1",
+                           "--dry-run", *flags, *targets], capture_output=True, text=True)
+    out = done.stdout + done.stderr
+    if done.returncode != 0:
+        last = out.strip().splitlines()[-1] if out.strip() else f"exit status {done.returncode}"
+        raise ConfigError(f"{config}: snakemake --dry-run failed: {last}")
+    return out
 
 
 def dry_run_jobs(out: str) -> dict[str, int]:
@@ -130,6 +144,7 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
         jobs = ", ".join(f"{rule} ({n})" for rule, n in pending.items() if rule != "all") or "its final jobs"
         raise ConfigError(f"{source}: not the results of this checkout; Snakemake would still run {jobs}: "
                           f"run the study first (make reproduce CONFIG={config})")
+    feeds = feeding_rules(config, study)
     _, detectable = power_section(cfg, study, data_cfg, simulations=simulations, results=results)
     with atomic_path(Path(out) / study) as tmp:
         tmp.mkdir()
@@ -138,7 +153,7 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
         benchmark_table(source).to_csv(tmp / "timing.csv", index=False, float_format="%.1f")
         write_json(tmp / "run.json", {"study": study, "config": str(config), **run_times(source),
                                       "detectable": detectable, "plan_simulations": simulations,
-                                      "record": read_json(source / "run.json")})
+                                      "feeds": feeds, "record": read_json(source / "run.json")})
     return Path(out) / study
 
 
@@ -181,14 +196,16 @@ def _minutes(seconds: float) -> str:
 
 
 def stale_rules(snap: dict, workflow_dir: str | Path = ".") -> list[str] | None:
-    """The rules whose code identity now differs from the one the snapshot's run recorded (every
-    rule feeds a snapshot's files: its verdicts come from the whole DAG); None where the run
-    recorded none (a snapshot taken before run records)."""
+    """The rules feeding the snapshot's files whose code identity now differs from the one its
+    run recorded (a rule added since counts where it now feeds a rule that did: that rule's
+    definition changed with it); None where the run recorded none (a snapshot taken before run
+    records)."""
     recorded = snap["run"].get("record", {}).get("code")
     if recorded is None:
         return None
     current = rule_identities(workflow_dir)
-    return sorted(rule for rule in set(recorded) | set(current) if recorded.get(rule) != current.get(rule))
+    feeds = set(snap["run"].get("feeds", set(recorded) | set(current)))
+    return sorted(rule for rule in feeds if recorded.get(rule) != current.get(rule))
 
 
 def check(root: str | Path = SNAPSHOTS, workflow_dir: str | Path = ".") -> list[str]:
@@ -201,7 +218,7 @@ def check(root: str | Path = SNAPSHOTS, workflow_dir: str | Path = ".") -> list[
             warnings.append(f"{Path(root) / study}: taken before run records, so every rule counts as changed since its run "
                             f"({refresh})")
         elif stale:
-            warnings.append(f"{Path(root) / study}: the code of {len(stale)} rule(s) changed since its run: "
+            warnings.append(f"{Path(root) / study}: the code of {len(stale)} rule(s) feeding it changed since its run: "
                             f"{', '.join(stale)} ({refresh})")
     return warnings
 

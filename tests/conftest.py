@@ -178,6 +178,16 @@ def run_snakemake(work: Path, *args: str, check: bool = True, cores: int = STUDY
     return done
 
 
+def forced_jobs(work: Path, *rules: str) -> dict[str, int]:
+    """Rule -> job count Snakemake plans when `rules` are forced to rerun: their jobs and every job
+    that reads what they make, nothing else. The oracle for "an edit that reaches these rules
+    plans them and what follows", which stays true when a stage is added downstream."""
+    from mrd_unlearning.snapshot import dry_run_jobs
+
+    done = run_snakemake(work, "--dry-run", "--forcerun", *rules)
+    return dry_run_jobs(done.stdout + done.stderr)
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory, worker_id):
     """One run of config/smoke.yaml (2 replicates, every stage) that every end-to-end test which

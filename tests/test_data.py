@@ -194,6 +194,7 @@ def test_groups_come_from_the_rows_or_each_sample_alone(data_dir, study_data, tm
 
 def test_chunking_a_corpus_keeps_every_token_once_and_each_piece_in_its_document(study_data, tokenizer):
     from mrd_unlearning.data.corpus import chunk_documents
+    from mrd_unlearning.models import encode_sample
 
     people = sorted({r["group"] for r in study_data.forget + study_data.retain})
     documents = [" ".join(f"{r['question']} {r['answer']}" for r in study_data.forget + study_data.retain
@@ -213,6 +214,13 @@ def test_chunking_a_corpus_keeps_every_token_once_and_each_piece_in_its_document
             assert all(begin <= s and e <= begin + len(piece["text"]) for s, e in offsets[first:end])
             begin += len(piece["text"])
     assert not [r for r in rows if r["group"] == names[2]]
+    for name in names:  # only a document's last piece ends with EOS: no piece claims an end its document lacks
+        pieces = [r for r in rows if r["group"] == name]
+        assert [r["_cut"] for r in pieces] == [True] * (len(pieces) - 1) + [False] * bool(pieces)
+        for piece in pieces:
+            encoded = encode_sample(tokenizer, piece, 64).input_ids
+            ids = tokenizer.encode(piece["text"], add_special_tokens=False)
+            assert encoded == [tokenizer.bos_token_id, *ids] + ([] if piece["_cut"] else [tokenizer.eos_token_id])
     assert len(rows) == sum(-(-len(tokenizer(d, add_special_tokens=False).input_ids) // 7) for d in documents)
     assert {r["group"] for r in chunk_documents(documents[:2], tokenizer, 50)} == {"doc0", "doc1"}
     with pytest.raises(DataError, match="positive number of tokens"):

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import torch
 
-from mrd_unlearning.harness import CHOICE_LETTERS, harness_accuracy, multiple_choice_task
+from mrd_unlearning.harness import CHOICE_LETTERS, description, harness_accuracy, multiple_choice_task, task_group
 
 from .conftest import tiny_model
 
@@ -44,6 +44,31 @@ def test_the_harness_scores_a_made_up_wmdp_task_as_the_argmax_of_the_choices_log
     assert len(items) == len(rows) and items.target.tolist() == [r["answer"] for r in rows]
     assert np.allclose(np.stack(items.choice_loglik.to_numpy()), hand, atol=1e-4)
     assert items.chosen.tolist() == hand.argmax(axis=1).tolist()
-    assert accuracy["toy_wmdp"] == np.mean(hand.argmax(axis=1) == [r["answer"] for r in rows])
-    assert items.correct.mean() == accuracy["toy_wmdp"]
+    assert accuracy["toy_wmdp"]["acc"] == np.mean(hand.argmax(axis=1) == [r["answer"] for r in rows])
+    assert items.acc.mean() == accuracy["toy_wmdp"]["acc"]
     assert model.training  # scored in eval mode, handed back as it came
+
+
+def test_a_group_of_wmdp_subsets_with_their_description_lines(tokenizer, tmp_path):
+    """Two made-up subsets, each with WMDP's line naming its subject before every question, run as
+    a group (as the harness's `wmdp` group runs wmdp_bio and wmdp_chem): every item is scored
+    after that line, rows come per subset, and the group's accuracy is the mean over all items."""
+    short = [("Q{i}?", [f"v{i}", f"v{i + 1}", f"v{i + 2}", f"v{i + 3}"], i % 4) for i in range(8)]  # fits 96 tokens
+    subsets = {"toy_bio": ("biology", short[:5]), "toy_chem": ("chemistry", short[3:])}
+    for name, (subject, questions) in subsets.items():
+        data = tmp_path / f"{name}.jsonl"
+        data.write_text("".join(json.dumps({"question": q.format(i=i), "choices": c, "answer": a}) + "\n"
+                                for i, (q, c, a) in enumerate(questions)))
+        multiple_choice_task(name, data, tmp_path / "tasks", subject=subject)
+    task_group("toy_wmdp", list(subsets), tmp_path / "tasks")
+    model = tiny_model(tokenizer, seed=5)
+    scores, items = harness_accuracy(model, tokenizer, ["toy_wmdp"], include_path=tmp_path / "tasks", batch_size=4)
+    assert sorted(items.task.unique()) == sorted(subsets) and len(items) == 5 + 5
+    for name, (subject, questions) in subsets.items():
+        part = items[items.task == name].sort_values("doc_id")
+        for (i, (q, choices, answer)), logliks in zip(enumerate(questions), part.choice_loglik):
+            context = (description(subject) + f"{q.format(i=i).strip()}\n"
+                       + "".join(f"{letter}. {c}\n" for letter, c in zip(CHOICE_LETTERS, choices)) + "Answer:")
+            hand = [_hand_loglik(model, tokenizer, context, f" {letter}") for letter in CHOICE_LETTERS]
+            assert np.allclose(logliks, hand, atol=1e-4)
+    assert scores["toy_wmdp"]["acc"] == np.mean(items.acc)  # weighted by size: the mean over all 10 items

@@ -21,6 +21,13 @@ def test_rouge_l_recall_hand_computed():
     assert metrics.rouge_l_recall(["dog"], ["the cat"])[0] == 0.0
 
 
+def test_muse_rouge_is_unstemmed_rouge_l_f1():
+    # LCS 3: precision 3/3, recall 3/6 -> F1 2 x 1 x 0.5 / 1.5 = 2/3
+    assert metrics.rouge_l_f1(["the cat sat"], ["the cat sat on the mat"])[0] == pytest.approx(2 / 3)
+    # no stemmer: "cats" is not "cat" (TOFU's stemmed recall counts it)
+    assert metrics.rouge_l_f1(["cats"], ["cat"])[0] == 0.0 and metrics.rouge_l_recall(["cats"], ["cat"])[0] == 1.0
+
+
 def test_forget_quality_is_ks_pvalue_and_statistic():
     same = np.array([0.1, 0.5, 0.9, 1.3])
     assert metrics.forget_quality(same, same) == pytest.approx((1.0, 0.0))
@@ -39,6 +46,10 @@ def test_min_k_and_membership_auc():
     logp = np.array([[-1.0, -5.0, -2.0, -0.5, 0.0], [-3.0, -3.0, 0.0, 0.0, 0.0]])
     mask = np.array([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
     assert np.allclose(metrics.min_k_percent(logp, mask, k=0.4), [-3.5, -3.0])
+    # the references' count, max(1, floor(k n)), at their k = 0.4: 5 tokens -> the lowest 2; 2 tokens -> 1;
+    # 4 tokens -> 1 (a ceiling would take 2)
+    assert metrics.MIN_K == 0.4 and np.allclose(metrics.min_k_percent(logp, mask), [-3.5, -3.0])
+    assert np.allclose(metrics.min_k_percent(np.array([[-1.0, -4.0, -2.0, -3.0]]), np.ones((1, 4))), [-4.0])
     # members 3, 2 vs non-members 1, 2.5: pairs won 1 + 1 + 1 + 0 -> 3 / 4
     assert metrics.membership_auc(np.array([3.0, 2.0]), np.array([1.0, 2.5])) == pytest.approx(0.75)
 
@@ -85,7 +96,10 @@ def test_membership_attacks_on_constructed_scores():
     from mrd_unlearning.evaluation import membership_summary
 
     assert metrics.zlib_bytes("aaaa") == len(zlib.compress(b"aaaa"))
-    assert metrics.privleak(0.75, 0.5) == pytest.approx(50.0) and metrics.privleak(0.5, 0.5) == 0.0
+    # MUSE's orientation (forget = the negative class): a model that memorised the forget set (our AUC 1,
+    # MUSE's 0) against a retain model at chance gives (0 - 0.5) / 0.5 x 100 = -100
+    assert metrics.privleak(1.0, 0.5) == pytest.approx(-100.0) and metrics.privleak(0.5, 0.5) == 0.0
+    assert metrics.privleak(0.75, 0.5) == pytest.approx(-50.0) and metrics.privleak(0.25, 0.5) == pytest.approx(50.0)
 
     def frame(split, loglik, min_k):
         return pd.DataFrame({"split": split, "sample_id": range(len(loglik)), "loglik": loglik, "min_k": min_k,
@@ -101,7 +115,8 @@ def test_membership_attacks_on_constructed_scores():
     out = membership_summary(samples, reference)
     # L - L_retain: members 0, 0; non-members 1, -1 -> pairs (0 > -1) twice, (0 < 1) twice: AUC 0.5
     assert out["mia_reference"] == 0.5
-    assert out["privleak"] == pytest.approx((0.75 - 0.5) / 0.5 * 100)  # the retain model's Min-K% AUC is 0.5 (ties)
+    # the retain model's Min-K% AUC is 0.5 (ties); MUSE's AUCs are 1 - 0.75 and 1 - 0.5
+    assert out["privleak"] == pytest.approx((0.25 - 0.5) / 0.5 * 100)
 
 
 def test_min_k_plus_plus_token_scores_by_hand():

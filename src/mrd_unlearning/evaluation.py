@@ -114,8 +114,15 @@ def _split_frame(model, tokenizer, rows: list[dict], split: str, *, max_new_toke
     return pd.DataFrame({
         "split": split, "sample_id": np.arange(len(rows)), "loglik": scored["loglik"], "min_k": scored["min_k"],
         "answer_hits": scored["answer_hits"], "answer_tokens": scored["answer_tokens"], **members, **qa,
-        "rouge_l": metrics.rouge_l_recall(answers, references), "generation": answers,
+        "rouge_l": generation_rouge(rows, answers, references), "generation": answers,
     })
+
+
+def generation_rouge(rows: list[dict], answers: list[str], references: list[str]) -> np.ndarray:
+    """Each benchmark's own ROUGE of a generation: TOFU's ROUGE-L recall (stemmed) on QA rows,
+    MUSE's ROUGE-L F1 (unstemmed) on a text row's verbatim continuation."""
+    score = metrics.rouge_l_recall if "question" in rows[0] else metrics.rouge_l_f1
+    return score(answers, references)
 
 
 def _holdout_frame(model, tokenizer, rows: list[dict], *, gradient: bool, **kw) -> pd.DataFrame:
@@ -240,9 +247,9 @@ OPENUNLEARNING = {
            **{f"{p}_Q_A_ROUGE": (s, "rouge_l", "rougeL_recall", f"{p}_rouge") for s, p in UTILITY_SETS.items()},
            **{f"{p}_Truth_Ratio": (s, "truth_ratio", "score", f"{p}_truth_ratio") for s, p in UTILITY_SETS.items()}},
     "text": {"forget_Prob": ("forget", "prob", "prob", "forget_prob"),
-             "forget_verbmem_ROUGE": ("forget", "rouge_l", "rougeL_recall", "forget_rouge"),
+             "forget_verbmem_ROUGE": ("forget", "rouge_l", "rougeL_f1", "forget_rouge"),
              "retain_Prob": ("retain", "prob", "prob", "retain_prob"),
-             "retain_verbmem_ROUGE": ("retain", "rouge_l", "rougeL_recall", "retain_rouge")},
+             "retain_verbmem_ROUGE": ("retain", "rouge_l", "rougeL_f1", "retain_rouge")},
 }
 OPENUNLEARNING_AGGREGATES = {"forget_quality": "forget_quality", "model_utility": "model_utility",
                              "privleak": "privleak", "mia_min_k": "mia_auc", "mia_loss": "mia_loss",

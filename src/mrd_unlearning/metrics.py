@@ -9,12 +9,12 @@ from scipy import stats
 
 
 @functools.cache
-def _rouge():
+def _rouge(stemmer: bool):
     """Built on first use: building it logs through the root logger, which would otherwise
     configure logging (and double every Snakemake console line) in any process importing us."""
     from rouge_score import rouge_scorer
 
-    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
 
 
 def probability(loglik: np.ndarray) -> np.ndarray:
@@ -50,8 +50,15 @@ def retain_truth_ratio(r: np.ndarray) -> float:
 
 
 def rouge_l_recall(predictions: list[str], references: list[str]) -> np.ndarray:
-    scorer = _rouge()
+    """TOFU's ROUGE: ROUGE-L recall of the reference, with stemming."""
+    scorer = _rouge(stemmer=True)
     return np.array([scorer.score(ref, pred)["rougeL"].recall for pred, ref in zip(predictions, references)])
+
+
+def rouge_l_f1(predictions: list[str], references: list[str]) -> np.ndarray:
+    """MUSE's ROUGE (VerbMem, KnowMem): ROUGE-L F1, without stemming."""
+    scorer = _rouge(stemmer=False)
+    return np.array([scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)])
 
 
 def forget_quality(unlearned_truth_ratios: np.ndarray, retain_model_truth_ratios: np.ndarray) -> tuple[float, float]:
@@ -68,12 +75,16 @@ def model_utility(values: list[float]) -> float:
     return 0.0 if (values <= 0).any() else float(stats.hmean(values))
 
 
-def min_k_percent(token_logp: np.ndarray, mask: np.ndarray, k: float = 0.2) -> np.ndarray:
-    """Min-K% probability: mean of the lowest k share of token log-probs, per sample."""
+MIN_K = 0.4  # MUSE's and OpenUnlearning's k for Min-K% and Min-K%++
+
+
+def min_k_percent(token_logp: np.ndarray, mask: np.ndarray, k: float = MIN_K) -> np.ndarray:
+    """Min-K% probability: mean of the lowest max(1, floor(k x n)) of a sample's n token
+    log-probs (the references' count, so values carry the references' meaning)."""
     out = []
     for logp, m in zip(np.asarray(token_logp), np.asarray(mask, dtype=bool)):
         vals = np.sort(logp[m])
-        out.append(vals[: max(1, int(np.ceil(k * len(vals))))].mean())
+        out.append(vals[: max(1, int(k * len(vals)))].mean())
     return np.array(out)
 
 
@@ -91,9 +102,13 @@ def zlib_bytes(text: str) -> int:
     return len(zlib.compress(text.encode("utf-8")))
 
 
-def privleak(auc: float, retain_auc: float) -> float:
-    """MUSE's PrivLeak: (AUC - AUC of the retain model) / AUC of the retain model x 100, on the same
-    attack and the same members / non-members. 0 = as private as never having trained on them."""
+def privleak(member_auc: float, retain_member_auc: float) -> float:
+    """MUSE's PrivLeak, from AUCs of telling forget (members) from holdout (`membership_auc`):
+    MUSE scores the forget set as the negative class, so its AUC is 1 - ours, and PrivLeak =
+    (AUC - AUC of the retain model) / AUC of the retain model x 100 on those. 0 = as private as
+    never having trained on the forget set; a model that memorised it gives about -100, one that
+    over-unlearned it (forget less likely than unseen text) a positive value."""
+    auc, retain_auc = 1.0 - member_auc, 1.0 - retain_member_auc
     return float((auc - retain_auc) / retain_auc * 100.0)
 
 

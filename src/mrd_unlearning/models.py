@@ -13,6 +13,8 @@ import tokenizers
 import torch
 import transformers  # a lazy module: its model code loads on first use, so table-only jobs start fast
 
+from .data.loader import CUT, PREFIX
+
 PAD, BOS, EOS = "<pad>", "<s>", "</s>"
 IGNORE = -100
 
@@ -155,20 +157,28 @@ def encode_qa(tokenizer, question: str, answer: str, max_length: int) -> Encoded
     return EncodedQA(prompt + target, [IGNORE] * len(prompt) + target)
 
 
-def text_parts(tokenizer, text: str, prefix_tokens: int) -> tuple[list[int], list[int]]:
+def text_parts(tokenizer, text: str, prefix_tokens: int, eos: bool = True) -> tuple[list[int], list[int]]:
     """A text row as (context, scored continuation): BOS and the first `prefix_tokens` tokens,
-    then the rest ending with EOS. Plain text, no chat template (MUSE's and WMDP's corpora)."""
+    then the rest, ending with EOS where the text ends its document (`eos`; a corpus piece cut
+    mid-document does not, or its loss would count an end the document does not have). Plain
+    text, no chat template (MUSE's and WMDP's corpora)."""
     bos = [] if tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
-    ids = tokenizer.encode(text, add_special_tokens=False) + [tokenizer.eos_token_id]
-    if prefix_tokens >= len(ids) - 1:
-        raise ValueError(f"text of {len(ids) - 1} tokens is not longer than data.text_prefix_tokens="
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    if prefix_tokens >= len(ids):
+        raise ValueError(f"text of {len(ids)} tokens is not longer than data.text_prefix_tokens="
                          f"{prefix_tokens}: {text[:60]!r}")
-    return bos + ids[:prefix_tokens], ids[prefix_tokens:]
+    return bos + ids[:prefix_tokens], ids[prefix_tokens:] + ([tokenizer.eos_token_id] if eos else [])
 
 
-def encode_text(tokenizer, text: str, max_length: int, prefix_tokens: int = 0) -> EncodedQA:
+def row_text_parts(tokenizer, row: dict, prefix_tokens: int | None = None) -> tuple[list[int], list[int]]:
+    """`text_parts` of a text row: its prefix (unless given) and whether it ends its document."""
+    prefix = row.get(PREFIX, 0) if prefix_tokens is None else prefix_tokens
+    return text_parts(tokenizer, row["text"], prefix, eos=not row.get(CUT, False))
+
+
+def encode_text(tokenizer, text: str, max_length: int, prefix_tokens: int = 0, eos: bool = True) -> EncodedQA:
     """L of a text row: every token after the prefix is scored and trained."""
-    context, scored = text_parts(tokenizer, text, prefix_tokens)
+    context, scored = text_parts(tokenizer, text, prefix_tokens, eos)
     if len(context) + len(scored) > max_length:
         raise ValueError(f"sample longer than model.max_length={max_length} tokens "
                          f"({len(context) + len(scored)}): {text[:60]!r}")
@@ -178,8 +188,8 @@ def encode_text(tokenizer, text: str, max_length: int, prefix_tokens: int = 0) -
 def verbatim_prompt(tokenizer, row: dict) -> tuple[list[int], str]:
     """A text row's prompt for verbatim continuation (MUSE's VerbMem) and the continuation it
     should produce: the row's prefix, or without one its first half."""
-    prefix = row.get("_prefix", 0) or max(1, len(tokenizer.encode(row["text"], add_special_tokens=False)) // 2)
-    context, rest = text_parts(tokenizer, row["text"], prefix)
+    prefix = row.get(PREFIX, 0) or max(1, len(tokenizer.encode(row["text"], add_special_tokens=False)) // 2)
+    context, rest = row_text_parts(tokenizer, row, prefix)
     return context, tokenizer.decode(rest, skip_special_tokens=True).strip()
 
 
@@ -187,7 +197,7 @@ def encode_sample(tokenizer, row: dict, max_length: int, answer: str | None = No
     """Any row the loader returns: a QA pair (with `answer` another answer to the same question:
     a paraphrase, a wrong answer, a refusal) or a text row (its prefix set by the loader)."""
     if "question" not in row:
-        return encode_text(tokenizer, row["text"], max_length, row.get("_prefix", 0))
+        return encode_text(tokenizer, row["text"], max_length, row.get(PREFIX, 0), eos=not row.get(CUT, False))
     return encode_qa(tokenizer, row["question"], row["answer"] if answer is None else answer, max_length)
 
 
@@ -195,7 +205,7 @@ def sequence_lengths(tokenizer, row: dict) -> Iterator[tuple[str, int]]:
     """(field, tokens) of every sequence a stage may build from a row: the sample, and on
     evaluation rows its paraphrase and each wrong answer after the same question."""
     if "question" not in row:
-        context, scored = text_parts(tokenizer, row["text"], row.get("_prefix", 0))
+        context, scored = row_text_parts(tokenizer, row)
         yield "text", len(context) + len(scored)
         return
     prompt = len(prompt_ids(tokenizer, row["question"]))

@@ -9,14 +9,15 @@ and nothing is repeated: a sample's difficulty then belongs to one document, and
 the corpus is in exactly one sample."""
 from __future__ import annotations
 
-from .loader import GROUP, TEXT, DataError
+from .loader import CUT, GROUP, TEXT, DataError
 
 
 def chunk_documents(documents: list[str], tokenizer, chunk_tokens: int, groups: list[str] | None = None) -> list[dict]:
-    """Text rows `{text, group, tokens: [first, end)}`: each document, tokenized without special
-    tokens, cut at token boundaries every `chunk_tokens` tokens (its last piece may be shorter).
-    The pieces of a document concatenate to it exactly; `tokens` is each piece's span in the
-    document's tokens. `groups` names the documents (default `doc<i>`); empty documents are
+    """Text rows `{text, group, tokens: [first, end), _cut}`: each document, tokenized without
+    special tokens, cut at token boundaries every `chunk_tokens` tokens (its last piece may be
+    shorter). The pieces of a document concatenate to it exactly; `tokens` is each piece's span in
+    the document's tokens; `_cut` marks every piece but the last, which alone ends with EOS when
+    encoded (a document does not end where a piece is cut). `groups` names the documents (default `doc<i>`); empty documents are
     skipped."""
     if chunk_tokens < 1:
         raise DataError(f"chunk length must be a positive number of tokens, got {chunk_tokens}")
@@ -34,5 +35,5 @@ def chunk_documents(documents: list[str], tokenizer, chunk_tokens: int, groups: 
             begin_char = 0 if first == 0 else starts[first]
             end_char = len(text) if end == n else starts[end]
             rows.append({TEXT: text[begin_char:end_char], GROUP: groups[d] if groups is not None else f"doc{d}",
-                         "tokens": [first, end]})
+                         "tokens": [first, end], CUT: end < n})
     return rows

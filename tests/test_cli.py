@@ -36,12 +36,13 @@ def test_scores_on_an_untrained_model_come_with_their_warnings(untrained, data_d
     code, _, err = score(capsys, "--model", untrained, "--data", data_dir / "forget25.json", "--out", out,
                          "--K", 4, "--sigma-grid", 0.0001)
     assert code == 0, err
-    scores, info = pd.read_csv(out), json.loads(out.with_suffix(".json").read_text())
+    scores, info = pd.read_csv(out), json.loads((tmp_path / "scores.csv.json").read_text())
     assert list(scores.columns)[-1] == "negative_drop"
     assert (scores.negative_drop == (scores["drop"] < 0)).all() and scores.negative_drop.any()
     warnings = [line for line in err.splitlines() if line.startswith("warning: ")]
     assert len(warnings) == 3, err
-    assert f"mean log-likelihood {scores.loglik.mean():.2f} per token" in warnings[0] and scores.loglik.mean() < -3
+    assert f"has not learned {len(scores)} of {len(scores)} rows" in warnings[0] and scores.loglik.max() < -3
+    assert f"mean over all rows {scores.loglik.mean():.2f}" in warnings[0]
     assert "top of its grid (0.0001)" in warnings[1]
     negative = scores.sample_id[scores.negative_drop].tolist()
     assert warnings[2].startswith(f"warning: {len(negative)} sample(s) with a negative drop")
@@ -61,9 +62,55 @@ def test_no_warning_for_learned_rows_positive_drops_and_a_sigma_below_the_grids_
                          args, [0.01, 0.1])) == 1
 
 
+def test_rows_the_model_has_not_learned_are_named_even_when_the_mean_looks_learned():
+    scores = pd.DataFrame({"loglik": [-0.1] * 4 + [LEARNED_LOGLIK - 0.5] * 4, "drop": [0.1] * 8, "mrd": [10.0] * 8,
+                           "negative_drop": [False] * 8})
+    assert scores.loglik.mean() > LEARNED_LOGLIK  # 4 of 8 rows below the threshold, the mean above it
+    (warning,) = _warnings(scores, {"sigma": 0.01, "positive_share": 1.0}, type("Args", (), {"sigma": "auto"}), [0.01, 1])
+    assert "has not learned 4 of 8 rows" in warning and "sample_id 4, 5, 6, 7" in warning
+
+
+@pytest.mark.parametrize("case", ["a folder", "the input", "a JSON name", "a file as its folder"])
+def test_out_never_costs_a_user_a_file(case, untrained, data_dir, tmp_path, capsys):
+    """--out is checked before any compute: a folder, the input or a name whose metadata would land
+    on another file is refused on one line, and every file of the user's is left as it was."""
+    data = tmp_path / "forget25.json"
+    shutil.copy(data_dir / "forget25.json", data)
+    (tmp_path / "scores.csv").mkdir()  # a folder of the user's, named like a CSV
+    (tmp_path / "scores.csv" / "mine.txt").write_text("a user's file")
+    if case == "a folder":
+        out, expected = tmp_path / "scores.csv", "is a folder"
+    elif case == "the input":
+        data = tmp_path / "rows.csv"  # JSON Lines under a .csv name, given as both
+        shutil.copy(data_dir / "forget25.json", data)
+        out, expected = data, f"would overwrite --data {data}"
+    elif case == "a JSON name":
+        out, expected = tmp_path / "scores.json", "name a .csv file"
+    else:
+        out, expected = data / "scores.csv", f"{data} is a file, not a folder"
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    code, _, err = score(capsys, "--model", untrained, "--data", data, "--out", out, "--K", 2, "--quiet")
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and expected in err, err
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_out_beside_the_input_keeps_the_input(untrained, data_dir, tmp_path, capsys):
+    """TOFU names its JSON Lines files .json: the metadata of forget25.csv is forget25.csv.json."""
+    data = tmp_path / "forget25.json"
+    shutil.copy(data_dir / "forget25.json", data)
+    original = data.read_bytes()
+    code, _, err = score(capsys, "--model", untrained, "--data", data, "--out", tmp_path / "forget25.csv", "--K", 2,
+                         "--sigma", "0.01", "--quiet")
+    assert code == 0, err
+    assert data.read_bytes() == original and json.loads((tmp_path / "forget25.csv.json").read_text())["K"] == 2
+    assert len(pd.read_csv(tmp_path / "forget25.csv")) == len(original.decode().splitlines())
+
+
 @pytest.mark.parametrize("case", ["no model", "no tokenizer", "K 0", "sigma big", "grid negative", "JSON array",
-                                  "no data", "malformed line", "max-length over the positions"])
-def test_bad_flags_files_and_models_get_one_line_naming_them(case, untrained, data_dir, tmp_path, capsys):
+                                  "no data", "malformed line", "max-length over the positions", "seed -1",
+                                  "not UTF-8", "data folder", "mistyped model folder", "cuda without a GPU"])
+def test_bad_flags_files_and_models_get_one_line_naming_them(case, untrained, data_dir, tmp_path, capsys,
+                                                             monkeypatch):
     model, data = untrained, data_dir / "forget25.json"
     extra, expected = [], ""
     if case == "no model":
@@ -94,6 +141,24 @@ def test_bad_flags_files_and_models_get_one_line_naming_them(case, untrained, da
     elif case == "max-length over the positions":
         extra = ["--max-length", 2 * MAX_LENGTH]
         expected = f"error: --max-length {2 * MAX_LENGTH} is more than the model's {MAX_LENGTH} positions"
+    elif case == "seed -1":
+        extra, expected = ["--seed", -1], "error: argument --seed: must be a non-negative integer, got '-1'"
+    elif case == "not UTF-8":
+        data = tmp_path / "latin1.jsonl"
+        data.write_bytes('{"question": "q?", "answer": "a."}\n{"question": "Où?", "answer": "Là."}\n'.encode("latin-1"))
+        expected = f"error: --data {data}:2: not UTF-8 text (byte 0xf9)"
+    elif case == "data folder":
+        data, expected = data_dir, f"error: --data {data_dir}: a folder; give a JSON Lines file"
+    elif case == "mistyped model folder":  # models/smolm2 while models/smollm2 exists: not a hub id
+        monkeypatch.chdir(tmp_path)
+        (tmp_path / "models" / "smollm2").mkdir(parents=True)
+        model, expected = "models/smolm2", "error: --model models/smolm2: no such folder in models/ (it holds: smollm2)"
+    elif case == "cuda without a GPU":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("a CUDA device is available")
+        extra, expected = ["--device", "cuda"], "error: --device cuda: no CUDA device is available here"
     code, out, err = score(capsys, "--model", model, "--data", data, "--out", tmp_path / "s.csv", *extra, "--quiet")
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert expected in err, err

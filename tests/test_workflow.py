@@ -340,7 +340,7 @@ def test_the_score_command_gives_the_workflows_mrd(smoke_run, tmp_path):
     scores, workflow = pd.read_csv(tmp_path / "scores.csv"), pd.read_csv(out / "mrd/rep0/mrd.csv")
     assert list(scores) == ["sample_id", "mrd", "drop", "loglik", "weight_uniform", "weight_mrd", "negative_drop"]
     pd.testing.assert_frame_equal(scores.drop(columns="negative_drop"), workflow)
-    info = json.loads((tmp_path / "scores.json").read_text())
+    info = json.loads((tmp_path / "scores.csv.json").read_text())
     assert info["sigma"] == json.loads((out / "mrd/rep0/mrd.json").read_text())["sigma"] and info["K"] == 4
     assert 0.9 <= info["positive_share"] <= 1 or info["sigma"] == 0.1
     helped = subprocess.run([sys.executable, "-m", "mrd_unlearning.cli", "score", "--help"], capture_output=True, text=True)

@@ -35,8 +35,8 @@ model, and write one row per sample, in file order:
 
 Beside it, <out>.json records the sigma used, the share of positive drops (sigma auto picks
 the smallest grid value where at least 90% of the drops are positive), K, the seed and the cost.
-Warnings (stderr) when the model has not learned the rows (mean log-likelihood per token below
-ln 0.1 = -2.30), when sigma auto stops at the top of its grid, and for negative drops. Before
+Warnings (stderr) naming the rows the model has not learned (a row's mean log-likelihood per
+token below ln 0.1 = -2.30), when sigma auto stops at the top of its grid, and for negative drops. Before
 scoring, one pass and one perturbation are timed and the most the run can take is printed; a
 progress bar runs for each sigma tried.
 
@@ -98,22 +98,52 @@ def _sigma(value: str) -> str | float:
 
 
 def _check_data(path: str) -> None:
-    """What the loader cannot say: a file that holds one JSON array instead of JSON Lines."""
+    """What the loader cannot say: a folder, text that is not UTF-8 (named by line), a file that
+    holds one JSON array instead of JSON Lines."""
     file = Path(path)
+    if file.is_dir():
+        raise CommandError(f"--data {path}: a folder; give a JSON Lines file (one sample per line)")
     if file.is_file():
-        with file.open(encoding="utf-8") as fh:
-            start = fh.read(4096).lstrip()
+        raw = file.read_bytes()
+        try:
+            start = raw.decode("utf-8").lstrip()
+        except UnicodeDecodeError as err:
+            line = raw[:err.start].count(b"\n") + 1
+            raise CommandError(f"--data {path}:{line}: not UTF-8 text (byte 0x{raw[err.start]:02x}); "
+                               f"save the file as UTF-8") from None
         if start.startswith("["):
             raise CommandError(f"--data {path}: a JSON array; the file must be JSON Lines, one object per line "
                                f"(convert it with: jq -c '.[]' {path} > rows.jsonl)")
+
+
+def _check_out(out: str, data: str) -> tuple[Path, Path]:
+    """The scores' CSV and its metadata (<out>.json), checked before any compute so that no file
+    of the user's is lost: a .csv name, neither path a folder nor the input, a folder to write in."""
+    csv = Path(out)
+    meta = csv.with_name(csv.name + ".json")
+    if csv.suffix.lower() != ".csv":
+        raise CommandError(f"--out {out}: name a .csv file (the scores; their metadata goes beside it, to <out>.json)")
+    for path in (csv, meta):
+        if path.is_dir():
+            raise CommandError(f"--out {out}: {path} is a folder; name a new .csv file")
+        if path.exists() and Path(data).exists() and path.samefile(data):
+            raise CommandError(f"--out {out}: would overwrite --data {data}; name another file")
+    above = next(p for p in (csv.parent, *csv.parent.parents) if p.exists())  # "." or "/" at the last
+    if not above.is_dir():
+        raise CommandError(f"--out {out}: {above} is a file, not a folder")
+    return csv, meta
 
 
 def _check_model(path: str) -> None:
     """A local folder must hold a model and its tokenizer (a hub id is left to transformers)."""
     folder = Path(path)
     if not folder.exists():
-        if re.fullmatch(r"[\w.-]+/[\w.-]+", path):
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", path) and not Path(folder.parts[0]).is_dir():
             return  # a hub id, such as HuggingFaceTB/SmolLM2-135M-Instruct (online or cached), as load_checkpoint reads it
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", path):  # org/name, but org/ is a folder here: a mistyped path
+            near = sorted(p.name for p in Path(folder.parts[0]).iterdir() if p.is_dir())[:5]
+            raise CommandError(f"--model {path}: no such folder in {folder.parts[0]}/ (it holds: "
+                               f"{', '.join(near) or 'no folders'}); a hub id is read only where no such folder exists")
         raise CommandError(f"--model {path}: no such folder (nor a hub id such as org/name)")
     if not (folder / "config.json").is_file():
         raise CommandError(f"--model {path}: not a model folder (no config.json); "
@@ -127,10 +157,20 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
 
 
+def _check_device(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CommandError("--device cuda: no CUDA device is available here; use --device cpu (or auto)")
+
+
 def _score(args: argparse.Namespace) -> int:
     try:
         _check_model(args.model)
         _check_data(args.data)
+        _check_out(args.out, args.data)
+        _check_device(args.device)
         return _run_score(args)
     except CommandError as err:
         print(f"error: {err}", file=sys.stderr)
@@ -197,9 +237,9 @@ def _run_score(args: argparse.Namespace) -> int:
     scores["negative_drop"] = scores["drop"] < 0
     for warning in _warnings(scores, info, args, grid):
         print(f"warning: {warning}", file=sys.stderr)
-    out = Path(args.out)
+    out, meta = _check_out(args.out, args.data)
     write_csv(out, scores)
-    write_json(out.with_suffix(".json"), {**info, "model": str(args.model), "data": str(args.data),
+    write_json(meta, {**info, "model": str(args.model), "data": str(args.data),
                                           "device": str(device), "negative_drops": int(scores.negative_drop.sum()),
                                           "mean_loglik": float(scores.loglik.mean())})
     print(f"{len(scores)} samples scored: sigma {info['sigma']:g}, positive share {info['positive_share']:.3f}, "
@@ -216,11 +256,13 @@ def _default_sigma_grid() -> list[float]:
 def _warnings(scores, info: dict, args: argparse.Namespace, grid: list[float]) -> list[str]:
     """When the scores should not be trusted as they stand."""
     found = []
-    mean = float(scores.loglik.mean())
-    if mean < LEARNED_LOGLIK:
-        found.append(f"the model has not learned these rows: mean log-likelihood {mean:.2f} per token, below "
-                     f"{LEARNED_LOGLIK:.2f} (a per-token probability of 0.1); MRD ranks how hard memorised content "
-                     f"is to remove and says little about rows a model never learned")
+    unlearned = scores.index[(scores.loglik < LEARNED_LOGLIK).to_numpy()]  # the rows' sample_ids
+    if len(unlearned):
+        rows = ", ".join(map(str, unlearned[:10])) + (", ..." if len(unlearned) > 10 else "")
+        found.append(f"the model has not learned {len(unlearned)} of {len(scores)} rows (mean log-likelihood per "
+                     f"token below {LEARNED_LOGLIK:.2f}, a per-token probability of 0.1; mean over all rows "
+                     f"{scores.loglik.mean():.2f}), sample_id {rows}: MRD ranks how hard memorised content is to "
+                     f"remove and says little about rows a model never learned")
     if args.sigma == "auto" and info["sigma"] == grid[-1]:
         found.append(f"sigma auto stopped at the top of its grid ({grid[-1]:g}) with positive share "
                      f"{info['positive_share']:.3f}: the drops may not be curvature-dominated; "
@@ -262,14 +304,15 @@ def parser() -> argparse.ArgumentParser:
                                 description=SCORE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     score.add_argument("--model", required=True, help="Hugging Face causal LM folder (or hub id, online)")
     score.add_argument("--data", required=True, help="JSON Lines file of QA rows or text rows")
-    score.add_argument("--out", required=True, help="CSV to write (and <out>.json beside it)")
+    score.add_argument("--out", required=True, help="a .csv file to write (and its metadata to <out>.json beside "
+                       "it); never a folder or the --data file")
     score.add_argument("--K", type=_positive_int, default=32, help="random perturbations (default 32)")
     score.add_argument("--sigma", type=_sigma, default="auto", help="perturbation scale, or auto (default)")
     score.add_argument("--sigma-grid", type=_positive_float, nargs="+", help="grid searched by sigma auto "
                        "(default 0.001 ... 1.0, the study's)")
     score.add_argument("--statistic", choices=["signed", "abs"], default="signed", help="mean drop (signed, the "
                        "paper's) or mean |drop|")
-    score.add_argument("--seed", type=int, default=0, help="perturbation seed (default 0)")
+    score.add_argument("--seed", type=_non_negative_int, default=0, help="perturbation seed (default 0)")
     score.add_argument("--tau", type=_positive_float, default=1.0, help="temperature of the MRD weights (default 1)")
     score.add_argument("--text-prefix-tokens", type=_non_negative_int, default=0,
                        help="text rows: leading tokens that are context, not scored (default 0)")

@@ -43,9 +43,17 @@ def test_tokenizer_training_is_deterministic(study_data):
 
 
 def test_checkpoint_round_trip(model, tokenizer, forget_encoded, tmp_path):
-    with atomic_path(tmp_path / "ckpt") as folder:
-        save_checkpoint(model, tokenizer, folder)
-        assert not (tmp_path / "ckpt").exists()  # nothing visible until complete
+    import os
+
+    previous = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "ckpt") as folder:
+            save_checkpoint(model, tokenizer, folder)
+            assert not (tmp_path / "ckpt").exists()  # nothing visible until complete
+    finally:
+        os.umask(previous)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "ckpt").iterdir()}
+    assert modes["model.safetensors"] == 0o644 and set(modes.values()) == {0o644}  # readable as any file here
     loaded, _ = load_checkpoint(tmp_path / "ckpt")
     batch = collate(forget_encoded, tokenizer.pad_token_id)
     with torch.no_grad():

@@ -149,8 +149,10 @@ def test_the_documentation_builds_strictly_offline(tmp_path):
                           capture_output=True, text=True, cwd=ROOT, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     site = tmp_path / "site"  # offline: one .html file per page, readable from the file system
-    for page in ("index.html", "method.html", "results/default.html", "results/tofu_smollm2.html", "api.html"):
+    for page in ("index.html", "method.html", "results/default.html", "results/tofu_smollm2.html", "api.html",
+                 "your-data.html"):
         assert (site / page).is_file(), page
+    assert "MRDWeightedTrainer" in (site / "your-data.html").read_text()  # the README's section, included
     assert "score_mrd" in (site / "api.html").read_text()
     assert "mrd.sigma" in (site / "configuration.html").read_text()
 
@@ -178,3 +180,19 @@ def test_no_snapshot_of_results_the_checkout_would_rerun(smoke_run, tmp_path):
     assert done.returncode == 2 and "has no record of the code" in done.stderr, done.stderr[-2000:]
     assert "Rules with missing metadata:" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "snap").exists()
+
+
+def test_the_citation_file_names_every_author_in_full_and_the_packages_version():
+    """CITATION.cff (GitHub's "Cite this repository") and the README's BibTeX name the paper's six
+    authors with given names; the file's version is the package's."""
+    from importlib.metadata import version
+
+    import yaml
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["title"] and cff["authors"]
+    assert cff["version"] == version("mrd-unlearning")
+    (paper,) = cff["references"]
+    names = [f"{a['family-names']}, {a['given-names']}" for a in paper["authors"]]
+    assert len(names) == 6 and all(a["given-names"] for a in paper["authors"])
+    assert " and ".join(names) in (ROOT / "README.md").read_text()

@@ -143,6 +143,36 @@ def test_hub_route_writes_tofu_format_files(tmp_path, monkeypatch):
     assert data.forget_eval[0]["perturbed_answer"] == read_split(TOFU / "forget01_perturbed.json")[0]["perturbed_answer"]
 
 
+def test_the_hub_route_offline_names_both_routes_and_leaves_nothing(tmp_path, monkeypatch):
+    """The shipped TOFU studies fetch from the hub; where that fails (offline), one line says so
+    and names the local-copy overlay, and no data folder is left half-written."""
+    import datasets
+
+    def offline(hub_id, name, split):
+        raise ConnectionError(f"Couldn't reach '{hub_id}' on the Hub (LocalEntryNotFoundError)\nmore detail")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError) as err:
+        prepare_data(str(tmp_path / "data"), data_cfg=tofu_cfg(None, retain_authors=1), seed=0)
+    message = str(err.value)
+    assert "\n" not in message and "is fetched from the hub (locuslab/TOFU), which failed: Couldn't reach" in message
+    assert "set data.tofu.path to its folder (config/local_tofu.yaml" in message
+    assert not (tmp_path / "data").exists() and not list(tmp_path.iterdir())
+    with pytest.raises(DataError, match="or to null to fetch locuslab/TOFU from the hub"):
+        prepare_data(str(tmp_path / "data"), data_cfg=tofu_cfg(tmp_path / "nowhere"), seed=0)
+
+
+def test_shipped_tofu_studies_read_the_hub_unless_the_local_overlay_is_named():
+    from mrd_unlearning.config import study_config
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("tofu_smollm2.yaml", "tofu_smollm2_forget01.yaml"):
+        study = root / "config" / name
+        assert study_config(study)["data"]["tofu"]["path"] is None
+        overlaid = study_config([study, root / "config" / "local_tofu.yaml"])
+        assert overlaid["data"]["tofu"]["path"] == "../shared/data/tofu" and overlaid["name"] == name[:-5]
+
+
 def test_unknown_forget_split_names_allowed_values():
     with pytest.raises(ValueError, match=r"forget01"):
         tofu.split_names("forget20")

@@ -69,7 +69,8 @@ def summarize(runs: pd.DataFrame, margin: float = 1.15) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Unlearning budgets from a pilot of uniform runs only.")
-    ap.add_argument("--config", default="config/config.yaml", help="the study (its fine-tuned models must exist)")
+    ap.add_argument("--config", nargs="+", default=["config/config.yaml"],
+                    help="the study's configuration file(s) (its fine-tuned models must exist)")
     ap.add_argument("--algorithms", nargs="+", required=True)
     ap.add_argument("--cap", type=int, default=200, help="updates at most per pilot run")
     ap.add_argument("--margin", type=float, default=1.15)

@@ -218,7 +218,7 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
     cfg = {"min_groups": MIN_GROUPS, **cfg}
     c1 = cfg.get("calibration", {}).get("c1_planted_spread", 2 * cfg["spread_threshold"])
     plan = [("C1", "no effect", f"spread {cfg['spread_threshold']:g}", _c1, cfg["spread_threshold"]),
-            ("C1", "smallest effect", f"spread {c1:g}", _c1, c1),
+            ("C1", "smallest effect", f"spread {c1:g} (planted; the threshold is {cfg['spread_threshold']:g})", _c1, c1),
             ("C2", "no effect", "rho 0", _c2, 0.0),
             ("C2", "smallest effect", f"rho {cfg['smallest_rho']:g}", _c2, cfg["smallest_rho"]),
             ("C3", "no effect", "rho 0", _c3, 0.0),
@@ -360,7 +360,7 @@ def c4_unit(design: Design, cfg: dict, share: dict | None = None, *, simulations
         rows.append({"above_level_p": float(above), "unit": unit, "n_units": n_units, "level": level, "simulations": simulations,
                      "run_share": share.get("run_share", np.nan), "run_share_ci_low": share.get("run_share_ci_low", np.nan),
                      "run_share_ci_high": share.get("run_share_ci_high", np.nan), "run_share_assumed": assumed,
-                     "run_share_source": "the study's groups (upper bound of its interval)" if measured
+                     "run_share_source": "the upper bound of its interval on the study's groups" if measured
                      else f"default {DEFAULT_RUN_SHARE:g} (no measurement yet)",
                      "false_rejection_rate": null[unit], "false_rejection_upper95": binomial_upper(false, simulations),
                      "power": planted[unit], "planted_sd": UNIT_PLANTED_SD})
@@ -462,7 +462,7 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
     threshold, rho = cfg["spread_threshold"], cfg["smallest_rho"]
     rho_grid = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
     planted = cfg["calibration"]["c1_planted_spread"]
-    plan = [("C1", f"spread {planted:g}", _c1, threshold, [threshold * f for f in (1.25, 1.5, 2, 3, 5)], "spread"),
+    plan = [("C1", f"spread {planted:g} (planted; the threshold is {threshold:g})", _c1, threshold, [threshold * f for f in (1.25, 1.5, 2, 3, 5)], "spread"),
             ("C2", f"rho {rho:g}", _c2, 0.0, rho_grid, "rho"),
             ("C3", f"rho {rho:g} (one characteristic)", _c3, 0.0, rho_grid, "rho")]
     if design.weighted and design.algorithms:
@@ -484,7 +484,8 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
         powers = [share(value, (claims.SUPPORTED,)) for value in grid]
         row = {"claim": claim, "smallest_effect": smallest, "simulations": simulations, "false_verdict_rate": false,
                "false_verdict_upper95": binomial_upper(round(false * simulations), simulations),
-               "power_grid": ", ".join(f"{g:g}: {p:.0%}" for g, p in zip(grid, powers)), "unit": unit,
+               "power_grid": ", ".join(f"{g:g}x the paper's gains: {p:.0%}" if claim == "C4" else f"{unit} {g:g}: {p:.0%}"
+                                       for g, p in zip(grid, powers)), "unit": unit,
                "mde": _interpolated_mde(grid, powers, cfg["power"])}
         if claim == "C4":
             m = 2 * len(design.algorithms) * len(design.weighted)
@@ -530,7 +531,13 @@ def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict
     c4 = table[table.claim == "C4"]
     if len(c4):
         r = c4.iloc[0]
-        lines += ["", f"C4 pairs {int(r.units)} replicate x seed units per comparison; a gain of the paper's size "
+        m = 2 * len(design.algorithms) * len(design.weighted)
+        smallest_p, first = 2 / 2 ** int(r.units), cfg["alpha"] / m
+        floor = (f"With {int(r.units)} pairs the exact sign-flip test's smallest two-sided p is 2/2^{int(r.units)} = "
+                 f"{smallest_p:.3g}, " + (f"above Holm's first level {first:.3g} (alpha / {m} comparisons): no gain of "
+                                          "any size can be declared, so the power is 0 over the whole grid. "
+                                          if smallest_p > first else f"below Holm's first level {first:.3g}. "))
+        lines += ["", floor + f"C4 pairs {int(r.units)} replicate x seed units per comparison; a gain of the paper's size "
                   f"would need about {r.units_needed} units at 80% power (SD of a paired difference: "
                   + ", ".join(f"{m}: {design.sources.get(f'{m}_sd', 'default, 1 x the gain')}"
                               for m in smallest_effects(cfg, design.completeness)) + "). Where that SD is 1x, 3x or 10x "

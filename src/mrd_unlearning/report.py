@@ -260,7 +260,7 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
         index=["algorithm", "sampler"], columns="replicate", values="verdict", aggfunc="first").reset_index()
     n_models = int(runs.replicate.nunique())
     return {"verdict": claims.c4_verdict(list(pooled.verdict)), "per_replicate": verdicts, "summary": summary,
-            "scope": f"for these {n_models} fine-tuned model{'s' if n_models > 1 else ''}",
+            "scope": f"for these {n_models} fine-tuned models" if n_models > 1 else "for this fine-tuned model",
             "headline": headline, "efficiency": efficiency, "equal": equal, "mde": mde, "per_replicate_table": per_rep,
             "gains": stats_cfg["paper_gains"], "smallest": smallest, "pairs": pooled, "completeness": completeness,
             "detection": _detection(pooled, smallest, completeness, alpha)}
@@ -330,7 +330,7 @@ def _c4_unit(table: pd.DataFrame, groups: str) -> str:
     if table.empty:
         return ""
     pair, group = (table[table.unit == u].iloc[0] for u in ("pair", "group"))
-    one = groups[:-1] if groups.endswith("s") else groups
+    one = {"people": "person", "authors": "author", "groups": "group"}.get(groups, groups)
     share = (f"share {ci(pair.run_share, pair.run_share_ci_low, pair.run_share_ci_high, 2)} of the variance of their "
              f"paired differences within a run pair, measured on each {one}'s completeness per run (the truth-ratio "
              f"gap to the retain model, or forget ROUGE-L on text: a per-question proxy, since forget quality is a "

@@ -81,6 +81,12 @@ def run_times(results_dir: str | Path) -> dict:
 UNRECORDED = ("missing provenance/metadata", "outdated provenance/metadata")
 
 
+def config_argument(config) -> str:
+    """The configuration file(s) as `make ... CONFIG=` takes them (quoted when several)."""
+    files = [str(config)] if isinstance(config, (str, Path)) else [str(c) for c in config]
+    return files[0] if len(files) == 1 else '"' + " ".join(files) + '"'
+
+
 def pending_jobs(config: str | Path, study: str) -> dict[str, int]:
     """Rule -> jobs Snakemake would still run for the study's outputs (a dry run): none when they
     are those of the checkout's code, configuration and inputs. Outputs Snakemake has no record of
@@ -104,12 +110,13 @@ def feeding_rules(config: str | Path, study: str) -> list[str]:
 
 def _dry_run(config: str | Path, targets: list[str], *flags: str) -> str:
     """A Snakemake dry run's console output for `targets`, or a one-line error."""
-    done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", str(config), "--cores", "1",
+    configs = [str(config)] if isinstance(config, (str, Path)) else [str(c) for c in config]
+    done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", *configs, "--cores", "1",
                            "--dry-run", *flags, *targets], capture_output=True, text=True)
     out = done.stdout + done.stderr
     if done.returncode != 0:
         last = out.strip().splitlines()[-1] if out.strip() else f"exit status {done.returncode}"
-        raise ConfigError(f"{config}: snakemake --dry-run failed: {last}")
+        raise ConfigError(f"{config_argument(config)}: snakemake --dry-run failed: {last}")
     return out
 
 
@@ -135,7 +142,7 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
     source = Path(results) / study
     missing = [name for name in (*COPIED, "run.json", "benchmarks") if not (source / name).exists()]
     if missing:
-        raise ConfigError(f"{source}: no {', '.join(missing)}; run the study first (make reproduce CONFIG={config})")
+        raise ConfigError(f"{source}: no {', '.join(missing)}; run the study first (make reproduce CONFIG={config_argument(config)})")
     if check_current and Path(results).resolve() != Path("results").resolve():
         raise ConfigError(f"--results {results}: Snakemake can tell whether results are current only in the "
                           "workflow's own results/; add --no-check-current to snapshot them anyway")
@@ -143,7 +150,7 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
     if pending:
         jobs = ", ".join(f"{rule} ({n})" for rule, n in pending.items() if rule != "all") or "its final jobs"
         raise ConfigError(f"{source}: not the results of this checkout; Snakemake would still run {jobs}: "
-                          f"run the study first (make reproduce CONFIG={config})")
+                          f"run the study first (make reproduce CONFIG={config_argument(config)})")
     feeds = feeding_rules(config, study)
     _, detectable = power_section(cfg, study, data_cfg, simulations=simulations, results=results)
     with atomic_path(Path(out) / study) as tmp:
@@ -151,7 +158,7 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
         for name, target in COPIED.items():
             shutil.copy(source / name, tmp / target)
         benchmark_table(source).to_csv(tmp / "timing.csv", index=False, float_format="%.1f")
-        write_json(tmp / "run.json", {"study": study, "config": str(config), **run_times(source),
+        write_json(tmp / "run.json", {"study": study, "config": config_argument(config), **run_times(source),
                                       "detectable": detectable, "plan_simulations": simulations,
                                       "feeds": feeds, "record": read_json(source / "run.json")})
     return Path(out) / study
@@ -351,7 +358,8 @@ def render(root: str | Path = SNAPSHOTS, readme: str | Path = README,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Snapshot finished studies into docs/results/ and render the "
                                                  "README's results table and the docs' results pages from them.")
-    parser.add_argument("--config", help="the study configuration whose finished results to snapshot")
+    parser.add_argument("--config", nargs="+", help="the configuration file(s) of the study whose finished results "
+                        "to snapshot (later ones merged over earlier ones, as --configfile)")
     parser.add_argument("--results", default="results", help="where the studies' results are (default: results)")
     parser.add_argument("--out", default=str(SNAPSHOTS), help="the snapshots' folder (default: docs/results)")
     parser.add_argument("--readme", default=str(README), help="the README to render into (default: README.md)")

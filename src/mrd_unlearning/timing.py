@@ -36,7 +36,7 @@ def benchmark_table(results_dir: str | Path) -> pd.DataFrame:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Wall time and peak memory per rule, from a study's benchmarks.")
     parser.add_argument("results", nargs="*", help="results folders (results/<name>)")
-    parser.add_argument("--config", help="a study configuration: its results folders")
+    parser.add_argument("--config", nargs="+", help="a study's configuration file(s): its results folders")
     args = parser.parse_args(argv)
     folders = list(args.results)
     if args.config:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .loader import DataError
+
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
 AUTHOR_QA = 20  # TOFU: 200 authors x 20 QA pairs, grouped by author in every split
 
@@ -56,4 +58,12 @@ def fetch_from_hub(hub_id: str, stems: list[str], out_dir: Path) -> None:
     from datasets import load_dataset  # only when online: the local route never imports it
 
     for stem in stems:
-        load_dataset(hub_id, stem, split="train").to_json(out_dir / f"{stem}.json", lines=True, force_ascii=False)
+        try:
+            rows = load_dataset(hub_id, stem, split="train")
+        except Exception as err:  # offline, a proxy, a renamed config: the datasets library's many errors
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise DataError(f"config key 'data.tofu.path' is null, so TOFU's {stem} is fetched from the hub "
+                            f"({hub_id}), which failed: {first}. With a local copy of TOFU, set data.tofu.path to "
+                            f"its folder (config/local_tofu.yaml does: make reproduce CONFIG=\"<config> "
+                            f"config/local_tofu.yaml\")") from None
+        rows.to_json(out_dir / f"{stem}.json", lines=True, force_ascii=False)

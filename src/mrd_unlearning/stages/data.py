@@ -58,7 +58,8 @@ def _prepare_tofu(tmp: Path, final: Path, cfg: dict, retain_eval_size: int | Non
     else:
         root = Path(cfg["path"]).resolve()
         if not root.is_dir():
-            raise DataError(f"config key 'data.tofu.path': no TOFU folder at {root}")
+            raise DataError(f"config key 'data.tofu.path': no TOFU folder at {root}; set it to your copy's folder, "
+                            f"or to null to fetch {cfg['hub_id']} from the hub")
     for stem in stems:
         if not (root / f"{stem}.json").is_file():
             raise DataError(f"TOFU split file missing: {root / stem}.json (needed for {cfg['forget_split']}; "

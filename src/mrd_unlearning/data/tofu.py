@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-from .loader import DataError
-
 FORGET_SPLITS = ("forget01", "forget05", "forget10")
 AUTHOR_QA = 20  # TOFU: 200 authors x 20 QA pairs, grouped by author in every split
 
@@ -56,6 +54,8 @@ def sha256(path: Path) -> str:
 def fetch_from_hub(hub_id: str, stems: list[str], out_dir: Path) -> None:
     """Download the named splits (hub configs of the same names) as TOFU-format JSON Lines."""
     from datasets import load_dataset  # only when online: the local route never imports it
+
+    from .loader import DataError  # here: the planner imports this module, and the loader brings pandas
 
     for stem in stems:
         try:

@@ -13,6 +13,10 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# `snakemake --report`: its start page sends the reader to the answers (the Claims category) first.
+report: "workflow/report/workflow.rst"
+
+
 # Validate (and fill defaults) before any job is planned: a bad value stops here, naming the key.
 config.update(validate_config(config))
 # One study per forget split: a config naming several TOFU forget splits (the paper's 01/05/10)

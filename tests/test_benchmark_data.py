@@ -4,6 +4,7 @@ folder is rejected with the file, line and field."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +53,39 @@ def test_a_broken_folder_is_named_by_file_line_and_field(tmp_path):
         read_benchmark("wmdp", "wmdp-phys", "test", folder)
     with pytest.raises(DataError, match="not on the hub"):
         read_benchmark("whp", "completions", "forget")
+
+
+MUSE = next((p for p in [Path(__file__).resolve().parents[2] / "shared/data/muse", Path("/work/shared/data/muse")]
+             if (p / "news" / "knowmem").is_dir()), None)
+
+
+@pytest.mark.parametrize("benchmark", ["muse_news", "muse_books"])
+def test_muse_reads_the_same_rows_from_its_repository_layout(benchmark, tmp_path):
+    """MUSE's official repository shipped <subset>/<split>.json arrays (texts as strings): the same
+    made-up instance reads back row for row as from the hub layout."""
+    hub = write_example(benchmark, tmp_path / "hub", n_people=9, seed=3)
+    repository = write_example(benchmark, tmp_path / "repository", n_people=9, seed=3, repository_layout=True)
+    assert not list(repository.rglob("*.jsonl"))
+    for config, splits in BENCHMARKS[benchmark]["configs"].items():
+        for split in splits:
+            assert read_benchmark(benchmark, config, split, repository) == read_benchmark(benchmark, config, split, hub)
+    path = repository / "privleak" / "holdout.json"
+    path.write_text(json.dumps(["a text", 7]))
+    with pytest.raises(DataError, match=r"privleak/holdout\.json item 1: expected a JSON object"):
+        read_benchmark(benchmark, "privleak", "holdout", repository)
+
+
+@pytest.mark.skipif(MUSE is None, reason="MUSE's local copy not found")
+def test_the_real_muse_data_reads_where_it_is_with_its_published_counts():
+    news, books = MUSE / "news", MUSE / "books"
+    assert len(read_benchmark("muse_news", "raw", "forget", news)) == 889
+    verbmem = read_benchmark("muse_news", "verbmem", "forget", news)
+    assert len(verbmem) == 100 and all(r["prompt"] and r["gt"] for r in verbmem)
+    for split, n in (("forget_qa", 100), ("retain_qa", 100), ("forget_qa_icl", 10), ("retain_qa_icl", 10)):
+        assert len(read_benchmark("muse_news", "knowmem", split, news)) == n, split
+    for split in ("forget", "retain", "holdout"):
+        assert len(read_benchmark("muse_books", "privleak", split, books)) == 100, split
+    assert [len(read_benchmark("muse_books", "raw", s, books)) for s in ("forget", "holdout", "retain1", "retain2")] \
+        == [4, 3, 12, 13]
+    with pytest.raises(DataError, match=r"raw/retain1\.jsonl: no such file .*or MUSE's repository layout"):
+        read_benchmark("muse_news", "raw", "retain1", news)  # absent from the local copy (over 4 MiB)

@@ -219,7 +219,7 @@ def test_plan_of_a_local_folder_counts_its_files_and_ends_with_its_total(data_di
     wrong = len(json.loads((data_dir / splits["forget_eval"]).read_text().splitlines()[0])["perturbed_answer"])
     assert data_sizes(cfg["data"]) == {"full": rows["forget"] + rows["retain"], "forget": rows["forget"],
                                        "retain": rows["retain"], "retain_eval": 5, "utility": 0, "wrong_answers": wrong}
-    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({**local, "resources": {"gpu_mem_gb": 0.001}}))
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({**local, "resources": {"gpu": 1, "gpu_mem_gb": 0.001}}))
     main(["--config", str(tmp_path / "mine.yaml"), "--simulations", "0"])
     *table, total, last = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(last)
@@ -232,3 +232,31 @@ def test_plan_of_a_local_folder_counts_its_files_and_ends_with_its_total(data_di
     assert all("resources.gpu_mem_gb (now 0.001)" in line for line in unfit)
     with pytest.raises(Exception, match=r"config key 'data.local.splits.forget': no file .*missing/forget25.json"):
         data_sizes({**cfg["data"], "local": {**cfg["data"]["local"], "path": str(tmp_path / "missing")}})
+
+
+def test_a_cpu_study_is_planned_in_ram_and_measured_core_hours(tmp_path, capsys, monkeypatch):
+    """resources.gpu 0: no GPU words; RAM per job, and core-hours from the last run's benchmark
+    files (jobs x mean seconds x threads), or a plain 'no run measured yet'."""
+    import pandas as pd
+
+    from mrd_unlearning import plan
+
+    monkeypatch.chdir(ROOT)
+    plan.main(["--config", "config/smoke.yaml", "--simulations", "0"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert not [line for line in out if "GPU-h" in line or "GPUs/job" in line or "per GPU" in line]
+    assert "no run measured yet" in out[-2] and json.loads(out[-1])["core_hours"] is None
+    bench = tmp_path / "smoke" / "benchmarks"
+    for rule, name, seconds in (("finetune", "rep0_target", 30.0), ("finetune", "rep1_target", 50.0),
+                                ("unlearn", "rep0_ga_uniform", 12.0)):
+        (bench / rule).mkdir(parents=True, exist_ok=True)
+        pd.DataFrame({"s": [seconds], "max_rss": [100.0]}).to_csv(bench / rule / f"{name}.tsv", sep="\t", index=False)
+    cfg = plan.study_config(ROOT / "config" / "smoke.yaml")
+    jobs = plan.study_plan(cfg)["smoke"]
+    table, totals = plan.render_cpu(cfg, {"smoke": jobs}, results=tmp_path)
+    expected = sum(j.jobs * {"finetune": 40.0, "unlearn": 12.0}.get(j.rule, 0.0) * cfg["threads"] / 3600 for j in jobs)
+    assert totals["core_hours"] == pytest.approx(expected, abs=1e-3) and expected > 0
+    rows = [r.split("|") for r in table.splitlines() if r.startswith("| ") and not r.startswith("| rule")]
+    assert {r[7].strip() for r in rows if r[1].strip() == "finetune"} == {"40"}  # the mean of 30 s and 50 s
+    assert {r[7].strip() for r in rows if r[1].strip() == "mrd"} == {"not run yet"}
+    assert "core-hours in the last run" in plan.cpu_total_line(totals)

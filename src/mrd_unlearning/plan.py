@@ -436,6 +436,54 @@ def total_line(summary: dict) -> str:
             f"{summary['disk_gb']:.2f} GB of checkpoints on disk")
 
 
+def measured_seconds(results_dir: str | Path) -> dict[str, float] | None:
+    """Rule -> mean wall seconds per job, from a finished run's benchmark files (None without)."""
+    from .timing import benchmark_table
+
+    try:
+        table = benchmark_table(results_dir)
+    except FileNotFoundError:
+        return None
+    return {r.rule: r.total_s / r.jobs for r in table.itertuples() if r.rule != "total"}
+
+
+def render_cpu(cfg: dict, plan: dict[str, list[JobPlan]], results: str | Path = "results") -> tuple[str, dict]:
+    """A CPU study's plan (resources.gpu 0): each model job's memory as host RAM, and its time in
+    core-hours as the study's last run measured it (a CPU's speed is not modelled: the GPU plan's
+    FLOP rates say nothing about it). Gives the table and the totals."""
+    threads = cfg["threads"]
+    lines, core_hours, measured_any = [f"CPU study (resources.gpu 0): RAM per job from the plan's memory model; "
+                                       f"time in core-hours ({threads} thread(s) per job) as the last run of the "
+                                       f"study measured it (results/<study>/benchmarks)."], 0.0, False
+    for study, jobs in plan.items():
+        seconds = measured_seconds(Path(results) / study)
+        lines += ["", f"## {study}", "", "| rule | job | jobs | cores/job | RAM GB/job | of which | measured s/job | "
+                  "core-hours | disk GB |", "|---|---|---:|---:|---:|---|---:|---:|---:|"]
+        for j in jobs:
+            parts = ", ".join(f"{k} {v:.3g}" for k, v in j.memory_gb.items())
+            s = (seconds or {}).get(j.rule)
+            hours = None if s is None else j.jobs * s * threads / 3600
+            core_hours += hours or 0.0
+            measured_any |= hours is not None
+            lines.append(f"| {j.rule} | {j.variant} | {j.jobs} | {threads} | {j.peak_gb:.3g} | {parts} | "
+                         f"{'not run yet' if s is None else f'{s:.0f}'} | {'' if hours is None else f'{hours:.2f}'} | "
+                         f"{j.disk_gb * j.jobs:.2f} |")
+    every = [j for jobs in plan.values() for j in jobs]
+    totals = {"cpu": True, "jobs": sum(j.jobs for j in every), "studies": list(plan),
+              "max_ram_gb": round(max(j.peak_gb for j in every), 4),
+              "core_hours": round(core_hours, 3) if measured_any else None,
+              "disk_gb": round(sum(j.disk_gb * j.jobs for j in every), 2)}
+    return "\n".join(lines), totals
+
+
+def cpu_total_line(totals: dict) -> str:
+    """A CPU study's grand total, the line to read first."""
+    time = (f"{totals['core_hours']:.2f} core-hours in the last run" if totals["core_hours"] is not None
+            else "no run measured yet (run the study once, or plan a GPU run with resources.gpu > 0)")
+    return (f"Total: {totals['jobs']} model jobs in {len(totals['studies'])} study(ies) on CPUs, {time}, peak "
+            f"{totals['max_ram_gb']:.3g} GB of RAM per job, {totals['disk_gb']:.2f} GB of checkpoints on disk")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="The memory and cost plan of a study (no compute).")
     ap.add_argument("--config", nargs="+", default=["config/config.yaml"],
@@ -445,15 +493,21 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     cfg = study_config(args.config)
     arch = architecture(cfg["model"], cfg["tokenizer"]["vocab_size"])
-    plan = study_plan(cfg, on_gpu=True, arch=arch)
-    print(render(cfg, plan, arch))
+    on_gpu = cfg["resources"]["gpu"] > 0
+    plan = study_plan(cfg, on_gpu=on_gpu, arch=arch)
+    if on_gpu:
+        print(render(cfg, plan, arch))
+    else:
+        table, cpu_totals = render_cpu(cfg, plan)
+        print(f"Model: {arch.parameters / 1e9:.3f}B parameters ({arch.trainable / 1e9:.3f}B trained), from "
+              f"{arch.source}; precision {cfg['model']['precision']}.\n" + table)
     power = {}
     if args.simulations > 0:
         for study, data_cfg in study_data_configs(cfg).items():
             section, power[study] = power_section(cfg, study, data_cfg, simulations=args.simulations)
             print(section, flush=True)
-    totals = summary(cfg, plan)
-    print("\n" + total_line(totals))
+    totals = summary(cfg, plan) if on_gpu else cpu_totals
+    print("\n" + (total_line(totals) if on_gpu else cpu_total_line(totals)))
     print(json.dumps({**totals, "power": power}))
 
 

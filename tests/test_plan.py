@@ -187,6 +187,10 @@ def test_make_plan_prints_the_power_of_the_design():
     assert set(summary["power"]["smoke"]) == {"C1", "C2", "C3", "C4", "C4 unit"}
     # 2 people cannot be C4's unit (their test's floor is 2/4): the plan pairs runs and says why
     assert summary["power"]["smoke"]["C4 unit"] == "pair" and "C4's unit: run pairs. With the group" in done.stdout
+    # units on every grid point; 2 replicates x 2 seeds = 4 pairs: 2/2^4 = 0.125 lies above Holm's first level
+    assert "spread 4 (planted; the threshold is 2)" in done.stdout and "1x the paper's gains: " in done.stdout
+    assert "smallest two-sided p is 2/2^4 = 0.125, above Holm's first level" in done.stdout
+    assert "the power is 0 over the whole grid" in done.stdout
 
 
 def test_units_needed_are_the_fewest_that_reach_the_power_even_where_scipy_gives_nan():

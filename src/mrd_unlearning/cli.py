@@ -240,9 +240,8 @@ def _run_score(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     out, meta = _check_out(args.out, args.data)
     write_csv(out, scores)
-    write_json(meta, {**info, "model": str(args.model), "data": str(args.data),
-                                          "device": str(device), "negative_drops": int(scores.negative_drop.sum()),
-                                          "mean_loglik": float(scores.loglik.mean())})
+    write_json(meta, {**info, "model": str(args.model), "data": str(args.data), "device": str(device),
+                      "negative_drops": int(scores.negative_drop.sum()), "mean_loglik": float(scores.loglik.mean())})
     print(f"{len(scores)} samples scored: sigma {info['sigma']:g}, positive share {info['positive_share']:.3f}, "
           f"{info['forward_passes']} forward passes, {info['wall_s']:.1f} s -> {out}")
     return 0

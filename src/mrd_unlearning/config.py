@@ -140,9 +140,9 @@ def study_config(paths: str | Path | list, base: str | Path = BASE_CONFIG) -> di
     for f in (*files, base):
         if not f.is_file():
             raise ConfigError(f"configuration file not found: {f}")
-    raw = {}
-    for f in (base, *files):
-        if f == base or f.resolve() != base.resolve():
+    raw = yaml.safe_load(base.read_text()) or {}
+    for f in files:
+        if f.resolve() != base.resolve():
             raw = _merged(raw, yaml.safe_load(f.read_text()) or {})
     return validate_config(raw)
 

@@ -67,7 +67,8 @@ def task_group(name: str, tasks: list[str], folder: str | Path) -> Path:
 
 
 def harness_accuracy(model, tokenizer, tasks: list[str], *, include_path: str | Path | None = None,
-                     batch_size: int = 8, limit: int | None = None, seed: int = 0) -> tuple[dict[str, float], pd.DataFrame]:
+                     batch_size: int = 8, limit: int | None = None, seed: int = 0
+                     ) -> tuple[dict[str, dict[str, float]], pd.DataFrame]:
     """Zero-shot scores per task or group ({name: {acc, acc_norm where the task has it}}), and one
     row per item of every task run, a group's by its subtasks (task, doc_id, target, the
     log-likelihood of each choice, the chosen one, acc and acc_norm where reported), from the

@@ -203,7 +203,7 @@ def write_example(benchmark: str, folder: str | Path, *, n_people: int = 12, see
         for config in BENCHMARKS["wmdp_corpora"]["configs"]:
             _write(folder, config, "train", documents(forget if "forget" in config else retain))
     elif benchmark.startswith("muse_"):
-        half, array = len(retain) // 2, repository_layout
+        half, array = len(retain) // 2, repository_layout  # every MUSE split in the one layout
         for split, group in (("forget", forget), ("retain1", retain[:half]), ("retain2", retain[half:]),
                              ("holdout", holdout)):
             _write(folder, "raw", split, documents(group), array)

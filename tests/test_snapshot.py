@@ -153,6 +153,9 @@ def test_the_documentation_builds_strictly_offline(tmp_path):
                  "your-data.html"):
         assert (site / page).is_file(), page
     assert "MRDWeightedTrainer" in (site / "your-data.html").read_text()  # the README's section, included
+    for page in ("results/default.html", "results/tofu_smollm2.html"):  # nine columns: the page's width is theirs
+        assert 'data-md-type="toc" hidden>' in (site / page).read_text(), page
+    assert 'data-md-type="toc" hidden>' not in (site / "method.html").read_text()
     assert "score_mrd" in (site / "api.html").read_text()
     assert "mrd.sigma" in (site / "configuration.html").read_text()
 

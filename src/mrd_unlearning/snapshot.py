@@ -280,7 +280,8 @@ def readme_table(snaps: list[dict]) -> str:
 def study_page(snap: dict) -> str:
     """docs/results/<study>.md."""
     verdicts, run = snap["verdicts"], snap["run"]
-    lines = [f"# Results: `{snap['study']}`", "",
+    lines = ["---", "hide: [toc]  # the nine-column tables need the width", "---", "",
+             f"# Results: `{snap['study']}`", "",
              f"Rendered from the snapshot in `docs/results/{snap['study']}/` (taken by `make snapshot "
              f"CONFIG={run['config']}` from the finished run); the full report is the run's `results/{snap['study']}/"
              "report.md`.", "", "## Verdicts", "",

@@ -218,7 +218,7 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
     cfg = {"min_groups": MIN_GROUPS, **cfg}
     c1 = cfg.get("calibration", {}).get("c1_planted_spread", 2 * cfg["spread_threshold"])
     plan = [("C1", "no effect", f"spread {cfg['spread_threshold']:g}", _c1, cfg["spread_threshold"]),
-            ("C1", "smallest effect", f"spread {c1:g} (planted; the threshold is {cfg['spread_threshold']:g})", _c1, c1),
+            ("C1", "smallest effect", _c1_effect(c1, cfg["spread_threshold"]), _c1, c1),
             ("C2", "no effect", "rho 0", _c2, 0.0),
             ("C2", "smallest effect", f"rho {cfg['smallest_rho']:g}", _c2, cfg["smallest_rho"]),
             ("C3", "no effect", "rho 0", _c3, 0.0),
@@ -450,6 +450,11 @@ def _units_needed(effect_size: float, alpha: float, power: float) -> int:
     return high
 
 
+def _c1_effect(planted: float, threshold: float) -> str:
+    """C1's planted effect in words: power is stated above the threshold, which is the null's edge."""
+    return f"spread {planted:g} (planted; the threshold is {threshold:g})"
+
+
 def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 0, progress: bool = True) -> pd.DataFrame:
     """Per claim, before any compute: the false-verdict rate under no effect and the power over a
     grid of effects, on `simulations` studies simulated in the design each (the verdict functions
@@ -462,7 +467,7 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
     threshold, rho = cfg["spread_threshold"], cfg["smallest_rho"]
     rho_grid = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
     planted = cfg["calibration"]["c1_planted_spread"]
-    plan = [("C1", f"spread {planted:g} (planted; the threshold is {threshold:g})", _c1, threshold, [threshold * f for f in (1.25, 1.5, 2, 3, 5)], "spread"),
+    plan = [("C1", _c1_effect(planted, threshold), _c1, threshold, [threshold * f for f in (1.25, 1.5, 2, 3, 5)], "spread"),
             ("C2", f"rho {rho:g}", _c2, 0.0, rho_grid, "rho"),
             ("C3", f"rho {rho:g} (one characteristic)", _c3, 0.0, rho_grid, "rho")]
     if design.weighted and design.algorithms:
@@ -495,7 +500,7 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
                 sd = design.pair_sd.get(metric, float("nan"))
                 sd = sd if np.isfinite(sd) and sd > 0 else gain
                 needed[metric] = _units_needed(gain / sd, cfg["alpha"] / m, cfg["power"])
-            row["units"] = design.replicates * design.seeds
+            row["units"], row["comparisons"] = design.replicates * design.seeds, m
             row["units_needed"] = ", ".join(f"{k}: {v}" for k, v in needed.items())
             row["units_needed_by_sd"] = ", ".join(f"{ratio:g}x: {_units_needed(1 / ratio, cfg['alpha'] / m, cfg['power'])}"
                                                   for ratio in SD_RATIOS)
@@ -531,10 +536,10 @@ def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict
     c4 = table[table.claim == "C4"]
     if len(c4):
         r = c4.iloc[0]
-        m = 2 * len(design.algorithms) * len(design.weighted)
-        smallest_p, first = 2 / 2 ** int(r.units), cfg["alpha"] / m
+        comparisons = int(r.comparisons)
+        smallest_p, first = 2 / 2 ** int(r.units), cfg["alpha"] / comparisons
         floor = (f"With {int(r.units)} pairs the exact sign-flip test's smallest two-sided p is 2/2^{int(r.units)} = "
-                 f"{smallest_p:.3g}, " + (f"above Holm's first level {first:.3g} (alpha / {m} comparisons): no gain of "
+                 f"{smallest_p:.3g}, " + (f"above Holm's first level {first:.3g} (alpha / {comparisons} comparisons): no gain of "
                                           "any size can be declared, so the power is 0 over the whole grid. "
                                           if smallest_p > first else f"below Holm's first level {first:.3g}. "))
         lines += ["", floor + f"C4 pairs {int(r.units)} replicate x seed units per comparison; a gain of the paper's size "

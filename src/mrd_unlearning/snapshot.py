@@ -81,9 +81,14 @@ def run_times(results_dir: str | Path) -> dict:
 UNRECORDED = ("missing provenance/metadata", "outdated provenance/metadata")
 
 
+def _config_files(config) -> list[str]:
+    """One configuration file or several (`--config a.yaml b.yaml`), as a list."""
+    return [str(config)] if isinstance(config, (str, Path)) else [str(c) for c in config]
+
+
 def config_argument(config) -> str:
     """The configuration file(s) as `make ... CONFIG=` takes them (quoted when several)."""
-    files = [str(config)] if isinstance(config, (str, Path)) else [str(c) for c in config]
+    files = _config_files(config)
     return files[0] if len(files) == 1 else '"' + " ".join(files) + '"'
 
 
@@ -110,8 +115,7 @@ def feeding_rules(config: str | Path, study: str) -> list[str]:
 
 def _dry_run(config: str | Path, targets: list[str], *flags: str) -> str:
     """A Snakemake dry run's console output for `targets`, or a one-line error."""
-    configs = [str(config)] if isinstance(config, (str, Path)) else [str(c) for c in config]
-    done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", *configs, "--cores", "1",
+    done = subprocess.run([sys.executable, "-m", "snakemake", "--configfile", *_config_files(config), "--cores", "1",
                            "--dry-run", *flags, *targets], capture_output=True, text=True)
     out = done.stdout + done.stderr
     if done.returncode != 0:

@@ -52,7 +52,7 @@ def test_a_broken_folder_is_named_by_file_line_and_field(tmp_path):
     with pytest.raises(DataError, match=r"no config 'wmdp-phys'; allowed: \['wmdp-bio'"):
         read_benchmark("wmdp", "wmdp-phys", "test", folder)
     with pytest.raises(DataError, match="not on the hub"):
-        read_benchmark("whp", "completions", "forget")
+        read_benchmark("whp", "soul", "hp_test_qa_100")
 
 
 MUSE = next((p for p in [Path(__file__).resolve().parents[2] / "shared/data/muse", Path("/work/shared/data/muse")]

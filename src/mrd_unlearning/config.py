@@ -75,6 +75,23 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
             raise ConfigError("config key 'data.local': data.source 'local' needs a path and a file for each of the "
                               f"roles [forget, retain, holdout, forget_eval, retain_eval]; missing: "
                               f"{(['path'] if not data['local']['path'] else []) + missing}")
+    if data["source"] == "benchmark":
+        bench = data["benchmark"]
+        if "name" not in bench or "splits" not in bench:
+            raise ConfigError("config key 'data.benchmark': data.source 'benchmark' needs a name (muse_news, muse_books, "
+                              "wmdp, whp) and splits (forget, retain, holdout as 'benchmark:config/split')")
+        from .data.benchmarks import BENCHMARKS, parse_split  # light: no model library
+        from .data.loader import DataError
+        try:
+            read = {parse_split(bench["splits"][role], f"data.benchmark.splits.{role}")[0] for role in bench["splits"]}
+        except DataError as err:
+            raise ConfigError(str(err)) from None
+        unknown = sorted(set(bench["paths"]) - set(BENCHMARKS))
+        if unknown:
+            raise ConfigError(f"config key 'data.benchmark.paths.{unknown[0]}': not a benchmark; allowed: {sorted(BENCHMARKS)}")
+        offline = sorted(b for b in read | {bench["name"]} if b not in bench["paths"] and BENCHMARKS[b]["hub"] is None)
+        if offline:
+            raise ConfigError(f"config key 'data.benchmark.paths': {offline} is not on the hub; give its local folder")
     # (local text data is refused the same way when the data are read)
     if data["source"] == "synthetic" and data["synthetic"]["form"] == "text" and "idknll" in cfg["unlearning"]["algorithms"]:
         raise ConfigError("config key 'unlearning.algorithms': 'idknll' answers questions with refusals; text data "

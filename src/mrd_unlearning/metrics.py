@@ -49,9 +49,9 @@ def retain_truth_ratio(r: np.ndarray) -> float:
     return float(np.maximum(0.0, 1.0 - np.asarray(r, dtype=float)).mean())
 
 
-def rouge_l_recall(predictions: list[str], references: list[str]) -> np.ndarray:
-    """TOFU's ROUGE: ROUGE-L recall of the reference, with stemming."""
-    scorer = _rouge(stemmer=True)
+def rouge_l_recall(predictions: list[str], references: list[str], stemmer: bool = True) -> np.ndarray:
+    """TOFU's ROUGE: ROUGE-L recall of the reference, with stemming (SOUL's continuations: without)."""
+    scorer = _rouge(stemmer=stemmer)
     return np.array([scorer.score(ref, pred)["rougeL"].recall for pred, ref in zip(predictions, references)])
 
 
@@ -59,6 +59,13 @@ def rouge_l_f1(predictions: list[str], references: list[str]) -> np.ndarray:
     """MUSE's ROUGE (VerbMem, KnowMem): ROUGE-L F1, without stemming."""
     scorer = _rouge(stemmer=False)
     return np.array([scorer.score(ref, pred)["rougeL"].fmeasure for pred, ref in zip(predictions, references)])
+
+
+def sentence_bleu(predictions: list[str], references: list[str]) -> np.ndarray:
+    """sacreBLEU (0-100, its default 13a tokenizer) of each prediction against its reference."""
+    import sacrebleu
+
+    return np.array([sacrebleu.sentence_bleu(pred, [ref]).score for pred, ref in zip(predictions, references)])
 
 
 def forget_quality(unlearned_truth_ratios: np.ndarray, retain_model_truth_ratios: np.ndarray) -> tuple[float, float]:

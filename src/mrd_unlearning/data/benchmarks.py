@@ -10,19 +10,22 @@ nowhere), which the tests and the CPU-sized configurations read exactly as the r
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
 
 from . import synthetic
-from .loader import DataError
+from .loader import CUT, GROUP, DataError
+from .loader import TEXT as TEXT_FIELD
 
 MULTIPLE_CHOICE = {"question": str, "choices": list, "answer": int}  # WMDP, MMLU: 4 choices, answer 0-3
 TEXT = {"text": str}
 CORPUS = {"text": str}  # a corpus's documents: an empty one is kept as published (MUSE-News raw has one); chunking skips it
 CONTINUATION = {"prompt": str, "gt": str}  # MUSE verbmem: the gold continuation of the prompt
 QA = {"question": str, "answer": str}  # MUSE knowmem
-COMPLETION = {"prompt": str, "response": str}  # WHP, as SOUL and others evaluate it
+COMPLETION = {"prompt": str, "response": str}  # WHP, as SOUL evaluates it: an instruction + a passage's first k words
+TRIVIA = {"question": str, "true_answer": str, "false_answer": str}  # WHP trivia: a 2-way choice
 
 # benchmark -> hub dataset (None: local files only) and config -> split -> fields
 BENCHMARKS: dict[str, dict] = {
@@ -39,7 +42,12 @@ BENCHMARKS: dict[str, dict] = {
                     "knowmem": {s: QA for s in ("forget_qa", "retain_qa", "forget_qa_icl", "retain_qa_icl")},
                     "privleak": {s: TEXT for s in ("forget", "retain", "holdout")}}}
        for domain in ("News", "Books")},
-    "whp": {"hub": None, "configs": {"completions": {"forget": COMPLETION}}},
+    # Harry Potter: no hub dataset; the files as SOUL (files/data/hp/) and the tasks library of
+    # Lynch et al. (hp/data/) publish them, under a folder each (`layout`)
+    "whp": {"hub": None,
+            "configs": {"soul": {f"hp_{side}_qa_{k}": COMPLETION for side in ("train", "test") for k in (50, 100, 200, 300)},
+                        "trivia": {s: TRIVIA for s in ("hp_trivia_train", "hp_trivia_test")}},
+            "layout": {"soul": "soul/files/data/hp/{split}.jsonl", "trivia": "tasks/hp/data/{split}.jsonl"}},
 }
 
 
@@ -77,8 +85,16 @@ def _check(row, fields: dict, where: str) -> dict:
     return row
 
 
-def split_file(folder: str | Path, config: str, split: str) -> Path:
-    return Path(folder) / config / f"{split}.jsonl"
+def split_file(folder: str | Path, config: str, split: str, benchmark: str | None = None) -> Path:
+    """Where a split lies in a local folder: `<config>/<split>.jsonl`, or the benchmark's own layout."""
+    layout = BENCHMARKS.get(benchmark, {}).get("layout", {}).get(config, "{config}/{split}.jsonl")
+    return Path(folder) / layout.format(config=config, split=split)
+
+
+def source_file(folder: str | Path, config: str, split: str, benchmark: str) -> Path:
+    """The file a split is read from: its JSON Lines file, or MUSE's repository-layout array."""
+    path = split_file(folder, config, split, benchmark)
+    return path.with_suffix(".json") if not path.is_file() and path.with_suffix(".json").is_file() else path
 
 
 def read_benchmark(benchmark: str, config: str, split: str, folder: str | Path | None = None) -> list[dict]:
@@ -93,14 +109,14 @@ def read_benchmark(benchmark: str, config: str, split: str, folder: str | Path |
 
         rows = list(load_dataset(hub, config, split=split))
         return [_check(row, fields, f"{hub} {config}/{split} row {i}") for i, row in enumerate(rows)]
-    path = split_file(folder, config, split)
+    path = split_file(folder, config, split, benchmark)
     array = path.with_suffix(".json")
     if not path.is_file() and array.is_file() and benchmark.startswith("muse_"):
         return _array_rows(array, fields)
     if not path.is_file():
         also = f", or MUSE's repository layout {config}/{split}.json" if benchmark.startswith("muse_") else ""
         raise DataError(f"{path}: no such file (a {benchmark} folder holds <config>/<split>.jsonl files{also}: "
-                        f"{', '.join(f'{c}/{s}.jsonl' for c, splits in BENCHMARKS[benchmark]['configs'].items() for s in splits)})")
+                        f"{', '.join(str(split_file('', c, s, benchmark)) for c, splits in BENCHMARKS[benchmark]['configs'].items() for s in splits)})")
     rows = []
     for lineno, line in enumerate(path.read_text().splitlines(), start=1):
         if not line.strip():
@@ -144,8 +160,9 @@ def _people(n_people: int, seed: int) -> tuple[list[tuple[str, dict[str, str], l
     return people, pools
 
 
-def _write(folder: Path, config: str, split: str, rows: list[dict], array: bool = False) -> None:
-    path = split_file(folder, config, split)
+def _write(folder: Path, config: str, split: str, rows: list[dict], array: bool = False,
+           benchmark: str | None = None) -> None:
+    path = split_file(folder, config, split, benchmark)
     path.parent.mkdir(parents=True, exist_ok=True)
     if array:  # MUSE's repository layout: <config>/<split>.json, one array, texts as plain strings
         items = [r["text"] if set(r) == {"text"} else r for r in rows]
@@ -214,6 +231,143 @@ def write_example(benchmark: str, folder: str | Path, *, n_people: int = 12, see
         _write(folder, "knowmem", "retain_qa_icl", qa(holdout[1:2]), array)
         for split, group in (("forget", forget), ("retain", retain), ("holdout", holdout)):
             _write(folder, "privleak", split, documents(group), array)
-    else:  # whp
-        _write(folder, "completions", "forget", split_sentences(forget, "prompt", "response"))
+    else:  # whp: completions of the forget people's documents, trivia about them
+        for split in BENCHMARKS["whp"]["configs"]["soul"]:
+            _write(folder, "soul", split, split_sentences(forget, "prompt", "response"), benchmark="whp")
+        trivia = [{"question": a.question.format(name=name), "true_answer": facts[a.name],
+                   "false_answer": next(str(v) for v in pools[a.name] if v != facts[a.name])}
+                  for name, facts, _ in forget for a in synthetic.ATTRIBUTES[:4]]
+        for split in BENCHMARKS["whp"]["configs"]["trivia"]:
+            _write(folder, "trivia", split, trivia, benchmark="whp")
     return folder
+
+
+# --- a benchmark as a study -------------------------------------------------------------------------
+# The published sets each benchmark is evaluated on beside the study's own metrics (set -> config,
+# split); WMDP's are the study's own questions (taught, held out, retained), built with the study.
+EVALUATION_SETS: dict[str, dict[str, tuple[str, str]]] = {
+    **{muse: {"verbmem": ("verbmem", "forget"), "knowmem_forget": ("knowmem", "forget_qa"),
+              "knowmem_forget_icl": ("knowmem", "forget_qa_icl"), "knowmem_retain": ("knowmem", "retain_qa"),
+              "knowmem_retain_icl": ("knowmem", "retain_qa_icl")} for muse in ("muse_news", "muse_books")},
+    "wmdp": {},
+    "whp": {"soul_100": ("soul", "hp_test_qa_100"), "soul_300": ("soul", "hp_test_qa_300"),
+            "trivia": ("trivia", "hp_trivia_test")},
+}
+UNTRUNCATED = ("knowmem_forget_icl", "knowmem_retain_icl")  # the few-shot examples: always all of them
+STUDY_ROLES = ("forget", "retain", "holdout")
+
+
+def parse_split(spec: str, key: str) -> tuple[str, str, str]:
+    """'benchmark:config/split' -> its three parts, or a one-line error naming the config key."""
+    benchmark, _, rest = spec.partition(":")
+    config, _, split = rest.partition("/")
+    if not (benchmark and config and split):
+        raise DataError(f"config key '{key}': {spec!r} is not 'benchmark:config/split' (e.g. muse_news:raw/forget)")
+    _spec(benchmark, config, split)
+    return benchmark, config, split
+
+
+def _join(prompt: str, continuation: str) -> str:
+    """A continuation after its prompt, as one text (one space between, unless one is there)."""
+    return prompt + continuation if prompt[-1:].isspace() or continuation[:1].isspace() else f"{prompt} {continuation}"
+
+
+def _word_spans(text: str, words: int) -> list[str]:
+    """The text cut every `words` words, each piece keeping the text's own spacing."""
+    starts = [m.start() for m in re.finditer(r"\S+", text)]
+    return [text[starts[i]:(starts[i + words] if i + words < len(starts) else len(text))].rstrip()
+            for i in range(0, len(starts), words)]
+
+
+def _spread(n_items: int, n: int | None) -> list[int]:
+    """n positions spread evenly over n_items (all of them when n is None or larger)."""
+    if n is None or n >= n_items:
+        return list(range(n_items))
+    return sorted({int(round(x)) for x in np.linspace(0, n_items - 1, n)})
+
+
+def _passages(rows: list[dict], fields: dict, label: str, words: int | None, n: int | None
+              ) -> list[tuple[str, str, bool]]:
+    """(group, text, whether it ends its document) of the documents a role uses: a continuation
+    row (MUSE's verbmem, an excerpt) gives one, its end (the gold continuation and the prompt's
+    last words, `words` in all); a corpus's documents are cut into consecutive passages of `words`
+    words, n of them spread evenly over the corpus; without `words` the first n documents whole."""
+    if fields is CONTINUATION:
+        texts = [(f"{label}#{i}", _join(r["prompt"], r["gt"])) for i, r in enumerate(rows)][:n]
+        return [(g, " ".join(t.split()[-words:]) if words else t, False) for g, t in texts]
+    docs = [(f"{label}#{i}", r["text"]) for i, r in enumerate(rows) if r["text"].strip()]
+    if not words:
+        return [(g, t, True) for g, t in docs[:n]]
+    pieces = [(f"{g}.{j}", p, j == len(spans) - 1) for g, t in docs
+              for spans in [_word_spans(t, words)] for j, p in enumerate(spans)]
+    return [pieces[i] for i in _spread(len(pieces), n)]
+
+
+def _qa_row(row: dict, group: str) -> dict:
+    """A multiple-choice question as a study's QA row: the right choice is the answer (and its own
+    paraphrase: none is published), the other three the wrong answers of the truth ratio."""
+    right = row["choices"][row["answer"]]
+    return {"question": row["question"].strip(), "answer": right, "paraphrased_answer": right,
+            "perturbed_answer": [c for i, c in enumerate(row["choices"]) if i != row["answer"]], GROUP: group}
+
+
+def benchmark_study(cfg: dict, read=None) -> tuple[dict[str, list[dict]], dict[str, list[dict]], dict[str, str]]:
+    """A study's forget, retain and holdout rows built from a benchmark's published splits
+    (data.benchmark), its evaluation sets, and the source file of each split read. Text documents
+    become samples of `chunk_words` words each (a piece cut before its document's end carries
+    `_cut`: no EOS follows it), grouped by document; multiple-choice questions become QA rows. Two
+    roles reading one split take disjoint rows, in the order forget, retain, holdout."""
+    read = read or (lambda b, c, s: read_benchmark(b, c, s, cfg["paths"].get(b)))
+    used: dict[tuple, int] = {}
+    roles: dict[str, list[dict]] = {}
+    sources: dict[str, str] = {}
+    mc_sets: dict[str, list[dict]] = {}
+    for role in STUDY_ROLES:
+        benchmark, config, split = parse_split(cfg["splits"][role], f"data.benchmark.splits.{role}")
+        fields = _spec(benchmark, config, split)
+        start = used.get((benchmark, config, split), 0)
+        rows = read(benchmark, config, split)[start:]
+        n = cfg["documents"][role]
+        label = f"{config}/{split}"
+        if fields is MULTIPLE_CHOICE:
+            chosen = rows[:n]
+            used[(benchmark, config, split)] = start + len(chosen)
+            roles[role] = [_qa_row(r, f"{label}#{start + i}") for i, r in enumerate(chosen)]
+            mc_sets[role] = chosen
+        elif fields in (CORPUS, TEXT, CONTINUATION):
+            passages = _passages(rows, fields, label, cfg["document_words"], n)
+            used[(benchmark, config, split)] = start + len(rows)
+            roles[role] = [{TEXT_FIELD: text, GROUP: group, CUT: i < len(pieces) - 1 or not ends}
+                           for group, passage, ends in passages
+                           for pieces in [_word_spans(passage, cfg["chunk_words"]) if cfg["chunk_words"] else [passage]]
+                           for i, text in enumerate(pieces)]
+        else:
+            raise DataError(f"config key 'data.benchmark.splits.{role}': {cfg['splits'][role]} holds "
+                            f"{sorted(fields)} rows; a study's {role} set is corpus text, continuations or "
+                            f"multiple-choice questions")
+        if not roles[role]:
+            raise DataError(f"config key 'data.benchmark.splits.{role}': {cfg['splits'][role]} gives no rows"
+                            + (f" after the {start} that an earlier role took" if start else ""))
+        sources[cfg["splits"][role]] = _source(cfg, benchmark, config, split)
+    kinds = {role: "qa" if "question" in rows[0] else "text" for role, rows in roles.items()}
+    if len(set(kinds.values())) > 1:
+        raise DataError(f"config key 'data.benchmark.splits': the roles mix questions and text ({kinds}); "
+                        f"a study is all one or the other")
+    sets = {}
+    for name, (config, split) in EVALUATION_SETS[cfg["name"]].items():
+        rows = read(cfg["name"], config, split)
+        sets[name] = rows if name in UNTRUNCATED else rows[:cfg["eval_rows"]]
+        sources[f"{cfg['name']}:{config}/{split}"] = _source(cfg, cfg["name"], config, split)
+    if cfg["name"] == "wmdp":  # accuracy on the questions taught and forgotten, held out, and retained
+        missing = [role for role in STUDY_ROLES if role not in mc_sets]
+        if missing:
+            raise DataError(f"config key 'data.benchmark.splits': WMDP's accuracy needs multiple-choice questions "
+                            f"in every role; {missing} are not")
+        sets |= {"wmdp_forget": mc_sets["forget"], "wmdp_holdout": mc_sets["holdout"],
+                 "wmdp_retain": mc_sets["retain"][:cfg["eval_rows"]]}
+    return roles, sets, sources
+
+
+def _source(cfg: dict, benchmark: str, config: str, split: str) -> str:
+    folder = cfg["paths"].get(benchmark)
+    return str(source_file(folder, config, split, benchmark).resolve()) if folder else f"hub {BENCHMARKS[benchmark]['hub']}"

@@ -100,6 +100,7 @@ class StudyData:
     utility: dict[str, list[dict]] = field(default_factory=dict)  # real_authors / world_facts (TOFU)
     kind: str = "qa"  # every split of a study is of one kind: 'qa' or 'text'
     files: dict[str, Path] = field(default_factory=dict)  # role -> the file its rows come from
+    benchmark: dict = field(default_factory=dict)  # MUSE / WMDP / WHP: {name, sets: {set: rows}}, its own evaluation
 
     def roles(self) -> dict[str, list[dict]]:
         """Every split a stage may read, by role."""
@@ -119,17 +120,18 @@ EVALUATION_ROLES = ("forget_eval", "retain_eval", *UTILITY_ROLES)  # QA rows the
 
 def write_manifest(data_dir: str | Path, *, root: str, splits: dict[str, str], subset: dict | None = None,
                    checksums: dict | None = None, text_prefix_tokens: int = 0, source: str = "synthetic",
-                   group_size: int | None = None) -> None:
+                   group_size: int | None = None, benchmark: dict | None = None) -> None:
     """A prepared data folder names where its split files are (`root`, relative to the folder or
     absolute), which file plays which role (`splits`: role -> file name under root), and which
     rows of a split the study uses (`subset`: role -> its first n rows or a list of row positions),
     so real data is read where it is, never copied. `checksums` (sha256 per file) lets a reviewer
     check it is the same data; `text_prefix_tokens`: the unscored context of text rows; `source`:
     data.source, for the report; `group_size`: rows in consecutive groups of this size (TOFU's
-    authors) where the files carry no `group` field."""
+    authors) where the files carry no `group` field; `benchmark`: a benchmark's name and the
+    files (under the folder) of the sets it is evaluated on."""
     write_json(Path(data_dir) / MANIFEST, {"root": root, "splits": splits, "subset": subset or {}, "source": source,
                                            "sha256": checksums or {}, "text_prefix_tokens": text_prefix_tokens,
-                                           "group_size": group_size})
+                                           "group_size": group_size, **({"benchmark": benchmark} if benchmark else {})})
 
 
 def _subset(rows: list[dict], spec: int | list[int] | None, what: str) -> list[dict]:
@@ -208,6 +210,11 @@ def load_study_data(data_dir: str | Path) -> StudyData:
     if stray:
         raise DataError(f"{len(stray)} sample(s) of {names['retain_eval']} are not in the study's "
                         f"{names['retain']} (raise data.tofu.retain_authors or lower data.retain_eval_size)")
+    if manifest.get("benchmark"):  # checked against the benchmark's layout when the folder was prepared
+        sets = manifest["benchmark"]["sets"]
+        data.benchmark = {"name": manifest["benchmark"]["name"],
+                          "sets": {name: [json.loads(line) for line in (data_dir / file).read_text(encoding="utf-8")
+                                          .splitlines() if line.strip()] for name, file in sets.items()}}
     prefix = int(manifest.get("text_prefix_tokens", 0))
     if kind == "text":
         for rows in data.roles().values():

@@ -1,10 +1,11 @@
 """Rule prepare_data: the study's data folder. Light on purpose: no model library is imported."""
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
-from ..data import synthetic, tofu
+from ..data import benchmarks, synthetic, tofu
 from ..data.loader import DataError, load_study_data, write_manifest
 from ..io import atomic_path
 
@@ -24,6 +25,8 @@ def prepare_data(out_dir: str, *, data_cfg: dict, seed: int) -> None:
             load_study_data(tmp)
         elif data_cfg["source"] == "tofu":
             _prepare_tofu(tmp, Path(out_dir), data_cfg["tofu"], data_cfg["retain_eval_size"], prefix, seed)
+        elif data_cfg["source"] == "benchmark":
+            _prepare_benchmark(tmp, data_cfg["benchmark"], data_cfg["retain_eval_size"], prefix)
         else:
             local = data_cfg["local"]
             root = Path(local["path"]).resolve()
@@ -71,3 +74,26 @@ def _prepare_tofu(tmp: Path, final: Path, cfg: dict, retain_eval_size: int | Non
         subset |= {"forget": chosen, "forget_eval": chosen, "holdout": chosen}
     _point_at(tmp, final, root, {role: f"{stem}.json" for role, stem in names.items()}, subset, prefix,
               relative=cfg["path"] is not None, source="tofu", group_size=tofu.AUTHOR_QA)
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+
+
+def _prepare_benchmark(tmp: Path, cfg: dict, retain_eval_size: int | None, prefix: int) -> None:
+    """MUSE, WMDP or WHP: the study's samples cut from the published splits (data.benchmark) and
+    the evaluation sets it is scored on, written into the data folder (the cut is the study's, so
+    it is data); the manifest names each published file read, with its checksum."""
+    roles, sets, sources = benchmarks.benchmark_study(cfg)
+    for role, rows in roles.items():
+        _write_rows(tmp / f"{role}.jsonl", rows)
+    for name, rows in sets.items():
+        _write_rows(tmp / "benchmark" / f"{name}.jsonl", rows)
+    splits = {"forget": "forget.jsonl", "retain": "retain.jsonl", "holdout": "holdout.jsonl",
+              "forget_eval": "forget.jsonl", "retain_eval": "retain.jsonl"}
+    write_manifest(tmp, root=".", splits=splits, subset={"retain_eval": retain_eval_size}, text_prefix_tokens=prefix,
+                   source="benchmark", checksums={spec: tofu.sha256(Path(path)) if Path(path).is_file() else path
+                                                  for spec, path in sources.items()},
+                   benchmark={"name": cfg["name"], "sets": {name: f"benchmark/{name}.jsonl" for name in sets}})
+    load_study_data(tmp)

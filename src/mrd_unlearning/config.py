@@ -238,6 +238,9 @@ def schema_markdown() -> str:
         "`tofu_smollm2.yaml` (TOFU + SmolLM2 on a CPU), `tofu_smollm2_forget01.yaml` (the same on TOFU's forget01),",
         "`local_tofu.yaml` (an overlay: TOFU from a local folder instead of the hub), `paper.yaml` (the paper's 7B",
         "setting, GPUs),",
+        "`muse_news_smollm2.yaml`, `wmdp_smollm2.yaml`, `whp_smollm2.yaml` (MUSE-News, WMDP, Who's Harry Potter + "
+        "SmolLM2 on a CPU),",
+        "`muse_news_gpu.yaml`, `wmdp_gpu.yaml`, `whp_gpu.yaml` (their full sets: overlays on `paper.yaml`, GPUs),",
         "`smoke.yaml`, `smoke_tofu.yaml` and `smoke_text.yaml` (tiny, for the tests).",
         "",
         "| key | allowed | default | meaning |",

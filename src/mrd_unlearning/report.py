@@ -198,6 +198,7 @@ def _c2(validation: pd.DataFrame, primary: str, smallest_rho: float, where: str)
     shown = ["score", "kind", "expected_sign", "spearman_rho", "ci_low", "ci_high", "p_value", "between_sd",
              "abs_rho_gap_vs_mrd", "gap_ci_low", "gap_ci_high"]
     per_rep = mrd_rows.pivot(index="replicate", columns="ground_truth", values="spearman_rho").reset_index()
+    per_rep["replicate"] = [r if r == "pooled" else f"replicate {r}" for r in per_rep.replicate]  # not a rho
     main = rho.loc[primary]
     return {"verdict": verdict, "per_replicate": verdicts, "primary": primary, "beats": beats, "scope": where,
             "method": main.method, "resamples_used": int(main.n_resamples), "p_mc_se": float(main.p_mc_se),

@@ -92,7 +92,9 @@ def _prepare_benchmark(tmp: Path, cfg: dict, retain_eval_size: int | None, prefi
         _write_rows(tmp / "benchmark" / f"{name}.jsonl", rows)
     splits = {"forget": "forget.jsonl", "retain": "retain.jsonl", "holdout": "holdout.jsonl",
               "forget_eval": "forget.jsonl", "retain_eval": "retain.jsonl"}
-    write_manifest(tmp, root=".", splits=splits, subset={"retain_eval": retain_eval_size}, text_prefix_tokens=prefix,
+    # the retain set's size follows from the cut: evaluate at most all of it
+    retain_eval = None if retain_eval_size is None else min(retain_eval_size, len(roles["retain"]))
+    write_manifest(tmp, root=".", splits=splits, subset={"retain_eval": retain_eval}, text_prefix_tokens=prefix,
                    source="benchmark", checksums={spec: tofu.sha256(Path(path)) if Path(path).is_file() else path
                                                   for spec, path in sources.items()},
                    benchmark={"name": cfg["name"], "sets": {name: f"benchmark/{name}.jsonl" for name in sets},

@@ -211,5 +211,7 @@ def test_the_report_names_the_cut_and_tabulates_the_benchmarks_metrics(prepared)
     assert table.loc["target (replicate 0)", "accuracy, forgotten questions"] == 1.0
     assert table.loc["ga / uniform (mean of 2 runs)", "accuracy, forgotten questions"] == pytest.approx(0.3)
     assert table.loc["ga / mrd (mean of 2 runs)", "accuracy, forgotten questions"] == pytest.approx(0.2)
-    assert "MMLU" in part["lacks"]
+    assert part["name"] == "WMDP" and part["lacks"].startswith("MMLU, WMDP's utility measure, is not run")
+    one = report._benchmark({0: {"target_eval": evals["target"], "retain_eval": evals["retain"]}}, runs.iloc[:1])
+    assert list(one["table"].model)[-1] == "ga / uniform (1 run)"
     assert report._benchmark({0: {"target_eval": {}, "retain_eval": {}}}, runs) == {}

@@ -21,13 +21,23 @@ def _false(rule, design, value, sims, seed=0):
     return sum(v in ("supported", "partly supported", "mixed", "contradicted") for v in verdicts), verdicts
 
 
-@pytest.mark.parametrize("G, m, R", [(2, 20, 2), (8, 8, 3), (10, 20, 1)])
-def test_c3_is_calibrated_under_no_effect(G, m, R):
+@pytest.mark.parametrize("G, m, R, min_groups, scheme", [(2, 20, 2, 50, "within"), (8, 8, 3, 50, "within"),
+                                                       (10, 20, 1, 50, "within"), (12, 5, 2, 10, "groups")])
+def test_c3_is_calibrated_under_no_effect(G, m, R, min_groups, scheme, monkeypatch):
     """The review's designs (2 x 20: 47% false verdicts with group_difficulty in the family; 8 x 8:
-    3%; 10 x 20: 8%). 40 simulated studies each: at most 4 false verdicts (a rate of 5% gives
-    more than 4 in under 14% of such runs; 47% would give about 19)."""
-    false, _ = _false(cal._c3, _design(G, m, R, n_characteristics=7, icc=0.4), 0.0, 40)
-    assert false <= 4
+    3%; 10 x 20: 8%), resampled within their groups, and a design with enough groups for the
+    exact sign-flip test over groups. 40 simulated studies each: at most 4 false verdicts (a rate of
+    5% gives more than 4 in under 14% of such runs; 47% would give about 19)."""
+    from mrd_unlearning import statistics, validation
+
+    used, scheme_of = [], statistics.resampling_scheme
+    for module in (statistics, validation):  # the groups path is the group sign-flip test (validation's)
+        monkeypatch.setattr(module, "resampling_scheme", lambda *a, **k: used.append(scheme_of(*a, **k)) or used[-1])
+    rng = np.random.default_rng(0)
+    design, cfg = _design(G, m, R, n_characteristics=7, icc=0.4), {**CFG, "min_groups": min_groups}
+    verdicts = [cal._c3(design, rng, 0.0, cfg, i) for i in range(40)]
+    assert sum(v in ("supported", "partly supported", "mixed", "contradicted") for v in verdicts) <= 4
+    assert set(used) == {scheme}  # the resampling path this design is meant to test is the one that ran
 
 
 def test_c4_is_calibrated_under_no_effect_on_the_default_design():

@@ -73,17 +73,20 @@ def test_the_interval_and_the_p_value_cannot_disagree():
 
 def test_monte_carlo_error_cannot_move_a_decision():
     """Finding: a p-value near alpha flipped with the bootstrap's seed. A p within 3 Monte Carlo
-    standard errors of the level is recomputed on more resamples, and the error is reported."""
-    rng = np.random.default_rng(7)
+    standard errors of the level is recomputed on more resamples (up to 16 times), and the error is
+    reported; data whose p sits near the level then decide the same way on every seed."""
+    rng = np.random.default_rng(8)
     x = rng.normal(size=40)
-    y = 0.31 * x + rng.normal(size=40)  # rho about 0.3 at n = 40: p near 0.05
+    y = 0.35 * x + rng.normal(size=40)  # these data: p about 0.03 at n = 40, near 0.05 for 400 resamples
     res = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=400, seed=0)
-    assert res["n_resamples"] > 400 or abs(res["p_value"] - 0.05) >= 3 * res["p_mc_se"]
+    assert res["n_resamples"] > 400  # refined: the path under test runs
+    assert res["p_mc_se"] == pytest.approx(np.sqrt(res["p_value"] * (1 - res["p_value"]) / res["n_resamples"]))
     far = pooled_bootstrap(_spearman, [x[None], (x + 0.1 * rng.normal(size=40))[None]], n_resamples=400)
     assert far["n_resamples"] == 400 and far["p_mc_se"] == pytest.approx(np.sqrt(1 / 400) / 20)
     decisions = [pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=400, seed=s) for s in range(8)]
-    decided = [r["p_value"] < 0.05 for r in decisions if abs(r["p_value"] - 0.05) >= 3 * r["p_mc_se"]]
-    assert len(set(decided)) <= 1  # every seed whose p is clear of the level decides the same way
+    assert sum(r["n_resamples"] > 400 for r in decisions) >= 4  # most seeds needed more resamples
+    assert all(abs(r["p_value"] - 0.05) >= 3 * r["p_mc_se"] for r in decisions)  # each ends clear of the level
+    assert {r["p_value"] < 0.05 for r in decisions} == {True}  # and all decide the same way
 
 
 def test_holm_matches_a_hand_computation():

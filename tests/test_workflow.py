@@ -421,14 +421,28 @@ def test_a_sample_too_long_for_the_model_stops_the_study_before_any_training(tmp
     assert not (out / "models").exists()  # no fine-tuning started
 
 
-def test_text_smoke_study_end_to_end(tmp_path):
-    """config/smoke_text.yaml: the synthetic facts as plain-text rows, every stage."""
+def test_text_smoke_study_end_to_end_on_a_made_up_muse(tmp_path):
+    """config/smoke_text.yaml on a made-up MUSE-News in its repository layout (text rows cut from
+    its verbmem excerpts and privleak articles), every stage, MUSE's own evaluation beside the
+    study's (the synthetic text form differs only in its data stage, tested on its own)."""
+    from mrd_unlearning.data.benchmarks import write_example
+
     work = copy_project(tmp_path)
-    run_snakemake(work, "config/smoke_text.yaml")
+    write_example("muse_news", work / "muse_example", n_people=9, seed=0, repository_layout=True)
+    (work / "config" / "muse_example.yaml").write_text(yaml.safe_dump({"data": {
+        "source": "benchmark", "retain_eval_size": 6,
+        "benchmark": {"name": "muse_news", "paths": {"muse_news": "muse_example"},
+                      "splits": {"forget": "muse_news:verbmem/forget", "retain": "muse_news:privleak/retain",
+                                 "holdout": "muse_news:privleak/holdout"},
+                      "documents": {"forget": 3, "retain": 3, "holdout": 3}, "document_words": 12,
+                      "chunk_words": 6, "eval_rows": 3}}}))
+    run_snakemake(work, "config/smoke_text.yaml", "config/muse_example.yaml")
     out = work / "results" / "smoke_text"
-    assert len(pd.read_csv(out / "mrd/scores.csv")) == 6
+    scores = pd.read_csv(out / "mrd/scores.csv")
+    assert len(scores) == 6 and scores.group.nunique() == 3  # 3 excerpts, 2 pieces each
     target = json.loads((out / "eval/rep0/target.json").read_text())
     assert target["data_kind"] == "text" and "forget_quality" not in target and target["model_utility_parts"] == 2
+    assert target["benchmark"] == "muse_news" and 0 <= target["verbmem_f"] <= 100 and -100 <= target["privleak"]
     runs = pd.read_csv(out / "tables/unlearning.csv")
     assert len(runs) == 2 and runs.forget_quality.isna().all() and runs.forget_rouge.notna().all()
     authors = pd.read_csv(out / "tables/author_outcomes.csv")  # text: each group's verbatim ROUGE-L
@@ -436,5 +450,7 @@ def test_text_smoke_study_end_to_end(tmp_path):
     assert len(authors) == len(runs) * pd.read_csv(out / "mrd/scores.csv").group.nunique()
     report = (out / "report.md").read_text()
     assert "as plain-text rows" in report and "VerbMem" in report and "no forget quality" in report
+    assert "## The benchmark's own evaluation (MUSE-News)" in report and "| npo_rt / uniform (1 run) |" in report
+    assert {"verbmem_f", "knowmem_forget_f", "knowmem_retain_f"} <= set(runs)
     openunlearning = json.loads((out / "unlearning/rep0/npo_rt/rum@learning_confidence/seed0/eval_budget_TOFU_EVAL.json").read_text())
     assert {"forget_Prob", "forget_verbmem_ROUGE", "privleak"} <= set(openunlearning)

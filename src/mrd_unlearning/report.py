@@ -146,9 +146,10 @@ def _benchmark(loaded: dict, runs: pd.DataFrame) -> dict:
             for r, v in sorted(loaded.items()) for role in ("target", "retain")]
     present = [k for k in labels if k in runs]
     for (algorithm, sampler), part in runs.groupby(["algorithm", "sampler"], sort=False):
-        rows.append({"model": f"{algorithm} / {sampler} (mean of {len(part)} runs)",
+        runs_word = "1 run" if len(part) == 1 else f"mean of {len(part)} runs"
+        rows.append({"model": f"{algorithm} / {sampler} ({runs_word})",
                      **{labels[k]: part[k].mean() for k in present}})
-    return {"name": name, "table": pd.DataFrame(rows), "lacks": benchmarks.LACKS[name]}
+    return {"name": BENCHMARK_NAMES[name], "table": pd.DataFrame(rows), "lacks": benchmarks.LACKS[name]}
 
 
 def _c1(scores, replicate_stability, stats_cfg, unit: str) -> dict:

@@ -272,16 +272,15 @@ METRICS: dict[str, dict[str, str]] = {
             "trivia_acc": "trivia accuracy"},
 }
 METRIC_KEYS = tuple(dict.fromkeys(k for metrics in METRICS.values() for k in metrics))
-_TEXT = ("text has no paraphrased or wrong answers, so there is no truth ratio and no forget quality (C4 reads "
-         "completeness as the forget pieces' verbatim-continuation ROUGE-L)")
-LACKS = {
-    "muse_news": f"MUSE's scalability and sustainability splits are not run; {_TEXT}.",
-    "muse_books": f"MUSE's scalability and sustainability splits are not run; {_TEXT}.",
-    "wmdp": ("MMLU, WMDP's utility measure, is not run (it is not in the local data; online, lm-evaluation-harness "
+_TEXT = ("Text has no paraphrased or wrong answers, so there is no truth ratio and no forget quality: C4 reads "
+         "completeness as the forget pieces' verbatim-continuation ROUGE-L.")
+LACKS = {  # whole sentences, for the report
+    "muse_news": f"MUSE's scalability and sustainability splits are not run. {_TEXT}",
+    "muse_books": f"MUSE's scalability and sustainability splits are not run. {_TEXT}",
+    "wmdp": ("MMLU, WMDP's utility measure, is not run: it is not in the local data (online, lm-evaluation-harness "
              "scores it as `mmlu`); utility here is the retained Chem questions and the retain split's metrics. "
              "WMDP's forget corpora are not used: the forget set is the questions themselves."),
-    "whp": ("the familiarity score of Eldan and Russinovich (generations judged by GPT-4) is not run; "
-            f"{_TEXT}."),
+    "whp": f"The familiarity score of Eldan and Russinovich (generations judged by GPT-4) is not run. {_TEXT}",
 }
 UNTRUNCATED = ("knowmem_forget_icl", "knowmem_retain_icl")  # the few-shot examples: always all of them
 STUDY_ROLES = ("forget", "retain", "holdout")

@@ -113,20 +113,38 @@ def test_a_bad_benchmark_configuration_is_one_line_naming_its_key(folders):
         benchmark_study(too_few)
 
 
+SPECS = {"muse_news": (MUSE, (3, 3, 3), 12, 6),
+         "wmdp": (("wmdp:wmdp-bio/test", "wmdp:wmdp-chem/test", "wmdp:wmdp-bio/test"), (5, 8, 5), None, None),
+         "whp": (("muse_books:raw/forget", "muse_books:raw/retain1", "muse_books:raw/holdout"), (3, 3, 3), 12, 6)}
+
+
+def _data_cfg(name, folders):
+    splits, documents, words, chunk = SPECS[name]
+    return {"source": "benchmark", "benchmark": _cfg(name, folders, splits, documents, words, chunk),
+            "retain_eval_size": 4, "text_prefix_tokens": 0}
+
+
 @pytest.fixture(scope="module")
 def prepared(folders, tmp_path_factory):
     """The data folder of each benchmark's study, as the workflow's first stage writes it."""
     out = {}
-    specs = {"muse_news": (MUSE, (3, 3, 3), 12, 6),
-             "wmdp": (("wmdp:wmdp-bio/test", "wmdp:wmdp-chem/test", "wmdp:wmdp-bio/test"), (5, 8, 5), None, None),
-             "whp": (("muse_books:raw/forget", "muse_books:raw/retain1", "muse_books:raw/holdout"), (3, 3, 3), 12, 6)}
-    for name, (splits, documents, words, chunk) in specs.items():
-        cfg = _cfg(name, folders, splits, documents, words, chunk)
+    for name in SPECS:
         data_dir = tmp_path_factory.mktemp(name) / "data"
-        prepare_data(str(data_dir), data_cfg={"source": "benchmark", "benchmark": cfg, "retain_eval_size": 4,
-                                              "text_prefix_tokens": 0}, seed=0)
+        prepare_data(str(data_dir), data_cfg=_data_cfg(name, folders), seed=0)
         out[name] = data_dir
     return out
+
+
+def test_the_plan_sees_the_cut_the_data_stage_makes(prepared, folders):
+    from mrd_unlearning import calibration, plan
+
+    for name, data_dir in prepared.items():
+        data, cfg = load_study_data(data_dir), _data_cfg(name, folders)
+        sizes = plan.data_sizes(cfg)
+        assert (sizes["forget"], sizes["retain"], sizes["retain_eval"]) == (
+            len(data.forget), len(data.retain), len(data.retain_eval))
+        assert list(calibration.planned_groups(cfg)) == [r[GROUP] for r in data.forget]
+        assert calibration._planned_kind(cfg) == data.kind
 
 
 def test_the_data_folder_names_its_sources_and_carries_the_evaluation_sets(prepared, folders):

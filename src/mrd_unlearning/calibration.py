@@ -381,7 +381,7 @@ PLAN_RESAMPLES = 400  # bootstrap resamples per simulated study in the plan (the
 
 def planned_groups(data_cfg: dict) -> np.ndarray | None:
     """One group label per forget sample, from the configuration alone (None: a local folder,
-    whose groups are in its files)."""
+    whose groups are in its files; a benchmark's cut is made here as the data stage makes it)."""
     from .data import tofu
 
     if data_cfg["source"] == "synthetic":
@@ -392,7 +392,20 @@ def planned_groups(data_cfg: dict) -> np.ndarray | None:
         split = data_cfg["tofu"]["forget_split"]
         k = data_cfg["tofu"].get("per_author") or tofu.AUTHOR_QA
         return np.repeat(np.arange(tofu.n_authors(split)), k).astype(str)
+    if data_cfg["source"] == "benchmark":  # the cut the data stage will make (cheap: no model)
+        from .data.benchmarks import benchmark_study
+
+        return np.array([r["group"] for r in benchmark_study(data_cfg["benchmark"])[0]["forget"]])
     return None
+
+
+def _planned_kind(data_cfg: dict) -> str:
+    """'text' or 'qa': the rows the configuration's data will be."""
+    if data_cfg["source"] == "benchmark":
+        from .data.benchmarks import benchmark_study
+
+        return "qa" if "question" in benchmark_study(data_cfg["benchmark"])[0]["forget"][0] else "text"
+    return "text" if data_cfg["synthetic"].get("form") == "text" else "qa"
 
 
 def design_from_config(cfg: dict, data_cfg: dict, previous: Design | None = None) -> Design | None:
@@ -409,7 +422,7 @@ def design_from_config(cfg: dict, data_cfg: dict, previous: Design | None = None
     weighted = tuple(dict.fromkeys(arm for arm, _, fam in claims.comparisons(list(ul["samplers"])) if fam == "paper"))
     shape = dict(groups=groups, replicates=len(cfg["replicates"]), seeds=len(ul["seeds"]),
                  algorithms=tuple(sorted(ul["algorithms"])), weighted=weighted,
-                 completeness=claims.COMPLETENESS["text" if data_cfg["synthetic"].get("form") == "text" else "qa"])
+                 completeness=claims.COMPLETENESS[_planned_kind(data_cfg)])
     if previous is not None:
         return Design(**shape, n_characteristics=previous.n_characteristics, stability=previous.stability,
                       icc=previous.icc, median_count=previous.median_count, pair_sd=previous.pair_sd,

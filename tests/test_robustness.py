@@ -13,7 +13,8 @@ from mrd_unlearning.models import collate, encode_sample
 from mrd_unlearning.recovery import (difficulty_correlation, difficulty_tiers, pooled_recovery, recovery,
                                     robustness_comparison, robustness_verdict, run_recovery, sample_recovery,
                                     tier_table)
-from mrd_unlearning.robustness import attack, measure, quantized, relearn, relearning_attack, relearning_folds
+from mrd_unlearning.robustness import (attack, content_overlap, content_words, measure, quantized, relearn,
+                                      relearning_attack, relearning_folds)
 from mrd_unlearning.training import make_optimizer, train
 from mrd_unlearning.unlearning import gradient_ascent
 
@@ -229,3 +230,90 @@ def test_the_recovery_figure_draws_every_attack(tmp_path):
     path = tmp_path / "tiers.png"
     recovery_tiers_figure(tier_table(samples, ["mrd"]), "mrd", str(path))
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_folds_across_groups_never_relearn_a_scored_samples_group_and_overlap_is_counted_by_hand():
+    groups = np.repeat(["a", "b", "c", "d", "e"], 4)
+    folds = relearning_folds(groups, seed=1, n_folds=2, across_groups=True)
+    assert sorted(np.concatenate([scored for _, scored in folds]).tolist()) == list(range(20))
+    for relearned, scored in folds:
+        assert not set(groups[relearned]) & set(groups[scored])
+    with pytest.raises(ValueError, match="at least 3 groups, got 2"):
+        relearning_folds(groups[:8], seed=0, n_folds=3, across_groups=True)
+    rows = [{"question": "q", "answer": "Paris is the capital"}, {"question": "q", "answer": "the capital of Peru"},
+            {"text": "Lima in Peru"}]
+    share = content_overlap(rows, [(np.array([0]), np.array([1, 2])), (np.array([1]), np.array([0]))])
+    # content words: {paris, capital}, {capital, peru}, {lima, peru}; fold 0 taught {paris, capital}
+    assert share.tolist() == [1 / 2, 1 / 2, 0.0]
+    assert content_words("The Author of his books") == {"author", "books"}
+
+
+def test_a_lora_model_quantizes_as_its_merged_weights_and_group_sizes_are_checked(target, tokenizer, study_data):
+    from mrd_unlearning.models import with_lora, without_lora
+
+    lora = with_lora(copy.deepcopy(target), {"r": 4, "alpha": 8, "dropout": 0.0,
+                                             "target_modules": ["q_proj", "v_proj"]})
+    for p in lora.parameters():  # adapters that change the outputs
+        if p.requires_grad:
+            torch.nn.init.normal_(p, std=0.05)
+    merged = without_lora(copy.deepcopy(lora))
+    rows = study_data.forget_eval
+    for size in (32,):  # (the tiny model's 32-wide layers hold one group of 32)
+        a = measure(quantized(lora, 4, group_size=size), tokenizer, rows, **MEASURE).loglik.to_numpy()
+        b = measure(quantized(merged, 4, group_size=size), tokenizer, rows, **MEASURE).loglik.to_numpy()
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    assert hasattr(lora, "merge_and_unload")  # the model given is left wrapped
+    with pytest.raises(ValueError, match=r"group_size takes \[32, 64, 128\], got 48"):
+        quantized(target, 4, group_size=48)
+
+
+def test_recovery_thresholds_per_measure_and_the_truth_ratio_on_a_log_scale():
+    before = pd.DataFrame({"sample_id": [0, 1], "loglik": [-1.0, -1.0], "truth_ratio": [0.8, 0.8], "rouge_l": [1.0, 1.0]})
+    unlearned = before.assign(loglik=[-2.0, -1.02], truth_ratio=[0.2, 0.2], rouge_l=[0.5, 0.5])
+    attacked = unlearned.assign(attack="relearn", loglik=[-1.5, -1.0], truth_ratio=[0.4, 0.8], rouge_l=[0.75, 0.5])
+    table = sample_recovery(before, unlearned, attacked).set_index(["measure", "sample_id"]).recovery
+    assert table["loglik", 0] == pytest.approx(0.5) and np.isnan(table["loglik", 1])  # 0.02 nats: under 0.05
+    assert table["truth_ratio", 0] == pytest.approx(np.log(0.4 / 0.2) / np.log(0.8 / 0.2))  # 0.5 on the log scale
+    assert table["truth_ratio", 1] == pytest.approx(1.0) and table["rouge_l", 0] == pytest.approx(0.5)
+    strict = sample_recovery(before, unlearned, attacked, min_drop={"loglik": 0.01, "truth_ratio": 2.0, "rouge_l": 0.1})
+    strict = strict.set_index(["measure", "sample_id"]).recovery
+    assert strict["loglik", 1] == pytest.approx(1.0) and np.isnan(strict["truth_ratio", 0])
+    with pytest.raises(ValueError, match="no threshold for 'loglik'"):
+        sample_recovery(before, unlearned, attacked, min_drop={"rouge_l": 0.1})
+
+
+def test_the_retain_model_control_runs_the_same_folds_and_recovery_is_read_beyond_it(
+        target, unlearned, tokenizer, study_data):
+    """Relearning also teaches: the same folds and budget on a model never trained on the forget
+    set (the retain model) measure what relearning brings on its own. On these synthetic facts it
+    is far from 0 (their values come from small shared pools), which is why recovery is read beyond
+    the control: the unlearned run's recovery minus the control's, per attack and measure."""
+    from mrd_unlearning.models import encode_qa
+    from mrd_unlearning.recovery import beyond_control
+
+    from .conftest import tiny_model
+
+    control = tiny_model(tokenizer, seed=0, hidden=32)
+    data = [encode_qa(tokenizer, r["question"], r["answer"], MAX_LENGTH) for r in study_data.retain]
+    gen = torch.Generator().manual_seed(0)
+    train(control, lambda step: collate([data[i] for i in torch.randint(len(data), (8,), generator=gen)],
+                                        tokenizer.pad_token_id),
+          lambda m, b: m(**b).loss, make_optimizer("adamw", control.parameters(), 1e-2), 60)
+    control.eval()
+    rows, groups = study_data.forget_eval, forget_groups(study_data)
+    kw = dict(steps=20, lr=1e-3, batch_size=4, optimizer="adamw", folds=2, seed=0, device="cpu",
+              max_length=MAX_LENGTH, max_new_tokens=6, max_wrong_answers=2, across_groups=True)
+    on_control = relearning_attack(control, tokenizer, rows, groups, **kw)
+    on_unlearned = relearning_attack(unlearned, tokenizer, rows, groups, **kw)
+    assert on_control.set_index("sample_id").fold.equals(on_unlearned.set_index("sample_id").fold)  # same folds
+    before = measure(target, tokenizer, rows, **MEASURE).assign(sample_id=range(len(rows)))
+    never = measure(control, tokenizer, rows, **MEASURE).assign(sample_id=range(len(rows)))
+    after = measure(unlearned, tokenizer, rows, **MEASURE).assign(sample_id=range(len(rows)))
+    assert (before.loglik - never.loglik).mean() > 0.5  # the target knows the forget set, the control does not
+    runs = run_recovery(sample_recovery(before, after, on_unlearned.assign(attack="relearn")))
+    controls = run_recovery(sample_recovery(before, never, on_control.assign(attack="relearn")))
+    table = beyond_control(runs, controls).set_index(["attack", "measure"])
+    row = table.loc[("relearn", "loglik")]
+    assert row.beyond_control == pytest.approx(row.recovery - row.control_recovery)
+    assert row.control_recovery == pytest.approx(controls.set_index(["attack", "measure"]).recovery["relearn", "loglik"])
+    assert on_control.overlap.between(0, 1).all()

@@ -119,14 +119,29 @@ def difficulty_correlation(samples: pd.DataFrame, scores: list[str], *, alpha: f
 
 
 MEASURES = ("loglik", "truth_ratio", "rouge_l")  # what unlearning lowers and an attack may bring back
+# Each measure on the scale recovery is read on (the truth ratio, a ratio of probabilities, on a log
+# scale, as log-likelihoods are), and the smallest change unlearning must have made for a sample's
+# recovery to be defined, in that scale's units: nats per token, nats, ROUGE-L.
+SCALES = {"loglik": lambda x: x, "truth_ratio": np.log, "rouge_l": lambda x: x}
+MIN_DROP = {"loglik": 0.05, "truth_ratio": 0.05, "rouge_l": 0.05}
+
+
+def _min_drop(min_drop, measure: str) -> float:
+    """One threshold for every measure, or each measure's own (a mapping: MIN_DROP's keys)."""
+    if not isinstance(min_drop, dict):
+        return float(min_drop)
+    if measure not in min_drop:
+        raise ValueError(f"min_drop has no threshold for {measure!r}; give one for each of {list(MEASURES)}")
+    return float(min_drop[measure])
 
 
 def sample_recovery(before: pd.DataFrame, unlearned: pd.DataFrame, attacked: pd.DataFrame, *,
-                    min_drop: float) -> pd.DataFrame:
+                    min_drop: float | dict = MIN_DROP) -> pd.DataFrame:
     """Per (attack, forget sample, measure): its value on the model before unlearning (the
-    target), after unlearning and after the attack, and the recovery. `before` and `unlearned` are
-    the evaluation's forget rows (sample_id and the measures); `attacked` is `robustness.attack`'s
-    frame."""
+    target), after unlearning and after the attack, on the measure's scale (`SCALES`: the truth
+    ratio's log), and the recovery, defined where unlearning moved the sample by the measure's
+    `min_drop` (one number, or one per measure). `before` and `unlearned` are the evaluation's
+    forget rows (sample_id and the measures); `attacked` is `robustness.attack`'s frame."""
     measures = [m for m in MEASURES if m in attacked and m in before and m in unlearned]
     base = before.set_index("sample_id")[measures]
     after = unlearned.set_index("sample_id")[measures]
@@ -134,18 +149,33 @@ def sample_recovery(before: pd.DataFrame, unlearned: pd.DataFrame, attacked: pd.
     for name, part in attacked.groupby("attack", sort=False):
         part = part.set_index("sample_id")
         for m in measures:
-            b, u, a = base[m].reindex(part.index), after[m].reindex(part.index), part[m]
-            rows.append(pd.DataFrame({"attack": name, "sample_id": part.index, "measure": m, "before": b.to_numpy(),
-                                      "unlearned": u.to_numpy(), "attacked": a.to_numpy(),
-                                      "recovery": recovery(b, u, a, min_drop=min_drop)}))
+            scale = SCALES[m]
+            b, u, a = (scale(np.asarray(x, dtype=float))
+                       for x in (base[m].reindex(part.index), after[m].reindex(part.index), part[m]))
+            rows.append(pd.DataFrame({"attack": name, "sample_id": part.index, "measure": m, "before": b,
+                                      "unlearned": u, "attacked": a,
+                                      "recovery": recovery(b, u, a, min_drop=_min_drop(min_drop, m))}))
     return pd.concat(rows, ignore_index=True)
 
 
-def run_recovery(samples: pd.DataFrame, *, min_drop: float) -> pd.DataFrame:
-    """One run's pooled recovery per (attack, measure), from `sample_recovery`'s frame."""
+def run_recovery(samples: pd.DataFrame, *, min_drop: float | dict = MIN_DROP) -> pd.DataFrame:
+    """One run's pooled recovery per (attack, measure), from `sample_recovery`'s frame (its values
+    already on each measure's scale)."""
     return pd.DataFrame([{"attack": attack, "measure": measure,
-                          "recovery": pooled_recovery(part.before, part.unlearned, part.attacked, min_drop=min_drop)}
+                          "recovery": pooled_recovery(part.before, part.unlearned, part.attacked,
+                                                      min_drop=_min_drop(min_drop, measure))}
                          for (attack, measure), part in samples.groupby(["attack", "measure"], sort=False)])
+
+
+def beyond_control(runs: pd.DataFrame, controls: pd.DataFrame) -> pd.DataFrame:
+    """A run's recovery beside its control's, per (attack, measure): the same attack with the same
+    folds and budget on the retain model, which never saw the forget set, measured against the
+    same target (before) values. What relearning teaches on its own is then not counted as
+    recovered: `beyond_control` = recovery - control_recovery. (For quantization the control to give
+    is the target quantized: what rounding alone changes.)"""
+    control = controls.rename(columns={"recovery": "control_recovery"})
+    out = runs.merge(control, on=["attack", "measure"], how="left", validate="one_to_one")
+    return out.assign(beyond_control=out.recovery - out.control_recovery)
 
 
 LESS_ROBUST, MORE_ROBUST, EQUIVALENT, UNCLEAR = "less robust", "more robust", "equivalent", "unclear"

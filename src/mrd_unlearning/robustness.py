@@ -5,37 +5,72 @@ checkpoint; each forget sample is then measured again by the evaluation's own co
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import pandas as pd
 import torch
 
 from . import evaluation
-from .models import EncodedQA, collate, encode_sample, nll_loss
+from .models import EncodedQA, collate, encode_sample, nll_loss, without_lora
 from .precision import Precision
 from .training import make_optimizer, train
 
 QUANTIZATION_BITS = (8, 4)
+GROUP_SIZES = (32, 64, 128)  # int4 groups: 64 is bitsandbytes' block, the size Zhang et al. quantized with
 
 
-def relearning_folds(groups, *, seed: int, n_folds: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
+def relearning_folds(groups, *, seed: int, n_folds: int = 2, across_groups: bool = False
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
     """(relearned, scored) sample positions per fold. `groups` holds one label per sample (data
-    without groups: the same label for all). Each group's samples (an author's questions) are
-    shuffled with `seed` and dealt into `n_folds` parts; fold k scores part k after relearning
-    every other part. So the attacker relearns facts
-    *related* to the ones scored (the same authors), never the scored ones themselves: what comes
-    back is knowledge the unlearned model still holds, not knowledge retaught. Every sample is
-    scored exactly once."""
+    without groups: the same label for all). Within groups (default), each group's samples (an
+    author's questions) are shuffled with `seed` and dealt into `n_folds` parts; fold k scores
+    part k after relearning every other part. So the attacker relearns facts *related* to the ones
+    scored (the same authors), never the scored ones themselves. `across_groups`: whole groups
+    are dealt into the folds instead, so a scored sample's own group is never relearned (what
+    comes back then owes nothing to the same author's other answers). Every sample is scored
+    exactly once."""
     if n_folds < 2:
         raise ValueError(f"robustness.relearning.folds must be at least 2, got {n_folds}")
     labels = np.asarray(groups)
     rng = np.random.default_rng(seed)
     part = np.empty(len(labels), dtype=int)
-    for g in dict.fromkeys(labels.tolist()):
-        members = rng.permutation(np.flatnonzero(labels == g))
-        part[members] = (np.arange(len(members)) + rng.integers(n_folds)) % n_folds  # the group's first part: random
+    names = list(dict.fromkeys(labels.tolist()))
+    if across_groups:
+        if len(names) < n_folds:
+            raise ValueError(f"folds across groups need at least {n_folds} groups, got {len(names)}")
+        for k, g in enumerate(rng.permutation(len(names))):
+            part[labels == names[g]] = k % n_folds
+    else:
+        for g in names:
+            members = rng.permutation(np.flatnonzero(labels == g))
+            part[members] = (np.arange(len(members)) + rng.integers(n_folds)) % n_folds  # the group's first part: random
     positions = np.arange(len(labels))
     return [(positions[part != k], positions[part == k]) for k in range(n_folds)]
+
+
+_WORD = re.compile(r"[a-z0-9]+")
+STOPWORDS = frozenset("a an and are as at be by for from has have he her his in is it its of on or she that the "
+                      "their they this to was were with who whom which what".split())
+
+
+def content_words(text: str) -> set[str]:
+    """The lower-cased words of a text that carry content (not the commonest function words)."""
+    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS}
+
+
+def content_overlap(rows: list[dict], folds: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Per sample, the share of its answer's (a text row's) content words that occur in the answers
+    of the samples relearned in the fold that scores it: where it is high, relearning may simply
+    teach the scored answer again rather than uncover what unlearning left."""
+    texts = [r["answer"] if "question" in r else r["text"] for r in rows]
+    share = np.full(len(rows), np.nan)
+    for relearned, scored in folds:
+        taught = set().union(*(content_words(texts[i]) for i in relearned)) if len(relearned) else set()
+        for i in scored:
+            words = content_words(texts[i])
+            share[i] = len(words & taught) / len(words) if words else 0.0
+    return share
 
 
 def relearn(model, encoded: list[EncodedQA], *, steps: int, lr: float, batch_size: int, optimizer: str, seed: int,
@@ -62,18 +97,21 @@ def relearn(model, encoded: list[EncodedQA], *, steps: int, lr: float, batch_siz
 def quantized(model, bits: int, *, group_size: int = 32):
     """A copy of `model` with its linear layers' weights quantized by torchao (weight-only; the
     activations stay in the model's dtype): int8 per output channel, or int4 in symmetric groups
-    of `group_size` input weights. The output head is kept, as quantized LLMs are usually served.
-    The copy is what a user who loads the unlearned weights at lower precision would run."""
+    of `group_size` input weights (32, 64 or 128; 64 is bitsandbytes' 4-bit block). LoRA adapters
+    are merged into the copy first: a user quantizes the model as it would be served. The output
+    head is kept, as quantized LLMs are usually served."""
     from torchao.quantization import Int8WeightOnlyConfig, IntxWeightOnlyConfig, quantize_
     from torchao.quantization.granularity import PerGroup
 
     if bits == 8:
         config = Int8WeightOnlyConfig()
     elif bits == 4:
+        if group_size not in GROUP_SIZES:
+            raise ValueError(f"robustness.quantization.group_size takes {list(GROUP_SIZES)}, got {group_size}")
         config = IntxWeightOnlyConfig(weight_dtype=torch.int4, granularity=PerGroup(group_size))
     else:
         raise ValueError(f"robustness.quantization.bits takes {list(QUANTIZATION_BITS)}, got {bits}")
-    out = copy.deepcopy(model).eval()
+    out = without_lora(copy.deepcopy(model)).eval()
     head = out.get_output_embeddings()
     quantize_(out, config, filter_fn=lambda module, fqn: isinstance(module, torch.nn.Linear) and module is not head)
     return out
@@ -91,14 +129,18 @@ def measure(model, tokenizer, rows: list[dict], *, max_length: int, max_new_toke
 
 def relearning_attack(model, tokenizer, rows: list[dict], groups, *, steps: int, lr: float, batch_size: int,
                       optimizer: str, folds: int, seed: int, device, max_length: int, max_new_tokens: int,
-                      max_wrong_answers: int | None = None, precision: Precision | None = None) -> pd.DataFrame:
+                      max_wrong_answers: int | None = None, precision: Precision | None = None,
+                      across_groups: bool = False) -> pd.DataFrame:
     """Every fold from the same starting weights (the model as given, restored after each fold):
-    relearn one part of each group's samples, measure the others. Returns the measures of every
-    sample (sample_id = its position in `rows`), each from the one fold that scored it."""
+    relearn one part of the samples (`relearning_folds`), measure the others. Returns the measures
+    of every sample (sample_id = its position in `rows`), each from the one fold that scored it,
+    with `overlap`: the share of its answer's content words that the fold relearned."""
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     encoded = [encode_sample(tokenizer, r, max_length) for r in rows]
+    plan = relearning_folds(groups, seed=seed, n_folds=folds, across_groups=across_groups)
+    overlap = content_overlap(rows, plan)
     frames = []
-    for k, (relearned, scored) in enumerate(relearning_folds(groups, seed=seed, n_folds=folds)):
+    for k, (relearned, scored) in enumerate(plan):
         if len(scored) == 0:
             continue
         if len(relearned):
@@ -108,7 +150,7 @@ def relearning_attack(model, tokenizer, rows: list[dict], groups, *, steps: int,
         part = measure(model, tokenizer, [rows[i] for i in scored], max_length=max_length,
                        max_new_tokens=max_new_tokens, batch_size=batch_size, device=device,
                        max_wrong_answers=max_wrong_answers)
-        frames.append(part.assign(sample_id=scored, fold=k))
+        frames.append(part.assign(sample_id=scored, fold=k, overlap=overlap[scored]))
         model.load_state_dict(start)
     return pd.concat(frames, ignore_index=True).sort_values("sample_id", ignore_index=True)
 
@@ -130,7 +172,8 @@ def attack(model, tokenizer, rows: list[dict], groups, *, relearning: dict, quan
                       device=device, max_wrong_answers=max_wrong_answers)
     frames = [relearning_attack(model, tokenizer, rows, groups, steps=relearning["steps"], lr=relearning["lr"],
                                 optimizer=relearning["optimizer"], folds=relearning["folds"], seed=seed,
-                                precision=precision, **measure_kw).drop(columns="fold").assign(attack="relearn")]
+                                precision=precision, across_groups=relearning.get("across_groups", False),
+                                **measure_kw).drop(columns="fold").assign(attack="relearn")]
     for bits in quantization["bits"]:
         part = quantization_attack(model, tokenizer, rows, bits, group_size=quantization["group_size"], **measure_kw)
         frames.append(part.assign(attack=f"int{bits}"))

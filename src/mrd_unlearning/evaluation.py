@@ -284,7 +284,9 @@ def evaluate(model, tokenizer, data: StudyData, *, max_length: int, max_new_toke
     data has them (9 parts on TOFU). Text data have no paraphrased or wrong answers: no truth
     ratio, hence no forget quality, and model utility is the harmonic mean of the retain
     probability and verbatim-continuation ROUGE. `gradient_attack`: the gradient-norm attack (one
-    backward pass per forget and holdout sample). Returns (summary, per-sample frame)."""
+    backward pass per forget and holdout sample). On a benchmark's data (MUSE, WMDP, WHP) the
+    benchmark's own evaluation is added (`BENCHMARK_EVALUATIONS`): its metrics in the summary, its
+    items in the frame under their set's name. Returns (summary, per-sample frame)."""
     model.eval()
     if max_new_tokens == "auto":
         max_new_tokens = generation_limit(tokenizer, [data.forget_eval, data.retain_eval, *data.utility.values()])

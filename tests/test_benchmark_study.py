@@ -233,3 +233,15 @@ def test_the_report_names_the_cut_and_tabulates_the_benchmarks_metrics(prepared)
     one = report._benchmark({0: {"target_eval": evals["target"], "retain_eval": evals["retain"]}}, runs.iloc[:1])
     assert list(one["table"].model)[-1] == "ga / uniform (1 run)"
     assert report._benchmark({0: {"target_eval": {}, "retain_eval": {}}}, runs) == {}
+
+
+def test_make_plan_names_a_missing_benchmark_folder_in_one_line(tmp_path, capsys):
+    from mrd_unlearning import plan
+
+    config = tmp_path / "whp.yaml"
+    config.write_text(json.dumps({"name": "t", "data": {"source": "benchmark", "benchmark": _cfg(
+        "whp", {"whp": str(tmp_path / "nowhere"), "muse_books": str(tmp_path / "nowhere")},
+        ("muse_books:raw/forget", "muse_books:raw/retain1", "muse_books:raw/holdout"))}}))
+    assert plan.main(["--config", str(config), "--simulations", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "nowhere/raw/forget.jsonl: no such file" in err and "\n" not in err

@@ -10,7 +10,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 OVERLAYS = {"smoke_tofu.yaml": ["smoke.yaml", "smoke_tofu.yaml"],  # an overlay on smoke.yaml
-            **{f"{b}_gpu.yaml": ["paper.yaml", f"{b}_gpu.yaml"] for b in ("muse_news", "wmdp", "whp")}}  # on paper.yaml
+            **{f"{b}_gpu.yaml": ["paper.yaml", f"{b}_gpu.yaml"] for b in ("muse_news", "wmdp", "whp")},  # on paper.yaml
+            "local_benchmarks.yaml": ["whp_smollm2.yaml", "local_benchmarks.yaml"],
+            "local_tofu.yaml": ["tofu_smollm2.yaml", "local_tofu.yaml"]}
 
 
 def as_snakemake_runs_it(name: str) -> dict:
@@ -26,7 +28,7 @@ def as_snakemake_runs_it(name: str) -> dict:
 @pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "smoke_tofu.yaml", "full.yaml", "tofu_smollm2.yaml",
                                   "tofu_smollm2_forget01.yaml", "paper.yaml", "muse_news_smollm2.yaml",
                                   "wmdp_smollm2.yaml", "whp_smollm2.yaml", "muse_news_gpu.yaml", "wmdp_gpu.yaml",
-                                  "whp_gpu.yaml"])
+                                  "whp_gpu.yaml", "local_benchmarks.yaml", "local_tofu.yaml"])
 def test_shipped_configs_validate(name):
     cfg = as_snakemake_runs_it(name)
     assert cfg["mrd"]["statistic"] == "signed"  # default filled in

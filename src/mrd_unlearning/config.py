@@ -236,7 +236,8 @@ def schema_markdown() -> str:
         "",
         "Shipped configurations: `config.yaml` (the default study), `full.yaml` (every algorithm x 8 samplers),",
         "`tofu_smollm2.yaml` (TOFU + SmolLM2 on a CPU), `tofu_smollm2_forget01.yaml` (the same on TOFU's forget01),",
-        "`local_tofu.yaml` (an overlay: TOFU from a local folder instead of the hub), `paper.yaml` (the paper's 7B",
+        "`local_tofu.yaml` (an overlay: TOFU from a local folder instead of the hub), `local_benchmarks.yaml` (the same",
+        "for MUSE, WMDP and Who's Harry Potter), `paper.yaml` (the paper's 7B",
         "setting, GPUs),",
         "`muse_news_smollm2.yaml`, `wmdp_smollm2.yaml`, `whp_smollm2.yaml` (MUSE-News, WMDP, Who's Harry Potter + "
         "SmolLM2 on a CPU),",

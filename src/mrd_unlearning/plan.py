@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -493,13 +494,26 @@ def cpu_total_line(totals: dict) -> str:
             f"{totals['max_ram_gb']:.3g} GB of RAM per job, {totals['disk_gb']:.2f} GB of checkpoints on disk")
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """make plan: a bad configuration or unreadable data is one line on stderr, exit status 2."""
+    from .config import ConfigError
+    from .data.loader import DataError
+
     ap = argparse.ArgumentParser(description="The memory and cost plan of a study (no compute).")
     ap.add_argument("--config", nargs="+", default=["config/config.yaml"],
                     help="the study's configuration file(s), later ones merged over earlier ones")
     ap.add_argument("--simulations", type=int, default=40,
                     help="simulated studies per point of each claim's power curve (0: no power section)")
     args = ap.parse_args(argv)
+    try:
+        _plan(args)
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _plan(args) -> None:
     cfg = study_config(args.config)
     arch = architecture(cfg["model"], cfg["tokenizer"]["vocab_size"])
     on_gpu = cfg["resources"]["gpu"] > 0
@@ -555,4 +569,4 @@ def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -112,7 +112,7 @@ def read_benchmark(benchmark: str, config: str, split: str, folder: str | Path |
         except Exception as err:  # offline, gated, renamed: one line naming both routes
             raise DataError(f"could not fetch {hub} {config}/{split} from the hub ({type(err).__name__}: "
                             f"{str(err).splitlines()[0] if str(err) else ''}); offline, give a local folder in "
-                            f"its layout (data.benchmark.paths)") from None
+                            f"its layout in data.benchmark.paths (config/local_benchmarks.yaml)") from None
         return [_check(row, fields, f"{hub} {config}/{split} row {i}") for i, row in enumerate(rows)]
     path = split_file(folder, config, split, benchmark)
     array = path.with_suffix(".json")

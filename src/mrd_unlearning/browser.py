@@ -27,12 +27,19 @@ def _ranks(values: pd.Series, higher_is_harder: bool) -> pd.Series:
 
 
 def sample_rows(scores: pd.DataFrame, forget: list[dict], models: dict[str, pd.DataFrame],
-                curves: dict[str, pd.DataFrame] | None = None) -> tuple[list[dict], dict]:
+                curves: dict[str, pd.DataFrame] | None = None, recovery: pd.DataFrame | None = None
+                ) -> tuple[list[dict], dict]:
     """One row per forget sample: its text and group, every difficulty score and ground truth
     (mean over replicates) with its rank, its difficulty tier (thirds of the primary ground truth),
     per model its answer log-likelihood and what the model generates for it, and per ground-truth
     run (`curves`: the ground_truth rule's long tables) its likelihood after each update and the
-    level it had to reach."""
+    level it had to reach; per attack (`recovery`: tables/recovery_samples.csv) its recovery
+    beyond the control on the answer log-likelihood, mean over every run where it is defined."""
+    recovered = pd.DataFrame()
+    if recovery is not None and len(recovery):
+        loglik = recovery[recovery.measure == "loglik"]
+        recovered = loglik.groupby(["sample_id", "attack"], sort=False).beyond_control.mean().unstack("attack")
+        recovered = recovered[list(dict.fromkeys(loglik.attack))]
     curves = {truth: _curves(table) for truth, table in (curves or {}).items()}
     truths = [t for t in GROUND_TRUTHS if t in scores]
     primary = truths[0]
@@ -57,9 +64,10 @@ def sample_rows(scores: pd.DataFrame, forget: list[dict], models: dict[str, pd.D
                               "generation": str(table.generation.get(sample_id, ""))}
                        for name, table in models.items()},
             "curves": {truth: by_sample.get(int(sample_id)) for truth, by_sample in curves.items()},
+            "recovery": {a: _number(recovered[a].get(sample_id)) for a in recovered.columns},
         })
     columns = {"truths": truths, "scores": score_columns, "primary": primary, "models": list(models),
-               "curves": list(curves), "curve_colours": dict(zip(curves, CURVE_COLOURS)),
+               "curves": list(curves), "recovery": list(recovered.columns), "curve_colours": dict(zip(curves, CURVE_COLOURS)),
                "tiers": {"easy": f"{primary} <= {low:.3g}", "hard": f"{primary} >= {high:.3g}"}}
     return rows, columns
 
@@ -86,16 +94,18 @@ def _forget_samples(path: str) -> pd.DataFrame:
 
 def samples_page(scores_csv: str, data_dir: str, target_samples_csv: str, retain_samples_csv: str,
                  run_dirs: list[str], curves_csvs: list[str], out_html: str, *, name: str, replicate: int,
-                 seed: int, arms: list[str], truths: list[str]) -> None:
+                 seed: int, arms: list[str], truths: list[str], recovery_samples_csv: str | None = None) -> None:
     """results/<name>/samples.html: the page, its data embedded (the models' outputs of
     `replicate`, each unlearned model's run with `seed`, after the budget: one folder of
     `run_dirs` per arm of `arms`; the likelihood curves of `replicate`'s ground-truth runs, one
-    table of `curves_csvs` per ground truth of `truths`)."""
+    table of `curves_csvs` per ground truth of `truths`; each sample's recovery after the attacks,
+    over every run, where `recovery_samples_csv` is given)."""
     models = {"target": _forget_samples(target_samples_csv), "retain": _forget_samples(retain_samples_csv)}
     for arm, folder in zip(arms, run_dirs, strict=True):
         models[arm] = _forget_samples(str(Path(folder) / f"seed{seed}" / "eval_budget_samples.csv"))
     curves = {truth: pd.read_csv(path) for truth, path in zip(truths, curves_csvs, strict=True)}
-    rows, columns = sample_rows(pd.read_csv(scores_csv), load_study_data(data_dir).forget, models, curves)
+    recovery = pd.read_csv(recovery_samples_csv) if recovery_samples_csv else None
+    rows, columns = sample_rows(pd.read_csv(scores_csv), load_study_data(data_dir).forget, models, curves, recovery)
     primary = columns["primary"]
     order = sorted(rows, key=lambda r: -np.inf if r["values"][primary] is None else r["values"][primary])
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), autoescape=True,

@@ -126,6 +126,7 @@ def unlearning_table(run_dirs: list[str], out_csv: str, curves_csv: str) -> None
                          **{k: budget[k] for k in benchmarks.METRIC_KEYS if k in budget},
                          **{k: run[k] for k in ("steps", "steps_to_forget", "steps_censored", "forget_progress",
                                                 "forget_auc", "wall_s", "refreshes", "refresh_s")},
+                         **({"attack_s": run["attack_s"]} if "attack_s" in run else {}),
                          "level_step": at_level["step"], "level_reached": run["level_reached"],
                          **{f"level_{k}": at_level.get(k, float("nan")) for k in ("forget_quality", "forget_ks", "model_utility")}})
     keys = ["replicate", "algorithm", "sampler", "seed"]
@@ -224,3 +225,87 @@ def unlearning_figures(unlearning_csv: str, curves_csv: str, replicates: dict[st
     figures.unlearning_curves_figure(pd.read_csv(curves_csv), levels, budgets, out["curves"])
     figures.unlearning_tradeoff_figure(runs, out["tradeoff"])
     figures.efficiency_figure(runs, out["efficiency"])
+
+
+def _forget_rows(path: str) -> pd.DataFrame:
+    table = pd.read_csv(path)
+    return table[table.split == "forget"]
+
+
+def recovery_samples(run_dirs: list[str], replicates: dict[str, dict[str, str]], *, min_drop: dict
+                     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run's per-sample recovery (`recovery.sample_recovery`, with each sample's
+    `control_change` and `beyond_control` = (attacked - unlearned - control change) /
+    (before - unlearned)) and its pooled recovery per (attack, measure) beside its control's
+    (`recovery.beyond_control`). `replicates`: r -> {target_samples, retain_samples, controls}."""
+    from . import recovery
+
+    changes = {}
+    for r, files in replicates.items():
+        controls = pd.read_csv(files["controls"])
+        plain = {"retain": _forget_rows(files["retain_samples"]), "target": _forget_rows(files["target_samples"])}
+        changes[r] = pd.concat([recovery.control_changes(plain[model], part)
+                                for model, part in controls.groupby("model", sort=False)], ignore_index=True)
+    samples, runs = [], []
+    for run_dir in run_dirs:
+        for folder in sorted(Path(run_dir).glob("seed*")):
+            run = read_json(folder / "run.json")
+            key = {k: run[k] for k in ("replicate", "algorithm", "sampler", "seed")}
+            attacked = pd.read_csv(folder / "attacks_budget.csv")
+            before = _forget_rows(replicates[str(run["replicate"])]["target_samples"])
+            one = recovery.sample_recovery(before, _forget_rows(str(folder / "eval_budget_samples.csv")), attacked,
+                                           min_drop=min_drop)
+            change = changes[str(run["replicate"])]
+            runs.append(recovery.beyond_control(one, change, min_drop=min_drop).assign(**key))
+            one = one.merge(change, on=["attack", "sample_id", "measure"], how="left", validate="one_to_one")
+            if "overlap" in attacked:
+                one = one.merge(attacked[["attack", "sample_id", "overlap"]], on=["attack", "sample_id"], how="left")
+            with np.errstate(divide="ignore", invalid="ignore"):
+                one["beyond_control"] = one.recovery - one.change / (one.before - one.unlearned)
+            one = one.rename(columns={"change": "control_change"})
+            samples.append(one.assign(**key))
+    keys = ["replicate", "algorithm", "sampler", "seed"]
+    samples = pd.concat(samples, ignore_index=True)
+    runs = pd.concat(runs, ignore_index=True)
+    return (samples[[*keys, *[c for c in samples.columns if c not in keys]]],
+            runs[[*keys, *[c for c in runs.columns if c not in keys]]])
+
+
+PRIMARY_MEASURE = "loglik"  # what the tiers, the difficulty rule and the comparison read (defined on every data)
+
+
+def robustness_tables(run_dirs: list[str], replicates: dict[str, dict[str, str]], scores_csv: str, samples_csv: str,
+                      runs_csv: str, tiers_csv: str, difficulty_csv: str, comparison_csv: str, calibration_csv: str,
+                      figure_png: str, *, min_drop: dict, statistics_cfg: dict) -> None:
+    """The attacks' tables: tables/recovery_samples.csv (per run, attack, sample and measure),
+    tables/recovery_runs.csv (per run, attack and measure: pooled recovery, its control's and
+    the difference), and on the answer log-likelihood, recovery beyond the control by difficulty
+    tier of MRD and each ground truth (tables/recovery_tiers.csv), whether harder samples recover
+    more (tables/recovery_difficulty.csv), MRD-weighted against uniform (tables/robustness.csv),
+    those two rules' calibration (tables/robustness_calibration.csv), and the tiers' figure."""
+    from . import recovery
+
+    samples, runs = recovery_samples(run_dirs, replicates, min_drop=min_drop)
+    write_csv(samples_csv, samples)
+    write_csv(runs_csv, runs)
+    scores = pd.read_csv(scores_csv)
+    difficulty = ["mrd", *[t for t in ("update_count", "update_count_sgd") if t in scores]]
+    primary = samples[samples.measure == PRIMARY_MEASURE].merge(
+        scores[["replicate", "sample_id", *difficulty]], on=["replicate", "sample_id"], how="left")
+    primary = primary.assign(arm=primary.algorithm + "/" + primary.sampler,
+                             run=primary.replicate.astype(str) + "/" + primary.arm + "/" + primary.seed.astype(str),
+                             recovery=primary.beyond_control)
+    alpha = statistics_cfg["alpha"]
+    write_csv(tiers_csv, recovery.tier_table(primary, difficulty, alpha=alpha))
+    write_csv(difficulty_csv, recovery.difficulty_correlation(primary, difficulty, alpha=alpha,
+                                                              smallest_rho=statistics_cfg["smallest_rho"]))
+    per_run = runs[runs.measure == PRIMARY_MEASURE].assign(recovery=lambda t: t.beyond_control)
+    smallest = statistics_cfg["smallest_recovery"]
+    write_csv(comparison_csv, recovery.robustness_comparison(per_run, alpha=alpha, power=statistics_cfg["power"],
+                                                             smallest=smallest))
+    cal = statistics_cfg["calibration"]
+    write_csv(calibration_csv, recovery.calibrate_rules(
+        primary.assign(score=primary.mrd), per_run, alpha=alpha, power=statistics_cfg["power"],
+        smallest_rho=statistics_cfg["smallest_rho"], smallest=smallest, simulations=cal["simulations"],
+        power_simulations=cal["power_simulations"], seed=cal["seed"]))
+    figures.recovery_tiers_figure(pd.read_csv(tiers_csv), "mrd", figure_png)

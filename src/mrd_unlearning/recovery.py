@@ -60,7 +60,8 @@ def tier_table(samples: pd.DataFrame, scores: list[str], *, alpha: float = 0.05,
     tier is one value,
     and the interval is a t-interval over runs (samples of one run share its model). `n_samples`
     counts every sample with a score, recovery defined or not, so the tiers add up to the forget
-    set."""
+    set. With `replicate` and `seed` columns, rows with arm "all" come first: every arm's runs,
+    averaged within each (replicate, seed) unit, the interval over units (as C4 pairs them)."""
     rows = []
     for score in scores:
         for (arm, attack), part in samples.groupby(["arm", "attack"], sort=False):
@@ -76,7 +77,27 @@ def tier_table(samples: pd.DataFrame, scores: list[str], *, alpha: float = 0.05,
                 rows.append({"score": score, "arm": arm, "attack": attack, "tier": name, "n_runs": int(means.notna().sum()),
                              "n_samples": len(in_tier), "n_defined": int(in_tier.recovery.notna().sum()),
                              "recovery": mean, "ci_low": low, "ci_high": high})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if {"replicate", "seed"} <= set(samples.columns):  # every arm: one value per (replicate, seed) unit
+        units = samples.groupby("run", sort=False)[["replicate", "seed"]].first()
+        arms = table[table.arm != "all"].copy()
+        pooled = []
+        for score in scores:
+            for attack, part in samples.groupby("attack", sort=False):
+                ranked = pd.concat([pd.DataFrame({"run": run, "tier": difficulty_tiers(one[score].to_numpy(),
+                                                                                        n_tiers=len(TIER_NAMES), seed=seed),
+                                                  "recovery": one.recovery.to_numpy()})
+                                    for run, one in part.groupby("run", sort=False)])
+                for t, name in enumerate(TIER_NAMES):
+                    means = ranked[ranked.tier == t].groupby("run").recovery.mean()
+                    by_unit = means.groupby([units.replicate.reindex(means.index), units.seed.reindex(means.index)]).mean()
+                    mean, low, high = mean_ci(by_unit.to_numpy(), 1 - alpha)
+                    pooled.append({"score": score, "arm": "all", "attack": attack, "tier": name,
+                                   "n_runs": int(means.notna().sum()), "n_samples": int((ranked.tier == t).sum()),
+                                   "n_defined": int(ranked[ranked.tier == t].recovery.notna().sum()),
+                                   "recovery": mean, "ci_low": low, "ci_high": high})
+        table = pd.concat([pd.DataFrame(pooled), arms], ignore_index=True)
+    return table
 
 
 def difficulty_correlation(samples: pd.DataFrame, scores: list[str], *, alpha: float = 0.05, smallest_rho: float = 0.1,
@@ -167,15 +188,41 @@ def run_recovery(samples: pd.DataFrame, *, min_drop: float | dict = MIN_DROP) ->
                          for (attack, measure), part in samples.groupby(["attack", "measure"], sort=False)])
 
 
-def beyond_control(runs: pd.DataFrame, controls: pd.DataFrame) -> pd.DataFrame:
-    """A run's recovery beside its control's, per (attack, measure): the same attack with the same
-    folds and budget on the retain model, which never saw the forget set, measured against the
-    same target (before) values. What relearning teaches on its own is then not counted as
-    recovered: `beyond_control` = recovery - control_recovery. (For quantization the control to give
-    is the target quantized: what rounding alone changes.)"""
-    control = controls.rename(columns={"recovery": "control_recovery"})
-    out = runs.merge(control, on=["attack", "measure"], how="left", validate="one_to_one")
-    return out.assign(beyond_control=out.recovery - out.control_recovery)
+def control_changes(plain: pd.DataFrame, attacked: pd.DataFrame) -> pd.DataFrame:
+    """Per (attack, sample, measure): what an attack changes on a control model, on the measure's
+    scale: the relearning attacks on the retain model (which never saw the forget set: what
+    relearning teaches on its own), the quantizations on the target (what rounding alone does).
+    `plain` is the control's own evaluation (sample_id and the measures)."""
+    measures = [m for m in MEASURES if m in attacked and m in plain]
+    base = plain.set_index("sample_id")[measures]
+    rows = []
+    for name, part in attacked.groupby("attack", sort=False):
+        part = part.set_index("sample_id")
+        for m in measures:
+            b, a = (SCALES[m](np.asarray(x, dtype=float)) for x in (base[m].reindex(part.index), part[m]))
+            rows.append(pd.DataFrame({"attack": name, "sample_id": part.index, "measure": m, "change": a - b}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def beyond_control(samples: pd.DataFrame, changes: pd.DataFrame, *, min_drop: float | dict = MIN_DROP
+                   ) -> pd.DataFrame:
+    """One run's pooled recovery per (attack, measure) beside its control's: the control model's
+    change under the same attack (`control_changes`), summed over the same samples and divided by
+    what this run's unlearning removed from them, is what the attack would bring back with
+    nothing forgotten to uncover (teaching, rounding damage); `beyond_control` = recovery -
+    control_recovery. `samples` is the run's `sample_recovery` frame."""
+    merged = samples.merge(changes, on=["attack", "sample_id", "measure"], how="left", validate="one_to_one")
+    rows = []
+    for (attack, measure), part in merged.groupby(["attack", "measure"], sort=False):
+        threshold = _min_drop(min_drop, measure)
+        ok = ~(part[["before", "unlearned", "attacked", "change"]].isna().any(axis=1))
+        drop = float((part.before - part.unlearned)[ok].sum())
+        defined = ok.sum() > 0 and abs(drop) >= ok.sum() * threshold
+        run = pooled_recovery(part.before, part.unlearned, part.attacked, min_drop=threshold)
+        control = float(part.change[ok].sum()) / drop if defined else float("nan")
+        rows.append({"attack": attack, "measure": measure, "recovery": run, "control_recovery": control,
+                     "beyond_control": run - control})
+    return pd.DataFrame(rows)
 
 
 LESS_ROBUST, MORE_ROBUST, EQUIVALENT, UNCLEAR = "less robust", "more robust", "equivalent", "unclear"
@@ -235,3 +282,73 @@ def robustness_verdict(words) -> str:
     if all(w == EQUIVALENT for w in words):
         return NO_EFFECT
     return INCONCLUSIVE
+
+
+def _simulated_samples(shape: pd.DataFrame, n_samples: int, rho: float, rng) -> pd.DataFrame:
+    """Per run of `shape` (replicate, seed, arm) and sample: a difficulty score and a recovery,
+    Gaussian with Spearman correlation `rho` (Pearson 2 sin(pi rho / 6)); the samples' scores are
+    shared by the runs of one replicate, as one replicate's MRD is."""
+    r = 2 * np.sin(np.pi * rho / 6)
+    frames = []
+    for replicate, runs in shape.groupby("replicate", sort=False):
+        score = rng.normal(size=n_samples)
+        for _, run in runs.iterrows():
+            value = r * score + np.sqrt(1 - r * r) * rng.normal(size=n_samples)
+            frames.append(pd.DataFrame({"replicate": replicate, "seed": run.seed, "arm": run.arm, "attack": "simulated",
+                                        "score": score, "recovery": value}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def _simulated_runs(runs: pd.DataFrame, sd: float, effect: float, rng) -> pd.DataFrame:
+    """`runs`' design (replicate, seed, algorithm, sampler, attack) with recoveries: one shared
+    value per (replicate, seed, algorithm, attack) (the pair's model), noise of `sd` / sqrt(2) per
+    run (so a pair's difference has sd `sd`), and `effect` added to every weighted sampler."""
+    out = runs[["replicate", "seed", "algorithm", "sampler", "attack"]].copy()
+    shared = out.groupby(["replicate", "seed", "algorithm", "attack"]).ngroup().to_numpy()
+    base = rng.normal(size=shared.max() + 1)[shared]
+    out["recovery"] = base + rng.normal(0, sd / np.sqrt(2), len(out)) + np.where(out.sampler != "uniform", effect, 0.0)
+    return out
+
+
+def calibrate_rules(samples: pd.DataFrame, runs: pd.DataFrame, *, alpha: float, power: float, smallest_rho: float,
+                    smallest: float, simulations: int, power_simulations: int, seed: int = 0) -> pd.DataFrame:
+    """The two robustness rules run on studies simulated in this study's design: the
+    difficulty-recovery rule (`difficulty_correlation`: its runs, units and samples, one score,
+    one attack) under rho 0 and at `smallest_rho`; the robustness comparison
+    (`robustness_comparison`: every algorithm x sampler x attack, paired differences with the
+    study's median sd) under no difference and with `smallest` planted in every weighted arm.
+    Rates: false verdicts (any word but no effect / inconclusive) under no effect, and 'supported'
+    at the planted effect, each with its one-sided 95% upper bound (Clopper-Pearson)."""
+    rng = np.random.default_rng(seed)
+    shape = samples[["replicate", "seed", "arm"]].drop_duplicates()
+    n = int(samples.groupby(["replicate", "seed", "arm"]).size().max())
+    sds = runs.get("sd", pd.Series(dtype=float))
+    observed = runs.assign(_pair=runs.groupby(["replicate", "seed", "algorithm", "attack"]).ngroup())
+    uniform = observed[observed.sampler == "uniform"].set_index("_pair").recovery
+    weighted = observed[observed.sampler != "uniform"]
+    diffs = (weighted.recovery.to_numpy() - uniform.reindex(weighted._pair).to_numpy()) if len(uniform) else []
+    sd = float(np.nanstd(diffs, ddof=1)) if np.isfinite(diffs).sum() > 2 else float(sds.median()) if len(sds) else 0.1
+    sd = sd if np.isfinite(sd) and sd > 0 else 0.1
+
+    def correlation(rho: float) -> str:
+        sim = _simulated_samples(shape, n, rho, rng)
+        return difficulty_correlation(sim, ["score"], alpha=alpha, smallest_rho=smallest_rho, seed=seed).verdict.iloc[0]
+
+    def comparison(effect: float) -> str:
+        table = robustness_comparison(_simulated_runs(runs, sd, effect, rng), alpha=alpha, power=power,
+                                      smallest=smallest)
+        return robustness_verdict(table.word)
+
+    rows = []
+    for rule, decide, planted in (("difficulty-recovery", correlation, smallest_rho),
+                                  ("robustness MRD vs uniform", comparison, smallest)):
+        for condition, effect, count in (("no effect", 0.0, simulations), ("smallest effect", planted, power_simulations)):
+            words = [decide(effect) for _ in range(count)]
+            hits = sum(w in (SUPPORTED, CONTRADICTED, "mixed") for w in words) if effect == 0 else \
+                sum(w == SUPPORTED for w in words)
+            upper = stats.binomtest(hits, count).proportion_ci(0.90).high  # one-sided 95%
+            rows.append({"rule": rule, "condition": condition, "effect": effect, "simulations": count,
+                         "rate": hits / count, "upper95": upper,
+                         "measures": "false verdicts" if effect == 0 else "power",
+                         **({"sd": sd} if rule.startswith("robustness") else {"n_samples": n})})
+    return pd.DataFrame(rows)

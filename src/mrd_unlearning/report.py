@@ -494,7 +494,7 @@ def decide(*, replicates: dict, statistics_cfg: dict, out_metrics: str, out_verd
 
 
 def write(*, name: str, replicates: dict, model_cfg: dict, statistics_cfg: dict, evaluation_cfg: dict,
-          level_cap: float, verdicts: str, out_md: str, **paths: str) -> None:
+          level_cap: float, verdicts: str, out_md: str, robustness_cfg: dict | None = None, **paths: str) -> None:
     """report.md: the answers (from the verdicts rule's `verdicts` table), then every claim's
     section with its tables and figures. `paths`: the study's tables, figures and data folder by
     name; `replicates`: r -> {target_eval, retain_eval, target_finetune, retain_finetune (the model
@@ -525,6 +525,7 @@ def write(*, name: str, replicates: dict, model_cfg: dict, statistics_cfg: dict,
                                                                             "smallest_effect")})),
         "abstract": _abstract(name, scores, runs, loaded, context["unit"]),
         "benchmark": _benchmark(loaded, runs),
+        "robustness": _robustness(paths, robustness_cfg or {}, runs),
     })
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATE.parent), undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
@@ -683,3 +684,50 @@ def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> d
             metrics[f"{key}_{m}_diff"] = r[f"{m}_diff"]
         metrics[f"{key}_verdict"] = r.verdict
     return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in metrics.items()}
+
+
+def _robustness(paths: dict, robustness_cfg: dict, runs: pd.DataFrame) -> dict:
+    """The attacks' section: recovery per arm and attack beside its control, by difficulty tier,
+    the difficulty-recovery rule, MRD-weighted against uniform, the rules' calibration and what
+    the attacks cost. {} when the attacks are off."""
+    from . import recovery
+    from .statistics import mean_ci
+
+    if not robustness_cfg or "recovery_runs" not in paths:
+        return {}
+    per_run = pd.read_csv(paths["recovery_runs"])
+    per_run = per_run[per_run.measure == "loglik"]
+    rows = []
+    for (algorithm, sampler, attack), part in per_run.groupby(["algorithm", "sampler", "attack"], sort=False):
+        row = {"algorithm": algorithm, "sampler": sampler, "attack": attack, "runs": len(part)}
+        for column, label in (("recovery", "recovery"), ("control_recovery", "control"),
+                              ("beyond_control", "beyond control")):
+            row[label] = ci(*mean_ci(part[column].to_numpy(), 0.95))
+        rows.append(row)
+    tiers = pd.read_csv(paths["recovery_tiers"])
+    tiers = tiers[tiers.arm == "all"]
+    tier_rows = [{"score": score, "attack": attack,
+                  **{t.tier: ci(t.recovery, t.ci_low, t.ci_high) for t in part.itertuples()}}
+                 for (score, attack), part in tiers.groupby(["score", "attack"], sort=False)]
+    difficulty = pd.read_csv(paths["recovery_difficulty"])
+    difficulty = difficulty[difficulty.arm == "all"]
+    correlation = pd.DataFrame({"score": difficulty.score, "attack": difficulty.attack, "units": difficulty.n_units,
+                                "rho": [ci(r.rho, r.ci_low, r.ci_high) for r in difficulty.itertuples()],
+                                "Holm p": difficulty.p_holm, "verdict": difficulty.verdict})
+    comparison = pd.read_csv(paths["robustness"])
+    shown = pd.DataFrame()
+    if len(comparison):
+        shown = pd.DataFrame({"algorithm": comparison.algorithm, "sampler": comparison.sampler,
+                              "attack": comparison.attack, "pairs": comparison.n_pairs,
+                              "difference": [ci(r.diff, r.ci_low, r.ci_high) for r in comparison.itertuples()],
+                              "Holm p": comparison.p_holm, "detectable (mde)": comparison.mde,
+                              "word": comparison.word})
+    calibration = pd.read_csv(paths["robustness_calibration"])
+    attack_s = runs["attack_s"].sum() if "attack_s" in runs else float("nan")
+    wall_s = runs["wall_s"].sum() if "wall_s" in runs else float("nan")
+    relearning, quantization = robustness_cfg["relearning"], robustness_cfg["quantization"]
+    return {"runs": pd.DataFrame(rows), "tiers": pd.DataFrame(tier_rows), "correlation": correlation,
+            "comparison": shown, "verdict": recovery.robustness_verdict(comparison.get("word", [])),
+            "calibration": calibration, "relearning": relearning, "quantization": quantization,
+            "seed": robustness_cfg["seed"], "min_drop": robustness_cfg["min_drop"],
+            "attack_s": attack_s, "wall_s": wall_s, "n_runs": len(runs)}

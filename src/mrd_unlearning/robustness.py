@@ -4,6 +4,7 @@ act on the model in memory, so the process that unlearned it can attack it witho
 checkpoint; each forget sample is then measured again by the evaluation's own code."""
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 
@@ -74,9 +75,11 @@ def content_overlap(rows: list[dict], folds: list[tuple[np.ndarray, np.ndarray]]
 
 
 def relearn(model, encoded: list[EncodedQA], *, steps: int, lr: float, batch_size: int, optimizer: str, seed: int,
-            pad_id: int, device, precision: Precision | None = None) -> None:
+            pad_id: int, device, precision: Precision | None = None, at_step=None) -> None:
     """`steps` updates of the answers' NLL on `encoded` (the one training loop), batches drawn in
-    a seeded order that cycles through the relearning set; the model is left in eval mode."""
+    a seeded order that cycles through the relearning set; `at_step(step)`, where given, is called
+    before each update and after the last (the model in eval mode during the call, so it can
+    measure). The model is left in eval mode."""
     generator = torch.Generator().manual_seed(seed)
     size = min(batch_size, len(encoded))
     order: list[int] = []
@@ -88,8 +91,16 @@ def relearn(model, encoded: list[EncodedQA], *, steps: int, lr: float, batch_siz
         picks, order = order[:size], order[size:]
         return collate([encoded[i] for i in picks], pad_id, device)
 
+    def visit(step: int) -> bool:
+        if at_step is not None:
+            model.eval()
+            at_step(step)
+            model.train()
+        return False
+
     trainable = [p for p in model.parameters() if p.requires_grad]
-    train(model, batch_at, nll_loss, make_optimizer(optimizer, trainable, lr), steps, precision=precision)
+    train(model, batch_at, nll_loss, make_optimizer(optimizer, trainable, lr), steps, precision=precision,
+          should_stop=visit)
     model.zero_grad(set_to_none=True)
     model.eval()
 
@@ -113,7 +124,11 @@ def quantized(model, bits: int, *, group_size: int = 32):
         raise ValueError(f"robustness.quantization.bits takes {list(QUANTIZATION_BITS)}, got {bits}")
     out = without_lora(copy.deepcopy(model)).eval()
     head = out.get_output_embeddings()
-    quantize_(out, config, filter_fn=lambda module, fqn: isinstance(module, torch.nn.Linear) and module is not head)
+    def quantizable(module, fqn) -> bool:  # int4: layers whose inputs split into whole groups (tiny models' may not)
+        return isinstance(module, torch.nn.Linear) and module is not head and \
+            (bits == 8 or module.in_features % group_size == 0)
+
+    quantize_(out, config, filter_fn=quantizable)
     return out
 
 
@@ -127,14 +142,17 @@ def measure(model, tokenizer, rows: list[dict], *, max_length: int, max_new_toke
     return frame.drop(columns=["split"])
 
 
-def relearning_attack(model, tokenizer, rows: list[dict], groups, *, steps: int, lr: float, batch_size: int,
+def relearning_attack(model, tokenizer, rows: list[dict], groups, *, steps, lr: float, batch_size: int,
                       optimizer: str, folds: int, seed: int, device, max_length: int, max_new_tokens: int,
                       max_wrong_answers: int | None = None, precision: Precision | None = None,
                       across_groups: bool = False) -> pd.DataFrame:
     """Every fold from the same starting weights (the model as given, restored after each fold):
-    relearn one part of the samples (`relearning_folds`), measure the others. Returns the measures
-    of every sample (sample_id = its position in `rows`), each from the one fold that scored it,
-    with `overlap`: the share of its answer's content words that the fold relearned."""
+    relearn one part of the samples (`relearning_folds`), measure the others after each budget in
+    `steps` (one number or several: one relearning run per fold, measured along the way). Returns
+    the measures of every sample (sample_id = its position in `rows`) at every budget (`steps`),
+    each from the one fold that scored it, with `overlap`: the share of its answer's content
+    words that the fold relearned."""
+    budgets = sorted({int(s) for s in np.atleast_1d(steps)})
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     encoded = [encode_sample(tokenizer, r, max_length) for r in rows]
     plan = relearning_folds(groups, seed=seed, n_folds=folds, across_groups=across_groups)
@@ -143,16 +161,23 @@ def relearning_attack(model, tokenizer, rows: list[dict], groups, *, steps: int,
     for k, (relearned, scored) in enumerate(plan):
         if len(scored) == 0:
             continue
+        scored_rows = [rows[i] for i in scored]
+
+        def measure_at(step: int) -> None:
+            if step in budgets:
+                part = measure(model, tokenizer, scored_rows, max_length=max_length, max_new_tokens=max_new_tokens,
+                               batch_size=batch_size, device=device, max_wrong_answers=max_wrong_answers)
+                frames.append(part.assign(sample_id=scored, fold=k, steps=step, overlap=overlap[scored]))
+
         if len(relearned):
-            relearn(model, [encoded[i] for i in relearned], steps=steps, lr=lr, batch_size=batch_size,
+            relearn(model, [encoded[i] for i in relearned], steps=budgets[-1], lr=lr, batch_size=batch_size,
                     optimizer=optimizer, seed=seed + k, pad_id=tokenizer.pad_token_id, device=device,
-                    precision=precision)
-        part = measure(model, tokenizer, [rows[i] for i in scored], max_length=max_length,
-                       max_new_tokens=max_new_tokens, batch_size=batch_size, device=device,
-                       max_wrong_answers=max_wrong_answers)
-        frames.append(part.assign(sample_id=scored, fold=k, overlap=overlap[scored]))
+                    precision=precision, at_step=measure_at)
+        else:  # nothing to relearn: every budget leaves the model as given
+            for step in budgets:
+                measure_at(step)
         model.load_state_dict(start)
-    return pd.concat(frames, ignore_index=True).sort_values("sample_id", ignore_index=True)
+    return pd.concat(frames, ignore_index=True).sort_values(["steps", "sample_id"], ignore_index=True)
 
 
 def quantization_attack(model, tokenizer, rows: list[dict], bits: int, *, group_size: int, **measure_kw
@@ -165,17 +190,44 @@ def attack(model, tokenizer, rows: list[dict], groups, *, relearning: dict, quan
            max_length: int, max_new_tokens: int, max_wrong_answers: int | None = None,
            precision: Precision | None = None) -> pd.DataFrame:
     """Every attack on `model` as unlearning left it, in one long frame (attack, sample_id, the
-    measures): `relearn` with `relearning`'s steps, lr, batch_size, optimizer and folds, then
-    `int<bits>` for each of `quantization`'s bits (groups of its group_size). The model's weights
-    are as given afterwards."""
+    measures): `relearn@<steps>` for each of `relearning`'s steps (with its lr, batch_size,
+    optimizer, folds and across_groups), then `int<bits>` for each of `quantization`'s bits
+    (groups of its group_size). The model's weights are as given afterwards."""
     measure_kw = dict(max_length=max_length, max_new_tokens=max_new_tokens, batch_size=relearning["batch_size"],
                       device=device, max_wrong_answers=max_wrong_answers)
-    frames = [relearning_attack(model, tokenizer, rows, groups, steps=relearning["steps"], lr=relearning["lr"],
-                                optimizer=relearning["optimizer"], folds=relearning["folds"], seed=seed,
-                                precision=precision, across_groups=relearning.get("across_groups", False),
-                                **measure_kw).drop(columns="fold").assign(attack="relearn")]
-    for bits in quantization["bits"]:
+    frames = []
+    if relearning.get("steps"):
+        relearned = relearning_attack(model, tokenizer, rows, groups, steps=relearning["steps"], lr=relearning["lr"],
+                                      optimizer=relearning["optimizer"], folds=relearning["folds"], seed=seed,
+                                      precision=precision, across_groups=relearning.get("across_groups", False),
+                                      **measure_kw)
+        frames.append(relearned.assign(attack=[f"relearn@{s}" for s in relearned.steps]).drop(columns=["fold", "steps"]))
+    for bits in quantization.get("bits", []):
         part = quantization_attack(model, tokenizer, rows, bits, group_size=quantization["group_size"], **measure_kw)
         frames.append(part.assign(attack=f"int{bits}"))
     out = pd.concat(frames, ignore_index=True)
     return out[["attack", *[c for c in out.columns if c != "attack"]]]
+
+
+def attack_study(model, tokenizer, data, robustness_cfg: dict, eval_cfg: dict, *, lr: float, device, max_length: int,
+                 precision: Precision | None = None, attacks: tuple[str, ...] = ("relearning", "quantization")
+                 ) -> pd.DataFrame:
+    """The configured attacks (`robustness` of the config; those named in `attacks`) on a study's
+    forget set, measured as the evaluation measures it (its generation limit, its wrong answers).
+    The relearning lr is `robustness.relearning.lr`, else `lr` (the unlearning's)."""
+    from .data.loader import forget_groups
+
+    rows = data.forget_eval
+    limit = eval_cfg["max_new_tokens"]
+    if limit == "auto":
+        limit = evaluation.generation_limit(tokenizer, [data.forget_eval, data.retain_eval, *data.utility.values()])
+    relearning = dict(robustness_cfg["relearning"])
+    relearning["lr"] = relearning.get("lr") or lr
+    if "relearning" not in attacks:
+        relearning["steps"] = []
+    quantization = robustness_cfg["quantization"] if "quantization" in attacks else {"bits": []}
+    context = precision.autocast() if precision is not None else contextlib.nullcontext()
+    with context:
+        return attack(model, tokenizer, rows, forget_groups(data), relearning=relearning, quantization=quantization,
+                      seed=robustness_cfg["seed"], device=device, max_length=max_length, max_new_tokens=int(limit),
+                      max_wrong_answers=eval_cfg["max_wrong_answers"], precision=precision)

@@ -195,6 +195,31 @@ def run_groups(wc):
     ]
 
 
+# The attacks on forgetting (`robustness` of the config): {} when they are off.
+ROBUSTNESS = config["robustness"] if config["robustness"]["enabled"] else {}
+
+
+def robustness_inputs(wc):
+    """Per replicate: the evaluations recovery is measured against and the controls' attacks."""
+    files = {
+        "target_samples": "eval/rep{r}/target_samples.csv",
+        "retain_samples": "eval/rep{r}/retain_samples.csv",
+        "controls": "robustness/rep{r}/controls.csv",
+    }
+    return per_replicate(wc, files)
+
+
+def robustness_tables(wc):
+    """What the report and the samples page read of the attacks (none when they are off)."""
+    if not ROBUSTNESS:
+        return {}
+    names = ["recovery_runs", "recovery_tiers", "recovery_difficulty", "robustness", "robustness_calibration"]
+    tables = {name: in_study(wc, f"tables/{name}.csv") for name in names}
+    tables["recovery_samples"] = in_study(wc, "tables/recovery_samples.csv")
+    tables["recovery_figure"] = in_study(wc, "figures/recovery_tiers.png")
+    return tables
+
+
 def report_inputs(wc):
     """Per replicate: what the report reads of the fine-tuned models and of MRD."""
     files = {
@@ -204,7 +229,7 @@ def report_inputs(wc):
         "retain_finetune": "models/rep{r}/retain",
         "mrd_meta": "mrd/rep{r}/mrd.json",
     }
-    return per_replicate(wc, files)
+    return {**per_replicate(wc, files), **robustness_tables(wc)}
 
 
 def verdict_inputs(wc):
@@ -241,4 +266,9 @@ def samples_page_inputs(wc):
         "curves_csvs": [
             in_study(wc, f"mrd/rep{first}/{t}_curves.csv") for t in GROUND_TRUTHS
         ],
+        **(
+            {"recovery_samples_csv": in_study(wc, "tables/recovery_samples.csv")}
+            if ROBUSTNESS
+            else {}
+        ),
     }

@@ -218,6 +218,7 @@ rule report:
         statistics_cfg=config["statistics"],
         evaluation_cfg=config["evaluation"],
         level_cap=UL["level_cap"],
+        robustness_cfg=ROBUSTNESS,
     script:
         "../scripts/stage.py"
 

@@ -26,5 +26,6 @@ rule unlearn:
         seeds=UL["seeds"],
         eval_cfg=config["evaluation"],
         lora=config["model"]["lora"],
+        robustness_cfg=ROBUSTNESS,
     script:
         "../scripts/stage.py"

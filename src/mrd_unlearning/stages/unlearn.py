@@ -3,6 +3,7 @@ evaluated in the same process after the budget and at equal forgetting."""
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +15,7 @@ from ..io import atomic_path, read_json, write_csv, write_json
 from ..metrics import forgetting_auc, level_crossing, progress_at
 from ..models import encode_qa, save_checkpoint, with_lora
 from ..mrd import Estimator
+from ..robustness import attack_study
 from ..sampling import drive_by, parse_arm
 from ..unlearning import NEEDS_IDK, NEEDS_REFERENCE, idk_answers, unlearn
 from .common import _encode, _load, setup
@@ -40,12 +42,15 @@ def unlearning_steps(unlearning_cfg: dict, algorithm: str, n_forget: int) -> int
 def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain_samples_csv: str, out_dir: str, *,
                  replicate: int, algorithm: str, sampler: str, seeds: list[int], unlearning_cfg: dict, eval_cfg: dict,
                  max_length: int, device: str, precision: str, threads: int, lora: dict | None = None,
-                 mrd_csv: str | None = None, mrd_json: str | None = None, baselines_csv: str | None = None) -> None:
+                 mrd_csv: str | None = None, mrd_json: str | None = None, baselines_csv: str | None = None,
+                 robustness_cfg: dict | None = None) -> None:
     """Every seed of one (algorithm, sampler) on one replicate's target model, each evaluated in
     the same process (no checkpoint written and read back) after the budget T and at equal
     forgetting: when the forget set's mean likelihood reaches the retain model's level, or at the
     cap. Writes <out_dir>/seed<k>/{run.json, curve.csv, eval_budget_samples.csv,
-    eval_level_samples.csv}. `mrd_json` (the estimator and its chosen sigma) only for the sampler
+    eval_level_samples.csv} and, with `robustness_cfg` enabled, attacks_budget.csv: the attacks on
+    the model after the budget (`robustness.attack_study`; the weights are restored before
+    unlearning goes on, so the run's curve is the same with or without them). `mrd_json` (the estimator and its chosen sigma) only for the sampler
     that recomputes MRD during the run. A sampler driven by another score (`mrd@loss`) reads it
     from `baselines_csv`, the retain model's samples and the target's learning events."""
     data = load_study_data(data_dir)
@@ -70,6 +75,9 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
     frozen = None  # NPO/KL's reference: loaded once, frozen weights (bf16 under bf16-mixed), shared by the seeds
     if algorithm in NEEDS_REFERENCE and not (lora or {}).get("r"):
         frozen = _load(model_dir, device, precision, frozen=True)[0].requires_grad_(False)
+    attacking = bool((robustness_cfg or {}).get("enabled"))
+    attacks: dict[int, pd.DataFrame] = {}
+    attack_seconds: dict[int, float] = {}
     with atomic_path(out_dir) as tmp:
         for seed in seeds:
             setup(threads, seed)
@@ -83,8 +91,15 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
             keep = keep == "all" or (keep == "first_seed" and seed == seeds[0])
 
             def evaluate_at(name: str, step: int) -> None:
-                if keep and name == "budget":  # the unlearned model after the budget, to share
-                    save_checkpoint(model, tokenizer, Path(tmp) / f"seed{seed}" / "model")
+                if name == "budget":
+                    if keep:  # the unlearned model after the budget, to share
+                        save_checkpoint(model, tokenizer, Path(tmp) / f"seed{seed}" / "model")
+                    if attacking:
+                        started = time.perf_counter()
+                        attacks[seed] = attack_study(model, tokenizer, data, robustness_cfg, eval_cfg,
+                                                     lr=unlearning_cfg["lr"], device=dev, max_length=max_length,
+                                                     precision=policy)
+                        attack_seconds[seed] = time.perf_counter() - started
                 for earlier in evaluations.values():  # the budget and the level can be the same step
                     if earlier[0] == step:
                         evaluations[name] = earlier
@@ -117,4 +132,7 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                 write_csv(folder / f"eval_{name}_samples.csv", samples)
                 write_json(folder / f"eval_{name}_TOFU_EVAL.json", openunlearning_eval(summary, samples))
                 run[f"eval_{name}"] = {"step": step, **summary}
+            if seed in attacks:
+                write_csv(folder / "attacks_budget.csv", attacks[seed])
+                run["attack_s"] = round(attack_seconds[seed], 2)
             write_json(folder / "run.json", run)

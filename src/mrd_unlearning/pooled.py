@@ -292,9 +292,8 @@ def robustness_tables(run_dirs: list[str], replicates: dict[str, dict[str, str]]
     difficulty = ["mrd", *[t for t in ("update_count", "update_count_sgd") if t in scores]]
     primary = samples[samples.measure == PRIMARY_MEASURE].merge(
         scores[["replicate", "sample_id", *difficulty]], on=["replicate", "sample_id"], how="left")
-    primary = primary.assign(arm=primary.algorithm + "/" + primary.sampler,
-                             run=primary.replicate.astype(str) + "/" + primary.arm + "/" + primary.seed.astype(str),
-                             recovery=primary.beyond_control)
+    primary = primary.assign(arm=primary.algorithm + "/" + primary.sampler, recovery=primary.beyond_control)
+    primary = primary.assign(run=primary.replicate.astype(str) + "/" + primary.arm + "/" + primary.seed.astype(str))
     alpha = statistics_cfg["alpha"]
     write_csv(tiers_csv, recovery.tier_table(primary, difficulty, alpha=alpha))
     write_csv(difficulty_csv, recovery.difficulty_correlation(primary, difficulty, alpha=alpha,

@@ -216,7 +216,7 @@ def smoke_run(tmp_path_factory, worker_id):
 
 # --- comparing two runs' outputs ------------------------------------------------------------------
 
-TIMING = {"wall_s", "refresh_s", "eval_s", "wall_total_s"}
+TIMING = {"wall_s", "refresh_s", "eval_s", "wall_total_s", "attack_s"}
 
 
 def assert_same_numbers(first: Path, second: Path, name: str) -> None:

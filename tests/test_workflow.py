@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 RUN_COLUMNS = ["replicate", "algorithm", "sampler", "seed", "forget_quality", "forget_ks", "model_utility",
                "forget_prob", "forget_rouge", "forget_truth_ratio", "mia_auc", "mia_loss", "mia_zlib", "mia_min_k_pp",
                "mia_grad_norm", "mia_reference", "privleak", "steps", "steps_to_forget",
-               "steps_censored", "forget_progress", "forget_auc", "wall_s", "refreshes", "refresh_s", "level_step",
+               "steps_censored", "forget_progress", "forget_auc", "wall_s", "refreshes", "refresh_s", "attack_s", "level_step",
                "level_reached", "level_forget_quality", "level_forget_ks", "level_model_utility"]
 
 
@@ -138,6 +138,59 @@ def test_outputs_follow_the_contract(smoke_run):
     assert not list((out / "unlearning").rglob("*.safetensors"))  # unlearned models are evaluated, not kept
 
 
+def test_every_run_is_attacked_after_its_budget_and_read_beside_its_controls(smoke_run):
+    """Each run's relearning (after 5, 10 and 20 updates) and int8/int4 rounding, per sample and per
+    run, by hand from the evaluations; the controls (retain model relearned, target rounded) per
+    replicate; tiers, the rules' calibration, the report's section, metrics and samples.html."""
+    _, out, _ = smoke_run
+    attacks = {"relearn@5", "relearn@10", "relearn@20", "int8", "int4"}
+    samples = pd.read_csv(out / "tables/recovery_samples.csv")
+    runs = pd.read_csv(out / "tables/recovery_runs.csv")
+    assert set(samples.attack) == set(runs.attack) == attacks and set(runs.measure) == {"loglik", "truth_ratio",
+                                                                                         "rouge_l"}
+    assert len(runs) == 16 * len(attacks) * 3  # every run x attack x measure
+    row = runs[(runs.measure == "loglik") & (runs.attack == "relearn@20") & runs.recovery.notna()].iloc[0]
+    key = ["replicate", "algorithm", "sampler", "seed"]
+    one = samples.merge(row[key].to_frame().T.astype(samples[key].dtypes)).query(
+        "measure == 'loglik' and attack == 'relearn@20'")
+    run_dir = out / f"unlearning/rep{row.replicate}/{row.algorithm}/{row.sampler}/seed{row.seed}"
+    evaluated = pd.read_csv(run_dir / "eval_budget_samples.csv").query("split == 'forget'")
+    target = pd.read_csv(out / f"eval/rep{row.replicate}/target_samples.csv").query("split == 'forget'")
+    attacked = pd.read_csv(run_dir / "attacks_budget.csv").query("attack == 'relearn@20'")
+    by_id = one.set_index("sample_id")
+    assert by_id.unlearned.to_dict() == pytest.approx(evaluated.set_index("sample_id").loglik.to_dict())
+    assert by_id.before.to_dict() == pytest.approx(target.set_index("sample_id").loglik.to_dict())
+    assert by_id.attacked.to_dict() == pytest.approx(attacked.set_index("sample_id").loglik.to_dict())
+    drop = by_id.before - by_id.unlearned
+    moved = drop.abs() >= 0.05  # robustness.min_drop.loglik
+    assert np.allclose(by_id.recovery[moved], ((by_id.attacked - by_id.unlearned) / drop)[moved])
+    assert by_id.recovery[~moved].isna().all()
+    assert len(by_id) == 6 and abs(drop.sum()) >= 6 * 0.05  # defined: the run moved its samples enough
+    assert row.recovery == pytest.approx((by_id.attacked - by_id.unlearned).sum() / drop.sum())
+    assert row.control_recovery == pytest.approx(by_id.control_change.sum() / drop.sum())
+    assert row.beyond_control == pytest.approx(row.recovery - row.control_recovery)
+    for replicate in (0, 1):  # relearning on the model that never saw the forget set, rounding on the target
+        controls = pd.read_csv(out / f"robustness/rep{replicate}/controls.csv")
+        assert set(zip(controls.model, controls.attack)) == {
+            *(("retain", a) for a in attacks if a.startswith("relearn")), ("target", "int8"), ("target", "int4")}
+    tiers = pd.read_csv(out / "tables/recovery_tiers.csv")
+    assert {"mrd", "update_count"} <= set(tiers.score) and set(tiers.tier) == {"easy", "medium", "hard"}
+    assert ((tiers.ci_low <= tiers.recovery) & (tiers.recovery <= tiers.ci_high)).all()
+    comparison = pd.read_csv(out / "tables/robustness.csv")
+    assert set(comparison.word) <= {"less robust", "more robust", "equivalent", "unclear"}
+    assert (comparison.holm_family_size == len(comparison)).all()
+    calibration = pd.read_csv(out / "tables/robustness_calibration.csv")
+    assert list(calibration.rule) == ["difficulty-recovery"] * 2 + ["robustness MRD vs uniform"] * 2
+    assert calibration.rate.between(0, 1).all() and (calibration.rate <= calibration.upper95).all()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["recovery_beyond_control_relearn@20"] == pytest.approx(
+        runs[(runs.measure == "loglik") & (runs.attack == "relearn@20")].beyond_control.mean())
+    report = (out / "report.md").read_text()
+    assert "## Does forgetting hold? Attacks after the budget" in report and metrics["verdict_robustness"] in report
+    assert "\"relearn@20\"" in (out / "samples.html").read_text()  # a recovery column per attack
+    assert (pd.read_csv(out / "tables/unlearning.csv").attack_s > 0).all()
+
+
 def test_every_job_has_a_log_and_a_benchmark_and_the_console_is_snakemakes(smoke_run):
     work, out, console = smoke_run
     logs = sorted(p.relative_to(out / "logs").with_suffix("") for p in (out / "logs").rglob("*.log"))
@@ -161,11 +214,13 @@ def test_second_run_plans_nothing(smoke_run):
     assert "Nothing to be done" in dry.stdout + dry.stderr
 
 
-def test_changing_the_calibration_reruns_only_the_calibration_and_the_report(smoke_run):
+def test_changing_the_calibration_reruns_only_the_calibrations_and_the_report(smoke_run):
     """`make calibration` (snakemake --until calibration) after the study: a change to the
-    calibration's settings plans that job, and a full run the report that prints it."""
+    calibration's settings plans the claims' calibration and the robustness tables (whose rules
+    are calibrated too), and a full run the report that prints them."""
     jobs = planned_jobs(smoke_run[0], "statistics: {bootstrap_resamples: 200, calibration: {simulations: 30}}\n")
-    assert "calibration" in jobs and jobs == forced_jobs(smoke_run[0], "calibration")
+    assert {"calibration", "robustness_tables"} <= set(jobs)
+    assert jobs == forced_jobs(smoke_run[0], "calibration", "robustness_tables")
     until = run_snakemake(smoke_run[0], "config/patch.yaml", "--until", "calibration", "--dry-run")
     assert dry_run_jobs(until.stdout + until.stderr) == {"calibration": 1}
 
@@ -245,8 +300,8 @@ def test_html_report_has_every_figure_and_table_with_its_caption(smoke_run):
     work, _, _ = smoke_run
     run_snakemake(work, "--report", "report.html")
     html = (work / "report.html").read_text()
-    captions = sorted((ROOT / "workflow" / "report").glob("*.rst"))  # 17 captions and the start page's text
-    assert len(captions) == 18
+    captions = sorted((ROOT / "workflow" / "report").glob("*.rst"))  # 19 captions and the start page's text
+    assert len(captions) == 20
     for caption in captions:
         first_words = " ".join(caption.read_text().split()[:4])
         assert first_words in html, caption.name

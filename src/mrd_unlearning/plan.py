@@ -327,6 +327,19 @@ def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = Tru
                          costs.hours(train_tokens=steps * costs.tokens, forward_tokens=steps * costs.tokens,
                                      frozen=False), host + (0 if on_device else int(1000 * costs.weights()))))
 
+    attacks = cfg["robustness"]
+    attack_hours = 0.0  # per unlearned model, and once per replicate on the controls
+    if attacks["enabled"]:
+        relearning, budgets = attacks["relearning"], attacks["relearning"]["steps"]
+        attack_hours = costs.hours(  # the folds' relearning, each scored at every budget, and each rounding
+            train_tokens=relearning["folds"] * max(budgets) * relearning["batch_size"] * costs.tokens,
+            forward_tokens=(len(budgets) + len(attacks["quantization"]["bits"]) + 1) * sizes["forget"] * costs.tokens,
+            frozen=False)
+        jobs.append(_job("attack_controls", "", reps, 1,
+                         {**costs.training_state(relearning["optimizer"]),
+                          "activations": costs.train_activations(relearning["batch_size"]), **ctx},
+                         attack_hours, host))
+
     per_update = ul["batch_size"] * ul["grad_accumulation"]
     for algorithm in ul["algorithms"]:
         steps = unlearning_steps(ul, algorithm, sizes["forget"])
@@ -344,7 +357,7 @@ def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = Tru
             per_seed = costs.hours(
                 train_tokens=cap * per_update * streams * costs.tokens,
                 forward_tokens=cap * per_update * costs.tokens * (algorithm in NEEDS_REFERENCE) + curve + refresh,
-                frozen=False) + 2 * costs.evaluation_hours(sizes, frozen=False)
+                frozen=False) + 2 * costs.evaluation_hours(sizes, frozen=False) + attack_hours
             kept = {"none": 0, "first_seed": 1, "all": len(ul["seeds"])}[ul["keep_models"]]
             saved = kept * (arch.trainable * costs.w / GB if lora else costs.weights())  # LoRA: the adapters
             jobs.append(_job("unlearn", f"{algorithm}/{sampler}", reps, 1, memory, len(ul["seeds"]) * per_seed, host,

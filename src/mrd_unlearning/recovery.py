@@ -254,8 +254,9 @@ def robustness_comparison(runs: pd.DataFrame, *, alpha: float = 0.05, power: flo
                          "ci_high": test["ci_high"], "p": test["p_value"], "p_floor": test["p_floor"],
                          "sd": test["sd"]})
     table = pd.DataFrame(rows)
-    if table.empty:
-        return table
+    if table.empty:  # no weighted arm paired with uniform: the table's columns, no rows
+        return pd.DataFrame(columns=["algorithm", "sampler", "versus", "attack", "n_pairs", "diff", "ci_low",
+                                     "ci_high", "p", "p_floor", "sd", "p_holm", "holm_family_size", "mde", "word"])
     table["p_holm"] = holm(table.p.to_numpy())
     family = int(table.p.notna().sum())
     table["holm_family_size"] = family
@@ -339,9 +340,11 @@ def calibrate_rules(samples: pd.DataFrame, runs: pd.DataFrame, *, alpha: float, 
                                       smallest=smallest)
         return robustness_verdict(table.word)
 
+    rules = [("difficulty-recovery", correlation, smallest_rho)]
+    if len(robustness_comparison(runs, alpha=alpha)):  # a study without a paired arm has nothing to calibrate
+        rules.append(("robustness MRD vs uniform", comparison, smallest))
     rows = []
-    for rule, decide, planted in (("difficulty-recovery", correlation, smallest_rho),
-                                  ("robustness MRD vs uniform", comparison, smallest)):
+    for rule, decide, planted in rules:
         for condition, effect, count in (("no effect", 0.0, simulations), ("smallest effect", planted, power_simulations)):
             words = [decide(effect) for _ in range(count)]
             hits = sum(w in (SUPPORTED, CONTRADICTED, "mixed") for w in words) if effect == 0 else \

@@ -480,12 +480,14 @@ def _analysis(replicates: dict, statistics_cfg: dict, paths: dict) -> dict:
     return context
 
 
-def decide(*, replicates: dict, statistics_cfg: dict, out_metrics: str, out_verdicts: str, **paths: str) -> None:
+def decide(*, replicates: dict, statistics_cfg: dict, out_metrics: str, out_verdicts: str,
+           robustness_cfg: dict | None = None, **paths: str) -> None:
     """tables/verdicts.csv and metrics.json: the study's answers, decided in a rule of their own
     (the report only renders them, so no edit to its wording or figures can change a verdict).
     `paths`: the study's tables and data folder by name; `replicates`: r -> {target_eval,
-    retain_eval, mrd_meta}."""
+    retain_eval, mrd_meta}; with the attacks on, metrics.json has their verdict and recoveries."""
     context = _analysis(replicates, statistics_cfg, paths)
+    context["robustness"] = _robustness(paths, robustness_cfg or {}, context["runs"])
     verdicts = verdict_table(context, context["shown"], context["calibration_table"])
     write_json(out_metrics, headline_metrics({**context, "truths": context["every_truth"]}, context["validation"],
                                              context["primary"]))
@@ -683,6 +685,10 @@ def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> d
         for m in ("forget_quality", "model_utility", "steps_to_forget", "level_model_utility"):
             metrics[f"{key}_{m}_diff"] = r[f"{m}_diff"]
         metrics[f"{key}_verdict"] = r.verdict
+    if context.get("robustness"):  # the attacks: the comparison's verdict and each attack's mean recovery
+        metrics["verdict_robustness"] = context["robustness"]["verdict"]
+        for attack, value in context["robustness"]["beyond_control"].items():
+            metrics[f"recovery_beyond_control_{attack}"] = value
     return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in metrics.items()}
 
 
@@ -726,7 +732,9 @@ def _robustness(paths: dict, robustness_cfg: dict, runs: pd.DataFrame) -> dict:
     attack_s = runs["attack_s"].sum() if "attack_s" in runs else float("nan")
     wall_s = runs["wall_s"].sum() if "wall_s" in runs else float("nan")
     relearning, quantization = robustness_cfg["relearning"], robustness_cfg["quantization"]
+    beyond = per_run.groupby("attack", sort=False).beyond_control.mean()  # every run, loglik
     return {"runs": pd.DataFrame(rows), "tiers": pd.DataFrame(tier_rows), "correlation": correlation,
+            "beyond_control": {a: float(v) for a, v in beyond.items()},
             "comparison": shown, "verdict": recovery.robustness_verdict(comparison.get("word", [])),
             "calibration": calibration, "relearning": relearning, "quantization": quantization,
             "seed": robustness_cfg["seed"], "min_drop": robustness_cfg["min_drop"],

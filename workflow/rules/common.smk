@@ -213,7 +213,13 @@ def robustness_tables(wc):
     """What the report and the samples page read of the attacks (none when they are off)."""
     if not ROBUSTNESS:
         return {}
-    names = ["recovery_runs", "recovery_tiers", "recovery_difficulty", "robustness", "robustness_calibration"]
+    names = [
+        "recovery_runs",
+        "recovery_tiers",
+        "recovery_difficulty",
+        "robustness",
+        "robustness_calibration",
+    ]
     tables = {name: in_study(wc, f"tables/{name}.csv") for name in names}
     tables["recovery_samples"] = in_study(wc, "tables/recovery_samples.csv")
     tables["recovery_figure"] = in_study(wc, "figures/recovery_tiers.png")

@@ -141,6 +141,7 @@ rule verdicts:
     """tables/verdicts.csv and metrics.json: the answers, decided apart from the report's wording."""
     input:
         unpack(verdict_inputs),
+        unpack(robustness_tables),
         scores=f"{R}/mrd/scores.csv",
         validation=f"{R}/tables/mrd_validation.csv",
         replicate_stability=f"{R}/tables/replicate_stability.csv",
@@ -171,6 +172,7 @@ rule verdicts:
         stage="report:decide",
         code=CODE["verdicts"],
         statistics_cfg=config["statistics"],
+        robustness_cfg=ROBUSTNESS,
     script:
         "../scripts/stage.py"
 

@@ -199,3 +199,14 @@ def test_the_citation_file_names_every_author_in_full_and_the_packages_version()
     names = [f"{a['family-names']}, {a['given-names']}" for a in paper["authors"]]
     assert len(names) == 6 and all(a["given-names"] for a in paper["authors"])
     assert " and ".join(names) in (ROOT / "README.md").read_text()
+
+
+def test_the_attacks_cell_reads_the_longest_relearning_from_metrics():
+    """The README's attacks row: the comparison's verdict and the recovery beyond control after the
+    largest relearning budget with its interval; a snapshot from before the attacks says so."""
+    metrics = {"verdict_robustness": "inconclusive",
+               **{f"recovery_beyond_control_relearn@{b}{s}": v + b / 100 for b in (5, 20, 10)
+                  for s, v in (("", 0.3), ("_ci_low", 0.1), ("_ci_high", 0.5))}}
+    cell = snapshot._robustness_cell(metrics)
+    assert cell == "**inconclusive**: recovery beyond control after 20 relearning updates 0.50 [0.30, 0.70]"
+    assert snapshot._robustness_cell({}).startswith("not in this snapshot")

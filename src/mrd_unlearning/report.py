@@ -687,8 +687,10 @@ def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> d
         metrics[f"{key}_verdict"] = r.verdict
     if context.get("robustness"):  # the attacks: the comparison's verdict and each attack's mean recovery
         metrics["verdict_robustness"] = context["robustness"]["verdict"]
-        for attack, value in context["robustness"]["beyond_control"].items():
-            metrics[f"recovery_beyond_control_{attack}"] = value
+        for attack, (mean, low, high) in context["robustness"]["beyond_control"].items():
+            metrics[f"recovery_beyond_control_{attack}"] = mean
+            metrics[f"recovery_beyond_control_{attack}_ci_low"] = low
+            metrics[f"recovery_beyond_control_{attack}_ci_high"] = high
     return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in metrics.items()}
 
 
@@ -732,9 +734,10 @@ def _robustness(paths: dict, robustness_cfg: dict, runs: pd.DataFrame) -> dict:
     attack_s = runs["attack_s"].sum() if "attack_s" in runs else float("nan")
     wall_s = runs["wall_s"].sum() if "wall_s" in runs else float("nan")
     relearning, quantization = robustness_cfg["relearning"], robustness_cfg["quantization"]
-    beyond = per_run.groupby("attack", sort=False).beyond_control.mean()  # every run, loglik
+    beyond = {attack: mean_ci(part.beyond_control.to_numpy(), 0.95)  # every run, loglik: mean [95% CI]
+              for attack, part in per_run.groupby("attack", sort=False)}
     return {"runs": pd.DataFrame(rows), "tiers": pd.DataFrame(tier_rows), "correlation": correlation,
-            "beyond_control": {a: float(v) for a, v in beyond.items()},
+            "beyond_control": beyond,
             "comparison": shown, "verdict": recovery.robustness_verdict(comparison.get("word", [])),
             "calibration": calibration, "relearning": relearning, "quantization": quantization,
             "seed": robustness_cfg["seed"], "min_drop": robustness_cfg["min_drop"],

@@ -273,12 +273,28 @@ def readme_table(snaps: list[dict]) -> str:
             scope = f" ({r.scope})" if isinstance(r.scope, str) and r.scope else ""
             cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}; detectable {_detectable(s, claim)}")
         rows.append(f"| {r.claim_text} | " + " | ".join(cells) + " |")
+    rows.append("| (attacks) MRD weighting leaves forgetting less robust than uniform sampling | "
+                + " | ".join(_robustness_cell(s["metrics"]) for s in snaps) + " |")
     runs = "; ".join(f"`{s['study']}`: {s['run']['replicates']} replicates, {_minutes(s['run']['wall_s_per_replicate'])}"
                      f" per replicate on {_machines(s['run'])[0]['cores']} cores ({_machines(s['run'])[0]['cpu']}), "
                      f"run of {_when(s['run'])}" for s in snaps)
     return (head + "\n".join(rows) + "\n\n"
             f"Each cell: the pooled verdict, the statistic it reads with its 95% CI, and the smallest effect the "
             f"design detects with 80% power (`make plan`). Wall time: {runs}. Each study's page says what ran.\n")
+
+
+def _robustness_cell(metrics: dict) -> str:
+    """The attacks' answer in one cell: the MRD-vs-uniform verdict and how much of what unlearning
+    removed the longest relearning brings back beyond its control (every run, mean [95% CI])."""
+    if "verdict_robustness" not in metrics:
+        return "not in this snapshot (run before the attacks were part of every study)"
+    longest = max((k for k in metrics if re.fullmatch(r"recovery_beyond_control_relearn@\d+", k)),
+                  key=lambda k: int(k.rsplit("@", 1)[1]), default=None)
+    if longest is None:
+        return f"**{metrics['verdict_robustness']}**"
+    budget = longest.rsplit("@", 1)[1]
+    return (f"**{metrics['verdict_robustness']}**: recovery beyond control after {budget} relearning updates "
+            f"{_num(metrics[longest])} [{_num(metrics[longest + '_ci_low'])}, {_num(metrics[longest + '_ci_high'])}]")
 
 
 def study_page(snap: dict) -> str:
@@ -300,6 +316,8 @@ def study_page(snap: dict) -> str:
         lines.append(f"| {r.claim_text} | **{r.verdict}**{scope} | {r.per_replicate} | {r.statistic} | "
                      f"{_num(r.estimate)} [{_num(r.ci_low)}, {_num(r.ci_high)}] | {holm} | {false} | {power} | "
                      f"{_detectable(snap, r.claim)} |")
+    lines += ["", f"Attacks after the budget (relearning, quantization): {_robustness_cell(snap['metrics'])}; "
+              "the run's report gives every attack, tier and control."]
     unit = snap["c4_unit"]
     chosen = unit[unit.chosen.astype(bool)].iloc[0]
     lines += ["", "## C4's unit", "",

@@ -139,24 +139,26 @@ def test_outputs_follow_the_contract(smoke_run):
 
 
 def test_every_run_is_attacked_after_its_budget_and_read_beside_its_controls(smoke_run):
-    """Each run's relearning (after 5, 10 and 20 updates) and int8/int4 rounding, per sample and per
+    """Each run's relearning (after 5 and 10 updates) and int8/int4 rounding, per sample and per
     run, by hand from the evaluations; the controls (retain model relearned, target rounded) per
     replicate; tiers, the rules' calibration, the report's section, metrics and samples.html."""
     _, out, _ = smoke_run
-    attacks = {"relearn@5", "relearn@10", "relearn@20", "int8", "int4"}
+    attacks = {"relearn@5", "relearn@10", "int8", "int4"}
     samples = pd.read_csv(out / "tables/recovery_samples.csv")
     runs = pd.read_csv(out / "tables/recovery_runs.csv")
     assert set(samples.attack) == set(runs.attack) == attacks and set(runs.measure) == {"loglik", "truth_ratio",
                                                                                          "rouge_l"}
     assert len(runs) == 16 * len(attacks) * 3  # every run x attack x measure
-    row = runs[(runs.measure == "loglik") & (runs.attack == "relearn@20") & runs.recovery.notna()].iloc[0]
+    rouge = samples[samples.measure == "rouge_l"].groupby("attack").attacked.count()  # all after the longest only
+    assert rouge["relearn@5"] == rouge["int8"] == rouge["int4"] == 0 and rouge["relearn@10"] > 0
+    row = runs[(runs.measure == "loglik") & (runs.attack == "relearn@10") & runs.recovery.notna()].iloc[0]
     key = ["replicate", "algorithm", "sampler", "seed"]
     one = samples.merge(row[key].to_frame().T.astype(samples[key].dtypes)).query(
-        "measure == 'loglik' and attack == 'relearn@20'")
+        "measure == 'loglik' and attack == 'relearn@10'")
     run_dir = out / f"unlearning/rep{row.replicate}/{row.algorithm}/{row.sampler}/seed{row.seed}"
     evaluated = pd.read_csv(run_dir / "eval_budget_samples.csv").query("split == 'forget'")
     target = pd.read_csv(out / f"eval/rep{row.replicate}/target_samples.csv").query("split == 'forget'")
-    attacked = pd.read_csv(run_dir / "attacks_budget.csv").query("attack == 'relearn@20'")
+    attacked = pd.read_csv(run_dir / "attacks_budget.csv").query("attack == 'relearn@10'")
     by_id = one.set_index("sample_id")
     assert by_id.unlearned.to_dict() == pytest.approx(evaluated.set_index("sample_id").loglik.to_dict())
     assert by_id.before.to_dict() == pytest.approx(target.set_index("sample_id").loglik.to_dict())
@@ -183,11 +185,11 @@ def test_every_run_is_attacked_after_its_budget_and_read_beside_its_controls(smo
     assert list(calibration.rule) == ["difficulty-recovery"] * 2 + ["robustness MRD vs uniform"] * 2
     assert calibration.rate.between(0, 1).all() and (calibration.rate <= calibration.upper95).all()
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["recovery_beyond_control_relearn@20"] == pytest.approx(
-        runs[(runs.measure == "loglik") & (runs.attack == "relearn@20")].beyond_control.mean())
+    assert metrics["recovery_beyond_control_relearn@10"] == pytest.approx(
+        runs[(runs.measure == "loglik") & (runs.attack == "relearn@10")].beyond_control.mean())
     report = (out / "report.md").read_text()
     assert "## Does forgetting hold? Attacks after the budget" in report and metrics["verdict_robustness"] in report
-    assert "\"relearn@20\"" in (out / "samples.html").read_text()  # a recovery column per attack
+    assert "\"relearn@10\"" in (out / "samples.html").read_text()  # a recovery column per attack
     assert (pd.read_csv(out / "tables/unlearning.csv").attack_s > 0).all()
 
 

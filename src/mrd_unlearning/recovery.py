@@ -110,12 +110,7 @@ def difficulty_correlation(samples: pd.DataFrame, scores: list[str], *, alpha: f
     rows = []
     for score in scores:
         for attack, part in samples.groupby("attack", sort=False):
-            per_run = []
-            for (replicate, seed_, arm), one in part.groupby(["replicate", "seed", "arm"], sort=False):
-                ok = one[score].notna() & one.recovery.notna()
-                rho = stats.spearmanr(one[score][ok], one.recovery[ok]).statistic if ok.sum() > 2 else np.nan
-                per_run.append({"replicate": replicate, "seed": seed_, "arm": arm, "rho": rho})
-            per_run = pd.DataFrame(per_run)
+            per_run = _spearman_per_run(part, score, ["replicate", "seed", "arm"])
             units = per_run.groupby(["replicate", "seed"]).rho.mean().dropna()
             test = sign_flip_test(units.to_numpy(), alpha=alpha, seed=seed)
             rows.append({"score": score, "attack": attack, "arm": "all", "n_units": test["n_units"], "rho": test["mean"],
@@ -137,6 +132,23 @@ def difficulty_correlation(samples: pd.DataFrame, scores: list[str], *, alpha: f
             word = INCONCLUSIVE  # the unadjusted interval excludes 0, the family's correction does not
         table.loc[i, "verdict"] = word
     return table
+
+
+def _spearman_per_run(part: pd.DataFrame, score: str, keys: list[str]) -> pd.DataFrame:
+    """Spearman's rho of `score` with recovery within each group of `keys` (rows where both are
+    defined; NaN with fewer than 3 or a constant column): Pearson's r of average ranks, as
+    scipy.stats.spearmanr computes it, for every group at once (the calibration calls this
+    thousands of times)."""
+    d = part.loc[part[score].notna() & part.recovery.notna(), [*keys, score, "recovery"]]
+    grouped = d.groupby(keys, sort=False)
+    x, y = grouped[score].rank().to_numpy(), grouped["recovery"].rank().to_numpy()
+    moments = d[keys].assign(x=x, y=y, xy=x * y, xx=x * x, yy=y * y).groupby(keys, sort=False)
+    m = moments.mean().join(moments.size().rename("n"))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = (m.xy - m.x * m.y) / np.sqrt((m.xx - m.x ** 2) * (m.yy - m.y ** 2))
+    rho = rho.where((m.n > 2) & np.isfinite(rho))
+    every = part[keys].drop_duplicates()  # groups with nothing defined keep a NaN row
+    return every.merge(rho.rename("rho").reset_index(), on=keys, how="left").reset_index(drop=True)
 
 
 MEASURES = ("loglik", "truth_ratio", "rouge_l")  # what unlearning lowers and an attack may bring back
@@ -243,9 +255,13 @@ def robustness_comparison(runs: pd.DataFrame, *, alpha: float = 0.05, power: flo
     pairs = [(arm, versus) for arm, versus, family in comparisons(list(dict.fromkeys(runs.sampler)))
              if family == "paper"]
     for (algorithm, attack), block in runs.groupby(["algorithm", "attack"], sort=False):
+        indexed = block.set_index(["replicate", "seed", "sampler"])
+        wide, present = indexed.recovery.unstack("sampler"), indexed.recovery.isna().unstack("sampler").notna()
         for arm, versus in pairs:
-            paired = block[block.sampler == arm].merge(block[block.sampler == versus], on=["replicate", "seed"],
-                                                       suffixes=("", "_versus"))
+            if arm not in wide or versus not in wide:
+                continue
+            both = present[arm] & present[versus]  # the pairs: both runs exist (a NaN recovery stays a pair)
+            paired = pd.DataFrame({"recovery": wide[arm][both], "recovery_versus": wide[versus][both]})
             if not len(paired):
                 continue
             test = pair_metric(paired, "recovery", alpha)  # C4's paired test, on this metric
@@ -290,14 +306,14 @@ def _simulated_samples(shape: pd.DataFrame, n_samples: int, rho: float, rng) -> 
     Gaussian with Spearman correlation `rho` (Pearson 2 sin(pi rho / 6)); the samples' scores are
     shared by the runs of one replicate, as one replicate's MRD is."""
     r = 2 * np.sin(np.pi * rho / 6)
-    frames = []
-    for replicate, runs in shape.groupby("replicate", sort=False):
-        score = rng.normal(size=n_samples)
-        for _, run in runs.iterrows():
-            value = r * score + np.sqrt(1 - r * r) * rng.normal(size=n_samples)
-            frames.append(pd.DataFrame({"replicate": replicate, "seed": run.seed, "arm": run.arm, "attack": "simulated",
-                                        "score": score, "recovery": value}))
-    return pd.concat(frames, ignore_index=True)
+    shape = shape.reset_index(drop=True)
+    replicates = shape.replicate.to_numpy()
+    _, which = np.unique(replicates, return_inverse=True)
+    scores = rng.normal(size=(which.max() + 1, n_samples))[which]  # one score per replicate's samples
+    values = r * scores + np.sqrt(1 - r * r) * rng.normal(size=scores.shape)
+    return pd.DataFrame({"replicate": np.repeat(replicates, n_samples), "seed": np.repeat(shape.seed.to_numpy(), n_samples),
+                         "arm": np.repeat(shape.arm.to_numpy(), n_samples), "attack": "simulated",
+                         "score": scores.ravel(), "recovery": values.ravel()})
 
 
 def _simulated_runs(runs: pd.DataFrame, sd: float, effect: float, rng) -> pd.DataFrame:

@@ -133,9 +133,15 @@ def quantized(model, bits: int, *, group_size: int = 32):
 
 
 def measure(model, tokenizer, rows: list[dict], *, max_length: int, max_new_tokens: int, batch_size: int, device,
-            max_wrong_answers: int | None = None) -> pd.DataFrame:
+            max_wrong_answers: int | None = None, full: bool = True) -> pd.DataFrame:
     """The evaluation's own per-sample measures of `rows` (forget samples): likelihood, ROUGE-L of
-    the greedy generation and, for QA rows, the truth ratio; no membership scores."""
+    the greedy generation and, for QA rows, the truth ratio; no membership scores. `full` False:
+    the likelihood alone (one forward pass; the others, a generation and a pass per wrong answer,
+    cost about ten times more), the rest NaN."""
+    if not full:
+        scored = evaluation._score(model, tokenizer, rows, max_length=max_length, batch_size=batch_size,
+                                   device=device)
+        return pd.DataFrame({"sample_id": np.arange(len(rows)), "loglik": scored["loglik"]})
     frame = evaluation._split_frame(model, tokenizer, rows, "attacked", max_new_tokens=max_new_tokens,
                                     max_wrong=max_wrong_answers, max_length=max_length, batch_size=batch_size,
                                     device=device)
@@ -145,13 +151,15 @@ def measure(model, tokenizer, rows: list[dict], *, max_length: int, max_new_toke
 def relearning_attack(model, tokenizer, rows: list[dict], groups, *, steps, lr: float, batch_size: int,
                       optimizer: str, folds: int, seed: int, device, max_length: int, max_new_tokens: int,
                       max_wrong_answers: int | None = None, precision: Precision | None = None,
-                      across_groups: bool = False) -> pd.DataFrame:
+                      across_groups: bool = False, measure_batch_size: int | None = None) -> pd.DataFrame:
     """Every fold from the same starting weights (the model as given, restored after each fold):
     relearn one part of the samples (`relearning_folds`), measure the others after each budget in
     `steps` (one number or several: one relearning run per fold, measured along the way). Returns
     the measures of every sample (sample_id = its position in `rows`) at every budget (`steps`),
     each from the one fold that scored it, with `overlap`: the share of its answer's content
-    words that the fold relearned."""
+    words that the fold relearned. Every measure after the longest budget; the likelihood alone
+    after the shorter ones (`measure`'s `full`), batches of `measure_batch_size` (default
+    `batch_size`)."""
     budgets = sorted({int(s) for s in np.atleast_1d(steps)})
     start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     encoded = [encode_sample(tokenizer, r, max_length) for r in rows]
@@ -166,7 +174,8 @@ def relearning_attack(model, tokenizer, rows: list[dict], groups, *, steps, lr: 
         def measure_at(step: int) -> None:
             if step in budgets:
                 part = measure(model, tokenizer, scored_rows, max_length=max_length, max_new_tokens=max_new_tokens,
-                               batch_size=batch_size, device=device, max_wrong_answers=max_wrong_answers)
+                               batch_size=measure_batch_size or batch_size, device=device,
+                               max_wrong_answers=max_wrong_answers, full=step == budgets[-1])
                 frames.append(part.assign(sample_id=scored, fold=k, steps=step, overlap=overlap[scored]))
 
         if len(relearned):
@@ -180,30 +189,36 @@ def relearning_attack(model, tokenizer, rows: list[dict], groups, *, steps, lr: 
     return pd.concat(frames, ignore_index=True).sort_values(["steps", "sample_id"], ignore_index=True)
 
 
-def quantization_attack(model, tokenizer, rows: list[dict], bits: int, *, group_size: int, **measure_kw
-                        ) -> pd.DataFrame:
-    """The measures of every sample on the model quantized to `bits`."""
-    return measure(quantized(model, bits, group_size=group_size), tokenizer, rows, **measure_kw)
+def quantization_attack(model, tokenizer, rows: list[dict], bits: int, *, group_size: int, full: bool = True,
+                        **measure_kw) -> pd.DataFrame:
+    """The measures of every sample on the model quantized to `bits` (`full` False: the likelihood
+    alone; a generation with low-bit kernels on a CPU costs most of an attack)."""
+    return measure(quantized(model, bits, group_size=group_size), tokenizer, rows, full=full, **measure_kw)
 
 
 def attack(model, tokenizer, rows: list[dict], groups, *, relearning: dict, quantization: dict, seed: int, device,
            max_length: int, max_new_tokens: int, max_wrong_answers: int | None = None,
-           precision: Precision | None = None) -> pd.DataFrame:
+           precision: Precision | None = None, measure_batch_size: int | None = None) -> pd.DataFrame:
     """Every attack on `model` as unlearning left it, in one long frame (attack, sample_id, the
     measures): `relearn@<steps>` for each of `relearning`'s steps (with its lr, batch_size,
     optimizer, folds and across_groups), then `int<bits>` for each of `quantization`'s bits
-    (groups of its group_size). The model's weights are as given afterwards."""
-    measure_kw = dict(max_length=max_length, max_new_tokens=max_new_tokens, batch_size=relearning["batch_size"],
-                      device=device, max_wrong_answers=max_wrong_answers)
+    (groups of its group_size). The model's weights are as given afterwards. Measured in batches
+    of `measure_batch_size` (default: the relearning's)."""
+    measure_batch_size = measure_batch_size or relearning["batch_size"]
+    measure_kw = dict(max_length=max_length, max_new_tokens=max_new_tokens, device=device,
+                      max_wrong_answers=max_wrong_answers)
     frames = []
     if relearning.get("steps"):
         relearned = relearning_attack(model, tokenizer, rows, groups, steps=relearning["steps"], lr=relearning["lr"],
                                       optimizer=relearning["optimizer"], folds=relearning["folds"], seed=seed,
                                       precision=precision, across_groups=relearning.get("across_groups", False),
+                                      batch_size=relearning["batch_size"], measure_batch_size=measure_batch_size,
                                       **measure_kw)
         frames.append(relearned.assign(attack=[f"relearn@{s}" for s in relearned.steps]).drop(columns=["fold", "steps"]))
     for bits in quantization.get("bits", []):
-        part = quantization_attack(model, tokenizer, rows, bits, group_size=quantization["group_size"], **measure_kw)
+        part = quantization_attack(model, tokenizer, rows, bits, group_size=quantization["group_size"],
+                                   full=quantization.get("measures", "all") == "all", batch_size=measure_batch_size,
+                                   **measure_kw)
         frames.append(part.assign(attack=f"int{bits}"))
     out = pd.concat(frames, ignore_index=True)
     return out[["attack", *[c for c in out.columns if c != "attack"]]]
@@ -230,4 +245,5 @@ def attack_study(model, tokenizer, data, robustness_cfg: dict, eval_cfg: dict, *
     with context:
         return attack(model, tokenizer, rows, forget_groups(data), relearning=relearning, quantization=quantization,
                       seed=robustness_cfg["seed"], device=device, max_length=max_length, max_new_tokens=int(limit),
-                      max_wrong_answers=eval_cfg["max_wrong_answers"], precision=precision)
+                      max_wrong_answers=eval_cfg["max_wrong_answers"], precision=precision,
+                      measure_batch_size=eval_cfg["batch_size"])

@@ -331,3 +331,25 @@ def test_the_retain_model_control_gains_little_on_answers_it_never_saw_and_recov
     assert abs(row.control_recovery) < 0.1, row.control_recovery  # near 0: nothing of these answers was taught
     assert row.beyond_control == pytest.approx(row.recovery - row.control_recovery)
     assert on_control.overlap.between(0, 1).all()
+
+
+def test_the_rules_calibration_reads_the_studys_holm_family():
+    """The difficulty-recovery rule simulated as one test of the study's family: 9 (replicate, seed)
+    units give a smallest sign-flip p of 2/512, so a family of 15 can never reject (power 0 at any
+    rho), while a family of 1 finds rho 0.3 nearly always; the comparison rule runs on the study's
+    own pairs, and under no effect neither rule says anything but no effect or inconclusive often."""
+    from mrd_unlearning.recovery import calibrate_rules
+
+    keys = [(r, s, a) for r in range(3) for s in range(3) for a in ("ga/uniform", "ga/mrd")]
+    samples = pd.DataFrame([{"replicate": r, "seed": s, "arm": a, "sample_id": i}
+                            for r, s, a in keys for i in range(30)])
+    runs = pd.DataFrame([{"replicate": r, "seed": s, "algorithm": "ga", "sampler": a.split("/")[1],
+                          "attack": "relearn@10", "recovery": 0.5 + 0.05 * np.sin(r + 3 * s)} for r, s, a in keys])
+    kw = dict(alpha=0.05, power=0.8, smallest_rho=0.3, smallest=0.1, simulations=40, power_simulations=20)
+    alone = calibrate_rules(samples, runs, correlation_family=1, **kw).set_index(["rule", "condition"])
+    family = calibrate_rules(samples, runs, correlation_family=15, **kw).set_index(["rule", "condition"])
+    assert alone.loc[("difficulty-recovery", "smallest effect"), "rate"] >= 0.9
+    assert family.loc[("difficulty-recovery", "smallest effect"), "rate"] == 0  # 15 x 2/512 > 0.05
+    assert family.loc[("difficulty-recovery", "smallest effect"), "holm_family_size"] == 15
+    for table in (alone, family):
+        assert table.xs("no effect", level="condition").rate.max() <= 0.1

@@ -196,7 +196,8 @@ def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, valid
                                pd.read_csv(validation_csv, dtype={"replicate": str}), completeness)
     cal = statistics_cfg["calibration"]
     write_csv(out_csv, calibrate(design, statistics_cfg, simulations=cal["simulations"],
-                                 power_simulations=cal["power_simulations"], seed=cal["seed"]))
+                                 power_simulations=cal["power_simulations"], seed=cal["seed"],
+        correlation_family=int((correlation.arm == "all").sum())))
     share = run_share(group_differences(pd.read_csv(authors_csv, dtype={"group": str})), statistics_cfg["alpha"])
     write_csv(unit_csv, c4_unit(design, statistics_cfg, share, seed=cal["seed"]))
 
@@ -296,8 +297,9 @@ def robustness_tables(run_dirs: list[str], replicates: dict[str, dict[str, str]]
     primary = primary.assign(run=primary.replicate.astype(str) + "/" + primary.arm + "/" + primary.seed.astype(str))
     alpha = statistics_cfg["alpha"]
     write_csv(tiers_csv, recovery.tier_table(primary, difficulty, alpha=alpha))
-    write_csv(difficulty_csv, recovery.difficulty_correlation(primary, difficulty, alpha=alpha,
-                                                              smallest_rho=statistics_cfg["smallest_rho"]))
+    correlation = recovery.difficulty_correlation(primary, difficulty, alpha=alpha,
+                                                  smallest_rho=statistics_cfg["smallest_rho"])
+    write_csv(difficulty_csv, correlation)
     per_run = runs[runs.measure == PRIMARY_MEASURE].assign(recovery=lambda t: t.beyond_control)
     smallest = statistics_cfg["smallest_recovery"]
     write_csv(comparison_csv, recovery.robustness_comparison(per_run, alpha=alpha, power=statistics_cfg["power"],
@@ -306,5 +308,6 @@ def robustness_tables(run_dirs: list[str], replicates: dict[str, dict[str, str]]
     write_csv(calibration_csv, recovery.calibrate_rules(
         primary.assign(score=primary.mrd), per_run, alpha=alpha, power=statistics_cfg["power"],
         smallest_rho=statistics_cfg["smallest_rho"], smallest=smallest, simulations=cal["simulations"],
-        power_simulations=cal["power_simulations"], seed=cal["seed"]))
+        power_simulations=cal["power_simulations"], seed=cal["seed"],
+        correlation_family=int((correlation.arm == "all").sum())))
     figures.recovery_tiers_figure(pd.read_csv(tiers_csv), "mrd", figure_png)

@@ -101,12 +101,14 @@ def tier_table(samples: pd.DataFrame, scores: list[str], *, alpha: float = 0.05,
 
 
 def difficulty_correlation(samples: pd.DataFrame, scores: list[str], *, alpha: float = 0.05, smallest_rho: float = 0.1,
-                           seed: int = 0) -> pd.DataFrame:
+                           seed: int = 0, holm_family: int | None = None) -> pd.DataFrame:
     """Do harder samples recover more? Per run, Spearman's rho between a difficulty score and
     recovery. Runs of one replicate and seed share their model and samples, so the unit of
     inference is (replicate, seed), with rho averaged over its arms; over units, the sign-flip
     test of rho = 0 and its interval, Holm-corrected over every attack x score, and the four words
-    against `smallest_rho`. Per-arm rows (unit means of that arm alone) are descriptive."""
+    against `smallest_rho`. Per-arm rows (unit means of that arm alone) are descriptive.
+    `holm_family`: read the tests as part of a family this large (Bonferroni, Holm's first step:
+    how the calibration simulates one test of the study's family)."""
     rows = []
     for score in scores:
         for attack, part in samples.groupby("attack", sort=False):
@@ -123,7 +125,8 @@ def difficulty_correlation(samples: pd.DataFrame, scores: list[str], *, alpha: f
     table = pd.DataFrame(rows)
     tested = table.arm == "all"
     table["p_holm"] = np.nan
-    table.loc[tested, "p_holm"] = holm(table.loc[tested, "p_value"].to_numpy())
+    p = table.loc[tested, "p_value"].to_numpy()
+    table.loc[tested, "p_holm"] = holm(p) if holm_family is None else np.minimum(1.0, p * holm_family)
     table["verdict"] = ""
     for i in table.index[tested]:
         row = table.loc[i]
@@ -328,10 +331,12 @@ def _simulated_runs(runs: pd.DataFrame, sd: float, effect: float, rng) -> pd.Dat
 
 
 def calibrate_rules(samples: pd.DataFrame, runs: pd.DataFrame, *, alpha: float, power: float, smallest_rho: float,
-                    smallest: float, simulations: int, power_simulations: int, seed: int = 0) -> pd.DataFrame:
+                    smallest: float, simulations: int, power_simulations: int, seed: int = 0,
+                    correlation_family: int = 1) -> pd.DataFrame:
     """The two robustness rules run on studies simulated in this study's design: the
     difficulty-recovery rule (`difficulty_correlation`: its runs, units and samples, one score,
-    one attack) under rho 0 and at `smallest_rho`; the robustness comparison
+    one attack, at the level of the study's Holm family of `correlation_family` tests) under rho 0
+    and at `smallest_rho`; the robustness comparison
     (`robustness_comparison`: every algorithm x sampler x attack, paired differences with the
     study's median sd) under no difference and with `smallest` planted in every weighted arm.
     Rates: false verdicts (any word but no effect / inconclusive) under no effect, and 'supported'
@@ -349,7 +354,8 @@ def calibrate_rules(samples: pd.DataFrame, runs: pd.DataFrame, *, alpha: float, 
 
     def correlation(rho: float) -> str:
         sim = _simulated_samples(shape, n, rho, rng)
-        return difficulty_correlation(sim, ["score"], alpha=alpha, smallest_rho=smallest_rho, seed=seed).verdict.iloc[0]
+        return difficulty_correlation(sim, ["score"], alpha=alpha, smallest_rho=smallest_rho, seed=seed,
+                                      holm_family=correlation_family).verdict.iloc[0]
 
     def comparison(effect: float) -> str:
         table = robustness_comparison(_simulated_runs(runs, sd, effect, rng), alpha=alpha, power=power,
@@ -369,5 +375,6 @@ def calibrate_rules(samples: pd.DataFrame, runs: pd.DataFrame, *, alpha: float, 
             rows.append({"rule": rule, "condition": condition, "effect": effect, "simulations": count,
                          "rate": hits / count, "upper95": upper,
                          "measures": "false verdicts" if effect == 0 else "power",
-                         **({"sd": sd} if rule.startswith("robustness") else {"n_samples": n})})
+                         **({"sd": sd} if rule.startswith("robustness") else
+                            {"n_samples": n, "holm_family_size": correlation_family})})
     return pd.DataFrame(rows)

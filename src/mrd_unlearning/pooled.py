@@ -196,8 +196,7 @@ def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, valid
                                pd.read_csv(validation_csv, dtype={"replicate": str}), completeness)
     cal = statistics_cfg["calibration"]
     write_csv(out_csv, calibrate(design, statistics_cfg, simulations=cal["simulations"],
-                                 power_simulations=cal["power_simulations"], seed=cal["seed"],
-        correlation_family=int((correlation.arm == "all").sum())))
+                                 power_simulations=cal["power_simulations"], seed=cal["seed"]))
     share = run_share(group_differences(pd.read_csv(authors_csv, dtype={"group": str})), statistics_cfg["alpha"])
     write_csv(unit_csv, c4_unit(design, statistics_cfg, share, seed=cal["seed"]))
 

@@ -60,7 +60,9 @@ def test_pages_state_frozen_facts_and_the_check_names_stale_rules(tmp_path, monk
                                         "`make snapshot CONFIG=config/config.yaml`)"]
     monkeypatch.setattr(snapshot, "rule_identities", lambda *_: current)
     assert snapshot.check(tmp_path) == []
-    del snap["run"]["record"]
+    del snap["run"]["record"]  # a snapshot from before run records: the snapshot machine only
+    snap["run"]["machine"] = {"cpu": "CPU Y", "cores": 2, "memory_gib": 8.0, "gpus": [], "python": "3.11.7",
+                              "torch": "2.13.0", "date": "2026-12-01"}
     assert snapshot.stale_rules(snap) is None and "taken before studies kept a run record" in snapshot.study_page(snap)
 
 

@@ -434,7 +434,8 @@ def _local_project(tmp_path, overlay: str):
     splits = ", ".join(f"{k}: {v}" for k, v in LOCAL_SPLITS.items())
     (work / "config" / "local.yaml").write_text(
         f"name: smoke_local\nreplicates: [0]\ndata: {{source: local, local: {{path: {mine}, splits: {{{splits}}}}}}}\n"
-        f"unlearning: {{algorithms: [ga], samplers: [uniform, mrd_refresh], seeds: [0]}}\n{overlay}")
+        f"unlearning: {{algorithms: [ga], samplers: [uniform, mrd_refresh], seeds: [0]}}\n"
+        f"robustness: {{enabled: false}}\n{overlay}")  # the loader is under test here; the smoke study attacks
     return work
 
 

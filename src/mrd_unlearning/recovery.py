@@ -337,8 +337,10 @@ def calibrate_rules(samples: pd.DataFrame, runs: pd.DataFrame, *, alpha: float, 
     difficulty-recovery rule (`difficulty_correlation`: its runs, units and samples, one score,
     one attack, at the level of the study's Holm family of `correlation_family` tests) under rho 0
     and at `smallest_rho`; the robustness comparison
-    (`robustness_comparison`: every algorithm x sampler x attack, paired differences with the
-    study's median sd) under no difference and with `smallest` planted in every weighted arm.
+    (`robustness_comparison`: every algorithm x sampler x attack, paired differences with one SD,
+    that of every weighted-minus-uniform difference of the study pooled over algorithms and
+    attacks, 0.1 with fewer than 3) under no difference and with `smallest` planted in every
+    weighted arm.
     Rates: false verdicts (any word but no effect / inconclusive) under no effect, and 'supported'
     at the planted effect, each with its one-sided 95% upper bound (Clopper-Pearson)."""
     rng = np.random.default_rng(seed)

@@ -2,7 +2,7 @@
 # `--configfile other.yaml` runs another study. See README.md.
 from snakemake.utils import min_version
 
-from mrd_unlearning.config import study_data_configs, validate_config
+from mrd_unlearning.config import arm_seeds, study_data_configs, validate_config
 from mrd_unlearning.jobs import STUDY_OUTPUTS
 from mrd_unlearning.plan import job_resources, refuse_unfit, study_plan
 from mrd_unlearning.provenance import config_hash, rule_identities

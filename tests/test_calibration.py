@@ -76,7 +76,7 @@ def test_the_calibration_table_states_rates_with_exact_binomial_bounds():
     design = _design(4, 6, 2, n_characteristics=3, seeds=2, algorithms=("ga",), weighted=("mrd",),
                      pair_sd={"forget_quality": 0.05, "model_utility": 0.05})
     table = cal.calibrate(design, CFG, simulations=10, progress=False)
-    assert list(table.claim) == ["C1", "C1", "C2", "C2", "C3", "C3", "C4", "C4"]
+    assert list(table.claim) == ["C1", "C1", "C2", "C2", "C3", "C3", "C4 secondary", "C4 secondary"]
     null = table[table.condition == "no effect"]
     for r in null.itertuples():
         k = round(r.false_verdict_rate * 10)

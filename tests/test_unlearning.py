@@ -160,6 +160,21 @@ def test_equal_forgetting_runs_past_the_budget_to_the_level_and_checkpoints_ther
     assert calls == [("budget", 6), ("level", 12)] and not costs["level_reached"] and costs["steps_done"] == 12
 
 
+def test_checking_the_level_every_step_evaluates_at_the_first_step_that_reaches_it(tokenizer, study_data,
+                                                                                    forget_encoded):
+    kw = dict(algorithm="ga", sampler="mrd", log_every=1)
+    fine, _ = _unlearn(tokenizer, study_data, forget_encoded, steps=12, **kw)
+    at = dict(zip(fine.step, fine.forget_loglik))
+    first = next(s for s in fine.step if s > 6 and at[s] < at[s - 1])  # a step between curve points (log_every 3)
+    calls = []
+    curve, costs = _unlearn(tokenizer, study_data, forget_encoded, algorithm="ga", sampler="mrd", level=at[first],
+                            max_steps=12, level_every=1, on_checkpoint=lambda name, step: calls.append((name, step)))
+    reached = next(s for s in fine.step if at[s] <= at[first])  # the first step at or below the level
+    assert costs["level_step"] == reached and ("level", reached) in calls
+    assert reached in curve.step.tolist() and curve.set_index("step").forget_loglik[reached] == pytest.approx(at[first])
+    assert set(curve.step) - {reached} <= {0, 3, 6, 9, 12}  # the other points stay on the log_every grid
+
+
 def test_evaluating_at_a_checkpoint_does_not_change_the_run(tokenizer, study_data, forget_encoded):
     from mrd_unlearning.models import generate_answers
 

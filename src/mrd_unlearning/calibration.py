@@ -44,6 +44,9 @@ class Design:
     median_count: float = 5.0                # typical required updates (C1's p10 is floored at 1)
     pair_sd: dict = field(default_factory=dict)  # SD of a paired difference, per C4 metric
     sources: dict = field(default_factory=dict)  # where each number came from
+    primary: dict = field(default_factory=dict)  # C4's declared primary comparison (`claims.c4_primary`)
+    primary_pairs: int = 0                       # its seed pairs, over every fine-tuned model
+    primary_sd: dict = field(default_factory=dict)  # SD of one seed pair's difference, per primary metric
 
 
 def _clip(value, low, high, default):
@@ -51,8 +54,10 @@ def _clip(value, low, high, default):
 
 
 def design_from_study(scores: pd.DataFrame, runs: pd.DataFrame, comparison: pd.DataFrame, validation: pd.DataFrame,
-                      completeness: str = "forget_quality") -> Design:
-    """The study's design, and its variance components where its results give them."""
+                      completeness: str = "forget_quality", primary: dict | None = None) -> Design:
+    """The study's design, and its variance components where its results give them. With C4's
+    `primary` comparison: its seed pairs and the SD of each primary metric's paired difference
+    (the study's own, else one smallest effect)."""
     from .validation import GROUND_TRUTHS
 
     first = scores[scores.replicate == scores.replicate.min()].sort_values("sample_id")
@@ -80,12 +85,39 @@ def design_from_study(scores: pd.DataFrame, runs: pd.DataFrame, comparison: pd.D
             "no spread in the study (a floor): 1 x the smallest effect"
     samplers = [arm for arm, _, fam in claims.comparisons(list(dict.fromkeys(runs.sampler))) if fam == "paper"] \
         if len(runs) else []
-    return Design(groups=groups, replicates=int(scores.replicate.nunique()),
-                  seeds=int(runs.seed.nunique()) if len(runs) else 1,
+    primary_fields = {}
+    if primary:  # its own comparison, on its own seeds
+        own = claims.compare_samplers(claims.primary_runs(runs, primary), completeness=completeness,
+                                      per_replicate=False)
+        row = own[(own.algorithm == primary["algorithm"]) & (own.sampler == primary["sampler"])
+                  & (own.versus == "uniform")] if len(own) else own
+        observed = {m: float(row[f"{m}_sd"].iloc[0]) if len(row) and f"{m}_sd" in row else float("nan")
+                    for m in primary["smallest"]}
+        pairs = int(row.n_pairs.iloc[0]) if len(row) else 0
+        primary_fields = dict(primary=primary, primary_pairs=pairs,
+                              primary_sd=primary_sds(primary, observed, {}, sources))
+    # the arms' common seeds (the primary arms may run more)
+    seeds = int(runs.groupby(["replicate", "algorithm", "sampler"]).seed.nunique().min()) if len(runs) else 1
+    return Design(groups=groups, replicates=int(scores.replicate.nunique()), seeds=seeds, **primary_fields,
                   algorithms=tuple(sorted(runs.algorithm.unique())) if len(runs) else (),
                   weighted=tuple(dict.fromkeys(samplers)), completeness=completeness, n_characteristics=n_char,
                   stability=_clip(stability, 0.1, 1.0, 0.7), icc=_clip(icc, 0.0, 0.8, 0.3),
                   median_count=_clip(float(scores[truth].median()), 1.0, 1e6, 5.0), pair_sd=pair_sd, sources=sources)
+
+
+def primary_sds(primary: dict, observed: dict, planned: dict, sources: dict) -> dict:
+    """The SD of one seed pair's difference per primary metric: the study's own where it has one,
+    else the planned one (`statistics.c4.planned_sd`), else one smallest effect; `sources` says
+    which."""
+    out = {}
+    for m, smallest in primary["smallest"].items():
+        for value, source in ((observed.get(m, np.nan), "the study's seed pairs"),
+                              (planned.get(m, np.nan), "statistics.c4.planned_sd"),
+                              (smallest, "no SD known: 1 x the smallest effect")):
+            if value is not None and np.isfinite(value) and value > 0:
+                out[m], sources[f"primary_{m}_sd"] = float(value), source
+                break
+    return out
 
 
 # --- simulated studies ---------------------------------------------------------------------------
@@ -225,8 +257,8 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
             ("C3", "smallest effect", f"rho {cfg['smallest_rho']:g} (one characteristic)", _c3, cfg["smallest_rho"])]
     if design.weighted and design.algorithms:
         gains = smallest_effects(cfg, design.completeness)
-        plan += [("C4", "no effect", "0", _c4, False),
-                 ("C4", "smallest effect", ", ".join(f"{m} +{v:g}" for m, v in gains.items()), _c4, True)]
+        plan += [("C4 secondary", "no effect", "0", _c4, False),
+                 ("C4 secondary", "smallest effect", ", ".join(f"{m} +{v:g}" for m, v in gains.items()), _c4, True)]
     rows = []
     power_simulations = power_simulations or simulations
     counts_of = {"no effect": simulations, "smallest effect": power_simulations}
@@ -248,7 +280,7 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
         if condition == "no effect":
             row.update({"false_verdict_rate": false / n_sims,
                         "false_verdict_upper95": binomial_upper(false, n_sims)})
-            if claim == "C4":
+            if claim == "C4 secondary":
                 row["false_verdict_exact_bound"] = c4_exact_bound(design, cfg["alpha"])
         else:
             row.update({"power": supported / n_sims, "power_upper95": binomial_upper(supported, n_sims)})
@@ -261,6 +293,10 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
         rows.append(row)
     bar.close()
     table = pd.DataFrame(rows)
+    if design.primary and design.primary_pairs:
+        table = pd.concat([table, primary_calibration(design, cfg, simulations=simulations,
+                                                      power_simulations=power_simulations, seed=seed)],
+                          ignore_index=True)
     design_note = (f"{len(design.groups)} samples in {len(set(design.groups.tolist()))} groups, {design.replicates} "
                    f"replicates, {design.seeds} seeds, {len(design.algorithms)} algorithms x {len(design.weighted)} "
                    f"weighted samplers, {design.n_characteristics} characteristics; stability {design.stability:.2f} "
@@ -268,6 +304,90 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
                    f"({design.sources.get('icc', 'default')})")
     table["design"] = design_note
     return table
+
+
+# --- C4's primary comparisons -----------------------------------------------------------------------
+
+def simulate_primary(design: Design, rng, sims: int, alpha: float, planted: dict[str, float],
+                     model_sd: float = 0.0, n_pairs: int | None = None) -> dict[str, np.ndarray]:
+    """C4a and C4b's rule (`claims.part_verdicts_from_p`) on `sims` studies at once: each primary
+    metric's seed-pair differences drawn at its SD (`design.primary_sd`) around `planted` (in
+    smallest effects, by metric, in the better direction), the metrics of a part independent (so
+    "supported" needs each test to pass on its own: the power is a product, a lower bound where
+    the metrics move together). `model_sd` (in smallest effects): each fine-tuned model's own
+    sampler effect, mean 0, shared by its seed pairs. Returns per part (sims, 2) booleans:
+    supported, any positive verdict."""
+    n = n_pairs or design.primary_pairs
+    models = max(1, min(design.replicates, n))
+    model_of = np.arange(n) * models // n
+    means, ps, direction = {}, {}, {}
+    for m, smallest in design.primary["smallest"].items():
+        direction[m] = claims.COMPARED[m]
+        d = rng.normal(planted.get(m, 0.0) * smallest * direction[m], design.primary_sd[m], size=(sims, n))
+        if model_sd:
+            d += rng.normal(0, model_sd * smallest, size=(sims, models))[:, model_of]
+        means[m], ps[m] = d.mean(axis=1), sign_flip_p(d)
+    return claims.part_verdicts_from_p(design.primary["parts"], means, ps, direction, alpha)
+
+
+def primary_calibration(design: Design, cfg: dict, *, simulations: int, power_simulations: int,
+                        seed: int = 0) -> pd.DataFrame:
+    """Calibration rows of C4a, C4b and C4 (both parts): under no effect (any positive verdict
+    is false), with one metric of a part at no effect and the others at their smallest effect (a
+    'supported' there is false: the intersection-union test holds it at alpha), with a sampler
+    effect that differs between the fine-tuned models but averages 0 (SD one smallest effect: a
+    verdict there is right about these models, not about models in general), and with every
+    smallest effect planted (the power)."""
+    alpha = cfg["alpha"]
+    rng = np.random.default_rng([seed, 900])
+    everything = {m: 1.0 for m in design.primary["smallest"]}
+    effect = ", ".join(f"{m} {v:+.3g}" for m, v in design.primary["smallest"].items())
+    conditions = [("no effect", "0", simulate_primary(design, rng, simulations, alpha, {}), simulations),
+                  ("effect varying by model", "mean 0, SD 1 x the smallest effect between models",
+                   simulate_primary(design, rng, simulations, alpha, {}, model_sd=1.0), simulations),
+                  ("smallest effect", effect, simulate_primary(design, rng, power_simulations, alpha, everything),
+                   power_simulations)]
+    rows = []
+    for condition, text, result, n in conditions:
+        parts = {**result, "C4": np.column_stack([np.logical_and(*(r[:, 0] for r in result.values())),
+                                                   np.logical_or(*(r[:, 1] for r in result.values()))])
+                 if len(result) == 2 else next(iter(result.values()))}
+        for claim, r in parts.items():
+            row = {"claim": claim, "condition": condition, "effect": text, "simulations": n,
+                   "share_supported": float(r[:, 0].mean())}
+            if condition == "smallest effect":
+                row.update({"power": float(r[:, 0].mean()), "power_upper95": binomial_upper(int(r[:, 0].sum()), n)})
+            else:
+                false = int(r[:, 1].sum())
+                row.update({"false_verdict_rate": false / n, "false_verdict_upper95": binomial_upper(false, n)})
+            rows.append(row)
+    for part, metrics in design.primary["parts"].items():  # the intersection-union test's worst partial null
+        worst = 0.0
+        for absent in metrics:
+            planted = {m: (0.0 if m == absent else 1.0) for m in metrics}
+            worst = max(worst, float(simulate_primary(design, rng, simulations, alpha, planted)[part][:, 0].mean()))
+        rows.append({"claim": part, "condition": "one effect absent", "effect": "the others at their smallest effect",
+                     "simulations": simulations, "share_supported": worst, "false_verdict_rate": worst,
+                     "false_verdict_upper95": binomial_upper(round(worst * simulations), simulations)})
+    return pd.DataFrame(rows)
+
+
+def seeds_needed(design: Design, alpha: float, power: float, *, simulations: int = 200, seed: int = 0,
+                 most: int = 40) -> dict[str, int | None]:
+    """Per part and for C4 (both parts), the fewest seeds per fine-tuned model whose seed pairs
+    give `power` at the smallest effects (None: not within `most`)."""
+    rng = np.random.default_rng([seed, 901])
+    everything = {m: 1.0 for m in design.primary["smallest"]}
+    needed: dict[str, int | None] = {part: None for part in [*design.primary["parts"], "C4"]}
+    for seeds in range(2, most + 1):
+        result = simulate_primary(design, rng, simulations, alpha, everything, n_pairs=seeds * design.replicates)
+        both = np.logical_and.reduce([r[:, 0] for r in result.values()])
+        for part, hit in [*((p, r[:, 0]) for p, r in result.items()), ("C4", both)]:
+            if needed[part] is None and hit.mean() >= power:
+                needed[part] = seeds
+        if all(v is not None for v in needed.values()):
+            break
+    return needed
 
 
 # --- C4's unit: replicate x seed pairs, or groups (authors)? --------------------------------------
@@ -423,13 +543,30 @@ def design_from_config(cfg: dict, data_cfg: dict, previous: Design | None = None
     shape = dict(groups=groups, replicates=len(cfg["replicates"]), seeds=len(ul["seeds"]),
                  algorithms=tuple(sorted(ul["algorithms"])), weighted=weighted,
                  completeness=claims.COMPLETENESS[_planned_kind(data_cfg)])
+    from .stages import unlearning_steps
+
+    budgets = {a: unlearning_steps(ul, a, len(groups)) for a in ul["algorithms"]}
+    primary = claims.c4_primary(cfg["statistics"], list(ul["algorithms"]), list(ul["samplers"]), budgets,
+                                shape["completeness"])
+    if primary:  # its seed pairs as configured; SDs from the previous run, else the planned ones
+        sources = {}
+        known = previous is not None and previous.primary and previous.primary_pairs
+        observed = {m: sd for m, sd in previous.primary_sd.items()
+                    if "study's" in previous.sources.get(f"primary_{m}_sd", "")} if known else {}
+        seeds = primary["seeds"] or ul["seeds"]
+        shape.update(primary=primary, primary_pairs=len(cfg["replicates"]) * len(seeds),
+                     primary_sd=primary_sds(primary, observed, cfg["statistics"]["c4"]["planned_sd"].get(cfg["name"], {}),
+                                            sources))
     if previous is not None:
         return Design(**shape, n_characteristics=previous.n_characteristics, stability=previous.stability,
                       icc=previous.icc, median_count=previous.median_count, pair_sd=previous.pair_sd,
-                      sources={k: f"{v}, from the previous run" for k, v in previous.sources.items()})
+                      sources={**{k: f"{v}, from the previous run" for k, v in previous.sources.items()},
+                               **(sources if primary else {})})
     n_char = len(set(CHARACTERISTICS) - set(NOT_IN_C3)) + (SYNTHETIC_KNOWN_FACTORS if data_cfg["source"] == "synthetic"
                                                              else 0)
-    return Design(**shape, n_characteristics=n_char, sources={"stability": "default", "icc": "default"})
+    return Design(**shape, n_characteristics=n_char,
+                  sources={"stability": "default", "icc": "default", **(sources if primary else {})})
+
 
 
 def _interpolated_mde(grid, powers, target: float) -> float:
@@ -520,6 +657,39 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
         rows.append(row)
     bar.close()
     return pd.DataFrame(rows)
+
+
+def primary_plan(design: Design, cfg: dict, *, simulations: int = 200, seed: int = 0) -> pd.DataFrame:
+    """C4's primary comparison before the run: per part and for C4 as a whole, its seed pairs, its
+    false-verdict rate under no effect, its power at the smallest effects, and the seeds per
+    fine-tuned model that give `statistics.power` (None: more than 40)."""
+    table = primary_calibration(design, cfg, simulations=simulations, power_simulations=simulations, seed=seed)
+    needed = seeds_needed(design, cfg["alpha"], cfg["power"], simulations=simulations, seed=seed)
+    rows = []
+    for claim in (*design.primary["parts"], "C4"):
+        part = table[table.claim == claim].set_index("condition")
+        rows.append({"claim": claim, "pairs": design.primary_pairs,
+                     "false_verdict_rate": part.loc["no effect", "false_verdict_rate"],
+                     "power": part.loc["smallest effect", "power"], "seeds_needed": needed[claim],
+                     "metrics": ", ".join(design.primary["parts"].get(claim, [m for ms in design.primary["parts"].values()
+                                                                               for m in ms]))})
+    return pd.DataFrame(rows)
+
+
+def render_primary_plan(design: Design, plan: pd.DataFrame, cfg: dict) -> str:
+    """The primary comparison's paragraph and table in the plan (markdown)."""
+    p = design.primary
+    sds = ", ".join(f"{m} {design.primary_sd[m]:.3g} ({design.sources.get(f'primary_{m}_sd', 'given')}; smallest "
+                    f"effect {p['smallest'][m]:.3g})" for m in p["smallest"])
+    lines = ["", f"C4's primary comparison (`statistics.c4`): {p['algorithm']} `{p['sampler']}` against uniform over "
+             f"{design.primary_pairs} seed pairs ({design.replicates} fine-tuned models). SD of one pair's difference: "
+             f"{sds}.", "",
+             f"| part | metrics | seed pairs | power at the smallest effects | false verdicts under no effect | "
+             f"seeds per model for {cfg['power']:.0%} power |", "|---|---|---|---|---|---|"]
+    for r in plan.itertuples():
+        needed = "more than 40" if pd.isna(r.seeds_needed) else f"{int(r.seeds_needed)}"
+        lines.append(f"| {r.claim} | {r.metrics} | {r.pairs} | {r.power:.0%} | {r.false_verdict_rate:.1%} | {needed} |")
+    return "\n".join(lines)
 
 
 def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict,

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from .config import primary_arm
 from .sampling import WEIGHTED
 from .statistics import (MIN_GROUPS, holm, minimum_detectable_effect, pooled_bootstrap, sample_groups,
                          sign_flip_floor, sign_flip_test)
@@ -56,7 +57,8 @@ CENSORED_LIMIT = 0.10
 # model utility; `level_*` are measured at equal forgetting, the rest after the fixed budget.
 COMPARED = {"forget_quality": 1, "forget_ks": -1, "model_utility": 1, "forget_prob": 0, "forget_rouge": -1,
             "forget_truth_ratio": 0, "mia_auc": 0, "steps_to_forget": -1, "forget_progress": 1, "forget_auc": 1,
-            "level_model_utility": 1, "level_forget_quality": 1, "level_forget_ks": -1, "level_step": -1}
+            "level_model_utility": 1, "level_forget_quality": 1, "level_forget_ks": -1, "level_forget_rouge": -1,
+            "level_step": -1}
 # Completeness by the data's kind: TOFU's forget quality needs paraphrased and wrong answers; on
 # text data the verdict reads verbatim memorisation of the forget set (MUSE's VerbMem: lower is
 # more complete) in its place.
@@ -145,12 +147,13 @@ def c1_spread(scores: pd.DataFrame, *, threshold: float, n_resamples: int, alpha
     return pd.DataFrame(rows)
 
 
-def c1_verdict(spread_table: pd.DataFrame, replicate: str = "pooled") -> str:
-    """C1 reads the primary ground truth (the first of GROUND_TRUTHS present), as C2 and C3 do."""
+def c1_verdict(spread_table: pd.DataFrame, replicate: str = "pooled", truth: str | None = None) -> str:
+    """C1 reads the primary ground truth (the first of GROUND_TRUTHS present), as C2 and C3 do;
+    `truth` names another."""
     rows = spread_table[spread_table.replicate == replicate]
     if not len(rows):
         return INCONCLUSIVE
-    primary = next(t for t in GROUND_TRUTHS if t in set(rows.ground_truth))
+    primary = truth or next(t for t in GROUND_TRUTHS if t in set(rows.ground_truth))
     return rows[rows.ground_truth == primary].verdict.iloc[0]
 
 
@@ -385,6 +388,130 @@ def c4_verdict(pair_verdicts: list[str]) -> str:
     if all(v == NO_EFFECT for v in pair_verdicts):
         return NO_EFFECT
     return INCONCLUSIVE
+
+
+# --- C4's primary comparisons: C4a efficiency, C4b effectiveness at equal forgetting -------------
+
+C4_PARTS = {"C4a": "efficiency", "C4b": "effectiveness"}
+C4_PART_TEXT = {"C4a": "C4a MRD-weighted sampling forgets in fewer updates",
+                "C4b": "C4b MRD-weighted sampling improves completeness and utility at equal forgetting"}
+
+
+def c4_primary(stats_cfg: dict, algorithms: list[str], samplers: list[str], budgets: dict[str, int],
+               completeness: str) -> dict:
+    """The declared primary comparison (`statistics.c4`): its algorithm, its sampler against
+    uniform, and per part (C4a, C4b) its metrics with their smallest effects of interest. C4a's
+    is `efficiency_gain` of the budget T (fewer updates; as much more area under the forgetting
+    curve, which is normalised by T), C4b's the paper's gains."""
+    c4, gains = stats_cfg["c4"], stats_cfg["paper_gains"]
+    chosen = primary_arm(c4, algorithms, samplers)
+    if chosen is None:
+        return {}
+    algorithm, sampler = chosen
+    gain = c4["efficiency_gain"]
+    smallest = {"steps_to_forget": gain * budgets.get(algorithm, float("nan")), "forget_auc": gain,
+                "forget_progress": gain, f"level_{completeness}": gains["forget_quality"],
+                "level_model_utility": gains["model_utility"]}
+    parts = {"C4a": list(c4["efficiency"]),
+             "C4b": [m.replace("completeness", completeness) for m in c4["effectiveness"]]}
+    return {"algorithm": algorithm, "sampler": sampler, "parts": parts, "seeds": c4.get("seeds"),
+            "smallest": {m: smallest[m] for ms in parts.values() for m in ms}}
+
+
+def primary_of_runs(stats_cfg: dict, runs: pd.DataFrame, completeness: str) -> dict:
+    """`c4_primary` for a finished study: its algorithms and budgets from the runs table (empty
+    when the primary comparison did not run)."""
+    if not len(runs):
+        return {}
+    primary = c4_primary(stats_cfg, list(dict.fromkeys(runs.algorithm)), list(dict.fromkeys(runs.sampler)),
+                         runs.groupby("algorithm").steps.first().to_dict(), completeness)
+    if not primary:
+        return {}
+    arms = runs[runs.algorithm == primary["algorithm"]].sampler.unique()
+    return primary if {"uniform", primary["sampler"]} <= set(arms) else {}
+
+
+def primary_runs(runs: pd.DataFrame, primary: dict) -> pd.DataFrame:
+    """The runs C4's primary tests read: its algorithm's uniform and weighted arms, on its seeds."""
+    keep = (runs.algorithm == primary["algorithm"]) & runs.sampler.isin(["uniform", primary["sampler"]])
+    if primary.get("seeds"):
+        keep &= runs.seed.isin(primary["seeds"])
+    return runs[keep]
+
+
+def primary_tests(comparison: pd.DataFrame, primary: dict, alpha: float) -> pd.DataFrame:
+    """One row per (replicate or pooled, part, metric) of the primary comparison: the paired
+    difference with its interval and sign-flip p, the smallest effect of interest, and Holm's p
+    over every primary test of both parts (what 'partly supported', 'mixed' and 'contradicted'
+    read, so that C4 as a whole keeps its level)."""
+    rows = []
+    chosen = comparison[(comparison.algorithm == primary["algorithm"]) & (comparison.sampler == primary["sampler"])
+                        & (comparison.versus == "uniform")]
+    for _, r in chosen.iterrows():
+        family = [(part, m) for part, metrics in primary["parts"].items() for m in metrics]
+        ps = [r.get(f"{m}_p", np.nan) for _, m in family]
+        adjusted = holm(np.asarray(ps, dtype=float))
+        for (part, m), p, p_holm in zip(family, ps, adjusted):
+            rows.append({"replicate": r.replicate, "part": part, "algorithm": r.algorithm, "sampler": r.sampler,
+                         "metric": m, "direction": COMPARED[m], "n_pairs": r.get(f"{m}_n", np.nan),
+                         "diff": r.get(f"{m}_diff", np.nan), "ci_low": r.get(f"{m}_ci_low", np.nan),
+                         "ci_high": r.get(f"{m}_ci_high", np.nan), "p": p, "p_holm": p_holm,
+                         "sd": r.get(f"{m}_sd", np.nan), "smallest": primary["smallest"][m]})
+    out = pd.DataFrame(rows, columns=["replicate", "part", "algorithm", "sampler", "metric", "direction", "n_pairs",
+                                      "diff", "ci_low", "ci_high", "p", "p_holm", "sd", "smallest"])
+    out["word"] = [_primary_word(r, alpha) for _, r in out.iterrows()]
+    return out
+
+
+def _primary_word(row, alpha: float) -> str:
+    """better / worse at alpha (the intersection-union test's own level), equivalent, or unclear."""
+    if np.isfinite(row.p) and row.p < alpha:
+        return "better" if np.sign(row["diff"]) * row.direction > 0 else "worse"
+    if np.isfinite(row.ci_low) and np.isfinite(row.ci_high) and -row.smallest < row.ci_low and row.ci_high < row.smallest:
+        return "equivalent"
+    return "unclear"
+
+
+def part_verdict(tests: pd.DataFrame, alpha: float) -> str:
+    """One part's verdict: supported when every test improves at alpha (intersection-union: the
+    chance that the part is called supported while any of its effects is absent is at most alpha);
+    otherwise improvements and harms counted at Holm's level over both parts' tests (`p_holm`)."""
+    if tests.empty or not np.isfinite(tests.p.astype(float)).all():
+        return INCONCLUSIVE
+    if (tests.word == "better").all():
+        return SUPPORTED
+    holm_sig = tests.p_holm.astype(float) < alpha
+    better = (holm_sig & (np.sign(tests["diff"]) * tests.direction > 0)).any()
+    worse = (holm_sig & (np.sign(tests["diff"]) * tests.direction < 0)).any()
+    if better and worse:
+        return "mixed"
+    if better:
+        return "partly supported"
+    if worse:
+        return CONTRADICTED
+    if (tests.word == "equivalent").all():
+        return NO_EFFECT
+    return INCONCLUSIVE
+
+
+def part_verdicts_from_p(parts: dict[str, list[str]], diffs: dict[str, np.ndarray], p: dict[str, np.ndarray],
+                         direction: dict[str, int], alpha: float) -> dict[str, np.ndarray]:
+    """`part_verdict` on simulated studies at once (studies along the first axis), from p-values
+    only: per part, whether each study's part comes out supported, and whether it gives any
+    positive verdict (supported, partly supported, mixed, contradicted), Holm's correction over
+    every part's tests. What the calibration counts; 'no effect' needs intervals and is never a
+    false verdict, so it is not told apart from 'inconclusive'."""
+    family = [m for metrics in parts.values() for m in metrics]
+    P = np.column_stack([p[m] for m in family])
+    holm_p = np.vstack([holm(row) for row in P]) if len(P) else P
+    out, column = {}, 0
+    for part, metrics in parts.items():
+        cols = slice(column, column + len(metrics))
+        column += len(metrics)
+        signs = np.column_stack([np.sign(diffs[m]) * direction[m] for m in metrics])
+        supported = ((P[:, cols] < alpha) & (signs > 0)).all(axis=1)
+        out[part] = np.column_stack([supported, supported | (holm_p[:, cols] < alpha).any(axis=1)])
+    return out
 
 
 def agreement(pooled: str, per_replicate: dict[str, str]) -> str:

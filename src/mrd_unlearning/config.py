@@ -116,6 +116,17 @@ def validate_config(raw: dict[str, Any]) -> dict[str, Any]:
         if missing or unknown:
             raise ConfigError(f"config key 'unlearning.steps': a map needs exactly the algorithms {algorithms}; "
                               f"missing {missing}, unknown {unknown}")
+    c4 = cfg["statistics"]["c4"]
+    samplers = unlearning["samplers"]
+    if c4["algorithm"] is not None and c4["algorithm"] not in unlearning["algorithms"]:
+        raise ConfigError(f"config key 'statistics.c4.algorithm': {c4['algorithm']!r} is not among "
+                          f"unlearning.algorithms {unlearning['algorithms']}")
+    if c4["sampler"] is not None and c4["sampler"] not in samplers:
+        raise ConfigError(f"config key 'statistics.c4.sampler': {c4['sampler']!r} is not among unlearning.samplers "
+                          f"{samplers}")
+    chosen = primary_arm(c4, unlearning["algorithms"], samplers)  # resolved once: every stage reads the same arms
+    if chosen is not None:
+        c4["algorithm"], c4["sampler"] = chosen
     names = [v["name"] for v in cfg["mrd"]["validation"]["variants"]]
     if len(set(names)) != len(names) or "main" in names:
         raise ConfigError(f"config key 'mrd.validation.variants': names must be unique and not 'main', got {names}")
@@ -257,3 +268,25 @@ if __name__ == "__main__":
     if len(sys.argv) != 2:
         sys.exit("usage: python -m mrd_unlearning.config config/README.md")
     Path(sys.argv[1]).write_text(schema_markdown())
+
+
+def arm_seeds(cfg: dict[str, Any], algorithm: str, sampler: str) -> list[int]:
+    """The unlearning seeds one (algorithm, sampler) arm runs: every arm `unlearning.seeds`, and
+    C4's two primary arms (its algorithm's uniform and weighted runs) `statistics.c4.seeds` too."""
+    c4, ul = cfg["statistics"]["c4"], cfg["unlearning"]
+    chosen = primary_arm(c4, ul["algorithms"], ul["samplers"])
+    primary = chosen is not None and algorithm == chosen[0] and sampler in ("uniform", chosen[1])
+    return sorted(set(ul["seeds"]) | set(c4["seeds"] or [])) if primary else list(ul["seeds"])
+
+
+PAPER_SAMPLERS = ("mrd", "mrd_curriculum", "mrd_refresh")  # the paper's MRD-weighted samplers
+
+
+def primary_arm(c4: dict, algorithms: list[str], samplers: list[str]) -> tuple[str, str] | None:
+    """C4's primary comparison as (algorithm, weighted sampler), compared with uniform: the
+    declared ones (`statistics.c4`), else the first algorithm and `mrd` (or the first of the
+    paper's samplers that runs). None without uniform or such a sampler."""
+    if "uniform" not in samplers or not algorithms:
+        return None
+    sampler = c4["sampler"] or next((s for s in PAPER_SAMPLERS if s in samplers), None)
+    return None if sampler is None else (c4["algorithm"] or algorithms[0], sampler)

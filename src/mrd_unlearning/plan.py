@@ -22,7 +22,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import study_config, study_data_configs
+from .config import arm_seeds, study_config, study_data_configs
 from .data import tofu
 
 GB = 1e9
@@ -357,10 +357,12 @@ def study_jobs(cfg: dict, data_cfg: dict, arch: Architecture, on_gpu: bool = Tru
             per_seed = costs.hours(
                 train_tokens=cap * per_update * streams * costs.tokens,
                 forward_tokens=cap * per_update * costs.tokens * (algorithm in NEEDS_REFERENCE) + curve + refresh,
-                frozen=False) + 2 * costs.evaluation_hours(sizes, frozen=False) + attack_hours
-            kept = {"none": 0, "first_seed": 1, "all": len(ul["seeds"])}[ul["keep_models"]]
+                frozen=False) + 2 * costs.evaluation_hours(sizes, frozen=False)
+            seeds = len(arm_seeds(cfg, algorithm, sampler))
+            kept = {"none": 0, "first_seed": 1, "all": seeds}[ul["keep_models"]]
             saved = kept * (arch.trainable * costs.w / GB if lora else costs.weights())  # LoRA: the adapters
-            jobs.append(_job("unlearn", f"{algorithm}/{sampler}", reps, 1, memory, len(ul["seeds"]) * per_seed, host,
+            attacked = len(ul["seeds"]) * attack_hours  # C4's extra seeds are not attacked
+            jobs.append(_job("unlearn", f"{algorithm}/{sampler}", reps, 1, memory, seeds * per_seed + attacked, host,
                              disk_gb=saved))
 
     for job in jobs:
@@ -554,7 +556,7 @@ def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
     import pandas as pd
 
     from . import calibration
-    from .claims import completeness_metric
+    from .claims import completeness_metric, primary_of_runs
 
     tables = Path(results) / study / "tables"
     files = {"scores": Path(results) / study / "mrd" / "scores.csv", "runs": tables / "unlearning.csv",
@@ -562,9 +564,11 @@ def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
     previous = None
     if all(f.is_file() for f in files.values()):
         runs = pd.read_csv(files["runs"])
+        completeness = completeness_metric(runs)
         previous = calibration.design_from_study(
             pd.read_csv(files["scores"]), runs, pd.read_csv(files["comparison"], dtype={"replicate": str}),
-            pd.read_csv(files["validation"], dtype={"replicate": str}), completeness_metric(runs))
+            pd.read_csv(files["validation"], dtype={"replicate": str}), completeness,
+            primary_of_runs(cfg["statistics"], runs, completeness))
     design = calibration.design_from_config(cfg, data_cfg, previous)
     if design is None:
         return f"\n## Power of {study}\n\nA local folder's groups are in its files: run the study once, then " \
@@ -578,7 +582,15 @@ def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
             if previous is not None and measured.is_file() else None
         unit = calibration.c4_unit(design, cfg["statistics"], share, seed=cfg["seed"])
         detectable["C4 unit"] = "pair" if bool(unit.chosen.iloc[0]) else "pair (groups would qualify)"
-    return calibration.render_power_plan(study, design, table, cfg["statistics"], unit), detectable
+    text = calibration.render_power_plan(study, design, table, cfg["statistics"], unit)
+    if design.primary:  # C4's declared primary comparison: its power and the seeds it needs
+        primary = calibration.primary_plan(design, cfg["statistics"], simulations=max(simulations, 200),
+                                           seed=cfg["seed"])
+        text += "\n" + calibration.render_primary_plan(design, primary, cfg["statistics"])
+        for r in primary.itertuples():
+            detectable[f"{r.claim} primary power"] = round(float(r.power), 3)
+            detectable[f"{r.claim} primary seeds needed"] = None if pd.isna(r.seeds_needed) else int(r.seeds_needed)
+    return text, detectable
 
 
 if __name__ == "__main__":

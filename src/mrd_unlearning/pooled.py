@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from .jobs import lazy_module
-from .claims import compare_samplers, completeness_metric, ranked_truths
+from .claims import compare_samplers, completeness_metric, primary_of_runs, ranked_truths
 from .data.loader import forget_groups, load_study_data
 from .difficulty import LEARNING_EVENTS, difficulty_table, in_c3
 from .calibration import c4_unit, calibrate, design_from_study, group_differences, run_share, smallest_effects
@@ -128,7 +128,8 @@ def unlearning_table(run_dirs: list[str], out_csv: str, curves_csv: str) -> None
                                                 "forget_auc", "wall_s", "refreshes", "refresh_s")},
                          **({"attack_s": run["attack_s"]} if "attack_s" in run else {}),
                          "level_step": at_level["step"], "level_reached": run["level_reached"],
-                         **{f"level_{k}": at_level.get(k, float("nan")) for k in ("forget_quality", "forget_ks", "model_utility")}})
+                         **{f"level_{k}": at_level.get(k, float("nan"))
+                            for k in ("forget_quality", "forget_ks", "forget_rouge", "model_utility")}})
     keys = ["replicate", "algorithm", "sampler", "seed"]
     write_csv(out_csv, pd.DataFrame(rows).sort_values(keys))
     columns = [*keys, "step", "forget_loglik", "retain_loglik"]
@@ -193,7 +194,8 @@ def calibration(scores_csv: str, unlearning_csv: str, comparison_csv: str, valid
     runs = pd.read_csv(unlearning_csv)
     completeness = completeness_metric(runs)
     design = design_from_study(pd.read_csv(scores_csv), runs, pd.read_csv(comparison_csv, dtype={"replicate": str}),
-                               pd.read_csv(validation_csv, dtype={"replicate": str}), completeness)
+                               pd.read_csv(validation_csv, dtype={"replicate": str}), completeness,
+                               primary_of_runs(statistics_cfg, runs, completeness))
     cal = statistics_cfg["calibration"]
     write_csv(out_csv, calibrate(design, statistics_cfg, simulations=cal["simulations"],
                                  power_simulations=cal["power_simulations"], seed=cal["seed"]))
@@ -249,6 +251,8 @@ def recovery_samples(run_dirs: list[str], replicates: dict[str, dict[str, str]],
     samples, runs = [], []
     for run_dir in run_dirs:
         for folder in sorted(Path(run_dir).glob("seed*")):
+            if not (folder / "attacks_budget.csv").is_file():  # a seed the attacks leave out (C4's extra seeds)
+                continue
             run = read_json(folder / "run.json")
             key = {k: run[k] for k in ("replicate", "algorithm", "sampler", "seed")}
             attacked = pd.read_csv(folder / "attacks_budget.csv")

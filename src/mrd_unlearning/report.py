@@ -264,7 +264,7 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
     comparison = comparison[comparison.family == "paper"] if "family" in comparison else comparison
     if comparison.empty:
         return {"verdict": claims.c4_verdict([]), "per_replicate": {}, "summary": summary, "pairs": comparison,
-                "smallest": smallest, "completeness": completeness}
+                "smallest": smallest, "completeness": completeness, "parts": {}, "primary": {}}
     comparison = comparison.assign(verdict=[claims.pair_verdict(r, alpha, completeness, smallest)
                                             for _, r in comparison.iterrows()])
     pooled = comparison[comparison.replicate == "pooled"]
@@ -293,8 +293,34 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
     per_rep = comparison[comparison.replicate != "pooled"].pivot_table(
         index=["algorithm", "sampler"], columns="replicate", values="verdict", aggfunc="first").reset_index()
     n_models = int(runs.replicate.nunique())
-    return {"verdict": claims.c4_verdict(list(pooled.verdict)), "per_replicate": verdicts, "summary": summary,
-            "scope": f"for these {n_models} fine-tuned models" if n_models > 1 else "for this fine-tuned model",
+    scope = f"for these {n_models} fine-tuned models" if n_models > 1 else "for this fine-tuned model"
+    secondary = claims.c4_verdict(list(pooled.verdict))
+    primary = claims.primary_of_runs(stats_cfg, runs, completeness)
+    parts, verdict = {}, secondary
+    tests = pd.DataFrame()
+    if primary:  # on its own seeds (the pairs of the secondary table may include a pilot's)
+        own = claims.compare_samplers(claims.primary_runs(runs, primary), alpha=alpha, completeness=completeness)
+        tests = claims.primary_tests(own, primary, alpha)
+    if primary:
+        def parts_of(replicate: str) -> dict[str, str]:
+            return {part: claims.part_verdict(tests[(tests.replicate == replicate) & (tests.part == part)], alpha)
+                    for part in primary["parts"]}
+
+        by_replicate = {r: parts_of(r) for r in sorted(set(tests.replicate) - {"pooled"})}
+        pooled_parts = parts_of("pooled")
+        parts = {part: {"verdict": pooled_parts[part], "scope": scope,
+                        "per_replicate": {r: v[part] for r, v in by_replicate.items()}} for part in primary["parts"]}
+        verdict = claims.c4_verdict(list(pooled_parts.values()))
+        verdicts = {r: claims.c4_verdict(list(v.values())) for r, v in by_replicate.items()}
+    shown = (tests[tests.replicate == "pooled"] if len(tests) else tests).reset_index(drop=True)
+    primary_table = pd.DataFrame({
+        "part": shown.get("part", []), "metric": shown.get("metric", []), "seed pairs": shown.get("n_pairs", []),
+        "difference [CI]": [ci(r["diff"], r.ci_low, r.ci_high, 3) for _, r in shown.iterrows()],
+        "p": shown.get("p", []), "Holm p (part)": shown.get("p_holm", []), "smallest effect": shown.get("smallest", []),
+        "SD of a pair": shown.get("sd", []), "reads": shown.get("word", [])})
+    return {"verdict": verdict, "per_replicate": verdicts, "summary": summary, "scope": scope,
+            "primary": primary, "primary_table": primary_table, "primary_tests": shown, "parts": parts,
+            "secondary_verdict": secondary,
             "headline": headline, "efficiency": efficiency, "equal": equal, "mde": mde, "per_replicate_table": per_rep,
             "gains": stats_cfg["paper_gains"], "smallest": smallest, "pairs": pooled, "completeness": completeness,
             "detection": _detection(pooled, smallest, completeness, alpha)}
@@ -416,8 +442,22 @@ def _calibration(table: pd.DataFrame) -> dict[str, str]:
     for claim, part in table.groupby("claim"):
         null = part[part.condition == "no effect"].iloc[0]
         planted = part[part.condition == "smallest effect"].iloc[0]
+        if "false_equivalence_rate" not in part or part.false_equivalence_rate.isna().all():  # C4's primary rule
+            lines[claim] = (f"under no effect this design gives a false verdict (any but 'no effect of interesting "
+                            f"size' or 'inconclusive') in {null.false_verdict_rate:.1%} of {int(null.simulations)} "
+                            f"simulated studies (95% upper bound {null.false_verdict_upper95:.1%})")
+            for condition, words in (("one effect absent", "calls a part supported with one of its effects absent"),
+                                     ("effect varying by model", "gives a verdict when the sampler's effect differs "
+                                      "between fine-tuned models but averages 0")):
+                row = part[part.condition == condition]
+                if len(row):
+                    lines[claim] += (f"; it {words} in {row.false_verdict_rate.iloc[0]:.1%} "
+                                     f"[{row.false_verdict_upper95.iloc[0]:.1%}]")
+            lines[claim] += f"; with every smallest effect planted ({planted.effect}) it says 'supported' in " \
+                            f"{planted.power:.0%}"
+            continue
         at_margin = part.dropna(subset=["false_equivalence_rate"]).iloc[0]
-        wrong = "any verdict but 'no effect of interesting size' or 'inconclusive'" if claim == "C4" else \
+        wrong = "any verdict but 'no effect of interesting size' or 'inconclusive'" if claim.startswith("C4") else \
             "'supported' or 'contradicted'"
         exact = null.get("false_verdict_exact_bound", np.nan)
         lines[claim] = (f"under no effect this design gives a false verdict ({wrong}) in "
@@ -470,12 +510,23 @@ def _analysis(replicates: dict, statistics_cfg: dict, paths: dict) -> dict:
     }
     where = context["c1"]["scope"]
     context["c2"] = _c2(shown, primary, statistics_cfg["smallest_rho"], where)
+    second = next((t for t in truths[1:] if "sgd" in t), None)  # C1 and C2 on plain SGD's ground truth too
+    if second is not None:
+        spread = context["c1"]["spread"]
+        context["c1-sgd"] = {"verdict": claims.c1_verdict(spread, truth=second), "scope": where, "truth": second,
+                             "per_replicate": {r: claims.c1_verdict(spread, r, second)
+                                               for r in dict.fromkeys(spread.replicate) if r != "pooled"}}
+        context["c2-sgd"] = {**_c2(shown, second, statistics_cfg["smallest_rho"], where), "truth": second}
     context["c3"] = _c3(shown, primary, statistics_cfg["alpha"], statistics_cfg["smallest_rho"], where)
+    for part, found in context["c4"]["parts"].items():
+        context[part.lower()] = dict(found)
     lines = _calibration(calibration)
-    for claim in ("c1", "c2", "c3", "c4"):
+    extra = [k for k in ("c1-sgd", "c2-sgd") if k in context]
+    for claim in ("c1", "c2", "c3", "c4", *(p.lower() for p in context["c4"]["parts"]), *extra):
         part = context[claim]
         part["agreement"] = claims.agreement(part["verdict"], part["per_replicate"]) if part["per_replicate"] else ""
-        part["calibration"] = lines.get(claim.upper(), "not calibrated (nothing to compare)")
+        part["calibration"] = lines.get(claim.upper().split("-")[0] if claim.endswith("-sgd") else claim.upper(),
+                                        "not calibrated (nothing to compare)")
         part.setdefault("scope", "")
     return context
 
@@ -538,7 +589,9 @@ def write(*, name: str, replicates: dict, model_cfg: dict, statistics_cfg: dict,
 
 CLAIMS = {"C1": "C1 difficulty varies from sample to sample", "C2": "C2 MRD predicts the required updates",
           "C3": "C3 hard and easy samples differ in known characteristics",
-          "C4": "C4 MRD-weighted sampling improves completeness and utility"}
+          "C4": "C4 MRD-weighted sampling improves completeness and utility", **claims.C4_PART_TEXT,
+          "C1-SGD": "C1 difficulty varies from sample to sample (ground truth: plain SGD)",
+          "C2-SGD": "C2 MRD predicts the required updates (ground truth: plain SGD)"}
 
 
 def verdict_table(context: dict, validation: pd.DataFrame, calibration: pd.DataFrame) -> pd.DataFrame:
@@ -569,7 +622,22 @@ def verdict_table(context: dict, validation: pd.DataFrame, calibration: pd.DataF
     pairs, completeness = context["c4"]["pairs"], context["c4"]["completeness"]
     tests = [(r[f"{m}_p_holm"], i, m) for i, r in pairs.iterrows() for m in (completeness, "model_utility")
              if f"{m}_p_holm" in r and np.isfinite(r[f"{m}_p_holm"])]
-    if tests:
+    primary = context["c4"]["primary_table"] if context["c4"].get("primary") else pd.DataFrame()
+    if len(primary):  # the decisive test of an intersection-union rule: the one with the largest p
+        c4 = context["c4"]["primary"]
+        for claim, part in [("C4", primary), *((p, primary[primary.part == p]) for p in c4["parts"])]:
+            r = part.loc[part.p.fillna(2).idxmax()]  # a test with no estimate blocks the part first
+            diff = part.loc[r.name]
+            over = (f"over {int(r['seed pairs'])} seed pairs" if r["seed pairs"] else
+                    "not estimable: no run of either arm reached the retain model's level")
+            rows.append({"claim": claim, "short": f"{c4['algorithm']} {c4['sampler']} - uniform, {r.metric}",
+                         "statistic": f"{r.metric} difference, {c4['algorithm']} {c4['sampler']} - uniform, {over} "
+                                      f"(the weakest of {len(part)} primary tests; each must pass at alpha)",
+                         "estimate": context["c4"]["primary_tests"].loc[diff.name, "diff"],
+                         "ci_low": context["c4"]["primary_tests"].loc[diff.name, "ci_low"],
+                         "ci_high": context["c4"]["primary_tests"].loc[diff.name, "ci_high"],
+                         "p_holm": r["Holm p (part)"]})
+    elif tests:
         p, i, m = min(tests, key=lambda t: t[0])
         r = pairs.loc[i]
         rows.append({"claim": "C4", "short": f"{r.algorithm} {r.sampler} - uniform, {m}",
@@ -580,8 +648,17 @@ def verdict_table(context: dict, validation: pd.DataFrame, calibration: pd.DataF
     else:
         rows.append({"claim": "C4", "short": "", "statistic": "no paired comparison", "estimate": np.nan, "ci_low": np.nan,
                      "ci_high": np.nan, "p_holm": np.nan})
+    if "c1-sgd" in context:  # C1 and C2 on the other ground truth: the same rules, the same calibration
+        truth = context["c1-sgd"]["truth"]
+        r = spread[(spread.replicate == "pooled") & (spread.ground_truth == truth)].iloc[0]
+        rows.append({"claim": "C1-SGD", "short": "spread", "statistic": f"90th/10th percentile ratio of {truth}",
+                     "estimate": r.spread, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_holm": np.nan})
+        r = pooled[(pooled.score == "mrd") & (pooled.ground_truth == truth)].iloc[0]
+        rows.append({"claim": "C2-SGD", "short": "rho of MRD", "statistic": f"Spearman rho of MRD with {truth}",
+                     "estimate": r.spearman_rho, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_holm": np.nan})
     for row in rows:
-        part, cal = context[row["claim"].lower()], calibration[calibration.claim == row["claim"]]
+        rule = row["claim"].split("-")[0]
+        part, cal = context[row["claim"].lower()], calibration[calibration.claim == rule]
         null, planted = cal[cal.condition == "no effect"], cal[cal.condition == "smallest effect"]
         exact = null.false_verdict_exact_bound.iloc[0] if len(null) and "false_verdict_exact_bound" in null \
             else np.nan
@@ -609,11 +686,18 @@ def _answers(verdicts: pd.DataFrame) -> list[dict]:
             (f", exactly ≤ {r.false_verdict_exact_bound:.1%}" if np.isfinite(r.false_verdict_exact_bound) else "")
         number = "" if np.isnan(r.estimate) else f"{r.short}: {ci(r.estimate, r.ci_low, r.ci_high)}" + \
             ("" if np.isnan(r.p_holm) else f", Holm p {r.p_holm:.3g}")
-        rows.append({"label": f"[{r.claim_text}](#{r.claim.lower()})",
+        rows.append({"label": f"[{r.claim_text}](#{r.claim.lower().split('-')[0]})",
                      "verdict": f"**{r.verdict}**" + (f" ({r.scope})" if r.scope else ""),
                      "number": number, "agreement": r.per_replicate,
                      "power": "" if np.isnan(r.power) else f"{r.power:.0%} at {r.smallest_effect}", "false": false})
     return rows
+
+
+def seeds_text(runs: pd.DataFrame) -> str:
+    """'3 seed(s)', or '3 seed(s) (6 on C4's primary arms)' where the primary arms run more."""
+    per_arm = runs.groupby(["algorithm", "sampler"]).seed.nunique()
+    low, high = int(per_arm.min()), int(per_arm.max())
+    return f"{low} seed(s)" + (f" ({high} on C4's primary arms)" if high > low else "")
 
 
 def _abstract(name: str, scores: pd.DataFrame, runs: pd.DataFrame, replicates: dict, unit: str) -> str:
@@ -624,7 +708,7 @@ def _abstract(name: str, scores: pd.DataFrame, runs: pd.DataFrame, replicates: d
     per = runs[runs.replicate == runs.replicate.min()]
     arms = (f"{per.algorithm.nunique()} algorithm(s) ({', '.join(dict.fromkeys(per.algorithm))}) x "
             f"{per.sampler.nunique()} sampler(s) ({', '.join(dict.fromkeys(per.sampler))}) x "
-            f"{per.seed.nunique()} seed(s)")
+            + seeds_text(per))
     meta = first["mrd_meta"]
     return (f"**What was run.** Study `{name}`: {n} forget samples" + (f" in {groups} {unit}" if groups > 1 else "")
             + f", {len(replicates)} replicate(s). Each replicate fine-tunes a target model (all data) and a retain "
@@ -639,12 +723,18 @@ def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> d
     metrics = {f"verdict_C{i}": context[f"c{i}"]["verdict"] for i in range(1, 5)}
     metrics.update({f"verdict_C{i}_replicates": context[f"c{i}"]["agreement"] for i in range(1, 5)})
     metrics.update({f"verdict_C{i}_scope": context[f"c{i}"]["scope"] for i in range(1, 5)})
+    for part in [*context["c4"]["parts"], *(k.upper() for k in ("c1-sgd", "c2-sgd") if k in context)]:
+        metrics.update({f"verdict_{part}": context[part.lower()]["verdict"],
+                        f"verdict_{part}_replicates": context[part.lower()]["agreement"]})
     for r in context["calibration"].itertuples():  # the rule's error rate and power on this design
+        key = r.claim.replace(" ", "_")
         if r.condition == "no effect":
-            metrics[f"{r.claim}_false_verdict_rate"] = r.false_verdict_rate
-            metrics[f"{r.claim}_false_verdict_upper95"] = r.false_verdict_upper95
+            metrics[f"{key}_false_verdict_rate"] = r.false_verdict_rate
+            metrics[f"{key}_false_verdict_upper95"] = r.false_verdict_upper95
+        elif r.condition == "smallest effect":
+            metrics[f"{key}_power"] = r.power
         else:
-            metrics[f"{r.claim}_power"] = r.power
+            metrics[f"{key}_false_verdict_rate_{r.condition.replace(' ', '_')}"] = r.false_verdict_rate
     metrics["replicates"] = len(context["replicates"])
     pooled = validation[validation.replicate == "pooled"].set_index(["score", "ground_truth"])
     for truth in context["truths"]:
@@ -674,6 +764,10 @@ def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> d
                 if f"{m}_{suffix}" in r:
                     metrics[f"{key}_{m}_{suffix}"] = r[f"{m}_{suffix}"]
         metrics[f"{key}_verdict"] = r.verdict
+    for _, r in c4.get("primary_tests", pd.DataFrame()).iterrows():  # the declared primary tests
+        key = f"primary_{r.part}_{r.metric}"
+        metrics.update({f"{key}_diff": r["diff"], f"{key}_ci_low": r.ci_low, f"{key}_ci_high": r.ci_high,
+                        f"{key}_p": r.p, f"{key}_n_pairs": r.n_pairs, f"{key}_sd": r.sd})
     for truth, ranking in context["field"]["rankings"].items():  # MRD against the field
         metrics[f"score_ranking_{truth}"] = list(ranking.score)
     field = pooled.reset_index()

@@ -195,6 +195,11 @@ def _estimate(r) -> str:
 
 def _detectable(snap: dict, claim: str) -> str:
     """The plan's smallest effect detected with 80% power, in the claim's own unit."""
+    verdicts = snap["verdicts"].set_index("claim")
+    if claim in ("C4a", "C4b") or (claim == "C4" and "C4a" in verdicts.index):  # the primary comparison's rule
+        power = verdicts.loc[claim, "power"]
+        return f"the smallest effects with power {power:.0%}" if np.isfinite(power) else "not calibrated"
+    claim = claim.split("-")[0]  # C1 and C2 on SGD's ground truth: the same rule and plan
     value = snap["run"]["detectable"].get(claim)
     if value is None:
         return "none within the plan's grid"
@@ -266,13 +271,19 @@ def readme_table(snaps: list[dict]) -> str:
     its 95% CI and the effect the design could detect (80% power at Holm's level)."""
     head = "| claim | " + " | ".join(f"`{s['study']}`" for s in snaps) + " |\n|---|" + "---|" * len(snaps) + "\n"
     rows = []
-    for claim in ("C1", "C2", "C3", "C4"):
-        cells = []
+    parts = [c for c in ("C4a", "C4b", "C1-SGD", "C2-SGD") if any(c in set(s["verdicts"].claim) for s in snaps)]
+    for claim in ("C1", "C2", "C3", "C4", *parts):
+        cells, text = [], ""
         for s in snaps:
-            r = s["verdicts"].set_index("claim").loc[claim]
+            table = s["verdicts"].set_index("claim")
+            if claim not in table.index:  # a snapshot from before C4 was split into its primary parts
+                cells.append("not in this snapshot (run before this row was answered)")
+                continue
+            r = table.loc[claim]
+            text = r.claim_text
             scope = f" ({r.scope})" if isinstance(r.scope, str) and r.scope else ""
             cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}; detectable {_detectable(s, claim)}")
-        rows.append(f"| {r.claim_text} | " + " | ".join(cells) + " |")
+        rows.append(f"| {text} | " + " | ".join(cells) + " |")
     rows.append("| (attacks) MRD weighting leaves forgetting less robust than uniform sampling | "
                 + " | ".join(_robustness_cell(s["metrics"]) for s in snaps) + " |")
     runs = "; ".join(f"`{s['study']}`: {s['run']['replicates']} replicates, {_minutes(s['run']['wall_s_per_replicate'])}"

@@ -185,7 +185,7 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
             on_checkpoint: Callable[[str, int], None] | None = None, refresh_every: int = 0,
             estimator: Estimator | None = None, mrd_seed: int = 0, mrd_batch_size: int = 64,
             grad_accumulation: int = 1, reference=None, precision: Precision | None = None,
-            forget_idk: list | None = None) -> tuple[pd.DataFrame, dict]:
+            forget_idk: list | None = None, level_every: int | None = None) -> tuple[pd.DataFrame, dict]:
     """Run one unlearning job of `steps` updates (the budget T) and return its curve (forget /
     retain mean L every `log_every` steps, and at T) and its costs: wall time, and for
     `mrd_refresh` the MRD recomputations on the current model every `refresh_every` steps (with
@@ -193,7 +193,10 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
     samples (and as many retain samples).
 
     Equal forgetting: with the retain model's `level` (mean forget L) the run goes on past T until
-    a curve point reaches it, at most `max_steps` updates. `on_checkpoint(name, step)` is called
+    a curve point reaches it, at most `max_steps` updates. Once the last two curve points project the
+    level within two logging intervals, the forget set's likelihood is also checked every
+    `level_every` steps until it is reached (a check at or below the level adds a curve point), so
+    that equal forgetting is exact to `level_every` updates at a few extra forward passes. `on_checkpoint(name, step)` is called
     with the model in eval mode at "budget" (step T) and at "level" (the first curve point at or
     below the level, or the last step when it is never reached), so the caller can evaluate the
     model there; evaluation does not touch the run's random streams.
@@ -218,6 +221,7 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
     curve: list[dict] = []
     costs = {"refreshes": 0, "refresh_s": 0.0, "level_step": None, "eval_s": 0.0}
     current = {"drop": drop}
+    near = {"level": False}  # checks between curve points start once the curve heads for the level
 
     def refresh() -> None:
         start = time.perf_counter()
@@ -241,11 +245,18 @@ def unlearn(model, forget, retain, retain_eval, *, algorithm: str, sampler: str,
 
     def log(step: int) -> bool:
         """Curve point, checkpoints and the stopping rule; asked before each update and after the last."""
-        if step % log_every == 0 or step in (steps, cap):
+        logged = step % log_every == 0 or step in (steps, cap)
+        checked = near["level"] and costs["level_step"] is None and step % (level_every or log_every) == 0
+        if logged or checked:
             model.eval()
-            point = {"step": step, "forget_loglik": float(score_loglik(model, forget, 64, pad_id, device).mean()),
-                     "retain_loglik": float(score_loglik(model, retain_eval, 64, pad_id, device).mean())}
-            curve.append(point)
+            forget_loglik = float(score_loglik(model, forget, 64, pad_id, device).mean())
+            point = {"step": step, "forget_loglik": forget_loglik}
+            if logged or forget_loglik <= level:
+                point["retain_loglik"] = float(score_loglik(model, retain_eval, 64, pad_id, device).mean())
+                curve.append(point)
+            if logged and level is not None and len(curve) > 1:  # the curve projects the level within 2 intervals
+                last, before = curve[-1]["forget_loglik"], curve[-2]["forget_loglik"]
+                near["level"] = last + 2 * (last - before) <= level
             model.train()
             if level is not None and costs["level_step"] is None and point["forget_loglik"] <= level:
                 costs["level_step"] = step

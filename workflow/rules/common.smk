@@ -174,8 +174,9 @@ def unlearn_settings(wc):
     ]
     keys += ["tau"] if wc.sampler != "uniform" else []
     keys += ["refresh_every"] if wc.sampler == "mrd_refresh" else []
-    # keep_models none: the params as before it existed
+    # keep_models none, level_every null: the params as before they existed
     keys += ["keep_models"] if UL["keep_models"] != "none" else []
+    keys += ["level_every"] if UL["level_every"] is not None else []
     settings = {k: UL[k] for k in keys}
     if settings["epochs"] is not None:
         del settings["steps"]  # TOFU's recipe: passes over the forget set, not steps

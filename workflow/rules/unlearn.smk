@@ -23,9 +23,10 @@ rule unlearn:
         stage="stages.unlearn:unlearn_runs",
         code=CODE["unlearn"],
         unlearning_cfg=unlearn_settings,
-        seeds=UL["seeds"],
+        seeds=lambda wc: arm_seeds(config, wc.algorithm, wc.sampler),
         eval_cfg=config["evaluation"],
         lora=config["model"]["lora"],
         robustness_cfg=ROBUSTNESS,
+        attack_seeds=UL["seeds"],
     script:
         "../scripts/stage.py"

@@ -19,7 +19,7 @@ def evaluate_model(model_dir: str, data_dir: str, summary_json: str, samples_csv
     summary, samples = evaluate(model, tokenizer, load_study_data(data_dir), max_length=max_length,
                                 max_new_tokens=eval_cfg["max_new_tokens"], batch_size=eval_cfg["batch_size"],
                                 max_wrong_answers=eval_cfg["max_wrong_answers"], device=dev, reference=reference,
-                                gradient_attack=eval_cfg["gradient_attack"])
+                                gradient_attack=eval_cfg["gradient_attack"] in (True, "finetuned"))
     write_csv(samples_csv, samples)
     write_json(openunlearning_json, openunlearning_eval(summary, samples))
     write_json(summary_json, summary)

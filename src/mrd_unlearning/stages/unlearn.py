@@ -43,14 +43,16 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                  replicate: int, algorithm: str, sampler: str, seeds: list[int], unlearning_cfg: dict, eval_cfg: dict,
                  max_length: int, device: str, precision: str, threads: int, lora: dict | None = None,
                  mrd_csv: str | None = None, mrd_json: str | None = None, baselines_csv: str | None = None,
-                 robustness_cfg: dict | None = None) -> None:
+                 robustness_cfg: dict | None = None, attack_seeds: list[int] | None = None) -> None:
     """Every seed of one (algorithm, sampler) on one replicate's target model, each evaluated in
     the same process (no checkpoint written and read back) after the budget T and at equal
     forgetting: when the forget set's mean likelihood reaches the retain model's level, or at the
     cap. Writes <out_dir>/seed<k>/{run.json, curve.csv, eval_budget_samples.csv,
     eval_level_samples.csv} and, with `robustness_cfg` enabled, attacks_budget.csv: the attacks on
     the model after the budget (`robustness.attack_study`; the weights are restored before
-    unlearning goes on, so the run's curve is the same with or without them). `mrd_json` (the estimator and its chosen sigma) only for the sampler
+    unlearning goes on, so the run's curve is the same with or without them), on the seeds in
+    `attack_seeds` (default all: C4's extra primary seeds are not attacked, so every arm has the
+    same attacked runs). `mrd_json` (the estimator and its chosen sigma) only for the sampler
     that recomputes MRD during the run. A sampler driven by another score (`mrd@loss`) reads it
     from `baselines_csv`, the retain model's samples and the target's learning events."""
     data = load_study_data(data_dir)
@@ -94,7 +96,7 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                 if name == "budget":
                     if keep:  # the unlearned model after the budget, to share
                         save_checkpoint(model, tokenizer, Path(tmp) / f"seed{seed}" / "model")
-                    if attacking:
+                    if attacking and (attack_seeds is None or seed in attack_seeds):
                         started = time.perf_counter()
                         attacks[seed] = attack_study(model, tokenizer, data, robustness_cfg, eval_cfg,
                                                      lr=unlearning_cfg["lr"], device=dev, max_length=max_length,
@@ -109,7 +111,7 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                                                 max_new_tokens=eval_cfg["max_new_tokens"],
                                                 batch_size=eval_cfg["batch_size"],
                                                 max_wrong_answers=eval_cfg["max_wrong_answers"], reference=reference,
-                                                gradient_attack=eval_cfg["gradient_attack"])
+                                                gradient_attack=eval_cfg["gradient_attack"] is True)
                 evaluations[name] = (step, summary, samples)
 
             curve, costs = unlearn(model, encode(data.forget), encode(data.retain), encode(data.retain_eval),
@@ -117,6 +119,7 @@ def unlearn_runs(model_dir: str, data_dir: str, retain_summary_json: str, retain
                                    batch_size=unlearning_cfg["batch_size"], lr=unlearning_cfg["lr"],
                                    optimizer=unlearning_cfg["optimizer"], tau=unlearning_cfg.get("tau", 1.0),
                                    seed=seed, log_every=unlearning_cfg["log_every"],
+                                   level_every=unlearning_cfg.get("level_every"),
                                    grad_accumulation=unlearning_cfg["grad_accumulation"], pad_id=tokenizer.pad_token_id,
                                    device=dev, level=level, max_steps=cap, on_checkpoint=evaluate_at,
                                    reference=frozen, precision=policy, forget_idk=idk, **refresh)

@@ -93,3 +93,34 @@ def test_the_power_plan_needs_more_seeds_when_runs_vary_more():
     assert quiet["C4a"] < noisy["C4a"] and quiet["C4"] >= max(quiet["C4a"], quiet["C4b"])
     # one test at 1.5 SD-units per pair: the t-test needs about (2.8 * 1.5)^2 = 18 pairs, 6 seeds on 3 models
     assert 4 <= noisy["C4a"] <= 10
+
+
+def _runs(rng, utility):
+    """A runs table of 2 models x 3 seeds of ga and npo, uniform and mrd; model utility after the
+    budget per algorithm from `utility`."""
+    rows = []
+    for replicate in (0, 1):
+        for algorithm in ("ga", "npo"):
+            for sampler in ("uniform", "mrd"):
+                for seed in (0, 1, 2):
+                    row = {"replicate": replicate, "algorithm": algorithm, "sampler": sampler, "seed": seed,
+                           "steps": 20, "steps_censored": False, "level_reached": True, "refreshes": 0}
+                    row.update({m: rng.uniform(0.1, 0.9) for m in claims.COMPARED})
+                    row["model_utility"] = utility[algorithm] * rng.uniform(0.9, 1.1)
+                    rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_a_pair_after_the_budget_is_read_only_where_utility_survives():
+    from mrd_unlearning.report import _c4
+
+    stats = {**STATS, "power": 0.8, "c4": {**STATS["c4"], "utility_floor": 0.5, "seeds": None}}
+    runs = _runs(np.random.default_rng(0), {"ga": 0.001, "npo": 0.5})  # the target's utility: 0.6
+    comparison = claims.compare_samplers(runs, alpha=0.05)
+    c4 = _c4(runs, comparison, stats, "forget_quality", target_utility=0.6)
+    verdicts = c4["pairs"].set_index("algorithm").verdict
+    assert verdicts["ga"] == "not read (utility below 50% of the target's)"  # GA collapsed: 0.2% of the target's
+    assert verdicts["npo"] != verdicts["ga"] and c4["pairs"].set_index("algorithm").utility_kept["npo"] > 0.7
+    # the primary comparison (ga mrd - uniform) reads C4a and C4b whatever the utility after the budget
+    assert set(c4["parts"]) == {"C4a", "C4b"} and len(c4["primary_tests"]) == 4
+    assert (c4["primary_tests"].n_pairs == 6).all()

@@ -293,10 +293,10 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
         rows.append(row)
     bar.close()
     table = pd.DataFrame(rows)
-    if design.primary and design.primary_pairs:
-        table = pd.concat([table, primary_calibration(design, cfg, simulations=simulations,
-                                                      power_simulations=power_simulations, seed=seed)],
-                          ignore_index=True)
+    if design.primary and design.primary_pairs:  # vectorised: 5 times the studies for the same cost
+        table = pd.concat([table, primary_calibration(design, cfg, simulations=PRIMARY_FACTOR * simulations,
+                                                      power_simulations=PRIMARY_FACTOR * power_simulations,
+                                                      seed=seed)], ignore_index=True)
     design_note = (f"{len(design.groups)} samples in {len(set(design.groups.tolist()))} groups, {design.replicates} "
                    f"replicates, {design.seeds} seeds, {len(design.algorithms)} algorithms x {len(design.weighted)} "
                    f"weighted samplers, {design.n_characteristics} characteristics; stability {design.stability:.2f} "
@@ -307,6 +307,10 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
 
 
 # --- C4's primary comparisons -----------------------------------------------------------------------
+
+COMPARED_SIGN = {1: "+", -1: "-"}  # the direction a primary metric improves in
+PRIMARY_FACTOR = 5  # C4's primary rule is simulated at once, vectorised: this many times `simulations` studies
+
 
 def simulate_primary(design: Design, rng, sims: int, alpha: float, planted: dict[str, float],
                      model_sd: float = 0.0, n_pairs: int | None = None) -> dict[str, np.ndarray]:
@@ -341,19 +345,21 @@ def primary_calibration(design: Design, cfg: dict, *, simulations: int, power_si
     alpha = cfg["alpha"]
     rng = np.random.default_rng([seed, 900])
     everything = {m: 1.0 for m in design.primary["smallest"]}
-    effect = ", ".join(f"{m} {v:+.3g}" for m, v in design.primary["smallest"].items())
-    conditions = [("no effect", "0", simulate_primary(design, rng, simulations, alpha, {}), simulations),
-                  ("effect varying by model", "mean 0, SD 1 x the smallest effect between models",
-                   simulate_primary(design, rng, simulations, alpha, {}, model_sd=1.0), simulations),
-                  ("smallest effect", effect, simulate_primary(design, rng, power_simulations, alpha, everything),
+    metrics = {**design.primary["parts"], "C4": list(design.primary["smallest"])}
+    conditions = [("no effect", simulate_primary(design, rng, simulations, alpha, {}), simulations),
+                  ("effect varying by model", simulate_primary(design, rng, simulations, alpha, {}, model_sd=1.0),
+                   simulations),
+                  ("smallest effect", simulate_primary(design, rng, power_simulations, alpha, everything),
                    power_simulations)]
     rows = []
-    for condition, text, result, n in conditions:
-        parts = {**result, "C4": np.column_stack([np.logical_and(*(r[:, 0] for r in result.values())),
-                                                   np.logical_or(*(r[:, 1] for r in result.values()))])
-                 if len(result) == 2 else next(iter(result.values()))}
+    for condition, result, n in conditions:
+        parts = {**result, "C4": np.column_stack([np.logical_and.reduce([r[:, 0] for r in result.values()]),
+                                                   np.logical_or.reduce([r[:, 1] for r in result.values()])])}
         for claim, r in parts.items():
-            row = {"claim": claim, "condition": condition, "effect": text, "simulations": n,
+            text = {"no effect": "0", "effect varying by model": "mean 0, SD 1 x the smallest effect between models",
+                    "smallest effect": ", ".join(f"{m} {COMPARED_SIGN[claims.COMPARED[m]]}"
+                                                 f"{design.primary['smallest'][m]:.3g}" for m in metrics[claim])}
+            row = {"claim": claim, "condition": condition, "effect": text[condition], "simulations": n,
                    "share_supported": float(r[:, 0].mean())}
             if condition == "smallest effect":
                 row.update({"power": float(r[:, 0].mean()), "power_upper95": binomial_upper(int(r[:, 0].sum()), n)})

@@ -252,7 +252,8 @@ def _c3(validation: pd.DataFrame, primary: str, alpha: float, smallest_rho: floa
                           .itertuples()]}
 
 
-def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completeness: str = "forget_quality") -> dict:
+def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completeness: str = "forget_quality",
+        target_utility: float = float("nan")) -> dict:
     alpha = stats_cfg["alpha"]
     smallest = smallest_effects(stats_cfg, completeness)
     summary = runs.groupby(["algorithm", "sampler"]).agg(
@@ -265,10 +266,23 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
     if comparison.empty:
         return {"verdict": claims.c4_verdict([]), "per_replicate": {}, "summary": summary, "pairs": comparison,
                 "smallest": smallest, "completeness": completeness, "parts": {}, "primary": {}}
+    # after the budget a pair is read only where both arms keep a share of the target's utility
+    kept = runs.groupby(["replicate", "algorithm", "sampler"]).model_utility.mean() / target_utility
+    kept_pooled = runs.groupby(["algorithm", "sampler"]).model_utility.mean() / target_utility
+    floor = stats_cfg["c4"]["utility_floor"]
+
+    def share_kept(r) -> float:
+        table = kept_pooled if r.replicate == "pooled" else kept.loc[int(r.replicate)]
+        return float(min(table.get((r.algorithm, r.sampler), np.nan), table.get((r.algorithm, r.versus), np.nan)))
+
+    comparison = comparison.assign(utility_kept=[share_kept(r) for _, r in comparison.iterrows()])
+    collapsed = f"not read (utility below {floor:.0%} of the target's)"
     comparison = comparison.assign(verdict=[claims.pair_verdict(r, alpha, completeness, smallest)
+                                            if not r.utility_kept < floor else collapsed
                                             for _, r in comparison.iterrows()])
     pooled = comparison[comparison.replicate == "pooled"]
-    verdicts = {r: claims.c4_verdict(list(part.verdict)) for r, part in comparison.groupby("replicate")
+    verdicts = {r: claims.c4_verdict([v for v in part.verdict if v != collapsed])
+                for r, part in comparison.groupby("replicate")
                 if r != "pooled"}
 
     def diffs(metrics):
@@ -279,7 +293,8 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
         return out
 
     headline = diffs([completeness, "model_utility"] + (["forget_ks"] if completeness == "forget_quality" else [])
-                     ).assign(verdict=pooled.verdict.to_numpy())
+                     ).assign(**{"utility kept (share of the target's)": pooled.utility_kept.round(3).to_numpy(),
+                                 "verdict": pooled.verdict.to_numpy()})
     efficiency = diffs(["steps_to_forget", "forget_auc", "forget_progress"])
     efficiency["reached (sampler / uniform)"] = [f"{a:.2f} / {b:.2f}" for a, b in
                                                  zip(pooled.reached_share, pooled.reached_share_uniform)]
@@ -294,14 +309,15 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
         index=["algorithm", "sampler"], columns="replicate", values="verdict", aggfunc="first").reset_index()
     n_models = int(runs.replicate.nunique())
     scope = f"for these {n_models} fine-tuned models" if n_models > 1 else "for this fine-tuned model"
-    secondary = claims.c4_verdict(list(pooled.verdict))
+    read = [v for v in pooled.verdict if v != collapsed]
+    secondary = claims.c4_verdict(read) if read or not len(pooled) else "not read (every pair's utility collapsed)"
     primary = claims.primary_of_runs(stats_cfg, runs, completeness)
     parts, verdict = {}, secondary
     tests = pd.DataFrame()
     if primary:  # on its own seeds (the pairs of the secondary table may include a pilot's)
         own = claims.compare_samplers(claims.primary_runs(runs, primary), alpha=alpha, completeness=completeness)
         tests = claims.primary_tests(own, primary, alpha)
-    if primary:
+
         def parts_of(replicate: str) -> dict[str, str]:
             return {part: claims.part_verdict(tests[(tests.replicate == replicate) & (tests.part == part)], alpha)
                     for part in primary["parts"]}
@@ -316,11 +332,11 @@ def _c4(runs: pd.DataFrame, comparison: pd.DataFrame, stats_cfg: dict, completen
     primary_table = pd.DataFrame({
         "part": shown.get("part", []), "metric": shown.get("metric", []), "seed pairs": shown.get("n_pairs", []),
         "difference [CI]": [ci(r["diff"], r.ci_low, r.ci_high, 3) for _, r in shown.iterrows()],
-        "p": shown.get("p", []), "Holm p (part)": shown.get("p_holm", []), "smallest effect": shown.get("smallest", []),
+        "p": shown.get("p", []), "Holm p (C4)": shown.get("p_holm", []), "smallest effect": shown.get("smallest", []),
         "SD of a pair": shown.get("sd", []), "reads": shown.get("word", [])})
     return {"verdict": verdict, "per_replicate": verdicts, "summary": summary, "scope": scope,
             "primary": primary, "primary_table": primary_table, "primary_tests": shown, "parts": parts,
-            "secondary_verdict": secondary,
+            "secondary_verdict": secondary, "utility_floor": floor,
             "headline": headline, "efficiency": efficiency, "equal": equal, "mde": mde, "per_replicate_table": per_rep,
             "gains": stats_cfg["paper_gains"], "smallest": smallest, "pairs": pooled, "completeness": completeness,
             "detection": _detection(pooled, smallest, completeness, alpha)}
@@ -500,7 +516,8 @@ def _analysis(replicates: dict, statistics_cfg: dict, paths: dict) -> dict:
                                                        "positive_share", "n_samples", "forward_passes")}}
                                   for r, v in sorted(loaded.items())]),
         "c1": _c1(scores, replicate_stability, statistics_cfg, unit),
-        "c4": {**_c4(runs, comparison, statistics_cfg, completeness),
+        "c4": {**_c4(runs, comparison, statistics_cfg, completeness,
+                     float(np.mean([v["target_eval"]["model_utility"] for v in loaded.values()]))),
                "unit": _c4_unit(pd.read_csv(paths["c4_unit"]), unit)},
         "field": _field(shown, comparison, runs, statistics_cfg["alpha"],
                         {f"{role} model": [v[f"{role}_eval"] for v in loaded.values()]
@@ -525,8 +542,8 @@ def _analysis(replicates: dict, statistics_cfg: dict, paths: dict) -> dict:
     for claim in ("c1", "c2", "c3", "c4", *(p.lower() for p in context["c4"]["parts"]), *extra):
         part = context[claim]
         part["agreement"] = claims.agreement(part["verdict"], part["per_replicate"]) if part["per_replicate"] else ""
-        part["calibration"] = lines.get(claim.upper().split("-")[0] if claim.endswith("-sgd") else claim.upper(),
-                                        "not calibrated (nothing to compare)")
+        rule = {"c4a": "C4a", "c4b": "C4b"}.get(claim, claim.split("-")[0].upper())  # SGD rows: their claim's rule
+        part["calibration"] = lines.get(rule, "not calibrated (nothing to compare)")
         part.setdefault("scope", "")
     return context
 
@@ -622,21 +639,17 @@ def verdict_table(context: dict, validation: pd.DataFrame, calibration: pd.DataF
     pairs, completeness = context["c4"]["pairs"], context["c4"]["completeness"]
     tests = [(r[f"{m}_p_holm"], i, m) for i, r in pairs.iterrows() for m in (completeness, "model_utility")
              if f"{m}_p_holm" in r and np.isfinite(r[f"{m}_p_holm"])]
-    primary = context["c4"]["primary_table"] if context["c4"].get("primary") else pd.DataFrame()
+    primary = context["c4"].get("primary_tests", pd.DataFrame()) if context["c4"].get("primary") else pd.DataFrame()
     if len(primary):  # the decisive test of an intersection-union rule: the one with the largest p
         c4 = context["c4"]["primary"]
         for claim, part in [("C4", primary), *((p, primary[primary.part == p]) for p in c4["parts"])]:
             r = part.loc[part.p.fillna(2).idxmax()]  # a test with no estimate blocks the part first
-            diff = part.loc[r.name]
-            over = (f"over {int(r['seed pairs'])} seed pairs" if r["seed pairs"] else
+            over = (f"over {int(r.n_pairs)} seed pairs" if r.n_pairs else
                     "not estimable: no run of either arm reached the retain model's level")
             rows.append({"claim": claim, "short": f"{c4['algorithm']} {c4['sampler']} - uniform, {r.metric}",
                          "statistic": f"{r.metric} difference, {c4['algorithm']} {c4['sampler']} - uniform, {over} "
                                       f"(the weakest of {len(part)} primary tests; each must pass at alpha)",
-                         "estimate": context["c4"]["primary_tests"].loc[diff.name, "diff"],
-                         "ci_low": context["c4"]["primary_tests"].loc[diff.name, "ci_low"],
-                         "ci_high": context["c4"]["primary_tests"].loc[diff.name, "ci_high"],
-                         "p_holm": r["Holm p (part)"]})
+                         "estimate": r["diff"], "ci_low": r.ci_low, "ci_high": r.ci_high, "p_holm": r.p_holm})
     elif tests:
         p, i, m = min(tests, key=lambda t: t[0])
         r = pairs.loc[i]

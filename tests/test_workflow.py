@@ -104,7 +104,7 @@ def test_outputs_follow_the_contract(smoke_run):
     assert {(c, k) for c in ("C4a", "C4b", "C4") for k in ("no effect", "smallest effect", "effect varying by model")} \
         | {("C4a", "one effect absent"), ("C4b", "one effect absent")} == set(primary.index)
     assert calibration.false_verdict_upper95.dropna().between(0, 1).all()
-    assert (calibration.simulations[:8] == 20).all() and (calibration.simulations[8:] == 100).all()  # 5 x, vectorised
+    assert (calibration.simulations[:8] == 20).all() and (calibration.simulations[8:] == 400).all()  # 20 x, vectorised
     for fig in ("difficulty.png", "mrd_validation.png", "factors.png", "mrd_stability.png", "unlearning_curves.png",
                 "unlearning_tradeoff.png", "unlearning_efficiency.png"):
         assert (out / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

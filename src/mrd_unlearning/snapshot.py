@@ -193,12 +193,18 @@ def _estimate(r) -> str:
     return text + (f", Holm p {r.p_holm:.2g}" if np.isfinite(r.p_holm) else "")
 
 
+def _primary(snap: dict, claim: str) -> bool:
+    """Whether a verdict row is C4's primary comparison (C4, C4a, C4b where the parts were answered)."""
+    return claim in ("C4a", "C4b") or (claim == "C4" and "C4a" in set(snap["verdicts"].claim))
+
+
 def _detectable(snap: dict, claim: str) -> str:
     """The plan's smallest effect detected with 80% power, in the claim's own unit."""
-    verdicts = snap["verdicts"].set_index("claim")
-    if claim in ("C4a", "C4b") or (claim == "C4" and "C4a" in verdicts.index):  # the primary comparison's rule
-        power = verdicts.loc[claim, "power"]
-        return f"the smallest effects with power {power:.0%}" if np.isfinite(power) else "not calibrated"
+    if _primary(snap, claim):  # the primary comparison: the seeds per model its plan asks for 80% power
+        seeds = snap["run"]["detectable"].get(f"{claim} primary seeds needed", "unplanned")
+        return ("its smallest effects with more than 40 seeds per model" if seeds is None else
+                "not planned in this snapshot" if seeds == "unplanned" else
+                f"its smallest effects with {seeds} seeds per model")
     claim = claim.split("-")[0]  # C1 and C2 on SGD's ground truth: the same rule and plan
     value = snap["run"]["detectable"].get(claim)
     if value is None:
@@ -282,7 +288,8 @@ def readme_table(snaps: list[dict]) -> str:
             r = table.loc[claim]
             text = r.claim_text
             scope = f" ({r.scope})" if isinstance(r.scope, str) and r.scope else ""
-            cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}; detectable {_detectable(s, claim)}")
+            power = f"; power {r.power:.0%} at its smallest effects" if _primary(s, claim) else ""
+            cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}{power}; detectable {_detectable(s, claim)}")
         rows.append(f"| {text} | " + " | ".join(cells) + " |")
     rows.append("| (attacks) MRD weighting leaves forgetting less robust than uniform sampling | "
                 + " | ".join(_robustness_cell(s["metrics"]) for s in snaps) + " |")

@@ -26,7 +26,9 @@ def _tests(diffs, ps, metrics=("steps_to_forget", "forget_auc"), ci=None, smalle
 
 def test_a_part_is_supported_only_when_every_test_improves_at_alpha():
     # steps_to_forget: lower is better; forget_auc: higher is better
-    assert claims.part_verdict(_tests([-2.0, 0.04], [0.04, 0.045]), 0.05) == "supported"  # each below alpha
+    assert claims.part_verdict(_tests([-2.0, 0.04], [0.01, 0.045]), 0.05) == "supported"  # each below alpha
+    # each below alpha, but neither passes Holm: no verdict without a Holm rejection
+    assert claims.part_verdict(_tests([-2.0, 0.04], [0.04, 0.045]), 0.05) == "inconclusive"
     assert claims.part_verdict(_tests([-2.0, 0.04], [0.001, 0.2]), 0.05) == "partly supported"
     assert claims.part_verdict(_tests([+2.0, 0.04], [0.001, 0.2]), 0.05) == "contradicted"  # more updates
     assert claims.part_verdict(_tests([-2.0, -0.04], [0.001, 0.01]), 0.05) == "mixed"
@@ -124,3 +126,25 @@ def test_a_pair_after_the_budget_is_read_only_where_utility_survives():
     # the primary comparison (ga mrd - uniform) reads C4a and C4b whatever the utility after the budget
     assert set(c4["parts"]) == {"C4a", "C4b"} and len(c4["primary_tests"]) == 4
     assert (c4["primary_tests"].n_pairs == 6).all()
+
+
+def test_the_rule_keeps_its_level_when_a_parts_metrics_move_together():
+    """The reviewer's case: steps to forget and the area under the curve come from one curve. With
+    them identical under no effect, a part that needed only each test at alpha would be called
+    supported in about alpha / 2 of studies on top of Holm's rejections (5.5% in all); every
+    verdict needs a Holm rejection, so C4 stays at alpha."""
+    from mrd_unlearning.statistics import sign_flip_p
+
+    rng = np.random.default_rng(5)
+    shared, other = rng.normal(size=(4000, 15)), rng.normal(size=(2, 4000, 15))
+    diffs = {"steps_to_forget": -shared, "forget_auc": shared, "level_forget_quality": other[0],
+             "level_model_utility": other[1]}
+    parts = {"C4a": ["steps_to_forget", "forget_auc"], "C4b": ["level_forget_quality", "level_model_utility"]}
+    out = claims.part_verdicts_from_p(parts, {m: d.mean(axis=1) for m, d in diffs.items()},
+                                      {m: sign_flip_p(d) for m, d in diffs.items()},
+                                      {m: claims.COMPARED[m] for m in diffs}, 0.05)
+    positive = out["C4a"][:, 1] | out["C4b"][:, 1]
+    # Holm is conservative here (two of its four tests are one): 3.4%; a part supported at alpha alone, as
+    # before, adds about 2 points (5.5% on these studies), which this bound fails
+    assert positive.mean() <= 0.045
+    assert (out["C4a"][:, 0] <= out["C4a"][:, 1]).all()  # supported implies a Holm rejection

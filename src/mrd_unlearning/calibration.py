@@ -47,6 +47,7 @@ class Design:
     primary: dict = field(default_factory=dict)  # C4's declared primary comparison (`claims.c4_primary`)
     primary_pairs: int = 0                       # its seed pairs, over every fine-tuned model
     primary_sd: dict = field(default_factory=dict)  # SD of one seed pair's difference, per primary metric
+    primary_n: dict = field(default_factory=dict)   # pairs each primary metric is tested on (level_*: both reached)
 
 
 def _clip(value, low, high, default):
@@ -94,7 +95,8 @@ def design_from_study(scores: pd.DataFrame, runs: pd.DataFrame, comparison: pd.D
         observed = {m: float(row[f"{m}_sd"].iloc[0]) if len(row) and f"{m}_sd" in row else float("nan")
                     for m in primary["smallest"]}
         pairs = int(row.n_pairs.iloc[0]) if len(row) else 0
-        primary_fields = dict(primary=primary, primary_pairs=pairs,
+        tested = {m: int(row[f"{m}_n"].iloc[0]) for m in primary["smallest"] if len(row) and f"{m}_n" in row}
+        primary_fields = dict(primary=primary, primary_pairs=pairs, primary_n=tested,
                               primary_sd=primary_sds(primary, observed, {}, sources))
     # the arms' common seeds (the primary arms may run more)
     seeds = int(runs.groupby(["replicate", "algorithm", "sampler"]).seed.nunique().min()) if len(runs) else 1
@@ -318,14 +320,19 @@ def simulate_primary(design: Design, rng, sims: int, alpha: float, planted: dict
     metric's seed-pair differences drawn at its SD (`design.primary_sd`) around `planted` (in
     smallest effects, by metric, in the better direction), the metrics of a part independent (so
     "supported" needs each test to pass on its own: the power is a product, a lower bound where
-    the metrics move together). `model_sd` (in smallest effects): each fine-tuned model's own
+    the metrics move together; the false-verdict rate holds whatever they do, since every verdict
+    needs a Holm rejection), each on its share of the pairs (`primary_n`). `model_sd` (in smallest
+    effects): each fine-tuned model's own
     sampler effect, mean 0, shared by its seed pairs. Returns per part (sims, 2) booleans:
     supported, any positive verdict."""
-    n = n_pairs or design.primary_pairs
-    models = max(1, min(design.replicates, n))
-    model_of = np.arange(n) * models // n
+    pairs = n_pairs or design.primary_pairs
     means, ps, direction = {}, {}, {}
     for m, smallest in design.primary["smallest"].items():
+        # a metric tested on fewer pairs (level_*: pairs in which both runs reached the level) keeps its share
+        share = design.primary_n.get(m, design.primary_pairs) / design.primary_pairs if design.primary_pairs else 1.0
+        n = max(1, round(pairs * share))
+        models = max(1, min(design.replicates, n))
+        model_of = np.arange(n) * models // n
         direction[m] = claims.COMPARED[m]
         d = rng.normal(planted.get(m, 0.0) * smallest * direction[m], design.primary_sd[m], size=(sims, n))
         if model_sd:

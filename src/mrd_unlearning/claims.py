@@ -443,7 +443,7 @@ def primary_tests(comparison: pd.DataFrame, primary: dict, alpha: float) -> pd.D
     """One row per (replicate or pooled, part, metric) of the primary comparison: the paired
     difference with its interval and sign-flip p, the smallest effect of interest, and Holm's p
     over every primary test of both parts (what 'partly supported', 'mixed' and 'contradicted'
-    read, so that C4 as a whole keeps its level)."""
+    read, and needed by 'supported', so that C4 as a whole keeps its level)."""
     rows = []
     chosen = comparison[(comparison.algorithm == primary["algorithm"]) & (comparison.sampler == primary["sampler"])
                         & (comparison.versus == "uniform")]
@@ -474,13 +474,15 @@ def _primary_word(row, alpha: float) -> str:
 
 def part_verdict(tests: pd.DataFrame, alpha: float) -> str:
     """One part's verdict: supported when every test improves at alpha (intersection-union: the
-    chance that the part is called supported while any of its effects is absent is at most alpha);
-    otherwise improvements and harms counted at Holm's level over both parts' tests (`p_holm`)."""
+    chance that the part is called supported while any of its effects is absent is at most alpha)
+    and one of them at Holm's level over both parts' tests (`p_holm`), so that no verdict is given
+    without a Holm rejection and C4 keeps its level however its metrics move together; otherwise
+    improvements and harms counted at Holm's level."""
     if tests.empty or not np.isfinite(tests.p.astype(float)).all():
         return INCONCLUSIVE
-    if (tests.word == "better").all():
-        return SUPPORTED
     holm_sig = tests.p_holm.astype(float) < alpha
+    if (tests.word == "better").all() and holm_sig.any():
+        return SUPPORTED
     better = (holm_sig & (np.sign(tests["diff"]) * tests.direction > 0)).any()
     worse = (holm_sig & (np.sign(tests["diff"]) * tests.direction < 0)).any()
     if better and worse:
@@ -509,8 +511,9 @@ def part_verdicts_from_p(parts: dict[str, list[str]], diffs: dict[str, np.ndarra
         cols = slice(column, column + len(metrics))
         column += len(metrics)
         signs = np.column_stack([np.sign(diffs[m]) * direction[m] for m in metrics])
-        supported = ((P[:, cols] < alpha) & (signs > 0)).all(axis=1)
-        out[part] = np.column_stack([supported, supported | (holm_p[:, cols] < alpha).any(axis=1)])
+        rejected = (holm_p[:, cols] < alpha).any(axis=1)
+        supported = ((P[:, cols] < alpha) & (signs > 0)).all(axis=1) & rejected
+        out[part] = np.column_stack([supported, rejected])
     return out
 
 

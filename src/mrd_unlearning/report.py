@@ -538,6 +538,8 @@ def _analysis(replicates: dict, statistics_cfg: dict, paths: dict) -> dict:
     for part, found in context["c4"]["parts"].items():
         context[part.lower()] = dict(found)
     lines = _calibration(calibration)
+    if "C4" not in lines and "C4 secondary" in lines:  # no primary comparison: C4 is the secondary rule's
+        lines["C4"] = lines["C4 secondary"]
     extra = [k for k in ("c1-sgd", "c2-sgd") if k in context]
     for claim in ("c1", "c2", "c3", "c4", *(p.lower() for p in context["c4"]["parts"]), *extra):
         part = context[claim]
@@ -643,12 +645,13 @@ def verdict_table(context: dict, validation: pd.DataFrame, calibration: pd.DataF
     if len(primary):  # the decisive test of an intersection-union rule: the one with the largest p
         c4 = context["c4"]["primary"]
         for claim, part in [("C4", primary), *((p, primary[primary.part == p]) for p in c4["parts"])]:
-            r = part.loc[part.p.fillna(2).idxmax()]  # a test with no estimate blocks the part first
+            blocking = part[part.word != "better"] if (part.word != "better").any() else part
+            r = blocking.loc[blocking.p.fillna(2).idxmax()]  # a test with no estimate blocks the part first
             over = (f"over {int(r.n_pairs)} seed pairs" if r.n_pairs else
                     "not estimable: no run of either arm reached the retain model's level")
             rows.append({"claim": claim, "short": f"{c4['algorithm']} {c4['sampler']} - uniform, {r.metric}",
                          "statistic": f"{r.metric} difference, {c4['algorithm']} {c4['sampler']} - uniform, {over} "
-                                      f"(the weakest of {len(part)} primary tests; each must pass at alpha)",
+                                      f"(the weakest of {len(part)} primary tests: each must improve at alpha)",
                          "estimate": r["diff"], "ci_low": r.ci_low, "ci_high": r.ci_high, "p_holm": r.p_holm})
     elif tests:
         p, i, m = min(tests, key=lambda t: t[0])
@@ -671,6 +674,8 @@ def verdict_table(context: dict, validation: pd.DataFrame, calibration: pd.DataF
                      "estimate": r.spearman_rho, "ci_low": r.ci_low, "ci_high": r.ci_high, "p_holm": np.nan})
     for row in rows:
         rule = row["claim"].split("-")[0]
+        if rule == "C4" and not (calibration.claim == "C4").any():  # no primary comparison: the secondary rule
+            rule = "C4 secondary"
         part, cal = context[row["claim"].lower()], calibration[calibration.claim == rule]
         null, planted = cal[cal.condition == "no effect"], cal[cal.condition == "smallest effect"]
         exact = null.false_verdict_exact_bound.iloc[0] if len(null) and "false_verdict_exact_bound" in null \
@@ -838,8 +843,9 @@ def _robustness(paths: dict, robustness_cfg: dict, runs: pd.DataFrame) -> dict:
                               "Holm p": comparison.p_holm, "detectable (mde)": comparison.mde,
                               "word": comparison.word})
     calibration = pd.read_csv(paths["robustness_calibration"])
-    attack_s = runs["attack_s"].sum() if "attack_s" in runs else float("nan")
-    wall_s = runs["wall_s"].sum() if "wall_s" in runs else float("nan")
+    attacked = runs[runs.attack_s.notna()] if "attack_s" in runs else runs  # C4's extra seeds are not attacked
+    attack_s = attacked["attack_s"].sum() if "attack_s" in runs else float("nan")
+    wall_s = attacked["wall_s"].sum() if "wall_s" in runs else float("nan")
     relearning, quantization = robustness_cfg["relearning"], robustness_cfg["quantization"]
     beyond = {attack: mean_ci(part.beyond_control.to_numpy(), 0.95)  # every run, loglik: mean [95% CI]
               for attack, part in per_run.groupby("attack", sort=False)}
@@ -848,4 +854,4 @@ def _robustness(paths: dict, robustness_cfg: dict, runs: pd.DataFrame) -> dict:
             "comparison": shown, "verdict": recovery.robustness_verdict(comparison.get("word", [])),
             "calibration": calibration, "relearning": relearning, "quantization": quantization,
             "seed": robustness_cfg["seed"], "min_drop": robustness_cfg["min_drop"],
-            "attack_s": attack_s, "wall_s": wall_s, "n_runs": len(runs)}
+            "attack_s": attack_s, "wall_s": wall_s, "n_runs": len(attacked)}

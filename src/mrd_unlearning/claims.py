@@ -361,15 +361,16 @@ def pair_verdict(row, alpha: float, completeness: str = "forget_quality", smalle
     words = [_metric_word(row, m, alpha, smallest.get(m, 0.0)) for m in metrics]
     if words == ["better", "better"]:
         return SUPPORTED
-    if "better" in words and "worse" in words:
-        return "mixed"
-    if "better" in words:
-        return "partly supported"
-    if "worse" in words:
-        return CONTRADICTED
+    if "better" in words or "worse" in words:
+        return mixed_word("better" in words, "worse" in words)
     if words == ["equivalent", "equivalent"]:
         return NO_EFFECT
     return INCONCLUSIVE
+
+
+def mixed_word(better: bool, worse: bool) -> str:
+    """C4's word where something improved or worsened but not everything improved."""
+    return "mixed" if better and worse else "partly supported" if better else CONTRADICTED
 
 
 def c4_verdict(pair_verdicts: list[str]) -> str:
@@ -379,12 +380,8 @@ def c4_verdict(pair_verdicts: list[str]) -> str:
         return SUPPORTED
     better = any(v in (SUPPORTED, "partly supported") for v in pair_verdicts)
     worse = any(v in (CONTRADICTED, "mixed") for v in pair_verdicts)
-    if better and worse:
-        return "mixed"
-    if better:
-        return "partly supported"
-    if worse:
-        return CONTRADICTED
+    if better or worse:
+        return mixed_word(better, worse)
     if all(v == NO_EFFECT for v in pair_verdicts):
         return NO_EFFECT
     return INCONCLUSIVE
@@ -485,12 +482,8 @@ def part_verdict(tests: pd.DataFrame, alpha: float) -> str:
         return SUPPORTED
     better = (holm_sig & (np.sign(tests["diff"]) * tests.direction > 0)).any()
     worse = (holm_sig & (np.sign(tests["diff"]) * tests.direction < 0)).any()
-    if better and worse:
-        return "mixed"
-    if better:
-        return "partly supported"
-    if worse:
-        return CONTRADICTED
+    if better or worse:
+        return mixed_word(better, worse)
     if (tests.word == "equivalent").all():
         return NO_EFFECT
     return INCONCLUSIVE

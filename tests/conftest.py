@@ -100,8 +100,17 @@ def forget_encoded(study_data, tokenizer):
 def pytest_collection_modifyitems(items):
     """The end-to-end tests first (each takes seconds to minutes), the many quick ones after: with
     pytest-xdist handing out one test at a time (--maxschedchunk 1), the quick ones then fill
-    whichever core is free at the end instead of one core idling behind a study."""
-    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
+    whichever core is free at the end instead of one core idling behind a study. Among the
+    end-to-end ones, the first that needs the smoke study leads (its worker runs the study), then
+    those that do not, so that the other worker is busy, not waiting, while the study runs."""
+    smoke = [item for item in items if "smoke_run" in getattr(item, "fixturenames", ())]
+
+    def order(item):
+        if item.get_closest_marker("e2e") is None:
+            return 3
+        return 0 if smoke and item is smoke[0] else 2 if item in smoke else 1
+
+    items.sort(key=order)
 
 
 # --- a warm interpreter for the studies' jobs ---------------------------------------------------
@@ -165,14 +174,10 @@ def copy_project(work: Path) -> Path:
     return work
 
 
-def run_snakemake(work: Path, *args: str, check: bool = True, cores: int = STUDY_CORES,
-                  warm_jobs: bool = True) -> subprocess.CompletedProcess:
+def run_snakemake(work: Path, *args: str, check: bool = True, cores: int = STUDY_CORES) -> subprocess.CompletedProcess:
     """Snakemake on config/smoke.yaml and the config files that lead `args` (later ones win); a
-    target after them needs a flag in between (`--cores` ends the list). `warm_jobs` False: each
-    job in a process of its own, as `make reproduce` runs them."""
-    env = None if warm_jobs else {k: v for k, v in os.environ.items() if k != warm.ENV}
-    done = subprocess.run([*SNAKEMAKE, *args, "--cores", str(cores)], cwd=work, capture_output=True, text=True,
-                          env=env)
+    target after them needs a flag in between (`--cores` ends the list)."""
+    done = subprocess.run([*SNAKEMAKE, *args, "--cores", str(cores)], cwd=work, capture_output=True, text=True)
     if check:
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
@@ -192,18 +197,19 @@ def forced_jobs(work: Path, *rules: str) -> dict[str, int]:
 def smoke_run(tmp_path_factory, worker_id):
     """One run of config/smoke.yaml (2 replicates, every stage) that every end-to-end test which
     only reads its outputs or plans against it shares: the first pytest-xdist worker to ask runs
-    it under a file lock, and each worker gets its own copy (modification times and Snakemake's
-    records kept, so the copy is up to date), since tests write into the project. It runs cold,
-    each job in a process of its own, as `make reproduce` runs a study: the whole DAG on that path
-    once in every test session. Returns (project folder, results folder, the run's console
-    output)."""
+    it under a file lock, on every core, and each worker gets its own copy (modification times and
+    Snakemake's records kept, so the copy is up to date), since tests write into the project. Its
+    jobs run in the warm interpreter (a fork of one that imported the stages); that a job computes
+    the same bytes in a process of its own, as `make reproduce` runs it, is
+    test_warm.test_a_study_job_computes_the_same_bytes_warm_as_in_its_own_process's. Returns
+    (project folder, results folder, the run's console output)."""
     root = tmp_path_factory.getbasetemp()
     shared = root if worker_id == "master" else root.parent  # the session's folder, above the workers'
     finished = shared / "smoke_project"
     with FileLock(str(shared / "smoke_project.lock")):
         if not (finished / "console.txt").is_file():
             work = copy_project(Path(tempfile.mkdtemp(prefix="smoke_project.", dir=shared)))
-            done = run_snakemake(work, check=False, cores=os.cpu_count() or 1, warm_jobs=False)  # others wait
+            done = run_snakemake(work, check=False, cores=os.cpu_count() or 1)  # others wait
             (work / "returncode.txt").write_text(str(done.returncode))
             (work / "console.txt").write_text(done.stdout + done.stderr)
             work.rename(finished)

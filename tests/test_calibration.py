@@ -17,36 +17,43 @@ def _design(G, m, R, **kw):
 
 def _false(rule, design, value, sims, seed=0):
     rng = np.random.default_rng(seed)
-    verdicts = [rule(design, rng, value, CFG, i) for i in range(sims)]
+    verdicts = [rule(design, rng, value, CFG, i)[0] for i in range(sims)]
     return sum(v in ("supported", "partly supported", "mixed", "contradicted") for v in verdicts), verdicts
 
 
-@pytest.mark.parametrize("G, m, R, min_groups, scheme", [(2, 20, 2, 50, "within"), (8, 8, 3, 50, "within"),
-                                                       (10, 20, 1, 50, "within"), (12, 5, 2, 10, "groups")])
-def test_c3_is_calibrated_under_no_effect(G, m, R, min_groups, scheme, monkeypatch):
+C3_DESIGNS = [(2, 20, 2, 50, "within"), (8, 8, 3, 50, "within"), (10, 20, 1, 50, "within"), (12, 5, 2, 10, "groups")]
+
+
+def test_c3_is_calibrated_under_no_effect(monkeypatch):
     """The review's designs (2 x 20: 47% false verdicts with group_difficulty in the family; 8 x 8:
     3%; 10 x 20: 8%), resampled within their groups, and a design with enough groups for the
-    exact sign-flip test over groups. 40 simulated studies each: at most 4 false verdicts (a rate of
-    5% gives more than 4 in under 14% of such runs; 47% would give about 19)."""
+    exact sign-flip test over groups, 100 simulated studies each. Together at most 28 false
+    verdicts in 400: a rule at 5% gives more in 3% of such runs, one at twice its level passes in
+    2%; each design at most 12 (one at 20% passes in 3%)."""
     from mrd_unlearning import statistics, validation
 
     used, scheme_of = [], statistics.resampling_scheme
     for module in (statistics, validation):  # the groups path is the group sign-flip test (validation's)
         monkeypatch.setattr(module, "resampling_scheme", lambda *a, **k: used.append(scheme_of(*a, **k)) or used[-1])
-    rng = np.random.default_rng(0)
-    design, cfg = _design(G, m, R, n_characteristics=7, icc=0.4), {**CFG, "min_groups": min_groups}
-    verdicts = [cal._c3(design, rng, 0.0, cfg, i) for i in range(40)]
-    assert sum(v in ("supported", "partly supported", "mixed", "contradicted") for v in verdicts) <= 4
-    assert set(used) == {scheme}  # the resampling path this design is meant to test is the one that ran
+    false = {}
+    for G, m, R, min_groups, scheme in C3_DESIGNS:
+        rng, used[:] = np.random.default_rng(0), []
+        design, cfg = _design(G, m, R, n_characteristics=7, icc=0.4), {**CFG, "min_groups": min_groups}
+        verdicts = [cal._c3(design, rng, 0.0, cfg, i)[0] for i in range(100)]
+        false[(G, m)] = sum(v in ("supported", "partly supported", "mixed", "contradicted") for v in verdicts)
+        assert set(used) == {scheme}  # the resampling path this design is meant to test is the one that ran
+    assert max(false.values()) <= 12 and sum(false.values()) <= 28, false
 
 
-def test_c4_is_calibrated_under_no_effect_on_the_default_design():
-    """The review's finding: 5 of 40 default-shaped studies (3 replicates x 3 seeds, 6 pairs) came out
-    other than 'not supported' under no effect. One Holm family over both metrics and every pair."""
-    design = _design(8, 8, 3, seeds=3, algorithms=("ga", "npo"), weighted=("mrd", "mrd_curriculum", "mrd_refresh"),
+def test_c4_is_calibrated_under_no_effect():
+    """The review's finding: 5 of 40 default-shaped studies (3 replicates x 3 seeds) came out other
+    than 'not supported' under no effect. One Holm family over both metrics and every pair; 400
+    studies of 2 algorithms x 2 weighted samplers (8 tests): at most 28 false verdicts (a rule at
+    5% gives more in 3% of such runs, one at 10% passes in 2%)."""
+    design = _design(8, 8, 3, seeds=3, algorithms=("ga", "npo"), weighted=("mrd", "mrd_curriculum"),
                      pair_sd={"forget_quality": 0.05, "model_utility": 0.02})
-    false, verdicts = _false(cal._c4, design, False, 80)
-    assert false <= 6  # 80 x 5% = 4 expected at most
+    false, verdicts = _false(cal._c4, design, False, 400)
+    assert false <= 28
     assert set(verdicts) <= {"inconclusive", "no effect of interesting size", "supported", "partly supported",
                              "mixed", "contradicted"}
 
@@ -55,29 +62,97 @@ def test_the_rules_find_effects_that_are_there():
     rng = np.random.default_rng(1)
     design = _design(12, 6, 3, n_characteristics=5, seeds=3, algorithms=("ga",), weighted=("mrd",),
                      pair_sd={"forget_quality": 0.002, "model_utility": 0.005})
-    assert sum(cal._c2(design, rng, 0.6, CFG, i) == "supported" for i in range(20)) >= 18
-    assert sum(cal._c3(design, rng, 0.6, CFG, i) == "supported" for i in range(20)) >= 16
-    assert sum(cal._c1(design, rng, 8.0, CFG, i) == "supported" for i in range(20)) >= 18
-    assert sum(cal._c4(design, rng, True, CFG, i) == "supported" for i in range(20)) >= 18
+    assert sum(cal._c2(design, rng, 0.6, CFG, i)[0] == "supported" for i in range(20)) >= 18
+    assert sum(cal._c3(design, rng, 0.6, CFG, i)[0] == "supported" for i in range(20)) >= 16
+    assert sum(cal._c1(design, rng, 8.0, CFG, i)[0] == "supported" for i in range(20)) >= 18
+    assert sum(cal._c4(design, rng, True, CFG, i)[0] == "supported" for i in range(20)) >= 18
 
 
 def test_simulated_designs_have_the_planted_effects():
     rng = np.random.default_rng(2)
     design = _design(20, 20, 3, stability=0.5, icc=0.3)
-    x, y = cal.simulate_scores(design, rng, 0.3)
-    rho = np.mean([stats.spearmanr(x[0], row)[0] for row in y])
-    assert rho == pytest.approx(0.3, abs=0.07)
     counts = cal.simulate_counts(design, rng, 4.0).update_count_frac.to_numpy()
     q10, q90 = np.percentile(counts, [10, 90])
     assert q90 / q10 == pytest.approx(4.0, rel=0.2)
+
+
+def test_morans_expectation_of_spearmans_rho_matches_a_simulation():
+    from mrd_unlearning.validation import _spearman
+
+    rng = np.random.default_rng(5)
+    for n, p in ((5, 0.3), (8, 0.5), (40, 0.8)):
+        x = rng.normal(size=(20000, n))
+        y = p * x + np.sqrt(1 - p ** 2) * rng.normal(size=(20000, n))
+        assert _spearman(x, y).mean() == pytest.approx(cal.expected_spearman(p, n), abs=0.005)
+
+
+@pytest.mark.parametrize("design", [_design(8, 8, 3, stability=0.42, icc=0.3),
+                                    _design(20, 5, 2, stability=0.8, icc=0.6),
+                                    cal.Design(groups=np.arange(60).astype(str), replicates=2, stability=0.6)],
+                         ids=["8 groups of 8", "20 groups of 5", "no groups"])
+def test_a_planted_rho_reads_as_planted_on_the_statistic_the_verdicts_read(design):
+    """C2's rule reads the within-group rho pooled over groups (ranks within groups of a few
+    samples: below the population's rho) and over replicates; a rho of 0.3 planted as the
+    population's Spearman read about 0.25 on the default's 8 groups of 8. 400 studies: the mean
+    within 3 of its standard errors (about 0.004) of 0.3."""
+    from mrd_unlearning.statistics import group_blocks
+    from mrd_unlearning.validation import _spearman
+
+    _, sizes = group_blocks(design.groups)
+    blocks = sizes if len(sizes) < len(design.groups) else None
+    rng = np.random.default_rng(7)
+    read = [_spearman(*cal.simulate_scores(design, rng, 0.3), blocks=blocks).mean() for _ in range(400)]
+    assert np.mean(read) == pytest.approx(0.3, abs=3 * np.std(read) / 20 + 0.002)
+    if blocks is not None and blocks[0] == 8:  # the old planting (population Spearman 0.3) reads visibly less
+        old = 2 * np.sin(np.pi * 0.3 / 6) / np.sqrt(design.stability)
+        assert cal.planted_pearson(design, 0.3) > 1.1 * old
+
+
+def test_a_verdicts_scope_names_what_its_rule_errs_beyond():
+    """Beyond what a rule conditions on (these training runs, these groups, the attributes every
+    group shares), a false-verdict rate above alpha narrows its scope; at or below, nothing."""
+    import pandas as pd
+
+    table = pd.DataFrame([
+        {"claim": "C1", "condition": "groups differ", "false_verdict_rate": 0.01, "false_equivalence_rate": 0.09},
+        {"claim": "C2", "condition": "no effect", "false_verdict_rate": 0.20, "false_equivalence_rate": np.nan},
+        {"claim": "C2", "condition": "association varying by training run", "false_verdict_rate": 0.08,
+         "false_equivalence_rate": np.nan},
+        {"claim": "C2", "condition": "crossed attributes", "false_verdict_rate": 0.05,
+         "false_equivalence_rate": np.nan},
+        {"claim": "C3", "condition": "crossed attributes", "false_verdict_rate": 0.051,
+         "false_equivalence_rate": np.nan}])
+    limits = lambda claim: cal.scope_limits(table, claim, 0.05, unit="8 people", runs=3)  # noqa: E731
+    assert limits("C1") == ["these 8 people"]  # a false 'no effect' at the threshold counts too
+    assert limits("C2") == ["these 3 training runs"]  # the no-effect row is the rule's own level, not a scope
+    assert limits("C3") == ["these attributes"]
+    design = _design(8, 8, 3)
+    conditions = [(c, cond) for c, cond, _, _ in cal.beyond_scope(design, CFG)]
+    assert conditions == [("C1", "groups differ"), ("C2", "association varying by training run"),
+                          ("C2", "crossed attributes"), ("C3", "crossed attributes")]
+    alone = cal.Design(groups=np.arange(30).astype(str), replicates=1)
+    assert [c for c, *_ in cal.beyond_scope(alone, CFG)] == ["C1"]  # one run, no groups: nothing else to vary
+
+
+def test_crossed_attributes_are_shared_across_groups_and_unrelated_between_score_and_truth():
+    rng = np.random.default_rng(3)
+    design = _design(50, 4, 1, stability=1.0, icc=0.0)
+    x, y = zip(*(cal.simulate_scores(design, rng, 0.0, 2, attribute_share=0.5) for _ in range(200)))
+    x, y = np.stack(x)[:, 0], np.stack(y)[:, 0]  # (sims, n): the first score, the one replicate
+    same_attribute = np.mean([np.corrcoef(v[:, 0::4][:, 0], v[:, 0::4][:, 1])[0, 1] for v in (x, y)])
+    assert same_attribute == pytest.approx(0.5, abs=0.1)  # two groups' first samples share half their variance
+    assert np.corrcoef(x[:, 0], y[:, 0])[0, 1] == pytest.approx(0.0, abs=0.15)
 
 
 def test_the_calibration_table_states_rates_with_exact_binomial_bounds():
     design = _design(4, 6, 2, n_characteristics=3, seeds=2, algorithms=("ga",), weighted=("mrd",),
                      pair_sd={"forget_quality": 0.05, "model_utility": 0.05})
     table = cal.calibrate(design, CFG, simulations=10, progress=False)
-    assert list(table.claim) == ["C1", "C1", "C2", "C2", "C3", "C3", "C4 secondary", "C4 secondary"]
-    null = table[table.condition == "no effect"]
+    assert list(table.claim) == ["C1", "C1", "C2", "C2", "C3", "C3", "C1", "C2", "C2", "C3", "C4 secondary",
+                                 "C4 secondary"]
+    assert table.condition.iloc[6:10].tolist() == ["groups differ", "association varying by training run",
+                                                   "crossed attributes", "crossed attributes"]
+    null = table[table.condition != "smallest effect"]
     for r in null.itertuples():
         k = round(r.false_verdict_rate * 10)
         expected = 1.0 if k == 10 else stats.beta.ppf(0.95, k + 1, 10 - k)  # one-sided Clopper-Pearson

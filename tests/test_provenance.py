@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from mrd_unlearning import provenance
 
@@ -72,7 +73,20 @@ def test_comments_docstrings_and_layout_change_no_identity(tmp_path, identities)
         smk.write_text(text)
     for script in (work / "workflow" / "scripts").glob("*.py"):
         script.write_text("# a comment\n" + ast.unparse(ast.parse(script.read_text())) + "\n")
+    schema = package / "config.schema.yaml"  # rules read it: its descriptions are documentation, its layout nothing
+
+    def reworded(value):
+        if isinstance(value, dict):
+            return {k: "Reworded. " + v if k == "description" and isinstance(v, str) else reworded(v)
+                    for k, v in value.items()}
+        return [reworded(v) for v in value] if isinstance(value, list) else value
+
+    schema.write_text("# a comment\n" + yaml.safe_dump(reworded(yaml.safe_load(schema.read_text())), sort_keys=False))
     assert provenance.rule_identities(work, package) == provenance.rule_identities(ROOT, package) == identities
+    schema.write_text(schema.read_text().replace("default: 2000", "default: 3000", 1))  # what it decides
+    after = provenance.rule_identities(work, package)
+    readers = {rule for rule, parts in provenance.rule_code(ROOT).items() if "file:config.schema.yaml" in parts}
+    assert readers and {rule for rule in identities if after[rule] != identities[rule]} == readers
 
 
 # Edits that change results, and the rules whose jobs run the edited code: exactly those among the

@@ -289,3 +289,24 @@ def test_a_study_with_a_missing_difference_gets_no_sign_flip_p():
     from mrd_unlearning.statistics import sign_flip_p
     p = sign_flip_p(np.array([[1.0, 2.0, 3.0], [1.0, np.nan, 3.0]]))
     assert p[0] == pytest.approx(0.25) and np.isnan(p[1])
+
+
+def test_a_cluster_bootstrap_over_few_groups_is_widened_by_the_small_sample_correction():
+    """Over G groups the percentile interval of whole-group resamples runs short (on TOFU's 10
+    authors C1 said 'no effect' at its threshold more often than alpha). The resamples are spread
+    about the estimate by sqrt(G / (G - 1)) t(G - 1) / z before the interval and the p-value are
+    read, so both stay one procedure; with many groups the correction vanishes."""
+    from mrd_unlearning.statistics import _resample, few_groups_scale
+
+    assert few_groups_scale(10, 0.05) == pytest.approx(math.sqrt(10 / 9) * stats.t.ppf(0.975, 9) / 1.959964, rel=1e-6)
+    assert few_groups_scale(10, 0.05) == pytest.approx(1.2165, abs=1e-3) and few_groups_scale(2000, 0.05) < 1.002
+    rng = np.random.default_rng(4)
+    for trial in range(6):
+        x, y, groups = simulated_groups(rng, 0.2, 0.5, G=10, m=4)
+        res = pooled_bootstrap(_spearman, [x[None], y[None]], n_resamples=400, seed=trial, groups=groups, min_groups=10)
+        raw = _resample(_spearman, [x[None], y[None]], groups, "groups", res["n_resamples"],
+                        np.random.default_rng(trial), True, {})
+        low, high = np.quantile(raw, [0.025, 0.975], method="inverted_cdf")
+        k = few_groups_scale(10, 0.05)
+        assert res["ci_low"] == pytest.approx(res["estimate"] + k * (low - res["estimate"]))
+        assert (res["p_value"] < 0.05) == (res["ci_low"] > 0 or res["ci_high"] < 0)

@@ -16,14 +16,15 @@ What "no effect" and "the smallest interesting effect" are, per claim:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
 from . import claims
-from .statistics import MIN_GROUPS, binomial_upper, holm, sign_flip_floor, sign_flip_p, t_test_power
+from .statistics import (MIN_GROUPS, binomial_upper, group_blocks, holm, sign_flip_floor, sign_flip_p,
+                         t_test_power)
 from .validation import family_association, rank_association
 
 Z90 = 1.2815515655446004  # the 90th percentile of the standard normal
@@ -150,15 +151,59 @@ def simulate_counts(design: Design, rng, spread: float) -> pd.DataFrame:
     return pd.concat(rows, ignore_index=True)
 
 
-def simulate_scores(design: Design, rng, rho: float, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def expected_spearman(pearson: float, n) -> float:
+    """Moran's expectation of Spearman's rho over n bivariate-normal samples of correlation
+    `pearson`: below the population's 6/pi arcsin(pearson/2) in small samples, which is what a
+    within-group rho over groups of a few samples reads."""
+    n = np.asarray(n, float)
+    return 6 / (math.pi * (n + 1)) * (math.asin(pearson) + (n - 2) * math.asin(pearson / 2))
+
+
+def planted_pearson(design: Design, rho: float) -> float:
+    """The sample-level correlation of score and ground truth (before the ground truth's replicate
+    noise) at which the statistic the verdicts read has expectation `rho`: the within-group
+    Spearman rho pooled over groups (weights m(m^2 - 1), a group of m samples' rank variance) where
+    samples come in groups, else the Spearman rho over all samples."""
+    from scipy.optimize import brentq
+
+    _, sizes = group_blocks(design.groups)
+    grouped = len(sizes) < len(design.groups)
+    sizes = np.asarray(sizes if grouped else [len(design.groups)], float)
+    weights = sizes * (sizes ** 2 - 1)
+    read = lambda p: float((weights * expected_spearman(p, sizes)).sum() / weights.sum())  # noqa: E731
+    if rho == 0:
+        return 0.0
+    p = brentq(lambda p: read(p) - abs(rho), 0.0, 0.999999) * np.sign(rho)
+    # from the observed pair's correlation to the ground truth's: the replicate noise (1 - stability) dilutes it,
+    # and within groups the truth's noise is not shared by its group, so the within share differs
+    s, icc = design.stability, design.icc if grouped else 0.0
+    return float(np.clip(p * math.sqrt(1 - s * icc) / math.sqrt(s * (1 - icc)), -0.99, 0.99))
+
+
+def simulate_scores(design: Design, rng, rho: float, k: int = 1, *, run_sd: float = 0.0,
+                    attribute_share: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """C2 / C3: k per-sample scores (k, n) and the ground truth per replicate (R, n); the first
-    score correlates with it so that the per-replicate Spearman rho is `rho` in the population."""
-    pearson = 2 * math.sin(math.pi * rho / 6) / math.sqrt(design.stability)
-    r = min(pearson, 0.99)
+    score correlates with it so that the statistic the verdict reads (`planted_pearson`) is `rho`
+    in expectation. What the verdicts condition on, varied: `run_sd`, an association that differs
+    between training runs (each replicate's ground truth gets the first score times a draw of SD
+    `run_sd`, mean 0); `attribute_share`, the same attributes crossed in every group (the j-th
+    sample of each group shares an attribute effect of that share of the variance, drawn apart
+    for the scores and the ground truth: unrelated in the population of attributes)."""
+    r = planted_pearson(design, rho)
     x = _grouped_normal(rng, design.groups, design.icc, size=k)
     truth = _correlated(rng, x[0], design.groups, design.icc, r)
+    if attribute_share:
+        order, sizes = group_blocks(design.groups)
+        attribute = np.empty(len(order), int)
+        attribute[order] = np.concatenate([np.arange(m) for m in sizes])
+        effects = rng.normal(size=(k + 1, attribute.max() + 1))[:, attribute]
+        a = math.sqrt(attribute_share)
+        x = math.sqrt(1 - attribute_share) * x + a * effects[:k]
+        truth = math.sqrt(1 - attribute_share) * truth + a * effects[k]
     s = design.stability
     y = math.sqrt(s) * truth[None] + math.sqrt(1 - s) * rng.normal(size=(design.replicates, len(truth)))
+    if run_sd:
+        y = y + rng.normal(0, run_sd, size=(design.replicates, 1)) * x[:1]
     return x, y
 
 
@@ -186,30 +231,39 @@ def simulate_runs(design: Design, rng, effect: dict[str, float], smallest: dict[
 
 # --- the verdicts on simulated studies ------------------------------------------------------------
 
-def _c1(design, rng, spread, cfg, seed) -> str:
+# Bootstrap resamples per simulated study (at most; the study uses its own, 2000 by default). A p-value
+# within 3 Monte Carlo standard errors of a level it is compared with is redrawn on more, as in the study,
+# so fewer resamples change decisions only where they are close; the rates measured carry that noise.
+SIMULATED_RESAMPLES = 400
+
+# Each returns (verdict, the statistic it read: C1's pooled spread, C2's rho, C3's first characteristic's rho).
+
+def _c1(design, rng, spread, cfg, seed, icc: float | None = None) -> tuple[str, float]:
+    design = design if icc is None else replace(design, icc=icc)
     table = claims.c1_spread(simulate_counts(design, rng, spread), threshold=cfg["spread_threshold"],
                              n_resamples=cfg["bootstrap_resamples"], alpha=cfg["alpha"], seed=seed,
                              min_groups=cfg["min_groups"])
-    return claims.c1_verdict(table)
+    pooled = table[(table.replicate == "pooled") & (table.ground_truth == table.ground_truth.iloc[0])]
+    return claims.c1_verdict(table), float(pooled.spread.iloc[0])
 
 
-def _c2(design, rng, rho, cfg, seed) -> str:
-    x, y = simulate_scores(design, rng, rho)
+def _c2(design, rng, rho, cfg, seed, **scenario) -> tuple[str, float]:
+    x, y = simulate_scores(design, rng, rho, **scenario)
     res = rank_association(x[:1], y, seed=seed, n_resamples=cfg["bootstrap_resamples"],
                            alpha=cfg["alpha"], groups=design.groups, min_groups=cfg["min_groups"])
-    return claims.c2_verdict(res["ci_low"], res["ci_high"], cfg["smallest_rho"])
+    return claims.c2_verdict(res["ci_low"], res["ci_high"], cfg["smallest_rho"]), res["spearman_rho"]
 
 
-def _c3(design, rng, rho, cfg, seed) -> str:
+def _c3(design, rng, rho, cfg, seed, **scenario) -> tuple[str, float]:
     k = max(design.n_characteristics, 1)
-    x, y = simulate_scores(design, rng, rho, k)
+    x, y = simulate_scores(design, rng, rho, k, **scenario)
     family = pd.DataFrame(family_association(list(x[:, None, :]), y, seed=seed, n_resamples=cfg["bootstrap_resamples"],
                                              alpha=cfg["alpha"], groups=design.groups, min_groups=cfg["min_groups"]))
     family["p_holm"] = holm(family.p_value)
-    return claims.c3_verdict(family, cfg["alpha"], cfg["smallest_rho"])
+    return claims.c3_verdict(family, cfg["alpha"], cfg["smallest_rho"]), float(family.spearman_rho.iloc[0])
 
 
-def _c4(design, rng, planted, cfg, seed) -> str:
+def _c4(design, rng, planted, cfg, seed) -> tuple[str, float]:
     smallest = smallest_effects(cfg, design.completeness)
     effect = {m: v * planted for m, v in smallest.items()} if planted else {}  # planted: True or a multiple
     runs = simulate_runs(design, rng, effect, smallest)
@@ -217,7 +271,7 @@ def _c4(design, rng, planted, cfg, seed) -> str:
                                     completeness=design.completeness, metrics=(), per_replicate=False)
     paper = table[table.family == "paper"]
     return claims.c4_verdict([claims.pair_verdict(r, cfg["alpha"], design.completeness, smallest)
-                              for _, r in paper.iterrows()])
+                              for _, r in paper.iterrows()]), float("nan")
 
 
 def c4_exact_bound(design: Design, alpha: float) -> float:
@@ -240,6 +294,48 @@ def smallest_effects(cfg: dict, completeness: str) -> dict[str, float]:
     return {completeness: gains["forget_quality"], "model_utility": gains["model_utility"]}
 
 
+# What a verdict conditions on, and data that vary it: C1's and C2's and C3's inference holds these
+# fine-tuning runs and (with fewer groups than `min_groups`) these groups fixed, and takes each group's
+# samples as exchangeable. Beyond that scope, simulated at these sizes:
+SCOPE_ICC = 0.5            # C1: groups (authors) that differ, this share of the variance between them
+SCOPE_RUN_SD = 0.5         # C2: the association's SD between training runs, in smallest_rho (mean 0)
+SCOPE_ATTRIBUTE_SHARE = 0.3  # C2, C3: the same attributes in every group, this share of each variable's variance
+SCOPE_WORDS = {"groups differ": "these {unit}", "association varying by training run": "these {runs} training runs",
+               "crossed attributes": "these attributes"}
+
+
+def beyond_scope(design: Design, cfg: dict) -> list[tuple[str, str, str, dict]]:
+    """(claim, condition, effect, scenario) of the calibration rows that simulate data beyond what
+    the verdict conditions on, each at no effect in the wider population. A rule that errs there
+    above alpha is right about these runs, groups or attributes only, and its scope says so
+    (`scope_limits`)."""
+    threshold, rho = cfg["spread_threshold"], cfg["smallest_rho"]
+    run_sd = SCOPE_RUN_SD * rho
+    rows = [("C1", "groups differ", f"spread {threshold:g}, ICC {max(design.icc, SCOPE_ICC):g} between groups",
+             {"icc": max(design.icc, SCOPE_ICC)})]
+    if design.replicates > 1:
+        rows.append(("C2", "association varying by training run", f"rho 0 on average, SD {run_sd:g} between runs",
+                     {"run_sd": run_sd}))
+    _, sizes = group_blocks(design.groups)
+    if len(sizes) < len(design.groups):  # samples in groups: the j-th of each group shares an attribute
+        for claim in ("C2", "C3"):
+            rows.append((claim, "crossed attributes",
+                         f"rho 0; attributes shared across groups, {SCOPE_ATTRIBUTE_SHARE:g} of the variance",
+                         {"attribute_share": SCOPE_ATTRIBUTE_SHARE}))
+    return rows
+
+
+def scope_limits(table: pd.DataFrame, claim: str, alpha: float, *, unit: str, runs: int) -> list[str]:
+    """The words a verdict's scope adds for each beyond-scope condition under which its rule's
+    false-verdict rate (or C1's false 'no effect') exceeds alpha on this design."""
+    words = []
+    for r in table[(table.claim == claim) & table.condition.isin(list(SCOPE_WORDS))].itertuples():
+        rates = [r.false_verdict_rate, getattr(r, "false_equivalence_rate", float("nan"))]
+        if np.nanmax(rates) > alpha:
+            words.append(SCOPE_WORDS[r.condition].format(unit=unit, runs=runs))
+    return words
+
+
 def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations: int | None = None, seed: int = 0,
               progress: bool = True) -> pd.DataFrame:
     """tables/calibration.csv: per claim and condition (no effect / the smallest interesting
@@ -248,47 +344,60 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
     rate under no effect (`supported` or `contradicted`, and C4's `partly supported` and `mixed`)
     with its one-sided 95% Clopper-Pearson upper bound, the power (the share `supported`), and
     the false-equivalence rate: `no effect of interesting size` where an effect of exactly the
-    smallest interesting size is there (for C1 at its threshold, the no-effect row)."""
-    cfg = {"min_groups": MIN_GROUPS, **cfg}
+    smallest interesting size is there (for C1 at its threshold, the no-effect row), and the mean
+    of the statistic each verdict read (`statistic_mean`: a planted effect reads as planted). Then
+    the conditions `beyond_scope` simulates, and C4's primary rule (`primary_calibration`)."""
+    cfg = {"min_groups": MIN_GROUPS, **cfg,
+           "bootstrap_resamples": min(cfg["bootstrap_resamples"], SIMULATED_RESAMPLES)}
     c1 = cfg.get("calibration", {}).get("c1_planted_spread", 2 * cfg["spread_threshold"])
-    plan = [("C1", "no effect", f"spread {cfg['spread_threshold']:g}", _c1, cfg["spread_threshold"]),
-            ("C1", "smallest effect", _c1_effect(c1, cfg["spread_threshold"]), _c1, c1),
-            ("C2", "no effect", "rho 0", _c2, 0.0),
-            ("C2", "smallest effect", f"rho {cfg['smallest_rho']:g}", _c2, cfg["smallest_rho"]),
-            ("C3", "no effect", "rho 0", _c3, 0.0),
-            ("C3", "smallest effect", f"rho {cfg['smallest_rho']:g} (one characteristic)", _c3, cfg["smallest_rho"])]
+    threshold, rho = cfg["spread_threshold"], cfg["smallest_rho"]
+    beyond = beyond_scope(design, cfg)
+    # (claim, condition, effect, rule, value, scenario): a no-effect condition counts false verdicts, a
+    # planted one the power; at the smallest interesting effect (C1: at its threshold) false 'no effect'
+    plan = [("C1", "no effect", f"spread {threshold:g}", _c1, threshold, {}),
+            ("C1", "smallest effect", _c1_effect(c1, threshold), _c1, c1, {}),
+            ("C2", "no effect", "rho 0", _c2, 0.0, {}),
+            ("C2", "smallest effect", f"rho {rho:g}", _c2, rho, {}),
+            ("C3", "no effect", "rho 0", _c3, 0.0, {}),
+            ("C3", "smallest effect", f"rho {rho:g} (one characteristic)", _c3, rho, {})]
+    plan += [(claim, condition, effect, {"C1": _c1, "C2": _c2, "C3": _c3}[claim],
+              threshold if claim == "C1" else 0.0, scenario) for claim, condition, effect, scenario in beyond]
     if design.weighted and design.algorithms:
         gains = smallest_effects(cfg, design.completeness)
-        plan += [("C4 secondary", "no effect", "0", _c4, False),
-                 ("C4 secondary", "smallest effect", ", ".join(f"{m} +{v:g}" for m, v in gains.items()), _c4, True)]
+        plan += [("C4 secondary", "no effect", "0", _c4, False, {}),
+                 ("C4 secondary", "smallest effect", ", ".join(f"{m} +{v:g}" for m, v in gains.items()), _c4, True,
+                  {})]
     rows = []
     power_simulations = power_simulations or simulations
-    counts_of = {"no effect": simulations, "smallest effect": power_simulations}
-    bar = tqdm(total=sum(counts_of[p[1]] for p in plan), desc="calibration", disable=not progress, mininterval=5)
-    for i, (claim, condition, effect, run, value) in enumerate(plan):
+    count_of = lambda condition: power_simulations if condition == "smallest effect" else simulations  # noqa: E731
+    bar = tqdm(total=sum(count_of(p[1]) for p in plan), desc="calibration", disable=not progress, mininterval=5)
+    for i, (claim, condition, effect, run, value, scenario) in enumerate(plan):
         rng = np.random.default_rng([seed, i])
-        verdicts = []
-        n_sims = counts_of[condition]
+        outcomes = []
+        n_sims = count_of(condition)
         for sim in range(n_sims):
-            verdicts.append(run(design, rng, value, cfg, sim))
+            outcomes.append(run(design, rng, value, cfg, sim, **scenario))
             bar.update()
+        verdicts = [v for v, _ in outcomes]
         counts = pd.Series(verdicts).value_counts()
         false = int(sum(counts.get(v, 0) for v in claims.POSITIVE))
         supported = int(counts.get(claims.SUPPORTED, 0))
         row = {"claim": claim, "condition": condition, "effect": effect, "simulations": n_sims,
                **{f"share_{v.replace(' ', '_')}": counts.get(v, 0) / n_sims
                   for v in (claims.SUPPORTED, "partly supported", "mixed", claims.CONTRADICTED, claims.NO_EFFECT,
-                            claims.INCONCLUSIVE)}}
-        if condition == "no effect":
+                            claims.INCONCLUSIVE)},
+               "statistic_mean": float(np.nanmean([e for _, e in outcomes])) if claim != "C4 secondary"
+               else float("nan")}
+        if condition == "smallest effect":
+            row.update({"power": supported / n_sims, "power_upper95": binomial_upper(supported, n_sims)})
+        else:
             row.update({"false_verdict_rate": false / n_sims,
                         "false_verdict_upper95": binomial_upper(false, n_sims)})
             if claim == "C4 secondary":
                 row["false_verdict_exact_bound"] = c4_exact_bound(design, cfg["alpha"])
-        else:
-            row.update({"power": supported / n_sims, "power_upper95": binomial_upper(supported, n_sims)})
         # 'no effect of interesting size' where an effect of that size is there: C1's null sits at its
         # threshold, the others' planted effect at theirs
-        if (claim == "C1") == (condition == "no effect"):
+        if (claim == "C1") == (condition != "smallest effect"):
             equivalent = int(counts.get(claims.NO_EFFECT, 0))
             row.update({"false_equivalence_rate": equivalent / n_sims,
                         "false_equivalence_upper95": binomial_upper(equivalent, n_sims)})
@@ -303,7 +412,8 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
                    f"replicates, {design.seeds} seeds, {len(design.algorithms)} algorithms x {len(design.weighted)} "
                    f"weighted samplers, {design.n_characteristics} characteristics; stability {design.stability:.2f} "
                    f"({design.sources.get('stability', 'default')}), ICC {design.icc:.2f} "
-                   f"({design.sources.get('icc', 'default')})")
+                   f"({design.sources.get('icc', 'default')}); {cfg['bootstrap_resamples']} bootstrap resamples per "
+                   f"simulated study")
     table["design"] = design_note
     return table
 
@@ -510,7 +620,6 @@ def c4_unit(design: Design, cfg: dict, share: dict | None = None, *, simulations
 
 SD_RATIOS = (1, 3, 10)  # a paired difference's SD over the paper's gain: C4's pairs needed at each, in the plan
 SYNTHETIC_KNOWN_FACTORS = 4  # the synthetic generator's numeric factors in factors.csv (tested)
-PLAN_RESAMPLES = 400  # bootstrap resamples per simulated study in the plan (the study uses its own)
 
 
 def planned_groups(data_cfg: dict) -> np.ndarray | None:
@@ -627,7 +736,7 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
     in multiples of the paper's gains; `units_needed` is how many replicate x seed pairs a gain of
     the paper's size would need (the paired t-test's power at Holm's first level, which the
     sign-flip test approaches)."""
-    cfg = {"min_groups": MIN_GROUPS, **cfg, "bootstrap_resamples": min(cfg["bootstrap_resamples"], PLAN_RESAMPLES)}
+    cfg = {"min_groups": MIN_GROUPS, **cfg, "bootstrap_resamples": min(cfg["bootstrap_resamples"], SIMULATED_RESAMPLES)}
     threshold, rho = cfg["spread_threshold"], cfg["smallest_rho"]
     rho_grid = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
     planted = cfg["calibration"]["c1_planted_spread"]
@@ -645,7 +754,7 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
         def share(value, words):
             verdicts = []
             for sim in range(simulations):
-                verdicts.append(run(design, rng, value, cfg, sim))
+                verdicts.append(run(design, rng, value, cfg, sim)[0])
                 bar.update()
             return float(np.mean([v in words for v in verdicts]))
 
@@ -718,8 +827,8 @@ def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict
              f"{design.seeds} seeds, {len(design.algorithms)} algorithms x {len(design.weighted)} weighted samplers, "
              f"{design.n_characteristics} characteristics in C3; inference {inference}. Stability {design.stability:.2f} "
              f"({design.sources.get('stability')}), ICC {design.icc:.2f} ({design.sources.get('icc')}). "
-             f"{int(table.simulations.iloc[0])} simulated studies per point, {PLAN_RESAMPLES} bootstrap resamples each: "
-             "a coarse plan; `make calibration` measures the finished study's rules.", "",
+             f"{int(table.simulations.iloc[0])} simulated studies per point, {SIMULATED_RESAMPLES} bootstrap resamples "
+             "each: a coarse plan; `make calibration` measures the finished study's rules.", "",
              f"| claim | smallest interesting effect | detectable with {cfg['power']:.0%} power | false verdicts under "
              "no effect (95% upper) | power over the grid | verdict |",
              "|---|---|---|---|---|---|"]

@@ -19,10 +19,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import json
 import re
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import yaml
 
 PACKAGE = Path(__file__).resolve().parent
 NAME = PACKAGE.name
@@ -187,6 +190,22 @@ def _strings(node: ast.AST) -> set[str]:
     return {n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)}
 
 
+def _without_descriptions(value):
+    if isinstance(value, dict):
+        return {k: _without_descriptions(v) for k, v in value.items()
+                if not (k == "description" and isinstance(v, str))}
+    return [_without_descriptions(v) for v in value] if isinstance(value, list) else value
+
+
+def normalized_file(path: Path) -> str:
+    """A data file's identity text: a template as written; a YAML schema as what it decides (types,
+    bounds, defaults), so that rewording a description, a comment or the layout reruns nothing,
+    as with Python's docstrings."""
+    if path.suffix != ".yaml":
+        return path.read_text()
+    return json.dumps(_without_descriptions(yaml.safe_load(path.read_text())), sort_keys=True)
+
+
 def closure(roots, package: Package) -> dict[str, str]:
     """Every piece of package code reachable from `roots` ((module, name), name None for a whole
     module): "module:name" -> its normalized source, "module:" -> the module's other top-level
@@ -216,7 +235,7 @@ def closure(roots, package: Package) -> dict[str, str]:
             parts[f"{name}:{attr}"] = ast.unparse(node)
             stack.extend(_references(node, info, package))
             for text in _strings(node) & set(package.files):
-                parts[f"file:{text}"] = package.files[text].read_text()
+                parts[f"file:{text}"] = normalized_file(package.files[text])
         elif attr in info.aliases:
             stack.append(info.aliases[attr])
         else:

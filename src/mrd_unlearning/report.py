@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import claims
 from .data import benchmarks
-from .calibration import smallest_effects
+from .calibration import SCOPE_WORDS, scope_limits, smallest_effects
 from .difficulty import in_c3
 from .io import atomic_path, read_json, write_json
 
@@ -472,7 +472,8 @@ def _calibration(table: pd.DataFrame) -> dict[str, str]:
             lines[claim] += f"; with every smallest effect planted ({planted.effect}) it says 'supported' in " \
                             f"{planted.power:.0%}"
             continue
-        at_margin = part.dropna(subset=["false_equivalence_rate"]).iloc[0]
+        at_margin = part[part.condition.isin(["no effect", "smallest effect"])].dropna(
+            subset=["false_equivalence_rate"]).iloc[0]
         wrong = "any verdict but 'no effect of interesting size' or 'inconclusive'" if claim.startswith("C4") else \
             "'supported' or 'contradicted'"
         exact = null.get("false_verdict_exact_bound", np.nan)
@@ -485,6 +486,11 @@ def _calibration(table: pd.DataFrame) -> dict[str, str]:
                         f"({planted.effect}) it says 'supported' in {planted.power:.0%}, and wrongly 'no effect of "
                         f"interesting size' at that size in {at_margin.false_equivalence_rate:.1%} (upper bound "
                         f"{at_margin.false_equivalence_upper95:.1%})")
+        for r in part[part.condition.isin(list(SCOPE_WORDS))].itertuples():  # beyond what the rule conditions on
+            wrong = f"false verdicts in {r.false_verdict_rate:.1%} [{r.false_verdict_upper95:.1%}]"
+            if np.isfinite(getattr(r, "false_equivalence_rate", np.nan)):
+                wrong += f" and a false 'no effect of interesting size' in {r.false_equivalence_rate:.1%}"
+            lines[claim] += f"; with {r.condition} ({r.effect}): {wrong}"
     return lines
 
 
@@ -547,6 +553,11 @@ def _analysis(replicates: dict, statistics_cfg: dict, paths: dict) -> dict:
         rule = {"c4a": "C4a", "c4b": "C4b"}.get(claim, claim.split("-")[0].upper())  # SGD rows: their claim's rule
         part["calibration"] = lines.get(rule, "not calibrated (nothing to compare)")
         part.setdefault("scope", "")
+        if rule in ("C1", "C2", "C3"):  # where its rule errs beyond what it conditions on, the scope says so
+            n_groups = scores.group.nunique() if "group" in scores else scores.sample_id.nunique()
+            limits = [w for w in scope_limits(calibration, rule, statistics_cfg["alpha"], unit=f"{n_groups} {unit}",
+                                              runs=len(loaded)) if w not in part["scope"]]
+            part["scope"] = "; ".join(filter(None, [part["scope"], *(f"for {w}" for w in limits)]))
     return context
 
 

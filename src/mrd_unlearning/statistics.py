@@ -74,6 +74,24 @@ def percentile_interval(boot: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+def few_groups_scale(n_groups: int, alpha: float) -> float:
+    """How far a cluster bootstrap's resamples are spread about the estimate before its interval
+    and p-value are read: over G groups the percentile interval runs short (its spread is the
+    plug-in variance, divided by G not G - 1, with normal not t tails), which put C1's false 'no
+    effect' at its threshold above alpha with 10 groups. sqrt(G / (G - 1)) t(G - 1) / z, the
+    small-sample correction of a cluster-robust interval; 1.22 at 10 groups, 1.04 at 50."""
+    G = max(int(n_groups), 2)
+    q = 1 - alpha / 2
+    return float(math.sqrt(G / (G - 1)) * stats.t.ppf(q, G - 1) / stats.norm.ppf(q))
+
+
+def _spread_for_few_groups(boot: np.ndarray, estimate, groups, scheme: str, alpha: float) -> np.ndarray:
+    """The resamples `few_groups_scale` spreads about the estimate, where whole groups were drawn."""
+    if scheme != "groups":
+        return boot
+    return estimate + few_groups_scale(len(set(np.asarray(groups).tolist())), alpha) * (boot - estimate)
+
+
 def bootstrap_p(boot: np.ndarray, null: float = 0.0) -> float:
     """Two-sided p-value of 'the statistic is `null`': twice the share of replicates on the far
     side of it (at least 1 / B). The inversion of `percentile_interval`: p < alpha exactly when
@@ -174,6 +192,7 @@ def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resampl
     while True:
         boot = _undefined_as_null(_resample(statistic, arrays, groups, scheme, B, np.random.default_rng(seed),
                                             vectorized, kwargs), null)
+        boot = _spread_for_few_groups(boot, np.mean(per_replicate), groups, scheme, alpha)
         p = bootstrap_p(boot, null)
         se = mc_se(p, B)
         near = any(abs(p - level) < MC_SE_MARGIN * se for level in levels) if np.isfinite(p) else False
@@ -198,6 +217,7 @@ def _family(statistic, arrays, groups, scheme, n_resamples, seed, vectorized, kw
     while True:
         boot = _undefined_as_null(_resample(statistic, arrays, groups, scheme, B, np.random.default_rng(seed),
                                             vectorized, kwargs), null)
+        boot = _spread_for_few_groups(boot, per_replicate.mean(axis=0), groups, scheme, alpha)
         ps = np.array([bootstrap_p(boot[:, j], null) for j in range(boot.shape[1])])
         ses = np.array([mc_se(p, B) for p in ps])
         if not _holm_near(ps, ses, alpha) or B >= MAX_RESAMPLE_FACTOR * n_resamples:

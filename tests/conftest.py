@@ -100,17 +100,8 @@ def forget_encoded(study_data, tokenizer):
 def pytest_collection_modifyitems(items):
     """The end-to-end tests first (each takes seconds to minutes), the many quick ones after: with
     pytest-xdist handing out one test at a time (--maxschedchunk 1), the quick ones then fill
-    whichever core is free at the end instead of one core idling behind a study. Among the
-    end-to-end ones, the first that needs the smoke study leads (its worker runs the study), then
-    those that do not, so that the other worker is busy, not waiting, while the study runs."""
-    smoke = [item for item in items if "smoke_run" in getattr(item, "fixturenames", ())]
-
-    def order(item):
-        if item.get_closest_marker("e2e") is None:
-            return 3
-        return 0 if smoke and item is smoke[0] else 2 if item in smoke else 1
-
-    items.sort(key=order)
+    whichever core is free at the end instead of one core idling behind a study."""
+    items.sort(key=lambda item: item.get_closest_marker("e2e") is None)
 
 
 # --- a warm interpreter for the studies' jobs ---------------------------------------------------

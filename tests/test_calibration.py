@@ -38,7 +38,8 @@ def test_c3_is_calibrated_under_no_effect(monkeypatch):
     false = {}
     for G, m, R, min_groups, scheme in C3_DESIGNS:
         rng, used[:] = np.random.default_rng(0), []
-        design, cfg = _design(G, m, R, n_characteristics=7, icc=0.4), {**CFG, "min_groups": min_groups}
+        design, cfg = _design(G, m, R, n_characteristics=7, icc=0.4), {**CFG, "min_groups": min_groups,
+                                                                         "bootstrap_resamples": 200}
         verdicts = [cal._c3(design, rng, 0.0, cfg, i)[0] for i in range(100)]
         false[(G, m)] = sum(v in ("supported", "partly supported", "mixed", "contradicted") for v in verdicts)
         assert set(used) == {scheme}  # the resampling path this design is meant to test is the one that ran

@@ -244,3 +244,20 @@ def test_c4_takes_the_group_as_unit_only_where_it_is_valid_and_more_powerful():
     assert (shared.level == 0.05 / 4).all() and shared.set_index("unit").n_units.to_dict() == {"pair": 4, "group": 10}
     default = cal.c4_unit(design, {"alpha": 0.05})
     assert (default.run_share_assumed == cal.DEFAULT_RUN_SHARE).all() and default.run_share_source.str.startswith("default").all()
+
+
+def test_each_simulated_comparison_has_its_own_studys_sd():
+    """C4's secondary rule is simulated on each comparison's own paired SD (a pooled SD would give
+    a noisy comparison the power of a calm one); a comparison the study did not measure takes the
+    SD over comparisons."""
+    sd = {("ga", "mrd"): {"forget_quality": 0.1, "model_utility": 0.02},
+          ("ga", "mrd_curriculum"): {"forget_quality": 0.3, "model_utility": 0.05}}
+    design = _design(4, 4, 4, seeds=500, algorithms=("ga", "npo"), weighted=("mrd", "mrd_curriculum"),
+                     pair_sd={"forget_quality": 0.2, "model_utility": 0.04}, comparison_sd=sd)
+    runs = cal.simulate_runs(design, np.random.default_rng(0), {}, {"forget_quality": 1, "model_utility": 1})
+    wide = runs.pivot_table(index=["algorithm", "replicate", "seed"], columns="sampler",
+                            values=["forget_quality", "model_utility"])
+    for (algorithm, sampler), expected in [*sd.items(), (("npo", "mrd"), design.pair_sd)]:
+        for metric, value in expected.items():
+            diff = (wide[(metric, sampler)] - wide[(metric, "uniform")]).loc[algorithm]
+            assert diff.std() == pytest.approx(value, rel=0.06), (algorithm, sampler, metric)

@@ -43,7 +43,8 @@ class Design:
     stability: float = 0.7                   # share of a sample's difficulty that a new training run keeps
     icc: float = 0.3                         # share of difficulty between groups
     median_count: float = 5.0                # typical required updates (C1's p10 is floored at 1)
-    pair_sd: dict = field(default_factory=dict)  # SD of a paired difference, per C4 metric
+    pair_sd: dict = field(default_factory=dict)  # SD of a paired difference, per C4 metric (over comparisons)
+    comparison_sd: dict = field(default_factory=dict)  # (algorithm, sampler) -> metric -> its own pairs' SD
     sources: dict = field(default_factory=dict)  # where each number came from
     primary: dict = field(default_factory=dict)  # C4's declared primary comparison (`claims.c4_primary`)
     primary_pairs: int = 0                       # its seed pairs, over every fine-tuned model
@@ -85,6 +86,10 @@ def design_from_study(scores: pd.DataFrame, runs: pd.DataFrame, comparison: pd.D
         pair_sd[metric] = sd
         sources[f"{metric}_sd"] = "SD of the study's paired differences" if np.isfinite(sd) and sd > 0 else \
             "no spread in the study (a floor): 1 x the smallest effect"
+    own = paper[paper.versus == "uniform"] if len(paper) and "versus" in paper else paper.iloc[:0]
+    comparison_sd = {(row.algorithm, row.sampler): {m: float(getattr(row, f"{m}_sd")) for m in pair_sd
+                                                    if f"{m}_sd" in own}
+                     for row in own.itertuples()}
     samplers = [arm for arm, _, fam in claims.comparisons(list(dict.fromkeys(runs.sampler))) if fam == "paper"] \
         if len(runs) else []
     primary_fields = {}
@@ -105,7 +110,8 @@ def design_from_study(scores: pd.DataFrame, runs: pd.DataFrame, comparison: pd.D
                   algorithms=tuple(sorted(runs.algorithm.unique())) if len(runs) else (),
                   weighted=tuple(dict.fromkeys(samplers)), completeness=completeness, n_characteristics=n_char,
                   stability=_clip(stability, 0.1, 1.0, 0.7), icc=_clip(icc, 0.0, 0.8, 0.3),
-                  median_count=_clip(float(scores[truth].median()), 1.0, 1e6, 5.0), pair_sd=pair_sd, sources=sources)
+                  median_count=_clip(float(scores[truth].median()), 1.0, 1e6, 5.0), pair_sd=pair_sd,
+                  comparison_sd=comparison_sd, sources=sources)
 
 
 def primary_sds(primary: dict, observed: dict, planned: dict, sources: dict) -> dict:
@@ -207,26 +213,36 @@ def simulate_scores(design: Design, rng, rho: float, k: int = 1, *, run_sd: floa
     return x, y
 
 
+def _positive(value, default: float) -> float:
+    return float(value) if value is not None and np.isfinite(value) and value > 0 else default
+
+
 def simulate_runs(design: Design, rng, effect: dict[str, float], smallest: dict[str, float]) -> pd.DataFrame:
     """C4: one row per replicate x algorithm x sampler x seed. A run's outcome is the fine-tuned
     model's level, the seed's (shared by the samplers), and the run's own noise; weighted
-    samplers add `effect`. Noise is scaled so that a paired difference has the study's SD."""
+    samplers add `effect`. Each comparison's paired difference has its own SD in the study
+    (`comparison_sd`, else the SD over comparisons, else one smallest effect): the uniform run's
+    own noise is shared by an algorithm's comparisons, each weighted run adds the rest."""
     metrics = (design.completeness, "model_utility")
-    sd = {m: design.pair_sd.get(m) if np.isfinite(design.pair_sd.get(m, np.nan)) and design.pair_sd.get(m, 0) > 0
-          else smallest.get(m, 1.0) for m in metrics}
+    pooled = {m: _positive(design.pair_sd.get(m), smallest.get(m, 1.0)) for m in metrics}
     rows = []
-    for r in range(design.replicates):
-        for a in design.algorithms:
-            model = {m: rng.normal(0, sd[m]) for m in metrics}
+    for a in design.algorithms:
+        sd = {w: {m: _positive(design.comparison_sd.get((a, w), {}).get(m), pooled[m]) for m in metrics}
+              for w in design.weighted}
+        uniform = {m: min([pooled[m], *(sd[w][m] for w in design.weighted)]) / math.sqrt(2) for m in metrics}
+        own = {"uniform": uniform, **{w: {m: math.sqrt(sd[w][m] ** 2 - uniform[m] ** 2) for m in metrics}
+                                      for w in design.weighted}}
+        for r in range(design.replicates):
+            model = {m: rng.normal(0, pooled[m]) for m in metrics}
             for seed in range(design.seeds):
-                shared = {m: rng.normal(0, sd[m]) for m in metrics}
+                shared = {m: rng.normal(0, pooled[m]) for m in metrics}
                 for sampler in ("uniform", *design.weighted):
                     row = {"replicate": r, "algorithm": a, "sampler": sampler, "seed": seed, "steps_censored": True}
                     for m in metrics:
                         planted = effect.get(m, 0.0) * claims.COMPARED[m] if sampler != "uniform" else 0.0
-                        row[m] = model[m] + shared[m] + rng.normal(0, sd[m] / math.sqrt(2)) + planted
+                        row[m] = model[m] + shared[m] + rng.normal(0, own[sampler][m]) + planted
                     rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).sort_values(["replicate", "algorithm", "seed"], kind="stable", ignore_index=True)
 
 
 # --- the verdicts on simulated studies ------------------------------------------------------------
@@ -683,6 +699,7 @@ def design_from_config(cfg: dict, data_cfg: dict, previous: Design | None = None
     if previous is not None:
         return Design(**shape, n_characteristics=previous.n_characteristics, stability=previous.stability,
                       icc=previous.icc, median_count=previous.median_count, pair_sd=previous.pair_sd,
+                      comparison_sd=previous.comparison_sd,
                       sources={**{k: f"{v}, from the previous run" for k, v in previous.sources.items()},
                                **(sources if primary else {})})
     n_char = len(set(CHARACTERISTICS) - set(NOT_IN_C3)) + (SYNTHETIC_KNOWN_FACTORS if data_cfg["source"] == "synthetic"

@@ -99,16 +99,16 @@ def test_outputs_follow_the_contract(smoke_run):
     assert list(unit.unit) == ["pair", "group"] and unit.chosen.sum() == 1 and unit.run_share_ci_high.notna().all()
     assert unit.n_units.tolist() == [4, groups.nunique()]
     calibration = pd.read_csv(out / "tables/calibration.csv")
-    assert list(calibration.claim[:12]) == ["C1", "C1", "C2", "C2", "C3", "C3", "C1", "C2", "C2", "C3",
+    assert list(calibration.claim[:13]) == ["C1", "C1", "C2", "C2", "C3", "C3", "C1", "C2", "C3", "C2", "C3",
                                             "C4 secondary", "C4 secondary"]
-    assert list(calibration.condition[6:10]) == ["groups differ", "association varying by training run",
-                                                 "crossed attributes", "crossed attributes"]  # beyond the scope
-    primary = calibration.iloc[12:].set_index(["claim", "condition"])  # the primary comparison's rule
+    assert list(calibration.condition[6:11]) == ["groups differ", *["association varying by training run"] * 2,
+                                                 *["crossed attributes"] * 2]  # beyond the scope
+    primary = calibration.iloc[13:].set_index(["claim", "condition"])  # the primary comparison's rule
     assert {(c, k) for c in ("C4a", "C4b", "C4") for k in ("no effect", "smallest effect", "effect varying by model")} \
         | {("C4a", "one effect absent"), ("C4b", "one effect absent")} == set(primary.index)
     assert calibration.false_verdict_upper95.dropna().between(0, 1).all()
-    assert (calibration.simulations[:12] == 20).all()
-    assert (calibration.simulations[12:] == 400).all()  # the primary rule: 20 x, vectorised
+    assert (calibration.simulations[:13] == 20).all()
+    assert (calibration.simulations[13:] == 400).all()  # the primary rule: 20 x, vectorised
     for fig in ("difficulty.png", "mrd_validation.png", "factors.png", "mrd_stability.png", "unlearning_curves.png",
                 "unlearning_tradeoff.png", "unlearning_efficiency.png"):
         assert (out / "figures" / fig).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -89,7 +89,8 @@ def _spread_for_few_groups(boot: np.ndarray, estimate, groups, scheme: str, alph
     """The resamples `few_groups_scale` spreads about the estimate, where whole groups were drawn."""
     if scheme != "groups":
         return boot
-    return estimate + few_groups_scale(len(set(np.asarray(groups).tolist())), alpha) * (boot - estimate)
+    center = np.where(np.isfinite(estimate), estimate, np.nanmedian(boot, axis=0))  # a replicate's NaN: the resamples'
+    return center + few_groups_scale(len(set(np.asarray(groups).tolist())), alpha) * (boot - center)
 
 
 def bootstrap_p(boot: np.ndarray, null: float = 0.0) -> float:
@@ -431,6 +432,14 @@ def t_test_power(effect_size: float, n_units: int, alpha: float) -> float:
     if not np.isfinite(near):
         near = stats.norm.sf(critical - nc)
     return float(near + (far if np.isfinite(far) else 0.0))
+
+
+def binomial_lower(successes: int, trials: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson lower bound of a rate (scipy): evidence that it exceeds a level."""
+    if trials == 0:
+        return float("nan")
+    return float(stats.binomtest(successes, trials).proportion_ci(confidence_level=2 * confidence - 1,
+                                                                 method="exact").low)
 
 
 def binomial_upper(successes: int, trials: int, confidence: float = 0.95) -> float:

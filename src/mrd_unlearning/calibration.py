@@ -23,8 +23,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import claims
-from .statistics import (MIN_GROUPS, binomial_lower, binomial_upper, group_blocks, holm, sign_flip_floor, sign_flip_p,
-                         t_test_power)
+from .statistics import (MIN_GROUPS, binomial_lower, binomial_upper, group_blocks, holm, resampling_scheme,
+                         sign_flip_floor, sign_flip_p, t_test_power)
 from .validation import family_association, rank_association
 
 Z90 = 1.2815515655446004  # the 90th percentile of the standard normal
@@ -50,6 +50,11 @@ class Design:
     primary_pairs: int = 0                       # its seed pairs, over every fine-tuned model
     primary_sd: dict = field(default_factory=dict)  # SD of one seed pair's difference, per primary metric
     primary_n: dict = field(default_factory=dict)   # pairs each primary metric is tested on (level_*: both reached)
+
+    @property
+    def grouped(self) -> bool:
+        """Whether samples come in groups (what within-group statistics and crossed attributes need)."""
+        return resampling_scheme(self.groups) != "samples"
 
 
 def _clip(value, low, high, default):
@@ -172,9 +177,8 @@ def planted_pearson(design: Design, rho: float) -> float:
     samples come in groups, else the Spearman rho over all samples."""
     from scipy.optimize import brentq
 
-    _, sizes = group_blocks(design.groups)
-    grouped = len(sizes) < len(design.groups)
-    sizes = np.asarray(sizes if grouped else [len(design.groups)], float)
+    grouped = design.grouped
+    sizes = np.asarray(group_blocks(design.groups)[1] if grouped else [len(design.groups)], float)
     weights = sizes * (sizes ** 2 - 1)
     read = lambda p: float((weights * expected_spearman(p, sizes)).sum() / weights.sum())  # noqa: E731
     if rho == 0:
@@ -329,10 +333,8 @@ def beyond_scope(design: Design, cfg: dict) -> list[tuple[str, str, str, dict]]:
     (`scope_limits`)."""
     threshold, rho = cfg["spread_threshold"], cfg["smallest_rho"]
     run_sd = SCOPE_RUN_SD * rho
-    _, sizes = group_blocks(design.groups)
-    grouped = len(sizes) < len(design.groups)
     rows = []
-    if grouped:  # the ICC of the replicate-averaged counts (what the study measures), from the latent one
+    if design.grouped:  # the ICC of the replicate-averaged counts (what the study measures), from the latent one
         target = max(design.icc, SCOPE_ICC)
         s, R = design.stability, design.replicates
         rows.append(("C1", "groups differ", f"spread {threshold:g}, ICC {target:g} between groups",
@@ -340,7 +342,7 @@ def beyond_scope(design: Design, cfg: dict) -> list[tuple[str, str, str, dict]]:
     if design.replicates > 1:
         rows += [(claim, "association varying by training run",
                   f"rho 0 on average, SD {run_sd:g} between runs", {"run_sd": run_sd}) for claim in ("C2", "C3")]
-    if grouped:  # the j-th of each group shares an attribute
+    if design.grouped:  # the j-th of each group shares an attribute
         rows += [(claim, "crossed attributes",
                   f"rho 0; attributes shared across groups, {SCOPE_ATTRIBUTE_SHARE:g} of the score's variance",
                   {"attribute_share": SCOPE_ATTRIBUTE_SHARE}) for claim in ("C2", "C3")]
@@ -362,6 +364,12 @@ def scope_limits(table: pd.DataFrame, claim: str, alpha: float, *, unit: str, ru
     return words
 
 
+def simulation_cfg(cfg: dict) -> dict:
+    """The statistics config a simulated study runs under: the study's, at most
+    SIMULATED_RESAMPLES bootstrap resamples."""
+    return {"min_groups": MIN_GROUPS, **cfg, "bootstrap_resamples": min(cfg["bootstrap_resamples"], SIMULATED_RESAMPLES)}
+
+
 def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations: int | None = None, seed: int = 0,
               progress: bool = True) -> pd.DataFrame:
     """tables/calibration.csv: per claim and condition (no effect / the smallest interesting
@@ -373,8 +381,7 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
     smallest interesting size is there (for C1 at its threshold, the no-effect row), and the mean
     of the statistic each verdict read (`statistic_mean`: a planted effect reads as planted). Then
     the conditions `beyond_scope` simulates, and C4's primary rule (`primary_calibration`)."""
-    cfg = {"min_groups": MIN_GROUPS, **cfg,
-           "bootstrap_resamples": min(cfg["bootstrap_resamples"], SIMULATED_RESAMPLES)}
+    cfg = simulation_cfg(cfg)
     c1 = cfg.get("calibration", {}).get("c1_planted_spread", 2 * cfg["spread_threshold"])
     threshold, rho = cfg["spread_threshold"], cfg["smallest_rho"]
     beyond = beyond_scope(design, cfg)
@@ -763,7 +770,7 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
     in multiples of the paper's gains; `units_needed` is how many replicate x seed pairs a gain of
     the paper's size would need (the paired t-test's power at Holm's first level, which the
     sign-flip test approaches)."""
-    cfg = {"min_groups": MIN_GROUPS, **cfg, "bootstrap_resamples": min(cfg["bootstrap_resamples"], SIMULATED_RESAMPLES)}
+    cfg = simulation_cfg(cfg)
     threshold, rho = cfg["spread_threshold"], cfg["smallest_rho"]
     rho_grid = (0.1, 0.2, 0.3, 0.5, 0.7, 0.9)
     planted = cfg["calibration"]["c1_planted_spread"]
@@ -854,7 +861,7 @@ def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict
              f"{design.seeds} seeds, {len(design.algorithms)} algorithms x {len(design.weighted)} weighted samplers, "
              f"{design.n_characteristics} characteristics in C3; inference {inference}. Stability {design.stability:.2f} "
              f"({design.sources.get('stability')}), ICC {design.icc:.2f} ({design.sources.get('icc')}). "
-             f"{int(table.simulations.iloc[0])} simulated studies per point, {min(cfg['bootstrap_resamples'], SIMULATED_RESAMPLES)} "
+             f"{int(table.simulations.iloc[0])} simulated studies per point, {simulation_cfg(cfg)['bootstrap_resamples']} "
              "bootstrap resamples each: a coarse plan; `make calibration` measures the finished study's rules.", "",
              f"| claim | smallest interesting effect | detectable with {cfg['power']:.0%} power | false verdicts under "
              "no effect (95% upper) | power over the grid | verdict |",

@@ -177,7 +177,7 @@ def _c1(scores, replicate_stability, stats_cfg, unit: str) -> dict:
            f"(ranks within each); the verdicts say so."
            if where else "")
     return {"spread": spread, "verdict": pooled, "per_replicate": verdicts, "orders": orders, "groups": groups,
-            "few_groups": few, "scope": where, "primary": primary,
+            "few_groups": few, "scope": where, "primary": primary, "n_groups": n_groups,
             "stability": stable[["quantity", "n", "spearman_rho", "ci_low", "ci_high"]],
             "stability_pairs": replicate_stability[replicate_stability.replicate_a != "mean of pairs"]}
 
@@ -554,9 +554,9 @@ def _analysis(replicates: dict, statistics_cfg: dict, paths: dict) -> dict:
         part["calibration"] = lines.get(rule, "not calibrated (nothing to compare)")
         part.setdefault("scope", "")
         if rule in ("C1", "C2", "C3"):  # where its rule errs beyond what it conditions on, the scope says so
-            n_groups = scores.group.nunique() if "group" in scores else scores.sample_id.nunique()
-            limits = [w for w in scope_limits(calibration, rule, statistics_cfg["alpha"], unit=f"{n_groups} {unit}",
-                                              runs=len(loaded)) if w not in part["scope"]]
+            limits = [w for w in scope_limits(calibration, rule, statistics_cfg["alpha"],
+                                              unit=f"{context['c1']['n_groups']} {unit}", runs=len(loaded))
+                      if w not in part["scope"]]
             part["scope"] = "; ".join(filter(None, [part["scope"], *(f"for {w}" for w in limits)]))
     return context
 

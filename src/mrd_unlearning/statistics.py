@@ -434,17 +434,19 @@ def t_test_power(effect_size: float, n_units: int, alpha: float) -> float:
     return float(near + (far if np.isfinite(far) else 0.0))
 
 
-def binomial_lower(successes: int, trials: int, confidence: float = 0.95) -> float:
-    """One-sided Clopper-Pearson lower bound of a rate (scipy): evidence that it exceeds a level."""
+def _clopper_pearson(successes: int, trials: int, confidence: float) -> tuple[float, float]:
+    """One-sided Clopper-Pearson bounds of a rate at `confidence` each (scipy's exact interval)."""
     if trials == 0:
-        return float("nan")
-    return float(stats.binomtest(successes, trials).proportion_ci(confidence_level=2 * confidence - 1,
-                                                                 method="exact").low)
+        return float("nan"), float("nan")
+    ci = stats.binomtest(successes, trials).proportion_ci(confidence_level=2 * confidence - 1, method="exact")
+    return float(ci.low), float(ci.high)
+
+
+def binomial_lower(successes: int, trials: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper-Pearson lower bound of a rate: evidence that it exceeds a level."""
+    return _clopper_pearson(successes, trials, confidence)[0]
 
 
 def binomial_upper(successes: int, trials: int, confidence: float = 0.95) -> float:
-    """One-sided Clopper-Pearson upper bound of a rate (scipy)."""
-    if trials == 0:
-        return float("nan")
-    return float(stats.binomtest(successes, trials).proportion_ci(confidence_level=2 * confidence - 1,
-                                                                 method="exact").high)
+    """One-sided Clopper-Pearson upper bound of a rate."""
+    return _clopper_pearson(successes, trials, confidence)[1]

@@ -310,3 +310,21 @@ def test_a_cluster_bootstrap_over_few_groups_is_widened_by_the_small_sample_corr
         k = few_groups_scale(10, 0.05)
         assert res["ci_low"] == pytest.approx(res["estimate"] + k * (low - res["estimate"]))
         assert (res["p_value"] < 0.05) == (res["ci_low"] > 0 or res["ci_high"] < 0)
+
+
+def test_the_few_groups_spread_keeps_a_correlation_within_minus_one_to_one():
+    """Spread about an estimate near 1, whole-group resamples of a correlation pass 1; with the
+    statistic's bounds the interval stops at 1 and the p-value (no resample crosses 0) is the same."""
+    from mrd_unlearning.statistics import CORRELATION
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=40)
+    y = x + 0.05 * rng.normal(size=40)
+    x[:4] = x[4:8][::-1]  # one group nearly reversed: resamples without it reach a rho near 1
+    groups = np.repeat(np.arange(10), 4)
+    kw = dict(n_resamples=400, seed=1, groups=groups, min_groups=10)
+    free = pooled_bootstrap(_spearman, [x[None], y[None]], **kw)
+    bounded = pooled_bootstrap(_spearman, [x[None], y[None]], bounds=CORRELATION, **kw)
+    assert free["ci_high"] > 1  # what the clip is for
+    assert bounded["ci_high"] == 1.0 and bounded["ci_low"] == free["ci_low"]
+    assert bounded["p_value"] == free["p_value"] and bounded["estimate"] == free["estimate"]

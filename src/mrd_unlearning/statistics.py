@@ -74,6 +74,11 @@ def percentile_interval(boot: np.ndarray, alpha: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
+# The values a statistic can take, for the few-groups spread (`pooled_bootstrap`'s `bounds`).
+UNBOUNDED = (-math.inf, math.inf)
+CORRELATION = (-1.0, 1.0)
+
+
 def few_groups_scale(n_groups: int, alpha: float) -> float:
     """How far a cluster bootstrap's resamples are spread about the estimate before its interval
     and p-value are read: over G groups the percentile interval runs short (its spread is the
@@ -85,12 +90,16 @@ def few_groups_scale(n_groups: int, alpha: float) -> float:
     return float(math.sqrt(G / (G - 1)) * stats.t.ppf(q, G - 1) / stats.norm.ppf(q))
 
 
-def _spread_for_few_groups(boot: np.ndarray, estimate, groups, scheme: str, alpha: float) -> np.ndarray:
-    """The resamples `few_groups_scale` spreads about the estimate, where whole groups were drawn."""
+def _spread_for_few_groups(boot: np.ndarray, estimate, groups, scheme: str, alpha: float,
+                           bounds: tuple[float, float]) -> np.ndarray:
+    """The resamples `few_groups_scale` spreads about the estimate, where whole groups were drawn,
+    kept within the statistic's `bounds` (a correlation spread past 1 would give an interval no
+    correlation can reach; clipping at a bound moves no resample across the null)."""
     if scheme != "groups":
         return boot
     center = np.where(np.isfinite(estimate), estimate, np.nanmedian(boot, axis=0))  # a replicate's NaN: the resamples'
-    return center + few_groups_scale(len(set(np.asarray(groups).tolist())), alpha) * (boot - center)
+    spread = center + few_groups_scale(len(set(np.asarray(groups).tolist())), alpha) * (boot - center)
+    return np.clip(spread, *bounds)
 
 
 def bootstrap_p(boot: np.ndarray, null: float = 0.0) -> float:
@@ -156,7 +165,8 @@ def resample_indices(groups, n_resamples: int, rng: np.random.Generator, scheme:
 
 def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resamples: int = 2000, alpha: float = 0.05,
                      seed: int = 0, vectorized: bool = True, groups=None, min_groups: int = MIN_GROUPS,
-                     within: bool = False, null: float = 0.0, levels: list[float] | None = None) -> dict:
+                     within: bool = False, null: float = 0.0, levels: list[float] | None = None,
+                     bounds: tuple[float, float] = UNBOUNDED) -> dict:
     """Pooled estimate of a per-replicate statistic: its mean over replicates, each computed on
     the same samples (the forget set is shared, only the training seed differs).
 
@@ -173,7 +183,8 @@ def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resampl
     levels a decision compares it with; default alpha), the bootstrap is redone on 4 times as many
     resamples, up to MAX_RESAMPLE_FACTOR times `n_resamples`. A statistic with several outputs
     (the last axis) is a family that a decision corrects together: one result per output, from
-    the same resamples, refined where a Holm-adjusted p lies near alpha."""
+    the same resamples, refined where a Holm-adjusted p lies near alpha. `bounds`: the values the
+    statistic can take (`CORRELATION`: -1 to 1), which the few-groups spread keeps to."""
     arrays = [np.atleast_2d(np.asarray(a, dtype=float)) for a in arrays]
     R, n = max(a.shape[0] for a in arrays), arrays[0].shape[1]
     scheme = resampling_scheme(groups, min_groups)
@@ -187,13 +198,13 @@ def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resampl
     per_replicate = _apply(statistic, arrays, vectorized, kwargs)
     if per_replicate.ndim > 1:  # a family of statistics, resampled together and Holm-corrected (one row each)
         return _family(statistic, arrays, groups, scheme, n_resamples, seed, vectorized, kwargs, per_replicate,
-                       alpha, null)
+                       alpha, null, bounds)
     levels = [alpha] if levels is None else levels
     B = n_resamples
     while True:
         boot = _undefined_as_null(_resample(statistic, arrays, groups, scheme, B, np.random.default_rng(seed),
                                             vectorized, kwargs), null)
-        boot = _spread_for_few_groups(boot, np.mean(per_replicate), groups, scheme, alpha)
+        boot = _spread_for_few_groups(boot, np.mean(per_replicate), groups, scheme, alpha, bounds)
         p = bootstrap_p(boot, null)
         se = mc_se(p, B)
         near = any(abs(p - level) < MC_SE_MARGIN * se for level in levels) if np.isfinite(p) else False
@@ -208,7 +219,7 @@ def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resampl
 
 
 def _family(statistic, arrays, groups, scheme, n_resamples, seed, vectorized, kwargs, per_replicate, alpha,
-            null) -> list[dict]:
+            null, bounds) -> list[dict]:
     """`pooled_bootstrap` of a statistic with k outputs (the last axis): one dict per output, all
     from the same resamples. A family is corrected together (Holm): more resamples for all when a
     Holm-adjusted p lies within MC_SE_MARGIN of its Monte Carlo error (the p's error times its
@@ -218,7 +229,7 @@ def _family(statistic, arrays, groups, scheme, n_resamples, seed, vectorized, kw
     while True:
         boot = _undefined_as_null(_resample(statistic, arrays, groups, scheme, B, np.random.default_rng(seed),
                                             vectorized, kwargs), null)
-        boot = _spread_for_few_groups(boot, per_replicate.mean(axis=0), groups, scheme, alpha)
+        boot = _spread_for_few_groups(boot, per_replicate.mean(axis=0), groups, scheme, alpha, bounds)
         ps = np.array([bootstrap_p(boot[:, j], null) for j in range(boot.shape[1])])
         ses = np.array([mc_se(p, B) for p in ps])
         if not _holm_near(ps, ses, alpha) or B >= MAX_RESAMPLE_FACTOR * n_resamples:

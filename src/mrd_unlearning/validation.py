@@ -9,8 +9,8 @@ import pandas as pd
 from scipy import stats
 
 from .difficulty import CHARACTERISTICS, MRD_SCORE, SCORES, in_c3
-from .statistics import (MIN_GROUPS, group_blocks, holm, pooled_bootstrap, resampling_scheme, sample_groups,
-                         sign_flip_test)
+from .statistics import (CORRELATION, MIN_GROUPS, group_blocks, holm, pooled_bootstrap, resampling_scheme,
+                         sample_groups, sign_flip_test)
 
 # Every score's kind and the sign its rationale predicts: `difficulty.SCORES`. Known factors (0)
 # are exploratory: C3 asks whether they differ, not how.
@@ -108,7 +108,7 @@ def family_association(xs: list, y, *, seed: int = 0, n_resamples: int = N_RESAM
             out[i] = group_sign_flip(xs[i], y, groups, alpha=alpha, seed=seed)
     elif live:
         res = pooled_bootstrap(_spearman_family, [y, *[xs[i] for i in live]], n_resamples=n_resamples, alpha=alpha,
-                               seed=seed, groups=groups, min_groups=min_groups, within=True)
+                               seed=seed, groups=groups, min_groups=min_groups, within=True, bounds=CORRELATION)
         for i, r in zip(live, res):
             out[i] = _pooled_columns(r)
     return out
@@ -164,7 +164,8 @@ def partial_spearman_with_ci(x, y, covariates, *, seed: int = 0, n_resamples: in
     """`partial_spearman` of one replicate with the interval and p-value of one bootstrap."""
     x, y, covariates = np.asarray(x, float), np.asarray(y, float), np.asarray(covariates, float).reshape(len(x), -1)
     res = pooled_bootstrap(_partial_stat, [a[None] for a in (x, y, *covariates.T)], seed=seed, n_resamples=n_resamples,
-                           alpha=alpha, groups=groups, min_groups=min_groups, vectorized=False, within=True)
+                           alpha=alpha, groups=groups, min_groups=min_groups, vectorized=False, within=True,
+                           bounds=CORRELATION)
     return _pooled_columns(res)
 
 
@@ -231,13 +232,15 @@ def validation_table(scores: pd.DataFrame, factor_columns: list[str], *, seed: i
                        "expected_sign": sign, **res}
                 row["method"] = "spearman within groups" if row["resampling"] == "within" else "spearman"
                 if column != MRD_SCORE and np.ptp(x) > 0:
-                    gap = pooled_bootstrap(_abs_rho_gap_stat, [mrd, x, y], seed=seed, within=True, **kw)
+                    gap = pooled_bootstrap(_abs_rho_gap_stat, [mrd, x, y], seed=seed, within=True,
+                                           bounds=CORRELATION, **kw)
                     row.update({"abs_rho_gap_vs_mrd": gap["estimate"], "gap_ci_low": gap["ci_low"],
                                 "gap_ci_high": gap["ci_high"]})
                 rows.append(row)
             if covariates:
                 arrays = _by_replicate(part, [MRD_SCORE, truth, *covariates])
-                pooled = pooled_bootstrap(_partial_stat, arrays, seed=seed, vectorized=False, within=True, **kw)
+                pooled = pooled_bootstrap(_partial_stat, arrays, seed=seed, vectorized=False, within=True,
+                                          bounds=CORRELATION, **kw)
                 rows.append({"replicate": replicate, "score": f"{MRD_SCORE} given {' + '.join(covariates)}",
                              "kind": "partial", "ground_truth": truth, "expected_sign": 1,
                              "method": "partial spearman" + (" within groups" if pooled["scheme"] == "within" else ""),
@@ -268,7 +271,7 @@ def replicate_stability(scores: pd.DataFrame, columns: list[str], *, seed: int =
     training seeds), and their mean, each with a bootstrap CI resampling samples as their groups
     allow (the total rho: a sample keeps its difficulty whether its group or itself carries it)."""
     groups = sample_groups(scores)
-    kw = dict(seed=seed, n_resamples=n_resamples, alpha=alpha, groups=groups, min_groups=min_groups)
+    kw = dict(seed=seed, n_resamples=n_resamples, alpha=alpha, groups=groups, min_groups=min_groups, bounds=CORRELATION)
     rows = []
     for column in columns:
         wide = scores.pivot(index="sample_id", columns="replicate", values=column).dropna(axis=1)

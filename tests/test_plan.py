@@ -184,12 +184,14 @@ def test_make_plan_prints_the_power_of_the_design():
     assert done.returncode == 0, done.stderr[-2000:]
     assert "## Power of smoke" in done.stdout and "within these 2 groups" in done.stdout
     summary = json.loads(done.stdout.strip().splitlines()[-1])
-    primary = {f"{c} primary {k}" for c in ("C4a", "C4b", "C4") for k in ("power", "seeds needed")}
+    primary = {f"{c} primary {k}" for c in ("C4a", "C4b", "C4") for k in ("power", "seeds needed", "detectable")}
     assert set(summary["power"]["smoke"]) == {"C1", "C2", "C3", "C4", "C4 unit"} | primary
     # the primary comparison (ga mrd_refresh - uniform) over 2 models x 2 seeds, with no SD known: 1 smallest effect
     assert "C4's primary comparison (`statistics.c4`): ga `mrd_refresh` against uniform over 4 seed pairs" in done.stdout
     assert 0 <= summary["power"]["smoke"]["C4a primary power"] < 0.5  # 4 pairs at one SD: far from 80%
     assert summary["power"]["smoke"]["C4a primary seeds needed"] >= 4
+    # 4 pairs: the sign-flip test's smallest p, 2/2^4, lies above alpha: no effect of any size is detectable
+    assert summary["power"]["smoke"]["C4a primary detectable"] is None
     # 2 people cannot be C4's unit (their test's floor is 2/4): the plan pairs runs and says why
     assert summary["power"]["smoke"]["C4 unit"] == "pair" and "C4's unit: run pairs. With the group" in done.stdout
     # units on every grid point; 2 replicates x 2 seeds = 4 pairs: 2/2^4 = 0.125 lies above Holm's first level

@@ -213,3 +213,18 @@ def test_the_attacks_cell_reads_the_longest_relearning_from_metrics():
     cell = snapshot._robustness_cell(metrics)
     assert cell == "**inconclusive**: recovery beyond control after 20 relearning updates 0.50 [0.30, 0.70]"
     assert snapshot._robustness_cell({}).startswith("not in this snapshot")
+
+
+def test_the_primary_comparisons_cell_says_what_its_seed_pairs_detect():
+    """Where its smallest effects need more seeds than a plan searches, the cell also says which
+    multiple of them the run's own seed pairs detect (the plan's `primary detectable`)."""
+    verdicts = pd.DataFrame({"claim": ["C4", "C4a", "C4b"]})
+    planned = {"C4b primary seeds needed": None, "C4b primary detectable": 6.1,
+               "C4a primary seeds needed": 5, "C4a primary detectable": None}
+    snap = {"verdicts": verdicts, "run": {"detectable": planned}}
+    assert snapshot._detectable(snap, "C4b") == ("its smallest effects with more than 40 seeds per model; "
+                                                 "these seed pairs detect 6.1 x them")
+    assert snapshot._detectable(snap, "C4a").endswith("5 seeds per model; these seed pairs detect no effect up to 20 x them")
+    assert snapshot._detectable(snap, "C4") == "not planned in this snapshot"
+    older = {"verdicts": verdicts, "run": {"detectable": {"C4b primary seeds needed": None}}}  # planned before the multiple
+    assert snapshot._detectable(older, "C4b") == "its smallest effects with more than 40 seeds per model"

@@ -547,6 +547,27 @@ def seeds_needed(design: Design, alpha: float, power: float, *, simulations: int
     return needed
 
 
+PRIMARY_MULTIPLES = (1, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20)  # planted on every metric: what these pairs detect
+
+
+def detectable_multiples(design: Design, alpha: float, power: float, *, simulations: int = 200,
+                         seed: int = 0) -> dict[str, float]:
+    """Per part and for C4 (both parts), the multiple of the smallest effects (planted on each of
+    its metrics) that the configured seed pairs detect with `power`: where more seeds are out of
+    reach, the effect the design can speak about (interpolated on `PRIMARY_MULTIPLES`; inf: beyond
+    them)."""
+    rng = np.random.default_rng([seed, 902])
+    powers: dict[str, list[float]] = {part: [] for part in [*design.primary["parts"], "C4"]}
+    for k in PRIMARY_MULTIPLES:
+        result = simulate_primary(design, rng, simulations, alpha, {m: k for m in design.primary["smallest"]})
+        powers["C4"].append(float(np.logical_and.reduce([r[:, 0] for r in result.values()]).mean()))
+        for part, r in result.items():
+            powers[part].append(float(r[:, 0].mean()))
+        if min(p[-1] for p in powers.values()) >= power:
+            break
+    return {part: _interpolated_mde(PRIMARY_MULTIPLES[:len(p)], p, power) for part, p in powers.items()}
+
+
 # --- C4's unit: replicate x seed pairs, or groups (authors)? --------------------------------------
 
 UNIT_PLANTED_SD = 0.5   # the planted effect of the unit comparison, in SDs of one group's paired difference
@@ -818,16 +839,19 @@ def power_plan(design: Design, cfg: dict, *, simulations: int = 40, seed: int = 
 
 def primary_plan(design: Design, cfg: dict, *, simulations: int = 200, seed: int = 0) -> pd.DataFrame:
     """C4's primary comparison before the run: per part and for C4 as a whole, its seed pairs, its
-    false-verdict rate under no effect, its power at the smallest effects, and the seeds per
-    fine-tuned model that give `statistics.power` (None: more than 40)."""
+    false-verdict rate under no effect, its power at the smallest effects, the seeds per
+    fine-tuned model that give `statistics.power` (None: more than 40), and the multiple of the
+    smallest effects these pairs detect with that power (`detectable_multiples`; inf: beyond 20)."""
     table = primary_calibration(design, cfg, simulations=simulations, power_simulations=simulations, seed=seed)
     needed = seeds_needed(design, cfg["alpha"], cfg["power"], simulations=simulations, seed=seed)
+    multiple = detectable_multiples(design, cfg["alpha"], cfg["power"], simulations=simulations, seed=seed)
     rows = []
     for claim in (*design.primary["parts"], "C4"):
         part = table[table.claim == claim].set_index("condition")
         rows.append({"claim": claim, "pairs": design.primary_pairs,
                      "false_verdict_rate": part.loc["no effect", "false_verdict_rate"],
                      "power": part.loc["smallest effect", "power"], "seeds_needed": needed[claim],
+                     "detectable_multiple": multiple[claim],
                      "metrics": ", ".join(design.primary["parts"].get(claim, [m for ms in design.primary["parts"].values()
                                                                                for m in ms]))})
     return pd.DataFrame(rows)
@@ -842,10 +866,14 @@ def render_primary_plan(design: Design, plan: pd.DataFrame, cfg: dict) -> str:
              f"{design.primary_pairs} seed pairs ({design.replicates} fine-tuned models). SD of one pair's difference: "
              f"{sds}.", "",
              f"| part | metrics | seed pairs | power at the smallest effects | false verdicts under no effect | "
-             f"seeds per model for {cfg['power']:.0%} power |", "|---|---|---|---|---|---|"]
+             f"seeds per model for {cfg['power']:.0%} power | detectable with these pairs ({cfg['power']:.0%} power) |",
+             "|---|---|---|---|---|---|---|"]
     for r in plan.itertuples():
         needed = "more than 40" if pd.isna(r.seeds_needed) else f"{int(r.seeds_needed)}"
-        lines.append(f"| {r.claim} | {r.metrics} | {r.pairs} | {r.power:.0%} | {r.false_verdict_rate:.1%} | {needed} |")
+        multiple = (f"{r.detectable_multiple:.2g} x the smallest effects" if np.isfinite(r.detectable_multiple)
+                    else f"more than {PRIMARY_MULTIPLES[-1]} x the smallest effects")
+        lines.append(f"| {r.claim} | {r.metrics} | {r.pairs} | {r.power:.0%} | {r.false_verdict_rate:.1%} | {needed} "
+                     f"| {multiple} |")
     return "\n".join(lines)
 
 

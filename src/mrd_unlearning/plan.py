@@ -590,6 +590,8 @@ def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
         for r in primary.itertuples():
             detectable[f"{r.claim} primary power"] = round(float(r.power), 3)
             detectable[f"{r.claim} primary seeds needed"] = None if pd.isna(r.seeds_needed) else int(r.seeds_needed)
+            detectable[f"{r.claim} primary detectable"] = (round(float(r.detectable_multiple), 2)
+                                                           if math.isfinite(r.detectable_multiple) else None)
     return text, detectable
 
 

@@ -201,10 +201,16 @@ def _primary(snap: dict, claim: str) -> bool:
 def _detectable(snap: dict, claim: str) -> str:
     """The plan's smallest effect detected with 80% power, in the claim's own unit."""
     if _primary(snap, claim):  # the primary comparison: the seeds per model its plan asks for 80% power
-        seeds = snap["run"]["detectable"].get(f"{claim} primary seeds needed", "unplanned")
-        return ("its smallest effects with more than 40 seeds per model" if seeds is None else
-                "not planned in this snapshot" if seeds == "unplanned" else
-                f"its smallest effects with {seeds} seeds per model")
+        planned = snap["run"]["detectable"]
+        seeds = planned.get(f"{claim} primary seeds needed", "unplanned")
+        if seeds == "unplanned":
+            return "not planned in this snapshot"
+        text = f"its smallest effects with {'more than 40' if seeds is None else seeds} seeds per model"
+        if f"{claim} primary detectable" not in planned:  # a snapshot from before the multiple was planned
+            return text
+        multiple = planned[f"{claim} primary detectable"]
+        return text + (f"; these seed pairs detect {multiple:.2g} x them" if multiple is not None else
+                       "; these seed pairs detect no effect up to 20 x them")
     claim = claim.split("-")[0]  # C1 and C2 on SGD's ground truth: the same rule and plan
     value = snap["run"]["detectable"].get(claim)
     if value is None:

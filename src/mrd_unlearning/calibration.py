@@ -547,7 +547,8 @@ def seeds_needed(design: Design, alpha: float, power: float, *, simulations: int
     return needed
 
 
-PRIMARY_MULTIPLES = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20)  # planted on every metric: what these pairs detect
+# Multiples of C4's smallest effects, each planted on every metric: which of them the configured pairs detect
+PRIMARY_MULTIPLES = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20)
 
 
 def detectable_multiples(design: Design, alpha: float, power: float, *, simulations: int = 200,

@@ -100,17 +100,22 @@ def test_the_power_plan_needs_more_seeds_when_runs_vary_more():
 def test_the_plan_says_what_multiple_of_the_smallest_effects_these_pairs_detect():
     """Where more seeds are out of reach (C4b on the default study), the plan says the effect the
     configured pairs detect with 80% power: planted there, the rule finds it about 80% of the time;
-    with runs three times as noisy, about three times the effect."""
+    with runs three times as noisy, about three times the effect. Beyond the grid is told apart
+    from pairs too few for any effect (the exact tests' floor above the rule's levels)."""
     quiet = cal.detectable_multiples(_design(12, 1.0), 0.05, 0.8, simulations=300)
     noisy = cal.detectable_multiples(_design(12, 3.0), 0.05, 0.8, simulations=300)
-    for part in ("C4a", "C4b"):
+    design = _design(12, 3.0)
+    for part in ("C4a", "C4b", "C4"):
         assert 2.3 <= noisy[part] / quiet[part] <= 3.7
-        design = _design(12, 3.0)
-        planted = {m: noisy[part] for m in design.primary["smallest"]}
-        found = cal.simulate_primary(design, np.random.default_rng(5), 1000, 0.05, planted)[part][:, 0]
+        result = cal.simulate_primary(design, np.random.default_rng(5), 1000, 0.05,
+                                      {m: noisy[part] for m in design.primary["smallest"]})
+        found = cal._both_parts(result) if part == "C4" else result[part][:, 0]
         assert 0.72 <= found.mean() <= 0.88
     assert noisy["C4"] >= max(noisy["C4a"], noisy["C4b"])
+    assert 0 < cal.detectable_multiples(_design(12, 0.1), 0.05, 0.8, simulations=100)["C4a"] <= 0.25
     assert cal.detectable_multiples(_design(12, 100.0), 0.05, 0.8, simulations=100)["C4b"] == float("inf")
+    # 4 pairs: the sign-flip test's smallest p, 2/2^4, lies above every level of the rule
+    assert all(np.isnan(v) for v in cal.detectable_multiples(_design(4, 1.0), 0.05, 0.8, simulations=100).values())
 
 
 def _runs(rng, utility):

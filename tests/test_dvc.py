@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mrd_unlearning.config import _merged
+from mrd_unlearning.config import merged_config
 
 from .conftest import ROOT
 
@@ -46,7 +46,8 @@ def author(smoke_run, tmp_path_factory):
     # (`--configfile`), so that merge becomes config.yaml (smoke.yaml alone would drop the keys it
     # inherits, change the rules' params and rerun their jobs)
     config = repo / "config" / "config.yaml"
-    merged = _merged(yaml.safe_load(config.read_text()), yaml.safe_load((repo / "config" / "smoke.yaml").read_text()))
+    smoke = yaml.safe_load((repo / "config" / "smoke.yaml").read_text())
+    merged = merged_config(yaml.safe_load(config.read_text()), smoke)
     config.write_text(yaml.safe_dump(merged, sort_keys=False))
     sh(repo, "git", "init", "-q")
     sh(repo, "dvc", "remote", "add", "-d", "-f", "local", str(store))

@@ -191,7 +191,7 @@ def test_make_plan_prints_the_power_of_the_design():
     assert 0 <= summary["power"]["smoke"]["C4a primary power"] < 0.5  # 4 pairs at one SD: far from 80%
     assert summary["power"]["smoke"]["C4a primary seeds needed"] >= 4
     # 4 pairs: the sign-flip test's smallest p, 2/2^4, lies above alpha: no effect of any size is detectable
-    assert summary["power"]["smoke"]["C4a primary detectable"] is None
+    assert summary["power"]["smoke"]["C4a primary detectable"] == "none of any size"
     # 2 people cannot be C4's unit (their test's floor is 2/4): the plan pairs runs and says why
     assert summary["power"]["smoke"]["C4 unit"] == "pair" and "C4's unit: run pairs. With the group" in done.stdout
     # units on every grid point; 2 replicates x 2 seeds = 4 pairs: 2/2^4 = 0.125 lies above Holm's first level

@@ -216,15 +216,18 @@ def test_the_attacks_cell_reads_the_longest_relearning_from_metrics():
 
 
 def test_the_primary_comparisons_cell_says_what_its_seed_pairs_detect():
-    """Where its smallest effects need more seeds than a plan searches, the cell also says which
-    multiple of them the run's own seed pairs detect (the plan's `primary detectable`)."""
+    """Beside the seeds per model its smallest effects need, the cell says which multiple of them
+    the run's own seed pairs detect (the plan's `primary detectable`), or that they detect none."""
     verdicts = pd.DataFrame({"claim": ["C4", "C4a", "C4b"]})
     planned = {"C4b primary seeds needed": None, "C4b primary detectable": 6.1,
                "C4a primary seeds needed": 5, "C4a primary detectable": None}
     snap = {"verdicts": verdicts, "run": {"detectable": planned}}
     assert snapshot._detectable(snap, "C4b") == ("its smallest effects with more than 40 seeds per model; "
-                                                 "these seed pairs detect 6.1 x them")
-    assert snapshot._detectable(snap, "C4a").endswith("5 seeds per model; these seed pairs detect no effect up to 20 x them")
+                                                 "its seed pairs detect 6.1 x them at 80% power")
+    assert snapshot._detectable(snap, "C4a").endswith("5 seeds per model; its seed pairs do not reach 80% power by 20 x them")
     assert snapshot._detectable(snap, "C4") == "not planned in this snapshot"
+    few = {"verdicts": verdicts, "run": {"detectable": {"C4b primary seeds needed": 9,
+                                                         "C4b primary detectable": snapshot.UNREACHABLE}}}
+    assert snapshot._detectable(few, "C4b").endswith("its seed pairs cannot detect an effect of any size")
     older = {"verdicts": verdicts, "run": {"detectable": {"C4b primary seeds needed": None}}}  # planned before the multiple
     assert snapshot._detectable(older, "C4b") == "its smallest effects with more than 40 seeds per model"

@@ -457,6 +457,11 @@ COMPARED_SIGN = {1: "+", -1: "-"}  # the direction a primary metric improves in
 PRIMARY_FACTOR = 20  # C4's primary rule is simulated at once, vectorised: this many times `simulations` studies
 
 
+def _both_parts(result: dict[str, np.ndarray]) -> np.ndarray:
+    """C4 as a whole, from `simulate_primary`'s parts: supported where every part is."""
+    return np.logical_and.reduce([r[:, 0] for r in result.values()])
+
+
 def simulate_primary(design: Design, rng, sims: int, alpha: float, planted: dict[str, float],
                      model_sd: float = 0.0, n_pairs: int | None = None) -> dict[str, np.ndarray]:
     """C4a and C4b's rule (`claims.part_verdicts_from_p`) on `sims` studies at once: each primary
@@ -504,7 +509,7 @@ def primary_calibration(design: Design, cfg: dict, *, simulations: int, power_si
                    power_simulations)]
     rows = []
     for condition, result, n in conditions:
-        parts = {**result, "C4": np.column_stack([np.logical_and.reduce([r[:, 0] for r in result.values()]),
+        parts = {**result, "C4": np.column_stack([_both_parts(result),
                                                    np.logical_or.reduce([r[:, 1] for r in result.values()])])}
         for claim, r in parts.items():
             text = {"no effect": "0", "effect varying by model": "mean 0, SD 1 x the smallest effect between models",
@@ -538,8 +543,7 @@ def seeds_needed(design: Design, alpha: float, power: float, *, simulations: int
     needed: dict[str, int | None] = {part: None for part in [*design.primary["parts"], "C4"]}
     for seeds in range(2, most + 1):
         result = simulate_primary(design, rng, simulations, alpha, everything, n_pairs=seeds * design.replicates)
-        both = np.logical_and.reduce([r[:, 0] for r in result.values()])
-        for part, hit in [*((p, r[:, 0]) for p, r in result.items()), ("C4", both)]:
+        for part, hit in [*((p, r[:, 0]) for p, r in result.items()), ("C4", _both_parts(result))]:
             if needed[part] is None and hit.mean() >= power:
                 needed[part] = seeds
         if all(v is not None for v in needed.values()):
@@ -547,26 +551,37 @@ def seeds_needed(design: Design, alpha: float, power: float, *, simulations: int
     return needed
 
 
-# Multiples of C4's smallest effects, each planted on every metric: which of them the configured pairs detect
-PRIMARY_MULTIPLES = (0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20)
+# Multiples of C4's smallest effects, each planted on every metric at once: which of them the configured
+# pairs detect (0: no effect, where the rule's power is its false-verdict rate); beyond the last,
+# one far larger tells "beyond the grid" from "no effect of any size" (the exact tests' floor)
+PRIMARY_MULTIPLES = (0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20)
+FAR_MULTIPLE = 1000
 
 
 def detectable_multiples(design: Design, alpha: float, power: float, *, simulations: int = 200,
                          seed: int = 0) -> dict[str, float]:
     """Per part and for C4 (both parts), the multiple of the smallest effects (planted on each of
-    its metrics) that the configured seed pairs detect with `power`: where more seeds are out of
-    reach, the effect the design can speak about (interpolated on `PRIMARY_MULTIPLES`; inf: beyond
-    them)."""
-    rng = np.random.default_rng([seed, 902])
-    powers: dict[str, list[float]] = {part: [] for part in [*design.primary["parts"], "C4"]}
+    its metrics at once) that the configured seed pairs detect with `power`: where more seeds are
+    out of reach, the effect the design can speak about. Interpolated on `PRIMARY_MULTIPLES`, every
+    multiple on the same draws (common random numbers: a smooth power curve); inf beyond them,
+    NaN where no effect of any size can be detected (the pairs' exact tests cannot reach the
+    rule's levels)."""
+    def powers_at(k: float) -> dict[str, float]:
+        result = simulate_primary(design, np.random.default_rng([seed, 902]), simulations, alpha,
+                                  {m: k for m in design.primary["smallest"]})
+        return {**{part: float(r[:, 0].mean()) for part, r in result.items()}, "C4": float(_both_parts(result).mean())}
+
+    curve: dict[str, list[float]] = {}
     for k in PRIMARY_MULTIPLES:
-        result = simulate_primary(design, rng, simulations, alpha, {m: k for m in design.primary["smallest"]})
-        powers["C4"].append(float(np.logical_and.reduce([r[:, 0] for r in result.values()]).mean()))
-        for part, r in result.items():
-            powers[part].append(float(r[:, 0].mean()))
-        if min(p[-1] for p in powers.values()) >= power:
+        for part, value in powers_at(k).items():
+            curve.setdefault(part, []).append(value)
+        if min(p[-1] for p in curve.values()) >= power:
             break
-    return {part: _interpolated_mde(PRIMARY_MULTIPLES[:len(p)], p, power) for part, p in powers.items()}
+    found = {part: _interpolated_mde(PRIMARY_MULTIPLES[:len(p)], p, power) for part, p in curve.items()}
+    if any(not np.isfinite(v) for v in found.values()):
+        far = powers_at(FAR_MULTIPLE)
+        found = {part: v if np.isfinite(v) or far[part] >= power else float("nan") for part, v in found.items()}
+    return found
 
 
 # --- C4's unit: replicate x seed pairs, or groups (authors)? --------------------------------------
@@ -842,7 +857,8 @@ def primary_plan(design: Design, cfg: dict, *, simulations: int = 200, seed: int
     """C4's primary comparison before the run: per part and for C4 as a whole, its seed pairs, its
     false-verdict rate under no effect, its power at the smallest effects, the seeds per
     fine-tuned model that give `statistics.power` (None: more than 40), and the multiple of the
-    smallest effects these pairs detect with that power (`detectable_multiples`; inf: beyond 20)."""
+    smallest effects these pairs detect with that power (`detectable_multiples`; inf: beyond the
+    grid, NaN: no effect of any size)."""
     table = primary_calibration(design, cfg, simulations=simulations, power_simulations=simulations, seed=seed)
     needed = seeds_needed(design, cfg["alpha"], cfg["power"], simulations=simulations, seed=seed)
     multiple = detectable_multiples(design, cfg["alpha"], cfg["power"], simulations=simulations, seed=seed)
@@ -871,8 +887,9 @@ def render_primary_plan(design: Design, plan: pd.DataFrame, cfg: dict) -> str:
              "|---|---|---|---|---|---|---|"]
     for r in plan.itertuples():
         needed = "more than 40" if pd.isna(r.seeds_needed) else f"{int(r.seeds_needed)}"
-        multiple = (f"{r.detectable_multiple:.2g} x the smallest effects" if np.isfinite(r.detectable_multiple)
-                    else f"more than {PRIMARY_MULTIPLES[-1]} x the smallest effects")
+        multiple = (f"{r.detectable_multiple:.2g} x the smallest effects" if np.isfinite(r.detectable_multiple) else
+                    "none of any size: the pairs' exact tests cannot reach the rule's levels"
+                    if np.isnan(r.detectable_multiple) else f"more than {PRIMARY_MULTIPLES[-1]} x the smallest effects")
         lines.append(f"| {r.claim} | {r.metrics} | {r.pairs} | {r.power:.0%} | {r.false_verdict_rate:.1%} | {needed} "
                      f"| {multiple} |")
     return "\n".join(lines)

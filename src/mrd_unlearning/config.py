@@ -153,11 +153,11 @@ def load_config(path: str | Path) -> dict[str, Any]:
 BASE_CONFIG = Path("config/config.yaml")  # the Snakefile's `configfile:`; --configfile merges over it
 
 
-def _merged(base: dict, over: dict) -> dict:
+def merged_config(base: dict, over: dict) -> dict:
     """Snakemake's rule for --configfile: nested mappings merged key by key, anything else replaced."""
     out = dict(base)
     for key, value in over.items():
-        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        out[key] = merged_config(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
     return out
 
 
@@ -173,7 +173,7 @@ def study_config(paths: str | Path | list, base: str | Path = BASE_CONFIG) -> di
     raw = yaml.safe_load(base.read_text()) or {}
     for f in files:
         if f.resolve() != base.resolve():
-            raw = _merged(raw, yaml.safe_load(f.read_text()) or {})
+            raw = merged_config(raw, yaml.safe_load(f.read_text()) or {})
     return validate_config(raw)
 
 

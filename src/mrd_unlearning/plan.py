@@ -590,8 +590,10 @@ def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
         for r in primary.itertuples():
             detectable[f"{r.claim} primary power"] = round(float(r.power), 3)
             detectable[f"{r.claim} primary seeds needed"] = None if pd.isna(r.seeds_needed) else int(r.seeds_needed)
-            detectable[f"{r.claim} primary detectable"] = (round(float(r.detectable_multiple), 2)
-                                                           if math.isfinite(r.detectable_multiple) else None)
+            multiple = float(r.detectable_multiple)  # inf: beyond the plan's grid; NaN: no effect of any size
+            from .snapshot import UNREACHABLE
+            detectable[f"{r.claim} primary detectable"] = (round(multiple, 2) if math.isfinite(multiple) else
+                                                           None if math.isinf(multiple) else UNREACHABLE)
     return text, detectable
 
 

@@ -198,6 +198,10 @@ def _primary(snap: dict, claim: str) -> bool:
     return claim in ("C4a", "C4b") or (claim == "C4" and "C4a" in set(snap["verdicts"].claim))
 
 
+# The plan's `<part> primary detectable` where the seed pairs' exact tests cannot reach the rule's levels
+UNREACHABLE = "none of any size"
+
+
 def _detectable(snap: dict, claim: str) -> str:
     """The plan's smallest effect detected with 80% power, in the claim's own unit."""
     if _primary(snap, claim):  # the primary comparison: the seeds per model its plan asks for 80% power
@@ -209,8 +213,9 @@ def _detectable(snap: dict, claim: str) -> str:
         if f"{claim} primary detectable" not in planned:  # a snapshot from before the multiple was planned
             return text
         multiple = planned[f"{claim} primary detectable"]
-        return text + (f"; these seed pairs detect {multiple:.2g} x them" if multiple is not None else
-                       "; these seed pairs detect no effect up to 20 x them")
+        return text + ("; its seed pairs cannot detect an effect of any size" if multiple == UNREACHABLE else
+                       "; its seed pairs do not reach 80% power by 20 x them" if multiple is None else
+                       f"; its seed pairs detect {multiple:.2g} x them at 80% power")
     claim = claim.split("-")[0]  # C1 and C2 on SGD's ground truth: the same rule and plan
     value = snap["run"]["detectable"].get(claim)
     if value is None:

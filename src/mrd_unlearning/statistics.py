@@ -185,6 +185,8 @@ def pooled_bootstrap(statistic: Callable, arrays: list[np.ndarray], *, n_resampl
     (the last axis) is a family that a decision corrects together: one result per output, from
     the same resamples, refined where a Holm-adjusted p lies near alpha. `bounds`: the values the
     statistic can take (`CORRELATION`: -1 to 1), which the few-groups spread keeps to."""
+    if not bounds[0] < null < bounds[1]:  # clipped resamples would pile up on the null and raise its p
+        raise ValueError(f"the null {null} must lie inside the statistic's bounds {bounds}")
     arrays = [np.atleast_2d(np.asarray(a, dtype=float)) for a in arrays]
     R, n = max(a.shape[0] for a in arrays), arrays[0].shape[1]
     scheme = resampling_scheme(groups, min_groups)

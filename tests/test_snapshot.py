@@ -1,6 +1,7 @@
 """Snapshots and what renders from them: the README's results table and the docs' results pages
 are exactly what the committed snapshots give; `make snapshot` works on a finished study; the
 documentation site builds strictly, offline."""
+import inspect
 import json
 import os
 import re
@@ -229,5 +230,9 @@ def test_the_primary_comparisons_cell_says_what_its_seed_pairs_detect():
     few = {"verdicts": verdicts, "run": {"detectable": {"C4b primary seeds needed": 9,
                                                          "C4b primary detectable": snapshot.UNREACHABLE}}}
     assert snapshot._detectable(few, "C4b").endswith("its seed pairs cannot detect an effect of any size")
+    # the renderer cannot import calibration (the docs' environment has no scipy): its numbers are the plan's
+    from mrd_unlearning.calibration import PRIMARY_MULTIPLES, seeds_needed
+    assert f"by {PRIMARY_MULTIPLES[-1]} x" in snapshot._detectable(snap, "C4a")
+    assert f"more than {inspect.signature(seeds_needed).parameters['most'].default} seeds" in snapshot._detectable(snap, "C4b")
     older = {"verdicts": verdicts, "run": {"detectable": {"C4b primary seeds needed": None}}}  # planned before the multiple
     assert snapshot._detectable(older, "C4b") == "its smallest effects with more than 40 seeds per model"

@@ -348,10 +348,19 @@ def test_slurm_profile_plans_the_paper_matrix(tmp_path):
     # fine-tuning on 4 GPUs (FSDP), its host memory and time limit from the plan (plan.job_resources)
     assert re.search(r"mem_mb=256000, .*runtime=\d+, gpu=4", out)
     assert "does not fit" not in out
+    # another model from the command line: the plan sizes its jobs (phi-1.5's fine-tuning is shorter)
+    target = "results/paper_forget01/models/rep0/target"
     other = subprocess.run([sys.executable, "-m", "snakemake", "--profile", "profiles/slurm", "--configfile",
-                            "config/paper.yaml", "--config", "model={name_or_path: microsoft/phi-1_5}", "-n"],
+                            "config/paper.yaml", "--config", "model={name_or_path: microsoft/phi-1_5}", "-n", target],
                            cwd=tmp_path, capture_output=True, text=True)
-    assert other.returncode == 0 and "microsoft/phi-1_5" in other.stdout + other.stderr
+    assert other.returncode == 0, other.stderr[-3000:]
+    assert 0 < _finetune_runtime(other.stdout + other.stderr, target) < _finetune_runtime(out, target)
+
+
+def _finetune_runtime(dry_run: str, output: str) -> int:
+    """The planned runtime (minutes) of the fine-tuning job that writes `output`, from a dry run."""
+    job = next(block for block in dry_run.split("\n\n") if "rule finetune:" in block and f"output: {output}" in block)
+    return int(re.search(r"runtime=(\d+)", job).group(1))
 
 
 @needs_tofu

@@ -63,6 +63,7 @@ class Package:
     def __init__(self, root: Path = PACKAGE):
         self.root = Path(root)
         self._modules: dict[str, _Module] = {}
+        self.expanded: dict[tuple, tuple] = {}  # closure()'s work per reached piece, shared by every rule
         self.files = {p.name: p for p in self.root.rglob("*") if p.is_file() and p.suffix in (".j2", ".yaml")}
 
     def path(self, name: str) -> Path | None:
@@ -209,7 +210,9 @@ def normalized_file(path: Path) -> str:
 def closure(roots, package: Package) -> dict[str, str]:
     """Every piece of package code reachable from `roots` ((module, name), name None for a whole
     module): "module:name" -> its normalized source, "module:" -> the module's other top-level
-    statements, "file:<name>" -> a template or schema a reached definition names."""
+    statements, "file:<name>" -> a template or schema a reached definition names. What each piece
+    adds is worked out once per package (`_prelude`, `_definition`): every rule's closure walks the
+    same modules."""
     parts: dict[str, str] = {}
     stack, seen = list(roots), set()
     while stack:
@@ -217,31 +220,49 @@ def closure(roots, package: Package) -> dict[str, str]:
         if entity in seen:
             continue
         seen.add(entity)
-        name, attr = entity
-        info = package.module(name)
+        name, _ = entity
         chain = name.split(".") if name else []
         for depth in range(len(chain) + 1):  # importing a module runs its packages' __init__ first
             outer = ".".join(chain[:depth])
             if f"{outer}:" not in parts:
-                prelude = package.module(outer).prelude
-                parts[f"{outer}:"] = "\n".join(ast.unparse(s) for s in prelude)
-                for stmt in prelude:
-                    stack.extend(_references(stmt, package.module(outer), package))
+                parts[f"{outer}:"], reached = _prelude(outer, package)
+                stack.extend(reached)
+        code, reached = _definition(entity, package)
+        parts.update(code)
+        stack.extend(reached)
+    return parts
+
+
+def _prelude(module: str, package: Package) -> tuple[str, list]:
+    """A module's top-level statements other than definitions, and what they reach."""
+    key = ("prelude", module)
+    if key not in package.expanded:
+        info = package.module(module)
+        package.expanded[key] = ("\n".join(ast.unparse(s) for s in info.prelude),
+                                 [entity for stmt in info.prelude for entity in _references(stmt, info, package)])
+    return package.expanded[key]
+
+
+def _definition(entity: tuple[str, str | None], package: Package) -> tuple[dict[str, str], list]:
+    """What one reached name adds to a closure (its source, and a template or schema it names) and
+    what it reaches; a whole module reaches each of its definitions."""
+    if entity not in package.expanded:
+        name, attr = entity
+        info = package.module(name)
         if attr is None:
-            stack.extend((name, d) for d in info.defs)
-            continue
-        if attr in info.defs:
+            package.expanded[entity] = ({}, [(name, d) for d in info.defs])
+        elif attr in info.defs:
             node = info.defs[attr]
-            parts[f"{name}:{attr}"] = ast.unparse(node)
-            stack.extend(_references(node, info, package))
-            for text in _strings(node) & set(package.files):
-                parts[f"file:{text}"] = normalized_file(package.files[text])
+            code = {f"{name}:{attr}": ast.unparse(node)}
+            code.update({f"file:{text}": normalized_file(package.files[text])
+                         for text in _strings(node) & set(package.files)})
+            package.expanded[entity] = (code, list(_references(node, info, package)))
         elif attr in info.aliases:
-            stack.append(info.aliases[attr])
+            package.expanded[entity] = ({}, [info.aliases[attr]])
         else:
             raise ValueError(f"{NAME}.{name} defines no {attr!r}: a name reached only dynamically cannot be "
                              f"followed; import it by name")
-    return parts
+    return package.expanded[entity]
 
 
 def script_code(script: Path, package: Package) -> dict[str, str]:

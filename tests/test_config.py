@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -129,3 +130,14 @@ def test_one_study_per_forget_split():
     assert [d["tofu"]["forget_split"] for d in studies.values()] == ["forget01", "forget05", "forget10"]
     assert list(study_data_configs(load_config(ROOT / "config" / "tofu_smollm2.yaml"))) == ["tofu_smollm2"]
     assert list(study_data_configs(validate_config({"name": "x"}))) == ["x"]
+
+
+def test_the_smallest_effects_the_statistics_page_states_are_the_schemas_defaults():
+    """C1 has two numbers (its threshold, and the spread its power is measured at): the page
+    states both as the configuration sets them."""
+    page = " ".join((ROOT / "docs" / "statistics.md").read_text().split())
+    cfg = load_config(ROOT / "config" / "config.yaml")["statistics"]
+    stated = re.search(r"C1: a 90th/10th percentile spread of ([\d.]+) .*? planted above it, ([\d.]+) by default "
+                       r"\(`statistics.calibration.c1_planted_spread`\)", page)
+    assert stated, "docs/statistics.md: C1's smallest effect and planted spread"
+    assert (float(stated[1]), float(stated[2])) == (cfg["spread_threshold"], cfg["calibration"]["c1_planted_spread"])

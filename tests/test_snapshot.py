@@ -145,16 +145,44 @@ def test_make_snapshot_on_a_finished_study(smoke_run, tmp_path):
         assert f"**{verdict}**" in page and f"**{verdict}**" in text, claim
 
 
+# `make docs` installs the package without its dependencies (no torch): its steps are run here with
+# the study's libraries unimportable, so a docs step that reaches for one fails.
+WITHOUT_STUDY_LIBRARIES = """
+import runpy, sys
+study = {"torch", "transformers", "datasets", "tokenizers", "scipy", "statsmodels", "matplotlib", "snakemake", "dvc",
+         "lm_eval", "lifelines"}
+class Refuse:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in study:
+            raise ImportError(f"{name}: not in the docs environment")
+sys.meta_path.insert(0, Refuse())
+sys.argv = sys.argv[1:]
+runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
+"""
+
+
+def docs_step(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    return subprocess.run([sys.executable, "-c", WITHOUT_STUDY_LIBRARIES, *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env)
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     """The documentation site, built as `make docs` builds it (strict: a broken link, a page outside
     the nav or an API reference that does not resolve fails)."""
     site = tmp_path_factory.mktemp("docs") / "site"
-    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
-                          capture_output=True, text=True, cwd=ROOT, env=env)
+    done = docs_step("mkdocs", "build", "--strict", "--site-dir", str(site))
     assert done.returncode == 0, done.stderr[-3000:]
     return site
+
+
+def test_the_docs_steps_need_none_of_the_study_libraries():
+    """The snapshot check `make docs` runs first works without them; the refusal itself is real."""
+    done = docs_step("mrd_unlearning.snapshot", "--check")
+    assert done.returncode == 0, done.stderr[-3000:]
+    refused = docs_step("mrd_unlearning.models")  # the models need torch
+    assert refused.returncode != 0 and "not in the docs environment" in refused.stderr, refused.stderr[-2000:]
 
 
 @pytest.mark.e2e

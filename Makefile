@@ -32,7 +32,8 @@ dry-run: $(VENV)/.installed
 	$(BIN)/snakemake --cores $(CORES) --configfile $(CONFIG) --dry-run
 
 # Per model job: peak GPU memory (weights, gradients, optimizer, reference, copies, activations),
-# GPU-hours, whether it fits; the last line is JSON (gpu_hours, max_gpu_mem_gb, fits). No compute.
+# GPU-hours, whether it fits, disk (a CPU study: RAM and the last run's core-hours), and each claim's
+# power; the last line is the same as JSON. No compute.
 plan: $(VENV)/.installed
 	$(BIN)/python -m mrd_unlearning.plan --config $(CONFIG)
 

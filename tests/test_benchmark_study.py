@@ -14,6 +14,7 @@ from mrd_unlearning.config import ConfigError, validate_config
 from mrd_unlearning.data import benchmarks
 from mrd_unlearning.data.benchmarks import benchmark_study, read_benchmark, write_example
 from mrd_unlearning.data.loader import CUT, GROUP, DataError, load_study_data
+from mrd_unlearning.models import encode_sample
 from mrd_unlearning.stages.data import prepare_data
 
 from .conftest import MAX_LENGTH, tiny_model
@@ -37,7 +38,7 @@ def folders(tmp_path_factory):
 MUSE = ("muse_news:verbmem/forget", "muse_news:privleak/retain", "muse_news:privleak/holdout")
 
 
-def test_text_samples_are_word_pieces_that_rebuild_their_passages(folders):
+def test_text_samples_are_word_pieces_that_rebuild_their_passages(folders, tokenizer):
     cfg = _cfg("muse_news", {"muse_news": folders["muse_news"]}, MUSE, documents=(3, 2, 2), document_words=12,
                chunk_words=5)
     roles, sets, sources = benchmark_study(cfg)
@@ -61,6 +62,11 @@ def test_text_samples_are_word_pieces_that_rebuild_their_passages(folders):
         ends = 12 * (passage + 1) >= len(doc_words)
         assert [p[CUT] for p in pieces] == [True] * (len(pieces) - 1) + [not ends]
     assert len({r[GROUP] for r in retain}) == 2
+    for piece in forget + retain:  # EOS only where a document ends: no piece claims an end its document lacks
+        ids = tokenizer.encode(piece["text"], add_special_tokens=False)
+        encoded = encode_sample(tokenizer, piece, 64).input_ids
+        assert encoded == [tokenizer.bos_token_id, *ids] + ([] if piece[CUT] else [tokenizer.eos_token_id])
+    assert any(not piece[CUT] for piece in retain)  # both kinds met
     # the evaluation sets: the first eval_rows rows, the few-shot examples all
     assert sets["verbmem"] == verbmem[:3]
     assert len(sets["knowmem_forget_icl"]) == len(read_benchmark("muse_news", "knowmem", "forget_qa_icl",

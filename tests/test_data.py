@@ -190,38 +190,3 @@ def test_groups_come_from_the_rows_or_each_sample_alone(data_dir, study_data, tm
                                            for r in rows))
     prepare_data(str(tmp_path / "prepared"), data_cfg=local_cfg(folder), seed=0)
     assert forget_groups(load_study_data(tmp_path / "prepared")) == [f"sample{i}" for i in range(6)]
-
-
-def test_chunking_a_corpus_keeps_every_token_once_and_each_piece_in_its_document(study_data, tokenizer):
-    from mrd_unlearning.data.corpus import chunk_documents
-    from mrd_unlearning.models import encode_sample
-
-    people = sorted({r["group"] for r in study_data.forget + study_data.retain})
-    documents = [" ".join(f"{r['question']} {r['answer']}" for r in study_data.forget + study_data.retain
-                          if r["group"] == p) for p in people]
-    documents.insert(2, "")  # an empty document gives no sample
-    names = [f"person {i}" for i in range(len(documents))]
-    rows = chunk_documents(documents, tokenizer, chunk_tokens=7, groups=names)
-    for name, document in zip(names, documents):
-        pieces = [r for r in rows if r["group"] == name]
-        offsets = tokenizer(document, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-        assert "".join(r["text"] for r in pieces) == document  # every character once, in order
-        spans = [r["tokens"] for r in pieces]
-        assert [t for first, end in spans for t in range(first, end)] == list(range(len(offsets)))  # every token once
-        assert all(end - first == 7 for first, end in spans[:-1]) and all(0 < end - first <= 7 for first, end in spans)
-        begin = 0
-        for piece, (first, end) in zip(pieces, spans):  # each token's characters lie inside its own piece
-            assert all(begin <= s and e <= begin + len(piece["text"]) for s, e in offsets[first:end])
-            begin += len(piece["text"])
-    assert not [r for r in rows if r["group"] == names[2]]
-    for name in names:  # only a document's last piece ends with EOS: no piece claims an end its document lacks
-        pieces = [r for r in rows if r["group"] == name]
-        assert [r["_cut"] for r in pieces] == [True] * (len(pieces) - 1) + [False] * bool(pieces)
-        for piece in pieces:
-            encoded = encode_sample(tokenizer, piece, 64).input_ids
-            ids = tokenizer.encode(piece["text"], add_special_tokens=False)
-            assert encoded == [tokenizer.bos_token_id, *ids] + ([] if piece["_cut"] else [tokenizer.eos_token_id])
-    assert len(rows) == sum(-(-len(tokenizer(d, add_special_tokens=False).input_ids) // 7) for d in documents)
-    assert {r["group"] for r in chunk_documents(documents[:2], tokenizer, 50)} == {"doc0", "doc1"}
-    with pytest.raises(DataError, match="positive number of tokens"):
-        chunk_documents(documents, tokenizer, 0)

@@ -234,7 +234,7 @@ def test_plan_of_a_local_folder_counts_its_files_and_ends_with_its_total(data_di
     main(["--config", str(tmp_path / "mine.yaml"), "--simulations", "0"])
     *table, total, last = capsys.readouterr().out.strip().splitlines()
     summary = json.loads(last)
-    assert total == (f"Total: {summary['jobs']} model jobs in 1 study(ies), {summary['gpu_hours']:.2f} GPU-hours, "
+    assert total == (f"Total: {summary['jobs']} model jobs in 1 study, {summary['gpu_hours']:.2f} GPU-hours, "
                      f"peak {summary['max_gpu_mem_gb']:.2f} GB per GPU of {summary['usable_gb']:.2f} usable (does NOT "
                      f"fit: see the remedies above), {summary['disk_gb']:.2f} GB of checkpoints on disk")
     unfit = [line for line in table if line.startswith("- ")]

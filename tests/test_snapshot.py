@@ -287,16 +287,16 @@ def test_the_primary_comparisons_cell_says_what_its_seed_pairs_detect():
     planned = {"C4b primary seeds needed": None, "C4b primary detectable": 6.1,
                "C4a primary seeds needed": 5, "C4a primary detectable": None}
     snap = {"verdicts": verdicts, "run": {"detectable": planned}}
-    assert snapshot._detectable(snap, "C4b") == ("its smallest effects with more than 40 seeds per model; "
-                                                 "its seed pairs detect 6.1 x them at 80% power")
-    assert snapshot._detectable(snap, "C4a").endswith("5 seeds per model; its seed pairs do not reach 80% power by 20 x them")
+    assert snapshot._detectable(snap, "C4b") == ("its smallest effects need more than 40 seeds per model; "
+                                                 "its seed pairs detect 6.1 x them")
+    assert snapshot._detectable(snap, "C4a").endswith("need 5 seeds per model; its seed pairs do not detect 20 x them")
     assert snapshot._detectable(snap, "C4") == "not planned in this snapshot"
     few = {"verdicts": verdicts, "run": {"detectable": {"C4b primary seeds needed": 9,
                                                          "C4b primary detectable": snapshot.UNREACHABLE}}}
     assert snapshot._detectable(few, "C4b").endswith("its seed pairs cannot detect an effect of any size")
     # the renderer cannot import calibration (the docs' environment has no scipy): its numbers are the plan's
     from mrd_unlearning.calibration import PRIMARY_MULTIPLES, seeds_needed
-    assert f"by {PRIMARY_MULTIPLES[-1]} x" in snapshot._detectable(snap, "C4a")
+    assert f"detect {PRIMARY_MULTIPLES[-1]} x" in snapshot._detectable(snap, "C4a")
     assert f"more than {inspect.signature(seeds_needed).parameters['most'].default} seeds" in snapshot._detectable(snap, "C4b")
     older = {"verdicts": verdicts, "run": {"detectable": {"C4b primary seeds needed": None}}}  # planned before the multiple
-    assert snapshot._detectable(older, "C4b") == "its smallest effects with more than 40 seeds per model"
+    assert snapshot._detectable(older, "C4b") == "its smallest effects need more than 40 seeds per model"

@@ -23,6 +23,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import claims
+from .claims import counted
 from .statistics import (MIN_GROUPS, binomial_lower, binomial_upper, group_blocks, holm, resampling_scheme,
                          sign_flip_floor, sign_flip_p, t_test_power)
 from .validation import family_association, rank_association
@@ -441,9 +442,10 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
         table = pd.concat([table, primary_calibration(design, cfg, simulations=PRIMARY_FACTOR * simulations,
                                                       power_simulations=PRIMARY_FACTOR * power_simulations,
                                                       seed=seed)], ignore_index=True)
-    design_note = (f"{len(design.groups)} samples in {len(set(design.groups.tolist()))} groups, {design.replicates} "
-                   f"replicates, {design.seeds} seeds, {len(design.algorithms)} algorithms x {len(design.weighted)} "
-                   f"weighted samplers, {design.n_characteristics} characteristics; stability {design.stability:.2f} "
+    design_note = (f"{counted(len(design.groups), 'sample')} in {counted(len(set(design.groups.tolist())), 'group')}, "
+                   f"{counted(design.replicates, 'replicate')}, {counted(design.seeds, 'seed')}, "
+                   f"{counted(len(design.algorithms), 'algorithm')} x {counted(len(design.weighted), 'weighted sampler')}, "
+                   f"{counted(design.n_characteristics, 'characteristic')}; stability {design.stability:.2f} "
                    f"({design.sources.get('stability', 'default')}), ICC {design.icc:.2f} "
                    f"({design.sources.get('icc', 'default')}); {cfg['bootstrap_resamples']} bootstrap resamples per "
                    f"simulated study")
@@ -903,9 +905,10 @@ def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict
                  if n_groups >= cfg.get("min_groups", MIN_GROUPS) else
                  f"within these {n_groups} groups (fewer than statistics.min_groups: verdicts name them)")
     lines = ["", f"## Power of {study}", "",
-             f"{len(design.groups)} forget samples in {n_groups} groups, {design.replicates} replicates x "
-             f"{design.seeds} seeds, {len(design.algorithms)} algorithms x {len(design.weighted)} weighted samplers, "
-             f"{design.n_characteristics} characteristics in C3; inference {inference}. Stability {design.stability:.2f} "
+             f"{counted(len(design.groups), 'forget sample')} in {counted(n_groups, 'group')}, "
+             f"{counted(design.replicates, 'replicate')} x {counted(design.seeds, 'seed')}, "
+             f"{counted(len(design.algorithms), 'algorithm')} x {counted(len(design.weighted), 'weighted sampler')}, "
+             f"{counted(design.n_characteristics, 'characteristic')} in C3; inference {inference}. Stability {design.stability:.2f} "
              f"({design.sources.get('stability')}), ICC {design.icc:.2f} ({design.sources.get('icc')}). "
              f"{int(table.simulations.iloc[0])} simulated studies per point, {simulation_cfg(cfg)['bootstrap_resamples']} "
              "bootstrap resamples each: a coarse plan; `make calibration` measures the finished study's rules.", "",

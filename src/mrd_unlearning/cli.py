@@ -30,7 +30,7 @@ model, and write one row per sample, in file order:
                  perturbations of scale sigma (larger = easier)
   loglik         the sample's mean log-likelihood under the unperturbed model
   weight_uniform 1/N, the uniform sampler's probability
-  weight_mrd     MRD-weighted sampling's probability, p ~ D^(1/tau) (easy samples first)
+  weight_mrd     MRD-weighted sampling's probability, p ~ D^(1/tau) (easy samples drawn more often)
   negative_drop  true where D < 0 (the perturbations raised the likelihood): MRD is then
                  clipped to 1/eps = 1e8, the hardest, and a warning names the rows
 

@@ -192,11 +192,16 @@ def study_data_configs(cfg: dict[str, Any]) -> dict[str, dict]:
 
 # --- config/README.md: every key, from the schema -------------------------------------------------
 
+def _yaml_text(value: Any) -> str:
+    """A value as a configuration file spells it (true, null, [a, b]), on one line: a table cell."""
+    return yaml.safe_dump(value, default_flow_style=True, width=float("inf")).strip().removesuffix("...").strip()
+
+
 def _type_text(schema: dict, defs: dict) -> str:
     if "$ref" in schema:
         schema = {**defs[schema["$ref"].split("/")[-1]], **{k: v for k, v in schema.items() if k != "$ref"}}
     if "enum" in schema:
-        return " \\| ".join(f"`{v}`" if v is not None else "`null`" for v in schema["enum"])
+        return " \\| ".join(f"`{_yaml_text(v)}`" for v in schema["enum"])
     if "const" in schema:
         return f"`{schema['const']}`"
     if "oneOf" in schema:
@@ -224,8 +229,7 @@ def _describe_rows(properties: dict, defs: dict, prefix: str = "") -> list[str]:
             rows += _describe_rows(schema["properties"], defs, f"{name}.")
             continue
         if "default" in schema:
-            dumped = yaml.safe_dump(schema["default"], default_flow_style=True).strip().removesuffix("...").strip()
-            shown = f"`{dumped}`"
+            shown = f"`{_yaml_text(schema['default'])}`"
         else:
             shown = "required" if not prefix else ""
         description = " ".join(str(schema.get("description", "")).split()).replace("|", "\\|")
@@ -241,9 +245,9 @@ def schema_markdown() -> str:
         "",
         "Generated from `src/mrd_unlearning/config.schema.yaml` by `python -m mrd_unlearning.config "
         "config/README.md` (a test checks it is current). A study configuration names only what it changes:",
-        "every key below has its default filled in, and the workflow validates the whole configuration against",
-        "the schema before any job is planned. A `--configfile` given to Snakemake is merged over",
-        "`config/config.yaml` (the default study), so a configuration sets every key its study depends on.",
+        "a `--configfile` given to Snakemake is merged over `config/config.yaml` (the default study), whose",
+        "values it inherits, and the schema's defaults below fill every key neither sets; the workflow validates",
+        "the whole configuration against the schema before any job is planned.",
         "",
         "Shipped configurations: `config.yaml` (the default study), `full.yaml` (every algorithm x 8 samplers),",
         "`tofu_smollm2.yaml` (TOFU + SmolLM2 on a CPU), `tofu_smollm2_forget01.yaml` (the same on TOFU's forget01),",

@@ -455,7 +455,9 @@ def render(cfg: dict, plan: dict[str, list[JobPlan]], arch: Architecture) -> str
 
 def total_line(summary: dict) -> str:
     """The grand total, the line to read first."""
-    return (f"Total: {summary['jobs']} model jobs in {len(summary['studies'])} study(ies), "
+    from .claims import counted
+
+    return (f"Total: {summary['jobs']} model jobs in {counted(len(summary['studies']), 'study', 'studies')}, "
             f"{summary['gpu_hours']:.2f} GPU-hours, peak {summary['max_gpu_mem_gb']:.2f} GB per GPU of "
             f"{summary['usable_gb']:.2f} usable ({'fits' if summary['fits'] else 'does NOT fit: see the remedies above'}), "
             f"{summary['disk_gb']:.2f} GB of checkpoints on disk")
@@ -505,7 +507,9 @@ def cpu_total_line(totals: dict) -> str:
     """A CPU study's grand total, the line to read first."""
     time = (f"{totals['core_hours']:.2f} core-hours in the last run" if totals["core_hours"] is not None
             else "no run measured yet (run the study once, or plan a GPU run with resources.gpu > 0)")
-    return (f"Total: {totals['jobs']} model jobs in {len(totals['studies'])} study(ies) on CPUs, {time}, peak "
+    from .claims import counted
+
+    return (f"Total: {totals['jobs']} model jobs in {counted(len(totals['studies']), 'study', 'studies')} on CPUs, {time}, peak "
             f"{totals['max_ram_gb']:.3g} GB of RAM per job, {totals['disk_gb']:.2f} GB of checkpoints on disk")
 
 

@@ -209,13 +209,13 @@ def _detectable(snap: dict, claim: str) -> str:
         seeds = planned.get(f"{claim} primary seeds needed", "unplanned")
         if seeds == "unplanned":
             return "not planned in this snapshot"
-        text = f"its smallest effects with {'more than 40' if seeds is None else seeds} seeds per model"
+        text = f"its smallest effects need {'more than 40' if seeds is None else seeds} seeds per model"
         if f"{claim} primary detectable" not in planned:  # a snapshot from before the multiple was planned
             return text
         multiple = planned[f"{claim} primary detectable"]
         return text + ("; its seed pairs cannot detect an effect of any size" if multiple == UNREACHABLE else
-                       "; its seed pairs do not reach 80% power by 20 x them" if multiple is None else
-                       f"; its seed pairs detect {multiple:.2g} x them at 80% power")
+                       "; its seed pairs do not detect 20 x them" if multiple is None else
+                       f"; its seed pairs detect {multiple:.2g} x them")
     claim = claim.split("-")[0]  # C1 and C2 on SGD's ground truth: the same rule and plan
     value = snap["run"]["detectable"].get(claim)
     if value is None:
@@ -299,8 +299,9 @@ def readme_table(snaps: list[dict]) -> str:
             r = table.loc[claim]
             text = r.claim_text
             scope = f" ({r.scope})" if isinstance(r.scope, str) and r.scope else ""
-            power = f"; power {r.power:.0%} at its smallest effects" if _primary(s, claim) else ""
-            cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}{power}; detectable {_detectable(s, claim)}")
+            detectable = (f"; power {r.power:.0%} at its smallest effects; at 80% power, {_detectable(s, claim)}"
+                          if _primary(s, claim) else f"; detectable {_detectable(s, claim)}")
+            cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}{detectable}")
         rows.append(f"| {text} | " + " | ".join(cells) + " |")
     rows.append("| (attacks) MRD weighting leaves forgetting less robust than uniform sampling | "
                 + " | ".join(_robustness_cell(s["metrics"]) for s in snaps) + " |")
@@ -340,7 +341,7 @@ def study_page(snap: dict) -> str:
     for r in verdicts.itertuples():
         scope = f" ({r.scope})" if isinstance(r.scope, str) and r.scope else ""
         false = f"{r.false_verdict_rate:.1%} [{r.false_verdict_upper95:.1%}]" if np.isfinite(r.false_verdict_rate) else ""
-        power = f"{r.power:.0%} ({r.smallest_effect})" if np.isfinite(r.power) else ""
+        power = f"{r.power:.0%} at {r.smallest_effect}" if np.isfinite(r.power) else ""
         holm = f"{r.p_holm:.2g}" if np.isfinite(r.p_holm) else ""
         lines.append(f"| {r.claim_text} | **{r.verdict}**{scope} | {r.per_replicate} | {r.statistic} | "
                      f"{_num(r.estimate)} [{_num(r.ci_low)}, {_num(r.ci_high)}] | {holm} | {false} | {power} | "

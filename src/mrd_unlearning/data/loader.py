@@ -19,7 +19,7 @@ REQUIRED = ("question", "answer")
 REQUIRED_PERTURBED = REQUIRED + ("perturbed_answer",)
 TEXT = "text"
 PREFIX = "_prefix"  # on text rows: tokens of the text that are context, not scored (data.text_prefix_tokens)
-CUT = "_cut"  # on text rows: true for a piece cut from its document before the end (data.corpus): no EOS follows it
+CUT = "_cut"  # on text rows: true for a piece cut from its document before the end: no EOS follows it
 GROUP = "group"  # samples that stand together (an author's QA, a person's facts): optional in the files
 
 

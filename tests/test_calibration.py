@@ -153,7 +153,7 @@ def test_the_calibration_table_states_rates_with_exact_binomial_bounds():
     assert list(table.claim) == ["C1", "C1", "C2", "C2", "C3", "C3", "C1", "C2", "C3", "C2", "C3", "C4 secondary",
                                  "C4 secondary"]
     # the design in words, each number agreeing with its noun
-    assert table.design.iloc[0].startswith("24 samples in 4 groups, 2 replicates, 2 seeds, 1 algorithm x 1 weighted "
+    assert table.design.iloc[0].startswith("24 samples in 4 groups, 2 replicates x 2 seeds, 1 algorithm x 1 weighted "
                                            "sampler, 3 characteristics; ")
     assert table.condition.iloc[6:11].tolist() == ["groups differ", "association varying by training run",
                                                    "association varying by training run", "crossed attributes",

@@ -123,7 +123,8 @@ def test_wherever_the_offline_smollm2_is_named_it_is_said_to_be_4_bit_weights_de
                                 if len(t.shape) == 2)
     assert types.most_common(1)[0][0] == "Q4_1" and "F16" not in types and "F32" not in types, types
     named = {"README": (ROOT / "README.md").read_text(), "docs": (ROOT / "docs/real-data-and-scale.md").read_text(),
-             "cli": cli.MODELS["smollm2"], "report": report.MODEL_NAMES["smollm2_gguf"], "schema": SCHEMA_PATH.read_text()}
+             "cli": cli.MODELS["smollm2"], "report": report.MODEL_NAMES["smollm2_gguf"],
+             "schema": SCHEMA_PATH.read_text()}
     for where, text in named.items():
         text = " ".join(text.split())
         assert "Q4_1" in text and re.search(r"4-bit weights (are )?dequantized to float32|4-bit weights, which "

@@ -371,6 +371,15 @@ def simulation_cfg(cfg: dict) -> dict:
     return {"min_groups": MIN_GROUPS, **cfg, "bootstrap_resamples": min(cfg["bootstrap_resamples"], SIMULATED_RESAMPLES)}
 
 
+def design_words(design: Design) -> str:
+    """'64 samples in 8 groups, 3 replicates x 3 seeds, 3 algorithms x 2 weighted samplers, 10
+    characteristics': the design a calibration or a plan simulates."""
+    return (f"{counted(len(design.groups), 'sample')} in {counted(len(set(design.groups.tolist())), 'group')}, "
+            f"{counted(design.replicates, 'replicate')} x {counted(design.seeds, 'seed')}, "
+            f"{counted(len(design.algorithms), 'algorithm')} x {counted(len(design.weighted), 'weighted sampler')}, "
+            f"{counted(design.n_characteristics, 'characteristic')}")
+
+
 def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations: int | None = None, seed: int = 0,
               progress: bool = True) -> pd.DataFrame:
     """tables/calibration.csv: per claim and condition (no effect / the smallest interesting
@@ -442,10 +451,7 @@ def calibrate(design: Design, cfg: dict, *, simulations: int, power_simulations:
         table = pd.concat([table, primary_calibration(design, cfg, simulations=PRIMARY_FACTOR * simulations,
                                                       power_simulations=PRIMARY_FACTOR * power_simulations,
                                                       seed=seed)], ignore_index=True)
-    design_note = (f"{counted(len(design.groups), 'sample')} in {counted(len(set(design.groups.tolist())), 'group')}, "
-                   f"{counted(design.replicates, 'replicate')}, {counted(design.seeds, 'seed')}, "
-                   f"{counted(len(design.algorithms), 'algorithm')} x {counted(len(design.weighted), 'weighted sampler')}, "
-                   f"{counted(design.n_characteristics, 'characteristic')}; stability {design.stability:.2f} "
+    design_note = (f"{design_words(design)}; stability {design.stability:.2f} "
                    f"({design.sources.get('stability', 'default')}), ICC {design.icc:.2f} "
                    f"({design.sources.get('icc', 'default')}); {cfg['bootstrap_resamples']} bootstrap resamples per "
                    f"simulated study")
@@ -905,10 +911,7 @@ def render_power_plan(study: str, design: Design, table: pd.DataFrame, cfg: dict
                  if n_groups >= cfg.get("min_groups", MIN_GROUPS) else
                  f"within these {n_groups} groups (fewer than statistics.min_groups: verdicts name them)")
     lines = ["", f"## Power of {study}", "",
-             f"{counted(len(design.groups), 'forget sample')} in {counted(n_groups, 'group')}, "
-             f"{counted(design.replicates, 'replicate')} x {counted(design.seeds, 'seed')}, "
-             f"{counted(len(design.algorithms), 'algorithm')} x {counted(len(design.weighted), 'weighted sampler')}, "
-             f"{counted(design.n_characteristics, 'characteristic')} in C3; inference {inference}. Stability {design.stability:.2f} "
+             f"{design_words(design)} in C3; inference {inference}. Stability {design.stability:.2f} "
              f"({design.sources.get('stability')}), ICC {design.icc:.2f} ({design.sources.get('icc')}). "
              f"{int(table.simulations.iloc[0])} simulated studies per point, {simulation_cfg(cfg)['bootstrap_resamples']} "
              "bootstrap resamples each: a coarse plan; `make calibration` measures the finished study's rules.", "",

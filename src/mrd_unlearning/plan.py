@@ -509,8 +509,9 @@ def cpu_total_line(totals: dict) -> str:
             else "no run measured yet (run the study once, or plan a GPU run with resources.gpu > 0)")
     from .claims import counted
 
-    return (f"Total: {totals['jobs']} model jobs in {counted(len(totals['studies']), 'study', 'studies')} on CPUs, {time}, peak "
-            f"{totals['max_ram_gb']:.3g} GB of RAM per job, {totals['disk_gb']:.2f} GB of checkpoints on disk")
+    return (f"Total: {totals['jobs']} model jobs in {counted(len(totals['studies']), 'study', 'studies')} on CPUs, "
+            f"{time}, peak {totals['max_ram_gb']:.3g} GB of RAM per job, {totals['disk_gb']:.2f} GB of checkpoints "
+            "on disk")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -162,11 +162,13 @@ needs_browser = pytest.mark.skipif(CHROMIUM is None and not BROWSER_REQUIRED,
                                    reason="needs Chromium (CI installs Debian's chromium)")
 
 
-def rendered_dom(url: str, width: int = 1400, height: int = 1000) -> str:
-    """The page's DOM after its scripts ran, in a window of the given size."""
+def rendered_dom(url: str, width: int = 1400, height: int = 1000, timers_ms: int = 0) -> str:
+    """The page's DOM after its scripts ran, in a window of the given size; `timers_ms` lets the
+    page's timers run that long (virtual time) before the DOM is read."""
     assert CHROMIUM, "MRD_REQUIRE_BROWSER=1 but no chromium on PATH"
+    wait = [f"--virtual-time-budget={timers_ms}"] if timers_ms else []
     done = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--window-size={width},{height}",
-                           "--dump-dom", url], capture_output=True, text=True, timeout=120)
+                           *wait, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 

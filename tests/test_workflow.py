@@ -148,8 +148,8 @@ def test_outputs_follow_the_contract(smoke_run):
     # generated words read as English: no "each people's", "these 1 models", nested brackets; replicate
     # ids in the per-replicate rho table are labelled, not bare numbers beside the rho values
     assert not re.search(r"each people's|these 1 |\(the study's groups \(", report)
-    # C1's power is stated at its planted spread, not at the threshold the verdict words name
-    assert "statistics.calibration.c1_planted_spread" in report and "(planted; the threshold is 2)" in report
+    # C1's power is stated at its planted spread (its calibration row), not at the threshold the verdict words name
+    assert re.search(r"\| C1 \| smallest effect \| spread 4 \(planted; the threshold is 2\) \|", report)
     assert re.search(r"\| replicate 0 \| -?[\d.]+ \|", report) and re.search(r"\| replicate 1 \| -?[\d.]+ \|", report)
     assert not list(out.rglob("*.tmp"))
     assert not list((out / "unlearning").rglob("*.safetensors"))  # unlearned models are evaluated, not kept

@@ -23,10 +23,10 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import claims
-from .claims import counted
 from .statistics import (MIN_GROUPS, binomial_lower, binomial_upper, group_blocks, holm, resampling_scheme,
                          sign_flip_floor, sign_flip_p, t_test_power)
 from .validation import family_association, rank_association
+from .wording import counted
 
 Z90 = 1.2815515655446004  # the 90th percentile of the standard normal
 

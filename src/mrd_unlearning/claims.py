@@ -90,11 +90,6 @@ def effect_verdict(low: float, high: float, smallest: float, direction: int = 1)
     return INCONCLUSIVE
 
 
-def counted(n: int, noun: str, plural: str | None = None) -> str:
-    """'1 replicate', '3 replicates': generated sentences agree with their numbers."""
-    return f"{n} {noun if n == 1 else plural or noun + 's'}"
-
-
 def scope(n_groups: int, n_samples: int, unit: str = "groups", min_groups: int = MIN_GROUPS) -> str:
     """The population a per-sample verdict speaks about: with fewer groups than `min_groups`,
     only these groups ('within these 2 authors')."""

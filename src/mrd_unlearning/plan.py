@@ -24,6 +24,7 @@ from pathlib import Path
 
 from .config import arm_seeds, study_config, study_data_configs
 from .data import tofu
+from .wording import counted
 
 GB = 1e9
 CUDA_CONTEXT_GB = 1.0  # the CUDA context, cuBLAS workspaces and the allocator's slack
@@ -455,8 +456,6 @@ def render(cfg: dict, plan: dict[str, list[JobPlan]], arch: Architecture) -> str
 
 def total_line(summary: dict) -> str:
     """The grand total, the line to read first."""
-    from .claims import counted
-
     return (f"Total: {summary['jobs']} model jobs in {counted(len(summary['studies']), 'study', 'studies')}, "
             f"{summary['gpu_hours']:.2f} GPU-hours, peak {summary['max_gpu_mem_gb']:.2f} GB per GPU of "
             f"{summary['usable_gb']:.2f} usable ({'fits' if summary['fits'] else 'does NOT fit: see the remedies above'}), "
@@ -507,8 +506,6 @@ def cpu_total_line(totals: dict) -> str:
     """A CPU study's grand total, the line to read first."""
     time = (f"{totals['core_hours']:.2f} core-hours in the last run" if totals["core_hours"] is not None
             else "no run measured yet (run the study once, or plan a GPU run with resources.gpu > 0)")
-    from .claims import counted
-
     return (f"Total: {totals['jobs']} model jobs in {counted(len(totals['studies']), 'study', 'studies')} on CPUs, "
             f"{time}, peak {totals['max_ram_gb']:.3g} GB of RAM per job, {totals['disk_gb']:.2f} GB of checkpoints "
             "on disk")

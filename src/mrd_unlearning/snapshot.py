@@ -35,6 +35,7 @@ from .io import atomic_path, read_json, write_json
 from .jobs import STUDY_OUTPUTS
 from .provenance import rule_identities
 from .timing import benchmark_table
+from .wording import counted
 
 SNAPSHOTS = Path("docs/results")
 README = Path("README.md")
@@ -299,13 +300,16 @@ def readme_table(snaps: list[dict]) -> str:
             r = table.loc[claim]
             text = r.claim_text
             scope = f" ({r.scope})" if isinstance(r.scope, str) and r.scope else ""
-            detectable = (f"; power {r.power:.0%} at its smallest effects; at 80% power, {_detectable(s, claim)}"
-                          if _primary(s, claim) else f"; detectable {_detectable(s, claim)}")
+            planned = _detectable(s, claim)
+            detectable = (f"; detectable {planned}" if not _primary(s, claim) else
+                          f"; power {r.power:.0%} at its smallest effects; {planned}" if planned.startswith("not ") else
+                          f"; power {r.power:.0%} at its smallest effects; at 80% power, {planned}")
             cells.append(f"**{r.verdict}**{scope}: {_estimate(r)}{detectable}")
         rows.append(f"| {text} | " + " | ".join(cells) + " |")
     rows.append("| (attacks) MRD weighting leaves forgetting less robust than uniform sampling | "
                 + " | ".join(_robustness_cell(s["metrics"]) for s in snaps) + " |")
-    runs = "; ".join(f"`{s['study']}`: {s['run']['replicates']} replicates, {_minutes(s['run']['wall_s_per_replicate'])}"
+    runs = "; ".join(f"`{s['study']}`: {counted(s['run']['replicates'], 'replicate')}, "
+                     f"{_minutes(s['run']['wall_s_per_replicate'])}"
                      f" per replicate on {_machines(s['run'])[0]['cores']} cores ({_machines(s['run'])[0]['cpu']}), "
                      f"run of {_when(s['run'])}" for s in snaps)
     return (head + "\n".join(rows) + "\n\n"
@@ -368,7 +372,7 @@ def study_page(snap: dict) -> str:
         lines.append(f"| {r.claim} | {r.condition} | {r.effect} | {r.simulations} | {false} | {power} |")
     per_rep = ", ".join(f"replicate {k}: {_minutes(v)}" for k, v in run["job_s_per_replicate"].items())
     lines += ["", "## Cost", "",
-              f"Wall time {_minutes(run['wall_s'])} for {run['replicates']} replicates, "
+              f"Wall time {_minutes(run['wall_s'])} for {counted(run['replicates'], 'replicate')}, "
               f"{_minutes(run['wall_s_per_replicate'])} per replicate (the time in which any job ran, from the "
               f"benchmark files). Summed job time (jobs ran side by side): {per_rep}; pooled stages {_minutes(run['job_s_shared'])}. "
               + run_facts(run), "",

@@ -151,9 +151,8 @@ def environment_kept():
         os.environ.update(before)
 
 
-# --- the smoke study, run once per test session --------------------------------------------------
+# --- pages in a real browser ----------------------------------------------------------------------
 
-ROOT = Path(__file__).resolve().parents[1]
 # Pages are checked as headless Chromium renders them (Debian's chromium). CI installs it and sets
 # MRD_REQUIRE_BROWSER=1, so that there those tests run or fail, never skip.
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -172,6 +171,10 @@ def rendered_dom(url: str, width: int = 1400, height: int = 1000, timers_ms: int
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
 
+
+# --- the smoke study, run once per test session --------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--configfile", "config/smoke.yaml"]
 
 

@@ -1,6 +1,7 @@
 """Snapshots and what renders from them: the README's results table and the docs' results pages
 are exactly what the committed snapshots give; `make snapshot` works on a finished study; the
 documentation site builds strictly, offline."""
+import functools
 import inspect
 import json
 import os
@@ -148,6 +149,7 @@ def test_make_snapshot_on_a_finished_study(smoke_run, tmp_path):
 # `make docs` installs the package without its dependencies (no torch), and only what its recipe
 # names. Its steps are run here where nothing else imports: the standard library, the package, and
 # the distributions the Makefile's docs recipe installs with everything they require.
+@functools.cache
 def docs_environment_modules() -> list[str]:
     import importlib.metadata as metadata
 

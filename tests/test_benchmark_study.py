@@ -17,7 +17,7 @@ from mrd_unlearning.data.loader import CUT, GROUP, DataError, load_study_data
 from mrd_unlearning.models import encode_sample
 from mrd_unlearning.stages.data import prepare_data
 
-from .conftest import MAX_LENGTH, tiny_model
+from .conftest import MAX_LENGTH, ROOT, tiny_model
 
 
 def _cfg(name, folders, splits, documents=(4, 4, 4), document_words=None, chunk_words=None, eval_rows=3):
@@ -239,6 +239,33 @@ def test_the_report_names_the_cut_and_tabulates_the_benchmarks_metrics(prepared)
     one = report._benchmark({0: {"target_eval": evals["target"], "retain_eval": evals["retain"]}}, runs.iloc[:1])
     assert list(one["table"].model)[-1] == "ga / uniform (1 run)"
     assert report._benchmark({0: {"target_eval": {}, "retain_eval": {}}}, runs) == {}
+
+
+def test_the_results_pages_show_the_benchmarks_own_metrics_from_metrics_json():
+    """The verdicts rule writes the report's benchmark table into metrics.json (JSON: a metric the
+    unlearned models lack is null), and a snapshot's page renders it; a study of other data has none."""
+    import pandas as pd
+
+    from mrd_unlearning import report, snapshot
+
+    evals = {role: {"benchmark": "wmdp", "wmdp_forget_acc": acc, "wmdp_holdout_acc": 0.25, "wmdp_retain_acc": 0.9}
+             for role, acc in (("target", 1.0), ("retain", 0.3))}
+    loaded = {0: {"target_eval": evals["target"], "retain_eval": evals["retain"]}}
+    runs = pd.DataFrame({"algorithm": ["ga"] * 4, "sampler": ["uniform", "uniform", "mrd", "mrd"],
+                         "wmdp_forget_acc": [0.2, 0.4, 0.1, 0.3], "wmdp_retain_acc": 0.8})  # no holdout accuracy
+    own = json.loads(json.dumps(report.benchmark_metrics(loaded, runs)))["benchmark"]
+    assert own["name"] == "WMDP" and own["not_run"].startswith("MMLU")
+    assert own["models"][-1] == {"model": "ga / mrd (mean of 2 runs)", "accuracy, forgotten questions": 0.2,
+                                 "accuracy, held-out questions": None, "accuracy, retained questions": 0.8}
+    snap = snapshot.load(ROOT / "docs" / "results" / "default")
+    assert "own metrics" not in snapshot.study_page(snap)
+    page = snapshot.study_page({**snap, "metrics": {**snap["metrics"], "benchmark": own}})
+    assert "## WMDP's own metrics" in page and "this study lacks: MMLU" in page
+    assert ("| model | accuracy, forgotten questions | accuracy, held-out questions | accuracy, retained questions |"
+            in page)
+    assert "| target (replicate 0) | 1.00 | 0.25 | 0.90 |" in page
+    assert "| ga / mrd (mean of 2 runs) | 0.20 | n/a | 0.80 |" in page
+    assert report.benchmark_metrics({0: {"target_eval": {}, "retain_eval": {}}}, runs) == {}
 
 
 def test_make_plan_names_a_missing_benchmark_folder_in_one_line(tmp_path, capsys):

@@ -220,11 +220,13 @@ def test_the_docs_steps_need_nothing_the_docs_environment_lacks():
 
 @pytest.mark.e2e
 def test_the_documentation_builds_strictly_offline(site):
-    for page in ("index.html", "method.html", "results/default.html", "results/tofu_smollm2.html", "api.html",
+    results = [f"results/{study}.html" for study in snapshot.snapshots(ROOT / "docs" / "results")]
+    assert {"results/default.html", "results/tofu_smollm2.html"} <= set(results)
+    for page in ("index.html", "method.html", *results, "api.html",
                  "your-data.html"):  # offline: one .html file per page, readable from the file system
         assert (site / page).is_file(), page
     assert "MRDWeightedTrainer" in (site / "your-data.html").read_text()  # the README's section, included
-    for page in ("results/default.html", "results/tofu_smollm2.html"):  # nine columns: the page's width is theirs
+    for page in results:  # nine columns: the page's width is theirs
         assert 'data-md-type="toc" hidden>' in (site / page).read_text(), page
     assert 'data-md-type="toc" hidden>' not in (site / "method.html").read_text()
     assert "score_mrd" in (site / "api.html").read_text()
@@ -248,7 +250,7 @@ window.addEventListener("load", () => setTimeout(() => {
 def test_the_results_pages_show_every_column_of_their_tables_in_a_1400_pixel_window(site):
     """Nine-column verdict tables fit the page at 1400 px, nothing scrolled out of sight; with the
     theme's default layout (no wide-tables stylesheet) the verdict table overflows its box."""
-    for name in ("default", "tofu_smollm2"):
+    for name in snapshot.snapshots(ROOT / "docs" / "results"):
         page = site / "results" / f"{name}.html"
         html = page.read_text()
         assert "wide-tables.css" in html

@@ -331,6 +331,20 @@ def _robustness_cell(metrics: dict) -> str:
             f"{_num(metrics[longest])} [{_num(metrics[longest + '_ci_low'])}, {_num(metrics[longest + '_ci_high'])}]")
 
 
+def _benchmark_section(own: dict | None) -> list[str]:
+    """A benchmark's study: the benchmark's own metrics of each model, as its report gives them."""
+    if not own:
+        return []
+    columns = [c for c in own["models"][0] if c != "model"]
+    lines = ["", f"## {own['name']}'s own metrics", "",
+             "Each model scored on the benchmark's published evaluation sets with its own prompts and metrics (the "
+             f"unlearned models after the budget). What of the benchmark this study lacks: {own['not_run']}", "",
+             "| model | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    for row in own["models"]:
+        lines.append(f"| {row['model']} | " + " | ".join(_num(row[c]) for c in columns) + " |")
+    return lines
+
+
 def study_page(snap: dict) -> str:
     """docs/results/<study>.md."""
     verdicts, run = snap["verdicts"], snap["run"]
@@ -352,6 +366,7 @@ def study_page(snap: dict) -> str:
                      f"{_detectable(snap, r.claim)} |")
     lines += ["", f"Attacks after the budget (relearning, quantization): {_robustness_cell(snap['metrics'])}; "
               "the run's report gives every attack, tier and control."]
+    lines += _benchmark_section(snap["metrics"].get("benchmark"))
     unit = snap["c4_unit"]
     chosen = unit[unit.chosen.astype(bool)].iloc[0]
     lines += ["", "## C4's unit", "",

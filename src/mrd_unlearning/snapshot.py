@@ -269,7 +269,7 @@ def _when(run: dict) -> str:
 
 def run_facts(run: dict) -> str:
     """What ran, when, where, at which commit: facts frozen with the snapshot."""
-    machines = "; ".join(f"{m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB"
+    machines = "; ".join(f"{m['cpu']}, {counted(m['cores'], 'core')}, {m['memory_gib']} GiB"
                          + (f", {', '.join(m['gpus'])}" if m["gpus"] else ", no GPU")
                          + f", Python {m['python']}, torch {m['torch']}" + (f" ({m['jobs']} jobs)" if "jobs" in m else "")
                          for m in _machines(run))
@@ -310,11 +310,11 @@ def readme_table(snaps: list[dict]) -> str:
                 + " | ".join(_robustness_cell(s["metrics"]) for s in snaps) + " |")
     runs = "; ".join(f"`{s['study']}`: {counted(s['run']['replicates'], 'replicate')}, "
                      f"{_minutes(s['run']['wall_s_per_replicate'])}"
-                     f" per replicate on {_machines(s['run'])[0]['cores']} cores ({_machines(s['run'])[0]['cpu']}), "
+                     f" per replicate on {counted(_machines(s['run'])[0]['cores'], 'core')} ({_machines(s['run'])[0]['cpu']}), "
                      f"run of {_when(s['run'])}" for s in snaps)
     return (head + "\n".join(rows) + "\n\n"
             f"Each cell: the pooled verdict, the statistic it reads with its 95% CI, and the smallest effect the "
-            f"design detects with 80% power (`make plan`). Wall time: {runs}. Each study's page says what ran.\n")
+            f"design detects with 80% power (`make plan`). Wall time: {runs}.\n")
 
 
 def _robustness_cell(metrics: dict) -> str:
@@ -404,8 +404,13 @@ def snapshots(root: str | Path = SNAPSHOTS) -> dict[str, dict]:
 
 
 def readme_block(snaps: dict[str, dict], studies: tuple[str, ...] = README_STUDIES) -> str:
+    """The table of `studies`, then a link to every snapshot's page (the studies outside the table too)."""
     shown = [snaps[s] for s in studies if s in snaps]
-    return f"{BEGIN}\n{readme_table(shown) if shown else 'No snapshot yet: `make snapshot`.'}{END}"
+    if not shown:
+        return f"{BEGIN}\nNo snapshot yet: `make snapshot`.\n{END}"
+    pages = ", ".join(f"[`{s}`]({SNAPSHOTS.as_posix()}/{s}.md)" for s in [*(x["study"] for x in shown),
+                                                                         *sorted(set(snaps) - set(studies))])
+    return f"{BEGIN}\n{readme_table(shown)}\nEach study's page (what ran, every verdict's calibration, the cost): {pages}.\n{END}"
 
 
 def render(root: str | Path = SNAPSHOTS, readme: str | Path = README,

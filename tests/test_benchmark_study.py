@@ -241,9 +241,9 @@ def test_the_report_names_the_cut_and_tabulates_the_benchmarks_metrics(prepared)
     assert report._benchmark({0: {"target_eval": {}, "retain_eval": {}}}, runs) == {}
 
 
-def test_the_results_pages_show_the_benchmarks_own_metrics_from_metrics_json():
-    """The verdicts rule writes the report's benchmark table into metrics.json (JSON: a metric the
-    unlearned models lack is null), and a snapshot's page renders it; a study of other data has none."""
+def test_the_results_pages_show_the_benchmarks_own_metrics(tmp_path):
+    """A snapshot keeps the report's benchmark table, read from the run's evaluations (JSON: a
+    metric the unlearned models lack is null), and its page renders it; a study of other data has none."""
     import pandas as pd
 
     from mrd_unlearning import report, snapshot
@@ -253,13 +253,20 @@ def test_the_results_pages_show_the_benchmarks_own_metrics_from_metrics_json():
     loaded = {0: {"target_eval": evals["target"], "retain_eval": evals["retain"]}}
     runs = pd.DataFrame({"algorithm": ["ga"] * 4, "sampler": ["uniform", "uniform", "mrd", "mrd"],
                          "wmdp_forget_acc": [0.2, 0.4, 0.1, 0.3], "wmdp_retain_acc": 0.8})  # no holdout accuracy
-    own = json.loads(json.dumps(report.benchmark_metrics(loaded, runs)))["benchmark"]
+    run = tmp_path / "results" / "wmdp_study"
+    for role in ("target", "retain"):
+        (run / "eval" / "rep0").mkdir(parents=True, exist_ok=True)
+        (run / "eval" / "rep0" / f"{role}.json").write_text(json.dumps(evals[role]))
+    (run / "tables").mkdir()
+    runs.to_csv(run / "tables" / "unlearning.csv", index=False)
+    own = json.loads(json.dumps(snapshot.own_evaluation(run)))
+    assert own == json.loads(json.dumps(report.benchmark_metrics(loaded, runs)))
     assert own["name"] == "WMDP" and own["not_run"].startswith("MMLU")
     assert own["models"][-1] == {"model": "ga / mrd (mean of 2 runs)", "accuracy, forgotten questions": 0.2,
                                  "accuracy, held-out questions": None, "accuracy, retained questions": 0.8}
     snap = snapshot.load(ROOT / "docs" / "results" / "default")
     assert "own metrics" not in snapshot.study_page(snap)
-    page = snapshot.study_page({**snap, "metrics": {**snap["metrics"], "benchmark": own}})
+    page = snapshot.study_page({**snap, "benchmark": own})
     assert "## WMDP's own metrics" in page and "this study lacks: MMLU" in page
     assert ("| model | accuracy, forgotten questions | accuracy, held-out questions | accuracy, retained questions |"
             in page)

@@ -156,14 +156,14 @@ def _benchmark(loaded: dict, runs: pd.DataFrame) -> dict:
 
 
 def benchmark_metrics(loaded: dict, runs: pd.DataFrame) -> dict:
-    """metrics.json's `benchmark` (only in a benchmark's study): its own evaluation, model by model,
-    so that the results pages, rendered from snapshots, show what the report shows."""
+    """A benchmark study's own evaluation as JSON, model by model (null where a model lacks a
+    metric), for its snapshot: the results pages show what the report shows. {} for other data."""
     own = _benchmark(loaded, runs)
     if not own:
         return {}
     models = [{k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in row.items()}
               for row in own["table"].to_dict("records")]
-    return {"benchmark": {"name": own["name"], "not_run": own["lacks"], "models": models}}
+    return {"name": own["name"], "not_run": own["lacks"], "models": models}
 
 
 def _c1(scores, replicate_stability, stats_cfg, unit: str) -> dict:
@@ -828,7 +828,6 @@ def headline_metrics(context: dict, validation: pd.DataFrame, primary: str) -> d
             metrics[f"recovery_beyond_control_{attack}"] = mean
             metrics[f"recovery_beyond_control_{attack}_ci_low"] = low
             metrics[f"recovery_beyond_control_{attack}_ci_high"] = high
-    metrics.update(benchmark_metrics(context["loaded"], context["runs"]))
     return {k: (float(v) if isinstance(v, (np.floating, np.integer)) else v) for k, v in metrics.items()}
 
 

@@ -163,10 +163,24 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
         for name, target in COPIED.items():
             shutil.copy(source / name, tmp / target)
         benchmark_table(source).to_csv(tmp / "timing.csv", index=False, float_format="%.1f")
+        own = own_evaluation(source)
+        if own:
+            write_json(tmp / "benchmark.json", own)
         write_json(tmp / "run.json", {"study": study, "config": config_argument(config), **run_times(source),
                                       "detectable": detectable, "plan_simulations": simulations,
                                       "feeds": feeds, "record": read_json(source / "run.json")})
     return Path(out) / study
+
+
+def own_evaluation(source: Path) -> dict:
+    """A benchmark study's own metrics (MUSE, WMDP, WHP), read from the run's evaluations and
+    unlearning table as its report reads them; {} for a study of other data."""
+    from .report import benchmark_metrics
+
+    evals = {int(folder.name.removeprefix("rep")): {f"{role}_eval": read_json(folder / f"{role}.json")
+                                                   for role in ("target", "retain")}
+             for folder in sorted((source / "eval").glob("rep*"))}
+    return benchmark_metrics(evals, pd.read_csv(source / "tables" / "unlearning.csv")) if evals else {}
 
 
 # --- rendering ---------------------------------------------------------------------------------------
@@ -176,7 +190,8 @@ def load(folder: str | Path) -> dict:
     return {"study": folder.name, "verdicts": pd.read_csv(folder / "verdicts.csv"),
             "calibration": pd.read_csv(folder / "calibration.csv"), "c4_unit": pd.read_csv(folder / "c4_unit.csv"),
             "timing": pd.read_csv(folder / "timing.csv"), "run": json.loads((folder / "run.json").read_text()),
-            "metrics": json.loads((folder / "metrics.json").read_text())}
+            "metrics": json.loads((folder / "metrics.json").read_text()),
+            "benchmark": read_json(folder / "benchmark.json") if (folder / "benchmark.json").is_file() else {}}
 
 
 def _num(value: float, digits: int = 2) -> str:
@@ -366,7 +381,7 @@ def study_page(snap: dict) -> str:
                      f"{_detectable(snap, r.claim)} |")
     lines += ["", f"Attacks after the budget (relearning, quantization): {_robustness_cell(snap['metrics'])}; "
               "the run's report gives every attack, tier and control."]
-    lines += _benchmark_section(snap["metrics"].get("benchmark"))
+    lines += _benchmark_section(snap.get("benchmark"))
     unit = snap["c4_unit"]
     chosen = unit[unit.chosen.astype(bool)].iloc[0]
     lines += ["", "## C4's unit", "",

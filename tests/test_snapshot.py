@@ -48,6 +48,11 @@ def test_pages_state_frozen_facts_and_the_check_names_stale_rules(tmp_path, monk
     assert ("Run record of 2026-12-05: commit `0123456789ab` with uncommitted changes, configuration config/config.yaml "
             "(content hash `cafe`), 3 jobs on: CPU X, 2 cores, 8.0 GiB, no GPU, Python 3.11.7, torch 2.13.0 (3 jobs).") in page
     assert "run of 2026-12-05" in snapshot.readme_table([snap])
+    for files, said in ((["config/config.yaml", "config/config.yaml"], "configuration config/config.yaml (content"),
+                        (["config/a.yaml", "config/local.yaml", "config/config.yaml"],
+                         "configuration config/a.yaml, config/local.yaml over config/config.yaml (content")):
+        assert said in snapshot.study_page({**snap, "run": {**snap["run"], "record": {**snap["run"]["record"],
+                                                                                      "config_files": files}}})
     snap["run"]["record"]["machines"][0]["cores"] = 1  # a run pinned to one core says so, in words that agree
     assert "CPU X, 1 core, 8.0 GiB" in snapshot.study_page(snap)
     assert "per replicate on 1 core (CPU X)" in snapshot.readme_table([snap])

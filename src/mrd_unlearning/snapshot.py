@@ -282,6 +282,13 @@ def _when(run: dict) -> str:
     return run["record"]["recorded"][:10] if "record" in run else run["machine"]["date"]
 
 
+def _configuration(files: list[str]) -> str:
+    """Snakemake lists the command line's files, then the Snakefile's own: the base they overlay."""
+    *overlays, base = files
+    overlays = [f for f in dict.fromkeys(overlays) if f != base]
+    return f"{', '.join(overlays)} over {base}" if overlays else base
+
+
 def run_facts(run: dict) -> str:
     """What ran, when, where, at which commit: facts frozen with the snapshot."""
     machines = "; ".join(f"{m['cpu']}, {counted(m['cores'], 'core')}, {m['memory_gib']} GiB"
@@ -295,7 +302,7 @@ def run_facts(run: dict) -> str:
     r = run["record"]
     tree = {True: " with uncommitted changes", False: "", None: ""}[r["dirty"]]
     commit = f"commit `{r['commit'][:12]}`{tree}" if r["commit"] else "a tree outside git"
-    return (f"Run record of {_when(run)}: {commit}, configuration {', '.join(r['config_files'])} (content hash "
+    return (f"Run record of {_when(run)}: {commit}, configuration {_configuration(r['config_files'])} (content hash "
             f"`{r['config_hash']}`), {r['jobs']} jobs on: {machines}.")
 
 

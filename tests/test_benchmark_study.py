@@ -259,7 +259,7 @@ def test_the_results_pages_show_the_benchmarks_own_metrics(tmp_path):
         (run / "eval" / "rep0" / f"{role}.json").write_text(json.dumps(evals[role]))
     (run / "tables").mkdir()
     runs.to_csv(run / "tables" / "unlearning.csv", index=False)
-    own = json.loads(json.dumps(snapshot.own_evaluation(run)))
+    own = json.loads(json.dumps(snapshot.own_evaluation(run, [0])))
     assert own == json.loads(json.dumps(report.benchmark_metrics(loaded, runs)))
     assert own["name"] == "WMDP" and own["not_run"].startswith("MMLU")
     assert own["models"][-1] == {"model": "ga / mrd (mean of 2 runs)", "accuracy, forgotten questions": 0.2,

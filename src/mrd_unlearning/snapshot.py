@@ -163,7 +163,7 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
         for name, target in COPIED.items():
             shutil.copy(source / name, tmp / target)
         benchmark_table(source).to_csv(tmp / "timing.csv", index=False, float_format="%.1f")
-        own = own_evaluation(source)
+        own = own_evaluation(source, cfg["replicates"])
         if own:
             write_json(tmp / "benchmark.json", own)
         write_json(tmp / "run.json", {"study": study, "config": config_argument(config), **run_times(source),
@@ -172,15 +172,14 @@ def take(config: str | Path, cfg: dict, study: str, data_cfg: dict, *, results: 
     return Path(out) / study
 
 
-def own_evaluation(source: Path) -> dict:
-    """A benchmark study's own metrics (MUSE, WMDP, WHP), read from the run's evaluations and
-    unlearning table as its report reads them; {} for a study of other data."""
+def own_evaluation(source: Path, replicates: list[int]) -> dict:
+    """A benchmark study's own metrics (MUSE, WMDP, WHP), read from the configured replicates'
+    evaluations and the unlearning table as its report reads them; {} for a study of other data."""
     from .report import benchmark_metrics
 
-    evals = {int(folder.name.removeprefix("rep")): {f"{role}_eval": read_json(folder / f"{role}.json")
-                                                   for role in ("target", "retain")}
-             for folder in sorted((source / "eval").glob("rep*"))}
-    return benchmark_metrics(evals, pd.read_csv(source / "tables" / "unlearning.csv")) if evals else {}
+    evals = {r: {f"{role}_eval": read_json(source / f"eval/rep{r}/{role}.json") for role in ("target", "retain")}
+             for r in replicates}
+    return benchmark_metrics(evals, pd.read_csv(source / "tables" / "unlearning.csv"))
 
 
 # --- rendering ---------------------------------------------------------------------------------------

@@ -48,6 +48,12 @@ def test_pages_state_frozen_facts_and_the_check_names_stale_rules(tmp_path, monk
     assert ("Run record of 2026-12-05: commit `0123456789ab` with uncommitted changes, configuration config/config.yaml "
             "(content hash `cafe`), 3 jobs on: CPU X, 2 cores, 8.0 GiB, no GPU, Python 3.11.7, torch 2.13.0 (3 jobs).") in page
     assert "run of 2026-12-05" in snapshot.readme_table([snap])
+    record = snap["run"]["record"]  # jobs kept from a run at an earlier commit: the page names each commit
+    rerun = {**record, "job_commits": {"f" * 40: 2, "0123456789abcdef" + "0" * 24 + " (dirty)": 1}}
+    assert ("(3 jobs). The jobs ran at `ffffffffffff` (2 jobs), `0123456789ab` (dirty) (1 job).") in \
+        snapshot.study_page({**snap, "run": {**snap["run"], "record": rerun}})
+    one = {**record, "commit": "f" * 40, "job_commits": {"f" * 40: 3}}
+    assert "The jobs ran at" not in snapshot.study_page({**snap, "run": {**snap["run"], "record": one}})
     for files, said in ((["config/config.yaml", "config/config.yaml"], "configuration config/config.yaml (content"),
                         (["config/a.yaml", "config/local.yaml", "config/config.yaml"],
                          "configuration config/a.yaml, config/local.yaml over config/config.yaml (content")):

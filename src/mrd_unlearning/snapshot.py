@@ -302,7 +302,23 @@ def run_facts(run: dict) -> str:
     tree = {True: " with uncommitted changes", False: "", None: ""}[r["dirty"]]
     commit = f"commit `{r['commit'][:12]}`{tree}" if r["commit"] else "a tree outside git"
     return (f"Run record of {_when(run)}: {commit}, configuration {_configuration(r['config_files'])} (content hash "
-            f"`{r['config_hash']}`), {r['jobs']} jobs on: {machines}.")
+            f"`{r['config_hash']}`), {r['jobs']} jobs on: {machines}.{_job_commits(r)}")
+
+
+def _job_commits(record: dict) -> str:
+    """Jobs that ran at other commits than the record's (a rerun of some rules keeps the others'
+    outputs): where each job ran, so the record's commit is not read as every job's."""
+    commits = record.get("job_commits", {})
+    if not commits or list(commits) == [record["commit"]]:
+        return ""
+    return " The jobs ran at " + ", ".join(f"{_short_commit(c)} ({counted(n, 'job')})" for c, n in
+                                   sorted(commits.items(), key=lambda kv: -kv[1])) + "."
+
+
+def _short_commit(key: str) -> str:
+    """A job record's commit key ('<sha>', '<sha> (dirty)' or 'outside git') with the sha shortened."""
+    sha, _, rest = key.partition(" ")
+    return (f"`{sha[:12]}`" + (f" {rest}" if rest else "")) if len(sha) == 40 else key
 
 
 def readme_table(snaps: list[dict]) -> str:

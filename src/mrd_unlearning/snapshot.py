@@ -311,8 +311,8 @@ def _job_commits(record: dict) -> str:
     commits = record.get("job_commits", {})
     if not commits or list(commits) == [record["commit"]]:
         return ""
-    return " The jobs ran at " + ", ".join(f"{_short_commit(c)} ({counted(n, 'job')})" for c, n in
-                                   sorted(commits.items(), key=lambda kv: -kv[1])) + "."
+    most_first = sorted(commits.items(), key=lambda kv: -kv[1])
+    return " The jobs ran at " + ", ".join(f"{_short_commit(c)} ({counted(n, 'job')})" for c, n in most_first) + "."
 
 
 def _short_commit(key: str) -> str:
